@@ -1,0 +1,49 @@
+"""HTTP handlers and the one list of every route of the app (see `routes`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tornado.web import Application, RedirectHandler
+
+from handlers import legacy, pages, v1
+from handlers.base import AppDeps, NotFoundHandler, log_request
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
+    """Every URL the server answers, in one place."""
+    d = {"deps": deps}
+    static = {"path": str(STATIC_DIR)}
+    return [
+        # The 2013 endpoints, unchanged for old clients.
+        (r"/card/rest", legacy.BalanceHandler, d),
+        (r"/card/today", legacy.TodayHandler, d),
+        (r"/card/month", legacy.MonthHandler, d),
+        (r"/card/personalinfo", legacy.PersonalInfoHandler, d),
+        # The clean API.
+        (r"/v1/card/balance", v1.V1BalanceHandler, d),
+        (r"/v1/card/transactions", v1.V1TransactionsHandler, d),
+        (r"/v1/card/profile", v1.V1ProfileHandler, d),
+        # Operations.
+        (r"/healthz", pages.HealthHandler, d),
+        # Static files: the index page and the favicon.
+        (r"/()", pages.StaticHandler, {"path": str(STATIC_DIR), "default_filename": "index.html"}),
+        (r"/(favicon\.ico)", pages.StaticHandler, static),
+        (r"/static/(.*)", pages.StaticHandler, static),
+        (r"/index\.html", RedirectHandler, {"url": "/"}),
+    ]
+
+
+def make_app(deps: AppDeps) -> Application:
+    """The Tornado application for one worker."""
+    return Application(
+        routes(deps),  # type: ignore[arg-type]
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"deps": deps},
+        log_function=log_request,
+        compress_response=False,
+        xheaders=False,
+    )

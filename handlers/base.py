@@ -1,0 +1,170 @@
+"""The base handler: JSON answers, and the one place where errors become HTTP.
+
+    school.errors.InvalidCredentials -> 401 invalid_credentials
+    school.errors.SchoolTimeout      -> 504 school_timeout        (Retry-After)
+    school.errors.SchoolUnavailable  -> 502 school_unavailable    (Retry-After)
+    school.errors.SessionExpired     -> 502 school_session_lost   (Retry-After)
+    school.errors.SchoolPageError    -> 502 school_bad_page       (Retry-After)
+    services.errors.BadInput         -> its status (400/401), its code
+    tornado HTTPError 404/405/...    -> not_found / method_not_allowed / ...
+    anything else                    -> 500 internal_error, logged with its traceback
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from tornado.web import HTTPError, RequestHandler
+
+from school.errors import (
+    InvalidCredentials,
+    SchoolError,
+    SchoolPageError,
+    SchoolTimeout,
+    SchoolUnavailable,
+    SessionExpired,
+)
+from services.card import CardService
+from services.errors import BadInput
+
+access_log = logging.getLogger("jnufm.access")
+error_log = logging.getLogger("jnufm.error")
+
+SECRET_PARAMS = frozenset({"password", "passwd", "pwd"})
+
+
+@dataclass(slots=True)
+class WorkerState:
+    """Mutable per-worker facts the handlers keep up to date."""
+
+    inflight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AppDeps:
+    """What handlers need, built per worker after the fork."""
+
+    card: CardService
+    retry_after_s: int
+    worker_index: int = 0
+    state: WorkerState = field(default_factory=WorkerState)
+
+
+def redacted_uri(uri: str) -> str:
+    """The request URI with secret query values replaced, for logs."""
+    path, sep, query = uri.partition("?")
+    if not sep:
+        return path
+    pairs = [(k, "***" if k.lower() in SECRET_PARAMS else v) for k, v in parse_qsl(query, keep_blank_values=True)]
+    return f"{path}?{urlencode(pairs, safe='*')}"
+
+
+def log_request(handler: RequestHandler) -> None:
+    """Access log line: status, method, redacted URI, duration. Never the password."""
+    status = handler.get_status()
+    level = logging.INFO if status < 500 else logging.WARNING
+    access_log.log(
+        level,
+        "%d %s %s %.1fms",
+        status,
+        handler.request.method,
+        redacted_uri(handler.request.uri or ""),
+        1000.0 * handler.request.request_time(),
+    )
+
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    411: "length_required",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def describe_error(exc: BaseException | None, status: int, retry_after_s: int) -> tuple[int, str, str, dict[str, str]]:
+    """Map an exception to (status, code, message, extra headers)."""
+    retry = {"Retry-After": str(retry_after_s)}
+    if isinstance(exc, BadInput):
+        headers = {"WWW-Authenticate": 'Basic realm="jnufm"'} if exc.status == 401 else {}
+        return exc.status, exc.code, exc.message, headers
+    if isinstance(exc, InvalidCredentials):
+        return 401, "invalid_credentials", "the student number or card password is wrong", {}
+    if isinstance(exc, SchoolTimeout):
+        return 504, "school_timeout", "the card center did not answer in time", retry
+    if isinstance(exc, SchoolUnavailable):
+        return 502, "school_unavailable", "the card center is unavailable", retry
+    if isinstance(exc, SessionExpired):
+        return 502, "school_session_lost", "the card center dropped the session; try again", retry
+    if isinstance(exc, SchoolPageError | SchoolError):
+        return 502, "school_bad_page", "the card center answered with a page we cannot read", retry
+    if isinstance(exc, HTTPError) and exc.status_code < 500:
+        code = HTTP_CODES.get(exc.status_code, "bad_request")
+        message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
+        return exc.status_code, code, message or code.replace("_", " "), {}
+    if status < 500 and exc is None:
+        code = HTTP_CODES.get(status, "bad_request")
+        return status, code, code.replace("_", " "), {}
+    return 500, "internal_error", "an internal error occurred; it has been logged", {}
+
+
+class JsonHandler(RequestHandler):
+    """Writes JSON answers and JSON errors."""
+
+    deps: AppDeps
+
+    def initialize(self, deps: AppDeps) -> None:
+        self.deps = deps
+        self._counted = False
+
+    def prepare(self) -> None:
+        self.deps.state.inflight += 1
+        self._counted = True
+
+    def on_finish(self) -> None:
+        if self._counted:
+            self.deps.state.inflight -= 1
+            self._counted = False
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+
+    def write_json(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        exc = exc_info[1] if exc_info else None
+        status, code, message, headers = describe_error(exc, status_code, self.deps.retry_after_s)
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        for name, value in headers.items():
+            self.set_header(name, value)
+        self.finish(json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False))
+
+    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
+        # Expected failures get one line; only real bugs get a traceback, and
+        # never the raw URI (it may hold a password).
+        where = f"{self.request.method} {redacted_uri(self.request.uri or '')}"
+        if isinstance(value, BadInput | HTTPError):
+            return
+        if isinstance(value, SchoolError):
+            error_log.warning("%s: %s: %s", where, type(value).__name__, value)
+            return
+        error_log.error("%s: unexpected error", where, exc_info=(typ, value, tb))
+
+
+class NotFoundHandler(JsonHandler):
+    """Any unknown route: a JSON 404 whatever the method."""
+
+    def prepare(self) -> None:
+        raise HTTPError(404, "no such endpoint: %s", self.request.path)

@@ -1,0 +1,157 @@
+"""The clean API under /v1/: credentials by HTTP Basic auth or a POST body, typed answers.
+
+Money is a decimal string with `currency`, times are ISO 8601 with their
+offset, and every answer says `as_of` (when the school produced it) and
+`source`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from handlers.base import JsonHandler
+from school.models import Transaction
+from services.card import CHINA, Answer
+from services.credentials import MAX_FIELD_LENGTH, Credentials
+from services.errors import BadInput
+
+CURRENCY = "CNY"
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(CHINA).isoformat(timespec="seconds")
+
+
+def money(amount: Decimal) -> str:
+    return f"{amount:.2f}"
+
+
+class V1Handler(JsonHandler):
+    """Credentials from `Authorization: Basic` or a JSON / form POST body."""
+
+    def credentials(self) -> Credentials:
+        header = self.request.headers.get("Authorization")
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "basic" or not token:
+                raise BadInput("invalid_authorization", "only HTTP Basic authorization is accepted", 401)
+            try:
+                decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                raise BadInput("invalid_authorization", "the Basic credentials are not valid base64", 401) from None
+            student_id, sep, password = decoded.partition(":")
+            if not sep:
+                raise BadInput("invalid_authorization", "Basic credentials must be student_id:password", 401)
+            return Credentials.parse(student_id, password)
+        if self.request.method == "POST":
+            body = self.body_fields()
+            return Credentials.parse(body.get("student_id"), body.get("password"))
+        raise BadInput("missing_credentials", "send credentials by HTTP Basic auth or a POST body", 401)
+
+    def body_fields(self) -> dict[str, str]:
+        content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type == "application/json":
+            try:
+                data: Any = json.loads(self.request.body or b"{}")
+            except (ValueError, UnicodeDecodeError):
+                raise BadInput("invalid_json", "the body is not valid JSON") from None
+            if not isinstance(data, dict):
+                raise BadInput("invalid_json", "the body must be a JSON object")
+            fields = {}
+            for key, value in data.items():
+                if value is not None and not isinstance(value, str | int):
+                    raise BadInput("invalid_json", f"{key} must be a string")
+                fields[str(key)] = None if value is None else str(value)
+            return {k: v for k, v in fields.items() if v is not None}
+        if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            return {k: self.get_body_argument(k) for k in self.request.body_arguments}
+        raise BadInput("unsupported_body", "send a JSON or form-encoded body")
+
+    def param(self, name: str) -> str | None:
+        """A query or body parameter (body first for POST)."""
+        if self.request.method == "POST" and name in self.body_fields():
+            return self.body_fields()[name]
+        value = self.get_query_argument(name, None)
+        if value is not None and len(value) > MAX_FIELD_LENGTH:
+            raise BadInput(f"invalid_{name}", f"{name} is too long")
+        return value
+
+    def envelope(self, creds: Credentials, answer: Answer[Any], body: dict[str, Any]) -> dict[str, Any]:
+        return {"student_id": creds.student_id, **body, "as_of": iso(answer.as_of), "source": answer.source}
+
+
+class V1BalanceHandler(V1Handler):
+    async def get(self) -> None:
+        creds = self.credentials()
+        answer = await self.deps.card.account(creds)
+        body = {"balance": {"amount": money(answer.value.balance), "currency": CURRENCY}}
+        self.write_json(self.envelope(creds, answer, body))
+
+    post = get
+
+
+class V1ProfileHandler(V1Handler):
+    async def get(self) -> None:
+        creds = self.credentials()
+        answer = await self.deps.card.account(creds)
+        info = answer.value
+        body = {
+            "name": info.name,
+            "card_number": info.card_number,
+            "identity": info.identity,
+            "department": info.department,
+            "status": info.status,
+        }
+        self.write_json(self.envelope(creds, answer, body))
+
+    post = get
+
+
+def parse_date(name: str, value: str | None, default: date) -> date:
+    if value is None or value == "":
+        return default
+    try:
+        return date.fromisoformat(value) if len(value) == 10 else _bad_date(name)
+    except ValueError:
+        return _bad_date(name)
+
+
+def _bad_date(name: str) -> date:
+    raise BadInput("invalid_date", f"{name} must be a date written YYYY-MM-DD")
+
+
+def v1_rows(rows: list[Transaction]) -> list[dict[str, str]]:
+    return [
+        {
+            "time": iso(row.time),
+            "kind": row.way,
+            "place": row.position,
+            "amount": money(row.amount),
+            "balance_after": money(row.balance_after),
+        }
+        for row in rows
+    ]
+
+
+class V1TransactionsHandler(V1Handler):
+    async def get(self) -> None:
+        creds = self.credentials()
+        today = self.deps.card.today()
+        start = parse_date("start", self.param("start"), today)
+        end = parse_date("end", self.param("end"), today)
+        answer = await self.deps.card.transactions(creds, start, end)
+        body = {
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "currency": CURRENCY,
+            "count": len(answer.value),
+            "transactions": v1_rows(answer.value),
+        }
+        self.write_json(self.envelope(creds, answer, body))
+
+    post = get

@@ -1,0 +1,46 @@
+"""Student credentials: checked for shape, kept out of reprs, reduced to a keyed verifier."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass, field
+
+from services.errors import BadInput
+
+STUDENT_ID = re.compile(r"[0-9]{6,16}")
+PASSWORD = re.compile(r"[0-9]{6}")
+MAX_FIELD_LENGTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A student number and card password; the password never appears in repr or logs."""
+
+    student_id: str
+    password: str = field(repr=False)
+
+    @classmethod
+    def parse(cls, student_id: str | None, password: str | None) -> Credentials:
+        """Check both fields' shape. Raises BadInput naming the first bad field."""
+        if student_id is None or student_id.strip() == "":
+            raise BadInput("missing_student_id", "a student number is required")
+        if password is None or password == "":
+            raise BadInput("missing_password", "a card password is required")
+        student_id = student_id.strip()
+        if len(student_id) > MAX_FIELD_LENGTH or not STUDENT_ID.fullmatch(student_id):
+            raise BadInput("invalid_student_id", "the student number must be 6 to 16 digits")
+        if len(password) > MAX_FIELD_LENGTH or not PASSWORD.fullmatch(password):
+            raise BadInput("invalid_password", "the card password must be exactly 6 digits")
+        return cls(student_id, password)
+
+
+def make_verifier(secret_key: bytes, creds: Credentials) -> str:
+    """HMAC-SHA256 of student id and password under the server's secret, hex.
+
+    Without the key, a leaked table gives nothing to brute-force the 10^6
+    possible passwords against.
+    """
+    message = f"{creds.student_id}\x00{creds.password}".encode()
+    return hmac.new(secret_key, message, hashlib.sha256).hexdigest()

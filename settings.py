@@ -1,0 +1,192 @@
+"""Typed configuration: `config.yaml`, then environment overrides, validated once at start.
+
+Every tunable number lives in `config.yaml` with a comment; this module only
+describes the shape, the defaults and the checks. A bad file ends the process
+with one line naming the key (`ConfigError`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_SECRET_KEY = "insecure-development-key-change-me"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and the problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class ListenSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    backlog: Annotated[int, Field(ge=1)] = 1024
+    reuse_port: bool = False
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///var/jnufm.sqlite3"
+    pool_size: Annotated[int, Field(ge=1, le=100)] = 5
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    sqlite_busy_timeout_s: Annotated[float, Field(ge=0)] = 5.0
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "mysql+aiomysql://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or mysql+aiomysql://")
+        return value
+
+
+class CardCenterConfig(_Section):
+    base_url: str = "http://127.0.0.1:8100"
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 3.0
+    total_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    clock_offset_minutes: int = 55
+    max_pages: Annotated[int, Field(ge=1, le=1000)] = 50
+    user_agent: str = "jnufm/0.1 (+campus API server)"
+    max_connections: Annotated[int, Field(ge=1)] = 32
+
+    @property
+    def clock_offset(self) -> timedelta:
+        return timedelta(minutes=self.clock_offset_minutes)
+
+
+class SchoolSettings(_Section):
+    card: CardCenterConfig = CardCenterConfig()
+
+
+class SimulatorSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8100
+    profile: Literal["fast", "jnu-2013"] = "fast"
+    seed: int = 2013
+    start_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+
+
+class ApiSettings(_Section):
+    history_max_days: Annotated[int, Field(ge=1, le=366)] = 92
+    retry_after_s: Annotated[int, Field(ge=1)] = 30
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(_Section):
+    mode: Literal["development", "production"] = "development"
+    listen: ListenSettings = ListenSettings()
+    processes: Annotated[int, Field(ge=0, le=256)] = 0
+    shutdown_grace_s: Annotated[float, Field(ge=0)] = 10.0
+    database: DatabaseSettings = DatabaseSettings()
+    secret_key: Annotated[str, Field(min_length=16, repr=False)] = DEFAULT_SECRET_KEY
+    school: SchoolSettings = SchoolSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    api: ApiSettings = ApiSettings()
+    log: LogSettings = LogSettings()
+
+    @property
+    def card_base_url(self) -> str:
+        """Where the card client goes: the bundled simulator when it is on."""
+        if self.simulator.enabled:
+            return f"http://{self.simulator.host}:{self.simulator.port}"
+        return self.school.card.base_url
+
+    def worker_count(self) -> int:
+        return self.processes or (os.cpu_count() or 1)
+
+
+# Environment variables that override keys of the file, for secrets and per-host values.
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "JNUFM_DATABASE_URL": ("database", "url"),
+    "JNUFM_SECRET_KEY": ("secret_key",),
+    "JNUFM_MODE": ("mode",),
+    "JNUFM_PORT": ("listen", "port"),
+    "JNUFM_PROCESSES": ("processes",),
+}
+
+
+def _set_path(data: dict[str, Any], path: tuple[str, ...], value: str) -> None:
+    node = data
+    for key in path[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(path)}: cannot override, {key} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _anchor_sqlite_path(settings: Settings, base: Path) -> Settings:
+    """A relative SQLite file is relative to the config file, not to the current directory."""
+    prefix = "sqlite+aiosqlite:///"
+    url = settings.database.url
+    if not url.startswith(prefix) or url.startswith(prefix + "/") or ":memory:" in url:
+        return settings
+    absolute = prefix + str(base / url[len(prefix) :])
+    database = settings.database.model_copy(update={"url": absolute})
+    return settings.model_copy(update={"database": database})
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    return f"{key}: {first['msg']}"
+
+
+def load_settings(
+    path: Path | None, env: dict[str, str] | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Read the YAML file (if any), apply environment and CLI overrides, validate.
+
+    Raises ConfigError with one line naming the problem.
+    """
+    env = dict(os.environ) if env is None else env
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}:{where} is not valid YAML") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys")
+        data = loaded or {}
+    for name, key_path in ENV_OVERRIDES.items():
+        if env.get(name):
+            _set_path(data, key_path, env[name])
+    secret_file = env.get("JNUFM_SECRET_KEY_FILE")
+    if secret_file:
+        try:
+            data["secret_key"] = Path(secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"JNUFM_SECRET_KEY_FILE: cannot read ({exc.strerror})") from None
+    for dotted, value in (overrides or {}).items():
+        _set_path(data, tuple(dotted.split(".")), value)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    if path is not None:
+        settings = _anchor_sqlite_path(settings, path.resolve().parent)
+    if settings.mode == "production" and settings.secret_key == DEFAULT_SECRET_KEY:
+        raise ConfigError(
+            "secret_key: production mode refuses the default key; "
+            "set JNUFM_SECRET_KEY or JNUFM_SECRET_KEY_FILE"
+        )
+    return settings

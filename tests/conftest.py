@@ -1,0 +1,135 @@
+"""Shared fixtures: a real simulated school, a real database (SQLite, and MySQL when
+JNUFM_TEST_MYSQL_URL is set), and jnufm's app served over real HTTP.
+
+In place of pytest-tornado (unmaintained, see README) these give the same
+names: `app` (the Tornado application), `base_url` (where it listens) and
+`http_client` (an httpx client bound to it).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pymysql
+import pytest
+from sqlalchemy.engine import make_url
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.web import Application
+
+from db.engine import make_engine, make_sessionmaker
+from db.migrate import migrate
+from handlers import make_app
+from handlers.base import AppDeps
+from runtime.worker import card_client, make_http_client
+from services.card import CardService
+from settings import Settings, load_settings
+from tests.procs import Proc, schoolsim
+
+MYSQL_ENV = "JNUFM_TEST_MYSQL_URL"
+TEST_SECRET = "test-secret-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """One simulated card center (fast profile) for the whole run."""
+    with schoolsim(tmp_path_factory.mktemp("sim")) as proc:
+        yield proc
+
+
+def _mysql_database(base_url: str) -> Iterator[str]:
+    url = make_url(base_url)
+    name = f"jnufm_t_{secrets.token_hex(6)}"
+    conn = pymysql.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 3306,
+        user=url.username or "root",
+        password=url.password or "",
+        autocommit=True,
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database for one test: a SQLite file, or a new MySQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'jnufm.sqlite3'}"
+        return
+    base = os.environ.get(MYSQL_ENV)
+    if not base:
+        if os.environ.get("JNUFM_REQUIRE_MYSQL"):
+            pytest.fail(f"{MYSQL_ENV} is not set but MySQL tests are required")
+        pytest.skip(f"{MYSQL_ENV} not set")
+    yield from _mysql_database(base)
+
+
+def make_settings(db_url: str, sim_url: str, **overrides: Any) -> Settings:
+    """Settings for a test: the given database and school, no bundled simulator."""
+    values: dict[str, Any] = {
+        "database.url": db_url,
+        "school.card.base_url": sim_url,
+        "simulator.enabled": False,
+        "secret_key": TEST_SECRET,
+        "processes": 1,
+    }
+    values.update(overrides)
+    return load_settings(None, env={}, overrides=values)
+
+
+@pytest.fixture
+def settings(db_url: str, sim: Proc) -> Settings:
+    return make_settings(db_url, sim.url)
+
+
+@pytest.fixture
+async def deps(settings: Settings) -> AsyncIterator[AppDeps]:
+    """A worker's dependencies, built on the test's event loop, with the schema migrated."""
+    engine = make_engine(settings.database)
+    await migrate(engine)
+    http = make_http_client(settings)
+    service = CardService(
+        card_client(settings, http),
+        make_sessionmaker(engine),
+        settings.secret_key.encode(),
+        settings.api.history_max_days,
+    )
+    yield AppDeps(card=service, retry_after_s=settings.api.retry_after_s)
+    await http.aclose()
+    await engine.dispose()
+
+
+@pytest.fixture
+def app(deps: AppDeps) -> Application:
+    return make_app(deps)
+
+
+@pytest.fixture
+async def base_url(app: Application) -> AsyncIterator[str]:
+    """The app served over real HTTP on a free loopback port."""
+    sockets: list[socket.socket] = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(app)
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+    await server.close_all_connections()
+
+
+@pytest.fixture
+async def http_client(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, trust_env=False) as client:
+        yield client

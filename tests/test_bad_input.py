@@ -1,0 +1,128 @@
+"""Every bad input a user can send gets a 4xx JSON error with a stable code, never a 500."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+import pytest
+
+STUDENT = "2012052690"
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({}, "missing_student_id"),
+        ({"password": "052690"}, "missing_student_id"),
+        ({"stuid": "", "password": "052690"}, "missing_student_id"),
+        ({"stuid": STUDENT}, "missing_password"),
+        ({"stuid": STUDENT, "password": ""}, "missing_password"),
+        ({"stuid": "20120526x0", "password": "052690"}, "invalid_student_id"),
+        ({"stuid": "1" * 17, "password": "052690"}, "invalid_student_id"),
+        ({"stuid": "1" * 5000, "password": "052690"}, "invalid_student_id"),
+        ({"stuid": STUDENT, "password": "05269a"}, "invalid_password"),
+        ({"stuid": STUDENT, "password": "0526901"}, "invalid_password"),
+        ({"stuid": STUDENT, "password": "\u0660" * 6}, "invalid_password"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/card/rest", "/card/today", "/card/month", "/card/personalinfo"])
+async def test_legacy_bad_credentials(
+    http_client: httpx.AsyncClient, path: str, params: dict[str, str], code: str
+) -> None:
+    resp = await http_client.get(path, params=params)
+    assert resp.status_code == 400
+    assert resp.json() == {"error": {"code": code, "message": resp.json()["error"]["message"]}}
+    assert resp.json()["error"]["message"]
+
+
+async def test_v1_without_credentials_asks_for_basic_auth(http_client: httpx.AsyncClient) -> None:
+    resp = await http_client.get("/v1/card/balance")
+    assert resp.status_code == 401
+    assert resp.json()["error"]["code"] == "missing_credentials"
+    assert resp.headers["WWW-Authenticate"].startswith("Basic")
+
+
+@pytest.mark.parametrize(
+    ("headers", "code", "status"),
+    [
+        ({"Authorization": "Bearer abc"}, "invalid_authorization", 401),
+        ({"Authorization": "Basic !!!notbase64"}, "invalid_authorization", 401),
+        ({"Authorization": "Basic " + base64.b64encode(b"nocolon").decode()}, "invalid_authorization", 401),
+        (basic("", "052690"), "missing_student_id", 400),
+        (basic(STUDENT, ""), "missing_password", 400),
+        (basic("abc", "052690"), "invalid_student_id", 400),
+        (basic(STUDENT, "12"), "invalid_password", 400),
+    ],
+)
+async def test_v1_bad_authorization(
+    http_client: httpx.AsyncClient, headers: dict[str, str], code: str, status: int
+) -> None:
+    resp = await http_client.get("/v1/card/balance", headers=headers)
+    assert resp.status_code == status
+    assert resp.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "code"),
+    [
+        (b"{not json", "application/json", "invalid_json"),
+        (b"[1, 2]", "application/json", "invalid_json"),
+        (b'{"student_id": {"a": 1}, "password": "052690"}', "application/json", "invalid_json"),
+        (b'{"password": "052690"}', "application/json", "missing_student_id"),
+        (b"\xff\xfe", "application/json", "invalid_json"),
+        (b"student_id=2012052690", "text/plain", "unsupported_body"),
+        (b"student_id=2012052690", "application/x-www-form-urlencoded", "missing_password"),
+    ],
+)
+async def test_v1_bad_post_bodies(http_client: httpx.AsyncClient, content: bytes, content_type: str, code: str) -> None:
+    resp = await http_client.post("/v1/card/balance", content=content, headers={"Content-Type": content_type})
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"start": "2013-02-30"}, "invalid_date"),
+        ({"start": "yesterday"}, "invalid_date"),
+        ({"start": "20130801"}, "invalid_date"),
+        ({"end": "2013-8-1"}, "invalid_date"),
+        ({"start": "2013-08-24", "end": "2013-08-01"}, "invalid_range"),
+        ({"start": "2013-01-01", "end": "2013-12-31"}, "invalid_range"),
+        ({"end": "2999-01-01"}, "invalid_range"),
+        ({"start": "x" * 100}, "invalid_start"),
+    ],
+)
+async def test_v1_bad_dates(http_client: httpx.AsyncClient, params: dict[str, str], code: str) -> None:
+    resp = await http_client.get("/v1/card/transactions", params=params, headers=basic(STUDENT, "052690"))
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == code
+
+
+async def test_unknown_route_is_a_json_404(http_client: httpx.AsyncClient) -> None:
+    for method in ("GET", "POST", "DELETE"):
+        resp = await http_client.request(method, "/no/such/thing")
+        assert resp.status_code == 404
+        assert resp.json()["error"]["code"] == "not_found"
+
+
+async def test_missing_static_file_is_a_json_404(http_client: httpx.AsyncClient) -> None:
+    resp = await http_client.get("/static/nothing.css")
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/card/rest"), ("DELETE", "/v1/card/balance"), ("PUT", "/card/today"), ("POST", "/healthz")],
+)
+async def test_wrong_method_is_a_json_405(http_client: httpx.AsyncClient, method: str, path: str) -> None:
+    resp = await http_client.request(method, path)
+    assert resp.status_code == 405
+    assert resp.json()["error"]["code"] == "method_not_allowed"
