@@ -30,9 +30,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "command", nargs="?", default="serve", choices=["serve", "migrate", "check-config"]
     )
-    parser.add_argument("--config", type=Path, default=None, help="config file (default: config.yaml)")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="config file (default: config.yaml)"
+    )
     parser.add_argument("--port", type=int, default=None, help="listen on this port")
-    parser.add_argument("--processes", type=int, default=None, help="workers; 0 = one per core, 1 = no fork")
+    parser.add_argument(
+        "--processes", type=int, default=None, help="workers; 0 = one per core, 1 = no fork"
+    )
     return parser.parse_args(argv)
 
 
@@ -81,8 +85,12 @@ def prepare_database(settings: Settings) -> str | None:
         return asyncio.run(run())
     except (SQLAlchemyError, OSError, MigrationLockTimeout) as exc:
         reason = getattr(exc, "orig", None) or exc
-        first_line = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
-        raise ConfigError(f"database: cannot use {safe_url(settings.database.url)}: {first_line}") from None
+        first_line = (
+            str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+        )
+        raise ConfigError(
+            f"database: cannot use {safe_url(settings.database.url)}: {first_line}"
+        ) from None
 
 
 def serve(settings: Settings) -> int:
@@ -97,7 +105,9 @@ def serve(settings: Settings) -> int:
     try:
         master.bind()
     except OSError as exc:
-        raise ConfigError(f"listen: cannot bind {settings.listen.host}:{settings.listen.port}: {exc.strerror}") from None
+        raise ConfigError(
+            f"listen: cannot bind {settings.listen.host}:{settings.listen.port}: {exc.strerror}"
+        ) from None
     try:
         if simulator is not None:
             simulator.start()

@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-DEFAULT_SECRET_KEY = "insecure-development-key-change-me"
+# Public on purpose: it marks a development setup, and production refuses it.
+DEFAULT_SECRET_KEY = "insecure-development-key-change-me"  # noqa: S105
 
 
 class ConfigError(Exception):

@@ -57,14 +57,17 @@ async def _migration_lock(engine: AsyncEngine, conn: AsyncConnection) -> AsyncIt
         if path is None:
             yield
             return
-        with open(str(path) + ".migrate-lock", "w") as lock_file:
+        # Runs once at start-up, before anything is served: blocking here is fine.
+        with open(str(path) + ".migrate-lock", "w") as lock_file:  # noqa: ASYNC230
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
         return
-    got = (await conn.execute(text("SELECT GET_LOCK(:n, :t)"), {"n": LOCK_NAME, "t": LOCK_TIMEOUT_S})).scalar()
+    got = (
+        await conn.execute(text("SELECT GET_LOCK(:n, :t)"), {"n": LOCK_NAME, "t": LOCK_TIMEOUT_S})
+    ).scalar()
     if got != 1:
         raise MigrationLockTimeout(f"another process held the migration lock for {LOCK_TIMEOUT_S}s")
     try:

@@ -87,7 +87,11 @@ async def get_card_result(
         await session.execute(
             select(CardResult.payload, CardResult.fetched_at)
             .join(Student, Student.id == CardResult.student_pk)
-            .where(Student.student_id == student_id, CardResult.kind == kind, CardResult.params == params)
+            .where(
+                Student.student_id == student_id,
+                CardResult.kind == kind,
+                CardResult.params == params,
+            )
         )
     ).first()
     return None if row is None else StoredResult(row.payload, row.fetched_at)

@@ -40,7 +40,7 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
 def make_app(deps: AppDeps) -> Application:
     """The Tornado application for one worker."""
     return Application(
-        routes(deps),  # type: ignore[arg-type]
+        routes(deps),
         default_handler_class=NotFoundHandler,
         default_handler_args={"deps": deps},
         log_function=log_request,

@@ -1,13 +1,13 @@
 """The base handler: JSON answers, and the one place where errors become HTTP.
 
-    school.errors.InvalidCredentials -> 401 invalid_credentials
-    school.errors.SchoolTimeout      -> 504 school_timeout        (Retry-After)
-    school.errors.SchoolUnavailable  -> 502 school_unavailable    (Retry-After)
-    school.errors.SessionExpired     -> 502 school_session_lost   (Retry-After)
-    school.errors.SchoolPageError    -> 502 school_bad_page       (Retry-After)
-    services.errors.BadInput         -> its status (400/401), its code
-    tornado HTTPError 404/405/...    -> not_found / method_not_allowed / ...
-    anything else                    -> 500 internal_error, logged with its traceback
+school.errors.InvalidCredentials -> 401 invalid_credentials
+school.errors.SchoolTimeout      -> 504 school_timeout        (Retry-After)
+school.errors.SchoolUnavailable  -> 502 school_unavailable    (Retry-After)
+school.errors.SessionExpired     -> 502 school_session_lost   (Retry-After)
+school.errors.SchoolPageError    -> 502 school_bad_page       (Retry-After)
+services.errors.BadInput         -> its status (400/401), its code
+tornado HTTPError 404/405/...    -> not_found / method_not_allowed / ...
+anything else                    -> 500 internal_error, logged with its traceback
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -59,7 +60,10 @@ def redacted_uri(uri: str) -> str:
     path, sep, query = uri.partition("?")
     if not sep:
         return path
-    pairs = [(k, "***" if k.lower() in SECRET_PARAMS else v) for k, v in parse_qsl(query, keep_blank_values=True)]
+    pairs = [
+        (k, "***" if k.lower() in SECRET_PARAMS else v)
+        for k, v in parse_qsl(query, keep_blank_values=True)
+    ]
     return f"{path}?{urlencode(pairs, safe='*')}"
 
 
@@ -89,7 +93,9 @@ HTTP_CODES = {
 }
 
 
-def describe_error(exc: BaseException | None, status: int, retry_after_s: int) -> tuple[int, str, str, dict[str, str]]:
+def describe_error(
+    exc: BaseException | None, status: int, retry_after_s: int
+) -> tuple[int, str, str, dict[str, str]]:
     """Map an exception to (status, code, message, extra headers)."""
     retry = {"Retry-After": str(retry_after_s)}
     if isinstance(exc, BadInput):
@@ -151,7 +157,9 @@ class JsonHandler(RequestHandler):
             self.set_header(name, value)
         self.finish(json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False))
 
-    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
+    def log_exception(
+        self, typ: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
         # Expected failures get one line; only real bugs get a traceback, and
         # never the raw URI (it may hold a password).
         where = f"{self.request.method} {redacted_uri(self.request.uri or '')}"
@@ -160,7 +168,7 @@ class JsonHandler(RequestHandler):
         if isinstance(value, SchoolError):
             error_log.warning("%s: %s: %s", where, type(value).__name__, value)
             return
-        error_log.error("%s: unexpected error", where, exc_info=(typ, value, tb))
+        error_log.error("%s: unexpected error", where, exc_info=value)
 
 
 class NotFoundHandler(JsonHandler):

@@ -33,7 +33,9 @@ def legacy_rows(rows: list[Transaction]) -> list[dict[str, str]]:
 
 class LegacyCardHandler(JsonHandler):
     def credentials(self) -> Credentials:
-        return Credentials.parse(self.get_query_argument("stuid", None), self.get_query_argument("password", None))
+        return Credentials.parse(
+            self.get_query_argument("stuid", None), self.get_query_argument("password", None)
+        )
 
 
 class BalanceHandler(LegacyCardHandler):
@@ -53,7 +55,9 @@ class MonthHandler(LegacyCardHandler):
         creds = self.credentials()
         today = self.deps.card.today()
         yesterday = today - timedelta(days=1)
-        answer = await self.deps.card.transactions(creds, today - timedelta(days=MONTH_DAYS), yesterday)
+        answer = await self.deps.card.transactions(
+            creds, today - timedelta(days=MONTH_DAYS), yesterday
+        )
         self.write_json({"data": legacy_rows(answer.value)})
 
 

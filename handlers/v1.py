@@ -39,19 +39,27 @@ class V1Handler(JsonHandler):
         if header is not None:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "basic" or not token:
-                raise BadInput("invalid_authorization", "only HTTP Basic authorization is accepted", 401)
+                raise BadInput(
+                    "invalid_authorization", "only HTTP Basic authorization is accepted", 401
+                )
             try:
                 decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
-                raise BadInput("invalid_authorization", "the Basic credentials are not valid base64", 401) from None
+                raise BadInput(
+                    "invalid_authorization", "the Basic credentials are not valid base64", 401
+                ) from None
             student_id, sep, password = decoded.partition(":")
             if not sep:
-                raise BadInput("invalid_authorization", "Basic credentials must be student_id:password", 401)
+                raise BadInput(
+                    "invalid_authorization", "Basic credentials must be student_id:password", 401
+                )
             return Credentials.parse(student_id, password)
         if self.request.method == "POST":
             body = self.body_fields()
             return Credentials.parse(body.get("student_id"), body.get("password"))
-        raise BadInput("missing_credentials", "send credentials by HTTP Basic auth or a POST body", 401)
+        raise BadInput(
+            "missing_credentials", "send credentials by HTTP Basic auth or a POST body", 401
+        )
 
     def body_fields(self) -> dict[str, str]:
         content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -81,8 +89,15 @@ class V1Handler(JsonHandler):
             raise BadInput(f"invalid_{name}", f"{name} is too long")
         return value
 
-    def envelope(self, creds: Credentials, answer: Answer[Any], body: dict[str, Any]) -> dict[str, Any]:
-        return {"student_id": creds.student_id, **body, "as_of": iso(answer.as_of), "source": answer.source}
+    def envelope(
+        self, creds: Credentials, answer: Answer[Any], body: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "student_id": creds.student_id,
+            **body,
+            "as_of": iso(answer.as_of),
+            "source": answer.source,
+        }
 
 
 class V1BalanceHandler(V1Handler):

@@ -9,6 +9,7 @@ woken by signals (through `signal.set_wakeup_fd`), which later features extend.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -187,9 +188,6 @@ class Master:
             sock.close()
 
 
-
 def _kill(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

@@ -43,7 +43,9 @@ class SimulatorProcess:
     def start(self) -> None:
         """Start it and wait until it answers. Raises SimulatorError."""
         if self._answers():
-            raise SimulatorError(f"simulator: port {self.settings.port} is already serving; stop that first")
+            raise SimulatorError(
+                f"simulator: port {self.settings.port} is already serving; stop that first"
+            )
         s = self.settings
         args = [sys.executable, "-m", "schoolsim", "--host", s.host, "--port", str(s.port)]
         args += ["--profile", s.profile, "--seed", str(s.seed)]
@@ -51,7 +53,9 @@ class SimulatorProcess:
         deadline = time.monotonic() + s.start_timeout_s
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
-                raise SimulatorError(f"simulator: exited with code {self.popen.returncode} at start")
+                raise SimulatorError(
+                    f"simulator: exited with code {self.popen.returncode} at start"
+                )
             if self._answers():
                 log.info("school simulator (profile %s) at %s", s.profile, self.url)
                 return

@@ -60,7 +60,9 @@ def make_http_client(settings: Settings) -> httpx.AsyncClient:
     card = settings.school.card
     return httpx.AsyncClient(
         timeout=httpx.Timeout(card.total_timeout_s, connect=card.connect_timeout_s),
-        limits=httpx.Limits(max_connections=card.max_connections, max_keepalive_connections=card.max_connections),
+        limits=httpx.Limits(
+            max_connections=card.max_connections, max_keepalive_connections=card.max_connections
+        ),
         follow_redirects=False,
         trust_env=False,
     )
@@ -88,10 +90,12 @@ async def serve(settings: Settings, sockets: list[socket.socket], index: int) ->
     server.stop()
     # Let requests in flight finish (within the grace period) before closing connections.
     deadline = loop.time() + settings.shutdown_grace_s
-    while deps.state.inflight > 0 and loop.time() < deadline:
+    while deps.state.inflight > 0 and loop.time() < deadline:  # noqa: ASYNC110 - shutdown only
         await asyncio.sleep(0.02)
     if deps.state.inflight:
-        log.warning("worker %d: %d requests cut at the end of the grace period", index, deps.state.inflight)
+        log.warning(
+            "worker %d: %d requests cut at the end of the grace period", index, deps.state.inflight
+        )
     await server.close_all_connections()
     await http.aclose()
     await engine.dispose()
@@ -103,10 +107,19 @@ def run_worker(settings: Settings, sockets: list[socket.socket] | None, index: i
     if sockets is None:
         try:
             sockets = bind_sockets(
-                settings.listen.port, settings.listen.host, backlog=settings.listen.backlog, reuse_port=True
+                settings.listen.port,
+                settings.listen.host,
+                backlog=settings.listen.backlog,
+                reuse_port=True,
             )
         except OSError as exc:
-            log.error("worker %d cannot bind %s:%d: %s", index, settings.listen.host, settings.listen.port, exc)
+            log.error(
+                "worker %d cannot bind %s:%d: %s",
+                index,
+                settings.listen.host,
+                settings.listen.port,
+                exc,
+            )
             return EXIT_FATAL
     asyncio.run(serve(settings, sockets, index))
     return 0

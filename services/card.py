@@ -75,8 +75,10 @@ class CardService:
         await self._record(creds, None, "today", "", encode_transactions(rows), fetched_at)
         return Answer(rows, fetched_at)
 
-    async def transactions(self, creds: Credentials, start: date, end: date) -> Answer[list[Transaction]]:
-        """Transactions from start to end inclusive (history for past days, today's list for today)."""
+    async def transactions(
+        self, creds: Credentials, start: date, end: date
+    ) -> Answer[list[Transaction]]:
+        """Transactions from start to end inclusive (history, plus today's list if included)."""
         today = self.today()
         self.check_range(start, end)
         session = await self._client.login(creds.student_id, creds.password)
@@ -84,7 +86,11 @@ class CardService:
         if end >= today:
             rows.extend(await self._fetch_today(creds, session))
         if start < today:
-            rows.extend(await self._fetch_history(creds, session, start, min(end, today - timedelta(days=1))))
+            rows.extend(
+                await self._fetch_history(
+                    creds, session, start, min(end, today - timedelta(days=1))
+                )
+            )
         return Answer(rows, self._now())
 
     def check_range(self, start: date, end: date) -> None:
@@ -94,7 +100,9 @@ class CardService:
         if end > self.today():
             raise BadInput("invalid_range", "end must not be in the future (campus time)")
         if (end - start).days + 1 > self._history_max_days:
-            raise BadInput("invalid_range", f"a range may cover at most {self._history_max_days} days")
+            raise BadInput(
+                "invalid_range", f"a range may cover at most {self._history_max_days} days"
+            )
 
     async def _fetch_today(self, creds: Credentials, session: CardSession) -> list[Transaction]:
         rows = await self._client.today(session)
@@ -110,7 +118,13 @@ class CardService:
         return rows
 
     async def _record(
-        self, creds: Credentials, name: str | None, kind: str, params: str, payload: str, fetched_at: datetime
+        self,
+        creds: Credentials,
+        name: str | None,
+        kind: str,
+        params: str,
+        payload: str,
+        fetched_at: datetime,
     ) -> None:
         """Store the student's verifier and the result in one transaction (all or nothing).
 

@@ -1,7 +1,7 @@
 """Errors raised by the service layer (school errors pass through from school.errors).
 
-    ServiceError
-    └── BadInput        input that can never succeed: 400 (or 401 when credentials are missing)
+ServiceError
+└── BadInput        input that can never succeed: 400 (or 401 when credentials are missing)
 """
 
 from __future__ import annotations

@@ -26,13 +26,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20) -> None:
+def wait_for_http(
+    url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20
+) -> None:
     """Poll url until it answers (any HTTP status); fail if proc exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise RuntimeError(f"process exited with {proc.returncode} before serving {url}:\n{out}")
+            raise RuntimeError(
+                f"process exited with {proc.returncode} before serving {url}:\n{out}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -66,7 +70,9 @@ class Proc:
         return self.popen.returncode
 
 
-def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env["PYTHONUNBUFFERED"] = "1"
@@ -96,7 +102,9 @@ def schoolsim(tmp: Path, profile: str = "fast", *settings: str) -> Iterator[Proc
 def sim_json(sim_url: str, path: str, body: object | None = None) -> dict[str, object]:
     """GET (or POST a JSON body to) a schoolsim side endpoint."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(sim_url + path, data=data, method="GET" if body is None else "POST")
+    req = urllib.request.Request(
+        sim_url + path, data=data, method="GET" if body is None else "POST"
+    )
     req.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(req, timeout=10) as resp:
         result: dict[str, object] = json.loads(resp.read())

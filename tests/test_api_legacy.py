@@ -1,4 +1,4 @@
-"""The 2013 endpoints over real HTTP: same paths, parameters and JSON shapes, real school simulator."""
+"""The 2013 endpoints over real HTTP: same paths, parameters and JSON shapes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ def truth(sim: Proc, student: str = STUDENT) -> dict[str, object]:
     return sim_json(sim.url, f"/__sim/students/{student}")
 
 
-async def test_rest_answers_the_balance_the_school_holds(http_client: httpx.AsyncClient, sim: Proc) -> None:
+async def test_rest_answers_the_balance_the_school_holds(
+    http_client: httpx.AsyncClient, sim: Proc
+) -> None:
     resp = await http_client.get("/card/rest", params=CREDS)
     assert resp.status_code == 200
     assert resp.headers["Content-Type"].startswith("application/json")
@@ -28,7 +30,9 @@ async def test_rest_answers_the_balance_the_school_holds(http_client: httpx.Asyn
     assert Decimal(body["data"]) == Decimal(str(truth(sim)["balance"]))
 
 
-async def test_today_rows_have_the_2013_fields_and_shifted_times(http_client: httpx.AsyncClient, sim: Proc) -> None:
+async def test_today_rows_have_the_2013_fields_and_shifted_times(
+    http_client: httpx.AsyncClient, sim: Proc
+) -> None:
     resp = await http_client.get("/card/today", params=CREDS)
     assert resp.status_code == 200
     rows = resp.json()["data"]
@@ -44,7 +48,9 @@ async def test_today_rows_have_the_2013_fields_and_shifted_times(http_client: ht
         assert Decimal(row["rest"]) == Decimal(want["balance_after"])
 
 
-async def test_month_is_the_last_seven_days_before_today(http_client: httpx.AsyncClient, sim: Proc) -> None:
+async def test_month_is_the_last_seven_days_before_today(
+    http_client: httpx.AsyncClient, sim: Proc
+) -> None:
     resp = await http_client.get("/card/month", params=CREDS)
     assert resp.status_code == 200
     rows = resp.json()["data"]
@@ -56,12 +62,18 @@ async def test_month_is_the_last_seven_days_before_today(http_client: httpx.Asyn
     # The 7 days before today in the card center's own calendar, each shifted +55 min.
     last7 = set(shown_days[-7:])
     assert len(rows) == sum(1 for item in history if item["time"][:10].replace("/", "-") in last7)
-    assert days <= {(datetime.fromisoformat(d) + timedelta(days=k)).date().isoformat() for d in last7 for k in (0, 1)}
+    assert days <= {
+        (datetime.fromisoformat(d) + timedelta(days=k)).date().isoformat()
+        for d in last7
+        for k in (0, 1)
+    }
     for row in rows:
         assert set(row) == {"time", "way", "position", "price", "rest"}
 
 
-async def test_personalinfo_lists_the_account_page_cells(http_client: httpx.AsyncClient, sim: Proc) -> None:
+async def test_personalinfo_lists_the_account_page_cells(
+    http_client: httpx.AsyncClient, sim: Proc
+) -> None:
     resp = await http_client.get("/card/personalinfo", params=CREDS)
     assert resp.status_code == 200
     cells = resp.json()["data"]

@@ -20,7 +20,9 @@ async def test_balance_with_basic_auth(http_client: httpx.AsyncClient, sim: Proc
     body = resp.json()
     assert body["student_id"] == STUDENT
     assert body["balance"]["currency"] == "CNY"
-    assert Decimal(body["balance"]["amount"]) == Decimal(str(sim_json(sim.url, f"/__sim/students/{STUDENT}")["balance"]))
+    assert Decimal(body["balance"]["amount"]) == Decimal(
+        str(sim_json(sim.url, f"/__sim/students/{STUDENT}")["balance"])
+    )
     as_of = datetime.fromisoformat(body["as_of"])
     assert as_of.utcoffset() == timedelta(hours=8)
     assert as_of >= before.replace(microsecond=0)
@@ -28,13 +30,17 @@ async def test_balance_with_basic_auth(http_client: httpx.AsyncClient, sim: Proc
 
 
 async def test_balance_with_a_json_body(http_client: httpx.AsyncClient) -> None:
-    resp = await http_client.post("/v1/card/balance", json={"student_id": STUDENT, "password": "052690"})
+    resp = await http_client.post(
+        "/v1/card/balance", json={"student_id": STUDENT, "password": "052690"}
+    )
     assert resp.status_code == 200
     assert "amount" in resp.json()["balance"]
 
 
 async def test_balance_with_a_form_body(http_client: httpx.AsyncClient) -> None:
-    resp = await http_client.post("/v1/card/balance", data={"student_id": STUDENT, "password": "052690"})
+    resp = await http_client.post(
+        "/v1/card/balance", data={"student_id": STUDENT, "password": "052690"}
+    )
     assert resp.status_code == 200
 
 
@@ -42,7 +48,10 @@ async def test_wrong_password_is_401_without_data(http_client: httpx.AsyncClient
     resp = await http_client.get("/v1/card/balance", auth=(STUDENT, "111111"))
     assert resp.status_code == 401
     assert resp.json() == {
-        "error": {"code": "invalid_credentials", "message": "the student number or card password is wrong"}
+        "error": {
+            "code": "invalid_credentials",
+            "message": "the student number or card password is wrong",
+        }
     }
 
 
@@ -56,7 +65,9 @@ async def test_profile(http_client: httpx.AsyncClient, sim: Proc) -> None:
     assert {"identity", "department", "status", "as_of", "source"} <= set(body)
 
 
-async def test_transactions_over_a_range_spanning_history_and_today(http_client: httpx.AsyncClient, sim: Proc) -> None:
+async def test_transactions_over_a_range_spanning_history_and_today(
+    http_client: httpx.AsyncClient, sim: Proc
+) -> None:
     truth = sim_json(sim.url, f"/__sim/students/{STUDENT}")
     history = truth["history_days"]
     today_rows = truth["today"]
@@ -64,9 +75,13 @@ async def test_transactions_over_a_range_spanning_history_and_today(http_client:
     # Ask for the card center's last 3 history days plus today, in its calendar.
     shown_days = sorted({item["time"][:10] for item in history})
     first = datetime.strptime(shown_days[-3], "%Y/%m/%d").date()
-    today = date.fromisoformat(resp_today(await http_client.get("/v1/card/transactions", auth=AUTH)))
+    today = date.fromisoformat(
+        resp_today(await http_client.get("/v1/card/transactions", auth=AUTH))
+    )
     resp = await http_client.get(
-        "/v1/card/transactions", params={"start": first.isoformat(), "end": today.isoformat()}, auth=AUTH
+        "/v1/card/transactions",
+        params={"start": first.isoformat(), "end": today.isoformat()},
+        auth=AUTH,
     )
     assert resp.status_code == 200
     body = resp.json()

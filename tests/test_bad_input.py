@@ -53,7 +53,11 @@ async def test_v1_without_credentials_asks_for_basic_auth(http_client: httpx.Asy
     [
         ({"Authorization": "Bearer abc"}, "invalid_authorization", 401),
         ({"Authorization": "Basic !!!notbase64"}, "invalid_authorization", 401),
-        ({"Authorization": "Basic " + base64.b64encode(b"nocolon").decode()}, "invalid_authorization", 401),
+        (
+            {"Authorization": "Basic " + base64.b64encode(b"nocolon").decode()},
+            "invalid_authorization",
+            401,
+        ),
         (basic("", "052690"), "missing_student_id", 400),
         (basic(STUDENT, ""), "missing_password", 400),
         (basic("abc", "052690"), "invalid_student_id", 400),
@@ -80,8 +84,12 @@ async def test_v1_bad_authorization(
         (b"student_id=2012052690", "application/x-www-form-urlencoded", "missing_password"),
     ],
 )
-async def test_v1_bad_post_bodies(http_client: httpx.AsyncClient, content: bytes, content_type: str, code: str) -> None:
-    resp = await http_client.post("/v1/card/balance", content=content, headers={"Content-Type": content_type})
+async def test_v1_bad_post_bodies(
+    http_client: httpx.AsyncClient, content: bytes, content_type: str, code: str
+) -> None:
+    resp = await http_client.post(
+        "/v1/card/balance", content=content, headers={"Content-Type": content_type}
+    )
     assert resp.status_code == 400
     assert resp.json()["error"]["code"] == code
 
@@ -99,8 +107,12 @@ async def test_v1_bad_post_bodies(http_client: httpx.AsyncClient, content: bytes
         ({"start": "x" * 100}, "invalid_start"),
     ],
 )
-async def test_v1_bad_dates(http_client: httpx.AsyncClient, params: dict[str, str], code: str) -> None:
-    resp = await http_client.get("/v1/card/transactions", params=params, headers=basic(STUDENT, "052690"))
+async def test_v1_bad_dates(
+    http_client: httpx.AsyncClient, params: dict[str, str], code: str
+) -> None:
+    resp = await http_client.get(
+        "/v1/card/transactions", params=params, headers=basic(STUDENT, "052690")
+    )
     assert resp.status_code == 400
     assert resp.json()["error"]["code"] == code
 
@@ -120,9 +132,16 @@ async def test_missing_static_file_is_a_json_404(http_client: httpx.AsyncClient)
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/card/rest"), ("DELETE", "/v1/card/balance"), ("PUT", "/card/today"), ("POST", "/healthz")],
+    [
+        ("POST", "/card/rest"),
+        ("DELETE", "/v1/card/balance"),
+        ("PUT", "/card/today"),
+        ("POST", "/healthz"),
+    ],
 )
-async def test_wrong_method_is_a_json_405(http_client: httpx.AsyncClient, method: str, path: str) -> None:
+async def test_wrong_method_is_a_json_405(
+    http_client: httpx.AsyncClient, method: str, path: str
+) -> None:
     resp = await http_client.request(method, path)
     assert resp.status_code == 405
     assert resp.json()["error"]["code"] == "method_not_allowed"

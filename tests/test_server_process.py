@@ -27,7 +27,9 @@ def write_config(tmp: Path, **sections: Any) -> Path:
     return path
 
 
-def run_server(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def run_server(
+    config: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with (config.parent / "server.log").open("wb") as log:
         return subprocess.Popen(
@@ -63,7 +65,7 @@ def server(tmp_path: Path, sim: Proc, db_url: str) -> Iterator[Proc]:
 
 
 def workers_seen(url: str, want: int, attempts: int = 400) -> dict[int, int]:
-    """Send requests on new connections until `want` distinct workers answered; pid by worker index."""
+    """Send requests on new connections until `want` workers answered; pid by worker index."""
     seen: dict[int, int] = {}
     for _ in range(attempts):
         body = httpx.get(url + "/healthz", headers={"Connection": "close"}, timeout=5).json()
@@ -91,7 +93,9 @@ def test_both_workers_serve_and_a_killed_worker_is_replaced(server: Proc) -> Non
 
 
 def test_balance_through_the_preforked_server(server: Proc, sim: Proc) -> None:
-    resp = httpx.get(server.url + "/card/rest", params={"stuid": "2012052690", "password": "052690"}, timeout=30)
+    resp = httpx.get(
+        server.url + "/card/rest", params={"stuid": "2012052690", "password": "052690"}, timeout=30
+    )
     assert resp.status_code == 200
     assert resp.json()["data"] == sim_json(sim.url, "/__sim/students/2012052690")["balance"]
 
@@ -110,9 +114,13 @@ def test_no_password_in_logs_or_database(server: Proc, sim: Proc, db_url: str) -
     sim_json(sim.url, f"/__sim/students/{student}/password", {"password": secret})
     try:
         for path in ("/card/rest", "/card/today", "/card/personalinfo", "/card/month"):
-            ok = httpx.get(server.url + path, params={"stuid": student, "password": secret}, timeout=30)
+            ok = httpx.get(
+                server.url + path, params={"stuid": student, "password": secret}, timeout=30
+            )
             assert ok.status_code == 200, ok.text
-        bad = httpx.get(server.url + "/card/rest", params={"stuid": student, "password": "734090"}, timeout=30)
+        bad = httpx.get(
+            server.url + "/card/rest", params={"stuid": student, "password": "734090"}, timeout=30
+        )
         assert bad.status_code == 401
         v1 = httpx.get(server.url + "/v1/card/balance", auth=(student, secret), timeout=30)
         assert v1.status_code == 200
@@ -120,7 +128,9 @@ def test_no_password_in_logs_or_database(server: Proc, sim: Proc, db_url: str) -
         sim_json(sim.url, f"/__sim/students/{student}/password", {"password": student[-6:]})
     server.stop()
     log = server.log()
-    assert "/card/rest?stuid=2013123456&password=***" in log, "the access log shows the redacted query"
+    assert "/card/rest?stuid=2013123456&password=***" in log, (
+        "the access log shows the redacted query"
+    )
     assert secret not in log and "734090" not in log
     assert_not_in_database(db_url, secret)
 
@@ -140,8 +150,13 @@ def assert_not_in_database(db_url: str, secret: str) -> None:
     from sqlalchemy.engine import make_url
 
     url = make_url(db_url)
-    conn = pymysql.connect(host=url.host, port=url.port or 3306, user=url.username, password=url.password or "",
-                           database=url.database)
+    conn = pymysql.connect(
+        host=url.host,
+        port=url.port or 3306,
+        user=url.username,
+        password=url.password or "",
+        database=url.database,
+    )
     try:
         with conn.cursor() as cur:
             rows: list[str] = []
@@ -167,9 +182,16 @@ def test_embedded_default_starts_the_simulator_and_answers(tmp_path: Path) -> No
     proc = Proc(popen, f"http://127.0.0.1:{port}", tmp_path / "server.log")
     try:
         wait_for_http(proc.url + "/healthz", popen, timeout=30)
-        resp = httpx.get(proc.url + "/card/rest", params={"stuid": "2012052690", "password": "052690"}, timeout=30)
+        resp = httpx.get(
+            proc.url + "/card/rest",
+            params={"stuid": "2012052690", "password": "052690"},
+            timeout=30,
+        )
         assert resp.status_code == 200
-        assert resp.json()["data"] == sim_json(f"http://127.0.0.1:{sim_port}", "/__sim/students/2012052690")["balance"]
+        assert (
+            resp.json()["data"]
+            == sim_json(f"http://127.0.0.1:{sim_port}", "/__sim/students/2012052690")["balance"]
+        )
         assert (tmp_path / "var" / "jnufm.sqlite3").exists()
         assert f"jnufm listening on http://127.0.0.1:{port}" in proc.log()
         assert "curl 'http://127.0.0.1:" in proc.log()
@@ -184,13 +206,22 @@ def test_embedded_default_starts_the_simulator_and_answers(tmp_path: Path) -> No
     [
         ({"listen": {"prot": 80}}, {}, "jnufm: listen.prot: unknown key"),
         ({"processes": "many"}, {}, "jnufm: processes: Input should be a valid integer"),
-        ({"database": {"url": "postgres://x"}}, {}, "jnufm: database.url: Value error, must start with"),
+        (
+            {"database": {"url": "postgres://x"}},
+            {},
+            "jnufm: database.url: Value error, must start with",
+        ),
         ({"mode": "production"}, {}, "jnufm: secret_key: production mode refuses the default key"),
-        ({}, {"JNUFM_DATABASE_URL": "mysql+aiomysql://root:hunter2@127.0.0.1:1/x"}, "jnufm: database: cannot use"),
+        (
+            {},
+            {"JNUFM_DATABASE_URL": "mysql+aiomysql://root:hunter2@127.0.0.1:1/x"},
+            "jnufm: database: cannot use",
+        ),
     ],
 )
-def test_bad_config_ends_with_one_clear_line(tmp_path: Path, config: dict[str, Any], env: dict[str, str],
-                                            message: str) -> None:
+def test_bad_config_ends_with_one_clear_line(
+    tmp_path: Path, config: dict[str, Any], env: dict[str, str], message: str
+) -> None:
     path = write_config(tmp_path, **{"simulator": {"enabled": False}, **config})
     popen = run_server(path, env=env)
     assert popen.wait(60) == 2
@@ -212,8 +243,13 @@ def test_not_yaml_is_reported(tmp_path: Path) -> None:
 
 def test_migrate_subcommand(tmp_path: Path) -> None:
     path = write_config(tmp_path, database={"url": "sqlite+aiosqlite:///data/x.sqlite3"})
-    out = subprocess.run([sys.executable, str(ROOT / "server.py"), "migrate", "--config", str(path)],
-                         capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "server.py"), "migrate", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     assert "database at revision 0001" in out.stdout
     con = sqlite3.connect(tmp_path / "data" / "x.sqlite3")
