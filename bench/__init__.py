@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that start what they measure, print figures, and stop it all."""

@@ -1,0 +1,1 @@
+"""Async client of the school's card center (校园卡用户服务中心)."""

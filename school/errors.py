@@ -1,0 +1,61 @@
+"""Everything the school client raises.
+
+::
+
+    SchoolError                      base of everything the school client raises
+    ├── SchoolUnavailable            the school could not answer (HTTP layer 502/504)
+    │   ├── SchoolTimeout            connect or total timeout
+    │   ├── SchoolConnectionError    refused / reset / broken connection
+    │   └── SchoolServerError        HTTP 5xx or an overload page
+    ├── SchoolPageError              a page we cannot read: unexpected, truncated, keypad unreadable
+    ├── SessionExpired               a login page where data was expected
+    └── InvalidCredentials           wrong password or unknown student
+
+No message ever contains a password (plain or keypad-mapped).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+CredentialsReason = Literal["wrong_password", "unknown_student"]
+
+
+class SchoolError(Exception):
+    """Base of everything the school client raises."""
+
+
+class SchoolUnavailable(SchoolError):
+    """The school could not answer; callers map it to 502 or 504."""
+
+
+class SchoolTimeout(SchoolUnavailable):
+    """A connect or total timeout expired."""
+
+
+class SchoolConnectionError(SchoolUnavailable):
+    """The connection was refused, reset or broken."""
+
+
+class SchoolServerError(SchoolUnavailable):
+    """The school answered HTTP 5xx or an overload page."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SchoolPageError(SchoolError):
+    """A page we cannot read: unexpected, truncated, or an unreadable keypad."""
+
+
+class SessionExpired(SchoolError):
+    """The card center showed its login page where data was expected."""
+
+
+class InvalidCredentials(SchoolError):
+    """The card center refused the login: wrong password or unknown student."""
+
+    def __init__(self, reason: CredentialsReason, message: str | None = None) -> None:
+        super().__init__(message or reason.replace("_", " "))
+        self.reason: CredentialsReason = reason
