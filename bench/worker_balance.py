@@ -25,7 +25,9 @@ from tests.procs import ROOT, free_port, wait_for_http
 ACCESS = re.compile(r"\[(\d+)\] jnufm\.access: 200 GET /healthz")
 
 
-def run_mode(tmp: Path, reuse_port: bool, processes: int, requests: int, concurrency: int, keepalive: bool) -> dict[str, float]:
+def run_mode(
+    tmp: Path, reuse_port: bool, processes: int, requests: int, concurrency: int, keepalive: bool
+) -> dict[str, float]:
     port = free_port()
     config = tmp / f"config-{reuse_port}-{keepalive}.yaml"
     config.write_text(
@@ -40,8 +42,12 @@ def run_mode(tmp: Path, reuse_port: bool, processes: int, requests: int, concurr
     )
     log_path = tmp / f"server-{reuse_port}-{keepalive}.log"
     with log_path.open("wb") as log:
-        server = subprocess.Popen([sys.executable, str(ROOT / "server.py"), "--config", str(config)],
-                                  stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        server = subprocess.Popen(
+            [sys.executable, str(ROOT / "server.py"), "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", server)
         # The probe above was logged too; count only what ab sends.
@@ -49,8 +55,13 @@ def run_mode(tmp: Path, reuse_port: bool, processes: int, requests: int, concurr
         args = ["ab", "-q", "-n", str(requests), "-c", str(concurrency)]
         if keepalive:
             args.append("-k")
-        out = subprocess.run([*args, f"http://127.0.0.1:{port}/healthz"], capture_output=True, text=True,
-                             check=True, timeout=300).stdout
+        out = subprocess.run(
+            [*args, f"http://127.0.0.1:{port}/healthz"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout
     finally:
         server.terminate()
         server.wait(30)
@@ -73,10 +84,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for keepalive in (False, True):
             for reuse_port in (False, True):
-                r = run_mode(Path(tmp), reuse_port, args.processes, args.requests, args.concurrency, keepalive)
+                r = run_mode(
+                    Path(tmp),
+                    reuse_port,
+                    args.processes,
+                    args.requests,
+                    args.concurrency,
+                    keepalive,
+                )
                 name = "reuse_port" if reuse_port else "shared"
                 conns = "keep-alive" if keepalive else "new each"
-                print(f"{name:<12} {conns:<12} {r['rps']:>8.0f} {r['ratio']:>14.2f}  {r['counts']}", flush=True)
+                print(
+                    f"{name:<12} {conns:<12} {r['rps']:>8.0f} {r['ratio']:>14.2f}  {r['counts']}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

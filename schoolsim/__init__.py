@@ -1,0 +1,1 @@
+"""A simulated 2013 school card center speaking docs/card-center-protocol.md."""

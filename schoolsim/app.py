@@ -1,0 +1,652 @@
+"""The Tornado application: card center pages behind the overload layer, plus /__sim/."""
+
+import asyncio
+import contextlib
+import json
+import re
+import socket
+import struct
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import tornado.web
+from tornado.iostream import IOStream
+
+from schoolsim import pages
+from schoolsim.dataset import Row, Student, money
+from schoolsim.keypad import render_captcha, render_keypad
+from schoolsim.profiles import SettingError
+from schoolsim.sessions import Session
+from schoolsim.state import AppState
+
+COOKIE = "JSESSIONID"
+_DATE_RE = re.compile(r"^\d{8}$")
+# Days of history the truth endpoint reports (before today).
+TRUTH_HISTORY_DAYS = 14
+
+
+def _no_log(handler: tornado.web.RequestHandler) -> None:
+    """Keep the access log quiet: benchmarks send tens of thousands of requests."""
+
+
+class SchoolHandler(tornado.web.RequestHandler):
+    """Base of every card center page: overload layer, sessions, GBK pages."""
+
+    state: AppState
+    # Extra latency multiplier of this page (login and history cost more).
+    latency_kind = ""
+
+    def initialize(self, state: AppState) -> None:
+        """Bind the shared simulator state."""
+        self.state = state
+        self._arrived = False
+        self._slot = False
+        self._silent = False
+        self._gone: asyncio.Future[None] | None = None
+
+    def compute_etag(self) -> str | None:
+        """No ETags: every page is dynamic and the 2013 server sent none."""
+        return None
+
+    def set_default_headers(self) -> None:
+        """Look like the 2013 Tomcat rather than Tornado."""
+        self.set_header("Server", "Apache-Coyote/1.1")
+
+    async def prepare(self) -> None:
+        """The overload layer: count, maybe refuse, wait for a slot, sleep the latency."""
+        state = self.state
+        self._gone = asyncio.get_running_loop().create_future()
+        state.stats.arrive(self.request.path)
+        self._arrived = True
+        settings = state.settings
+        if settings.down:
+            state.stats.errors["down"] += 1
+            if settings.down_mode == "reset":
+                self._reset()
+            elif settings.down_mode == "error":
+                self._plain(503, pages.unavailable_page())
+            else:
+                await self._hang()
+            return
+        if not await state.gate.acquire(settings):
+            state.stats.errors["overload"] += 1
+            if state.settings.overload_action == "reset":
+                self._reset()
+            else:
+                self._plain(500, pages.tomcat_error(500))
+            return
+        self._slot = True
+        factor = 1.0
+        if self.latency_kind == "login":
+            factor = state.settings.login_latency_factor
+        elif self.latency_kind == "history":
+            factor = state.settings.history_latency_factor
+        delay = state.latency_s(factor)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if state.rng.random() < state.settings.failure_rate:
+            state.stats.errors["random_failure"] += 1
+            self._plain(500, pages.tomcat_error(500))
+
+    def on_finish(self) -> None:
+        """Account for the answer and free the slot."""
+        if self._arrived:
+            self._arrived = False
+            self.state.stats.depart(None if self._silent else self.get_status())
+        if self._slot:
+            self._slot = False
+            self.state.gate.release(self.state.settings.capacity)
+
+    def on_connection_close(self) -> None:
+        """The client went away (ends a hang)."""
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
+
+    def _stream(self) -> IOStream | None:
+        stream = getattr(self.request.connection, "stream", None)
+        return stream if isinstance(stream, IOStream) else None
+
+    def _reset(self) -> None:
+        """Abort the TCP connection with an RST (SO_LINGER 0), answering nothing."""
+        stream = self._stream()
+        if stream is not None and not stream.closed():
+            with contextlib.suppress(OSError):
+                stream.socket.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+            stream.close()
+        self._silent = True
+        self.finish()
+
+    async def _hang(self) -> None:
+        """Answer nothing until the client goes away (or the simulator stops)."""
+        stream = self._stream()
+        if self._gone is not None and stream is not None and not stream.closed():
+            await self._gone
+        self._silent = True
+        self.finish()
+
+    def _plain(self, status: int, body: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "text/html;charset=utf-8")
+        self.finish(body.encode("utf-8"))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors look like Tomcat's reports."""
+        self._plain(status_code, pages.tomcat_error(status_code))
+
+    def html(self, body: str) -> None:
+        """Send a GBK page declaring its charset in the header (and in the page)."""
+        self.set_header("Content-Type", "text/html;charset=GBK")
+        self.finish(body.encode("gbk"))
+
+    def session(self, always_cookie: bool = False) -> Session:
+        """This request's session, a new one (with its cookie) if none is valid."""
+        store = self.state.sessions
+        idle = self.state.settings.session_idle_s
+        sess = store.get(self.get_cookie(COOKIE), idle)
+        if sess is None:
+            sess = store.create(idle)
+            always_cookie = True
+        if always_cookie:
+            self.set_cookie(COOKIE, sess.sid, path="/")
+        return sess
+
+    def logged_in(self) -> tuple[Session, Student] | None:
+        """The session and its student, or None after answering with the login page."""
+        sess = self.session()
+        st = self.state.dataset.student(sess.stuid) if sess.stuid else None
+        if st is None:
+            self.html(pages.login_page())
+            return None
+        return sess, st
+
+    def arg(self, name: str) -> str:
+        """A form field (body or query), empty if absent."""
+        return self.get_argument(name, "").strip()
+
+    def displayed_today(self) -> date:
+        """Today by the card center's own clock."""
+        return self.state.displayed_now().date()
+
+    def result(self, sess: Session, rows: list[Row], page: int) -> None:
+        """Answer with one result page of rows and remember them for paging."""
+        sess.last_query = rows
+        size = self.state.settings.page_size
+        page = min(max(page, 1), pages.page_count(len(rows), size))
+        self.html(pages.result_page(rows, page, size))
+
+
+class NotFoundHandler(SchoolHandler):
+    """Any other school URL: Tomcat's 404."""
+
+    def get(self, *args: str) -> None:
+        """404."""
+        self._plain(404, pages.tomcat_error(404))
+
+    def post(self, *args: str) -> None:
+        """404."""
+        self._plain(404, pages.tomcat_error(404))
+
+
+class HomeHandler(SchoolHandler):
+    """GET / and /homeLogin.action: the login page, always setting the cookie."""
+
+    def get(self) -> None:
+        """The login page."""
+        self.session(always_cookie=True)
+        self.html(pages.login_page())
+
+
+class CaptchaHandler(SchoolHandler):
+    """GET /getCheckpic.action: 4 random digits (never checked, but must be fetched)."""
+
+    def get(self) -> None:
+        """A captcha PNG."""
+        sess = self.session()
+        png, text = render_captcha(self.state.rng)
+        sess.captcha = text
+        self.set_header("Content-Type", "image/png")
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(png)
+
+
+class KeypadHandler(SchoolHandler):
+    """GET /getpasswdPhoto.action: a freshly shuffled password keypad."""
+
+    def get(self) -> None:
+        """A keypad PNG; the session remembers this latest shuffle."""
+        sess = self.session()
+        png, cells = render_keypad(self.state.rng)
+        sess.keypad = cells
+        self.set_header("Content-Type", "image/png")
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(png)
+
+
+def _decode_password(sent: str, cells: list[int]) -> str | None:
+    """Map keypad cell indexes back to digits; None if not a valid index string."""
+    if not sent or not sent.isascii() or not sent.isdigit():
+        return None
+    return "".join(str(cells[int(c)]) for c in sent)
+
+
+class LoginHandler(SchoolHandler):
+    """POST /loginstudent.action."""
+
+    latency_kind = "login"
+
+    def post(self) -> None:
+        """Check session, student and keypad-mapped password."""
+        state = self.state
+        sess = self.session()
+        stuid = self.arg("name")
+        if sess.captcha is None or sess.keypad is None:
+            error = pages.EXPIRED_ERROR
+        elif state.dataset.student(stuid) is None:
+            error = pages.NO_USER
+        elif _decode_password(self.arg("passwd"), sess.keypad) != state.dataset.password(stuid):
+            error = pages.WRONG_PASSWORD
+        else:
+            st = state.dataset.student(stuid)
+            assert st is not None
+            state.sessions.login(sess, stuid, state.settings.kick_old_sessions)
+            state.stats.logins_ok += 1
+            self.html(pages.welcome_page(st.name))
+            return
+        state.stats.logins_failed += 1
+        self.html(pages.login_page(error))
+
+
+class AccountHandler(SchoolHandler):
+    """GET /accountcardUser.action: the account table."""
+
+    def get(self) -> None:
+        """Account info with the balance now."""
+        found = self.logged_in()
+        if found is None:
+            return
+        _, st = found
+        balance = self.state.dataset.balance(st, self.state.now())
+        self.html(pages.account_page(st, money(balance)))
+
+
+class TodayHandler(SchoolHandler):
+    """GET/POST /accounttodayTrjn.action: today's transactions."""
+
+    def get(self) -> None:
+        """The account form."""
+        found = self.logged_in()
+        if found is None:
+            return
+        sess, st = found
+        sess.today_ready = True
+        self.html(pages.account_form("/accounttodayTrjn.action", st.card_number))
+
+    def post(self) -> None:
+        """Result page 1 of today's transactions (the form must have been fetched)."""
+        found = self.logged_in()
+        if found is None:
+            return
+        sess, st = found
+        if not sess.today_ready:
+            self.html(pages.error_page(pages.STEP_ERROR))
+            return
+        today = self.displayed_today()
+        state = self.state
+        rows = state.dataset.rows(
+            st, state.now(), state.settings.clock_offset_minutes, today, today
+        )
+        self.result(sess, rows, 1)
+
+
+class HistoryHandler(SchoolHandler):
+    """GET /accounthisTrjn.action: step 1 of the history chain."""
+
+    def get(self) -> None:
+        """The account form posting to step 2."""
+        found = self.logged_in()
+        if found is None:
+            return
+        sess, st = found
+        sess.his_step = 1
+        sess.his_range = None
+        self.html(pages.account_form("/accounthisTrjn1.action", st.card_number))
+
+
+class History1Handler(SchoolHandler):
+    """POST /accounthisTrjn1.action: the date form."""
+
+    def post(self) -> None:
+        """Date form defaulting to yesterday-7 .. yesterday."""
+        found = self.logged_in()
+        if found is None:
+            return
+        sess, _ = found
+        if sess.his_step < 1:
+            self.html(pages.error_page(pages.STEP_ERROR))
+            return
+        sess.his_step = 2
+        yesterday = self.displayed_today() - timedelta(days=1)
+        self.html(pages.date_form(yesterday - timedelta(days=7), yesterday))
+
+
+def _parse_day(text: str) -> date | None:
+    if not _DATE_RE.fullmatch(text):
+        return None
+    try:
+        return datetime.strptime(text, "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+class History2Handler(SchoolHandler):
+    """POST /accounthisTrjn2.action: validate the dates, answer "please wait"."""
+
+    def post(self) -> None:
+        """The self-submitting wait page, or the bad-date error."""
+        found = self.logged_in()
+        if found is None:
+            return
+        sess, _ = found
+        if sess.his_step < 2:
+            self.html(pages.error_page(pages.STEP_ERROR))
+            return
+        start = _parse_day(self.arg("inputStartDate"))
+        end = _parse_day(self.arg("inputEndDate"))
+        if start is None or end is None or start > end or end >= self.displayed_today():
+            # The chain stays at the date form, so corrected dates may be posted again.
+            sess.his_step = 2
+            self.html(pages.error_page(pages.DATE_ERROR))
+            return
+        sess.his_step = 3
+        sess.his_range = (start, end)
+        self.html(pages.wait_page())
+
+
+class History3Handler(SchoolHandler):
+    """POST /accounthisTrjn3.action: result page 1 of the accepted date range."""
+
+    latency_kind = "history"
+
+    def post(self) -> None:
+        """Result page 1; the chain is used up."""
+        found = self.logged_in()
+        if found is None:
+            return
+        sess, st = found
+        if sess.his_step < 3 or sess.his_range is None:
+            self.html(pages.error_page(pages.STEP_ERROR))
+            return
+        start, end = sess.his_range
+        sess.his_step = 0
+        sess.his_range = None
+        state = self.state
+        rows = state.dataset.rows(st, state.now(), state.settings.clock_offset_minutes, start, end)
+        self.result(sess, rows, 1)
+
+
+class PagingHandler(SchoolHandler):
+    """POST /accountconsubBrows.action: page N of the session's last query."""
+
+    def post(self) -> None:
+        """Result page pageNum (clamped to the existing pages)."""
+        found = self.logged_in()
+        if found is None:
+            return
+        sess, _ = found
+        if sess.last_query is None:
+            self.html(pages.error_page(pages.STEP_ERROR))
+            return
+        try:
+            page = int(self.arg("pageNum"))
+        except ValueError:
+            page = 1
+        self.result(sess, sess.last_query, page)
+
+
+# ---- /__sim/ side endpoints ------------------------------------------------
+
+
+class SimHandler(tornado.web.RequestHandler):
+    """Base of the JSON side endpoints (outside the overload layer)."""
+
+    state: AppState
+
+    def initialize(self, state: AppState) -> None:
+        """Bind the shared simulator state."""
+        self.state = state
+
+    def compute_etag(self) -> str | None:
+        """No ETags on live counters."""
+        return None
+
+    def send(self, data: object, status: int = 200) -> None:
+        """Answer with JSON."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(data, ensure_ascii=False).encode("utf-8"))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors as JSON too."""
+        self.send({"error": self._reason}, status_code)
+
+    def body(self) -> dict[str, Any] | None:
+        """The JSON object body ({} if empty); None after answering 400."""
+        raw = self.request.body
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            self.send({"error": "body is not valid JSON"}, 400)
+            return None
+        if not isinstance(data, dict):
+            self.send({"error": "body must be a JSON object"}, 400)
+            return None
+        return data
+
+    def student(self, stuid: str) -> Student | None:
+        """The student, or None after answering 404."""
+        st = self.state.dataset.student(stuid)
+        if st is None:
+            self.send({"error": f"no such student {stuid}"}, 404)
+        return st
+
+
+class StatsHandler(SimHandler):
+    """GET /__sim/stats."""
+
+    def get(self) -> None:
+        """The counters."""
+        self.send(self.state.stats_json())
+
+
+class ResetHandler(SimHandler):
+    """POST /__sim/reset: zero the counters, optionally forget the sessions."""
+
+    def post(self) -> None:
+        """Zero the counters (and peaks); {"sessions": true} also drops all sessions."""
+        data = self.body()
+        if data is None:
+            return
+        self.state.stats.zero()
+        if data.get("sessions") is True:
+            self.state.sessions.clear()
+        self.send({"ok": True})
+
+
+class ControlHandler(SimHandler):
+    """POST /__sim/control: change settings at run time."""
+
+    def post(self) -> None:
+        """Apply a JSON object of setting overrides (all or nothing)."""
+        data = self.body()
+        if data is None:
+            return
+        try:
+            settings = self.state.apply(data)
+        except SettingError as exc:
+            self.send({"error": str(exc)}, 400)
+            return
+        self.send({"ok": True, "settings": settings.as_dict()})
+
+
+def _row_json(row: Row) -> dict[str, Any]:
+    return {
+        "time": f"{row.time:%Y/%m/%d %H:%M:%S}",
+        "way": row.way,
+        "position": row.position,
+        "amount": money(row.amount),
+        "balance_after": money(row.balance_after),
+        "count": row.count,
+    }
+
+
+class StudentHandler(SimHandler):
+    """GET /__sim/students/<stuid>: the truth about one student."""
+
+    def get(self, stuid: str) -> None:
+        """Identity, balance now, today's and the last 14 days' rows (newest first)."""
+        st = self.student(stuid)
+        if st is None:
+            return
+        state = self.state
+        now = state.now()
+        offset = state.settings.clock_offset_minutes
+        shown_now = now + timedelta(minutes=offset)
+        today = shown_now.date()
+        first = today - timedelta(days=TRUTH_HISTORY_DAYS)
+        yesterday = today - timedelta(days=1)
+        self.send(
+            {
+                "stuid": st.stuid,
+                "name": st.name,
+                "card_number": st.card_number,
+                "identity": st.identity,
+                "department": st.department,
+                "password_is_default": state.dataset.password_is_default(stuid),
+                "balance": money(state.dataset.balance(st, now)),
+                "displayed_now": f"{shown_now:%Y/%m/%d %H:%M:%S}",
+                "today": [_row_json(r) for r in state.dataset.rows(st, now, offset, today, today)],
+                "history_from": f"{first:%Y%m%d}",
+                "history_to": f"{yesterday:%Y%m%d}",
+                "history_days": [
+                    _row_json(r) for r in state.dataset.rows(st, now, offset, first, yesterday)
+                ],
+            }
+        )
+
+
+class PasswordHandler(SimHandler):
+    """POST /__sim/students/<stuid>/password."""
+
+    def post(self, stuid: str) -> None:
+        """Set the password ({"password": "123456"}; digits only, as the keypad has)."""
+        data = self.body()
+        if data is None:
+            return
+        st = self.student(stuid)
+        if st is None:
+            return
+        password = data.get("password")
+        if not isinstance(password, str) or not re.fullmatch(r"\d{1,20}", password):
+            self.send({"error": "password must be 1..20 digits"}, 400)
+            return
+        self.state.dataset.set_password(stuid, password)
+        self.send(
+            {"ok": True, "password_is_default": self.state.dataset.password_is_default(stuid)}
+        )
+
+
+class SpendHandler(SimHandler):
+    """POST /__sim/students/<stuid>/spend."""
+
+    def post(self, stuid: str) -> None:
+        """Record a purchase now ({"amount": "5.50", "position": "第一饭堂"})."""
+        data = self.body()
+        if data is None:
+            return
+        st = self.student(stuid)
+        if st is None:
+            return
+        position = data.get("position", "第一饭堂")
+        try:
+            amount = Decimal(str(data.get("amount")))
+        except InvalidOperation:
+            amount = Decimal(0)
+        exponent = amount.as_tuple().exponent
+        if (
+            not amount.is_finite()
+            or amount <= 0
+            or not isinstance(exponent, int)
+            or exponent < -2
+            or amount > 100000
+        ):
+            self.send({"error": "amount must be a positive number with at most 2 decimals"}, 400)
+            return
+        if not isinstance(position, str) or not 0 < len(position) <= 30 or not _gbk(position):
+            self.send({"error": "position must be 1..30 GBK characters"}, 400)
+            return
+        state = self.state
+        now = state.now()
+        try:
+            balance = state.dataset.spend(st, amount, position, now)
+        except ValueError as exc:
+            self.send({"error": str(exc)}, 409)
+            return
+        shown = now + timedelta(minutes=state.settings.clock_offset_minutes)
+        self.send({"ok": True, "balance": money(balance), "time": f"{shown:%Y/%m/%d %H:%M:%S}"})
+
+
+def _gbk(text: str) -> bool:
+    try:
+        text.encode("gbk")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class SimNotFoundHandler(SimHandler):
+    """Unknown /__sim/ URL."""
+
+    def get(self, *args: str) -> None:
+        """404 JSON."""
+        self.send({"error": "unknown simulator endpoint"}, 404)
+
+    def post(self, *args: str) -> None:
+        """404 JSON."""
+        self.send({"error": "unknown simulator endpoint"}, 404)
+
+
+def make_app(state: AppState) -> tornado.web.Application:
+    """The Tornado application serving the card center and the side endpoints."""
+    s = {"state": state}
+    stu = r"/__sim/students/([^/]+)"
+    return tornado.web.Application(
+        [
+            (r"/__sim/stats", StatsHandler, s),
+            (r"/__sim/reset", ResetHandler, s),
+            (r"/__sim/control", ControlHandler, s),
+            (stu, StudentHandler, s),
+            (stu + "/password", PasswordHandler, s),
+            (stu + "/spend", SpendHandler, s),
+            (r"/__sim/.*", SimNotFoundHandler, s),
+            (r"/", HomeHandler, s),
+            (r"/homeLogin\.action", HomeHandler, s),
+            (r"/getCheckpic\.action", CaptchaHandler, s),
+            (r"/getpasswdPhoto\.action", KeypadHandler, s),
+            (r"/loginstudent\.action", LoginHandler, s),
+            (r"/accountcardUser\.action", AccountHandler, s),
+            (r"/accounttodayTrjn\.action", TodayHandler, s),
+            (r"/accounthisTrjn\.action", HistoryHandler, s),
+            (r"/accounthisTrjn1\.action", History1Handler, s),
+            (r"/accounthisTrjn2\.action", History2Handler, s),
+            (r"/accounthisTrjn3\.action", History3Handler, s),
+            (r"/accountconsubBrows\.action", PagingHandler, s),
+        ],
+        default_handler_class=NotFoundHandler,
+        default_handler_args=s,
+        log_function=_no_log,
+    )
