@@ -155,7 +155,13 @@ class JsonHandler(RequestHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         for name, value in headers.items():
             self.set_header(name, value)
-        self.finish(json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False))
+        self.finish(
+            json.dumps(
+                {"error": {"code": code, "message": message}},
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
+        )
 
     def log_exception(
         self, typ: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None

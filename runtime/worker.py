@@ -12,15 +12,11 @@ import logging
 import signal
 import socket
 
-import httpx
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from db.engine import make_engine, make_sessionmaker
 from handlers import make_app
-from handlers.base import AppDeps
-from school.card import CardCenterClient, CardCenterSettings
-from services.card import CardService
+from services.factory import build_worker_services
 from settings import Settings
 
 log = logging.getLogger("jnufm.worker")
@@ -41,44 +37,10 @@ def die_with_parent() -> None:
         return
 
 
-def card_client(settings: Settings, http: httpx.AsyncClient) -> CardCenterClient:
-    card = settings.school.card
-    return CardCenterClient(
-        CardCenterSettings(
-            base_url=settings.card_base_url,
-            connect_timeout=card.connect_timeout_s,
-            total_timeout=card.total_timeout_s,
-            clock_offset=card.clock_offset,
-            max_pages=card.max_pages,
-            user_agent=card.user_agent,
-        ),
-        http,
-    )
-
-
-def make_http_client(settings: Settings) -> httpx.AsyncClient:
-    card = settings.school.card
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(card.total_timeout_s, connect=card.connect_timeout_s),
-        limits=httpx.Limits(
-            max_connections=card.max_connections, max_keepalive_connections=card.max_connections
-        ),
-        follow_redirects=False,
-        trust_env=False,
-    )
-
-
 async def serve(settings: Settings, sockets: list[socket.socket], index: int) -> None:
     """Serve on the given sockets until SIGTERM/SIGINT, then drain and close."""
-    engine = make_engine(settings.database)
-    http = make_http_client(settings)
-    service = CardService(
-        card_client(settings, http),
-        make_sessionmaker(engine),
-        settings.secret_key.encode(),
-        settings.api.history_max_days,
-    )
-    deps = AppDeps(card=service, retry_after_s=settings.api.retry_after_s, worker_index=index)
+    services = await build_worker_services(settings, index)
+    deps = services.deps
     server = HTTPServer(make_app(deps), xheaders=False, idle_connection_timeout=60)
     server.add_sockets(sockets)
     stop = asyncio.Event()
@@ -97,8 +59,7 @@ async def serve(settings: Settings, sockets: list[socket.socket], index: int) ->
             "worker %d: %d requests cut at the end of the grace period", index, deps.state.inflight
         )
     await server.close_all_connections()
-    await http.aclose()
-    await engine.dispose()
+    await services.close()
 
 
 def run_worker(settings: Settings, sockets: list[socket.socket] | None, index: int) -> int:

@@ -23,12 +23,11 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
-from db.engine import make_engine, make_sessionmaker
+from db.engine import make_engine
 from db.migrate import migrate
 from handlers import make_app
 from handlers.base import AppDeps
-from runtime.worker import card_client, make_http_client
-from services.card import CardService
+from services.factory import build_worker_services
 from settings import Settings, load_settings
 from tests.procs import Proc, schoolsim
 
@@ -100,16 +99,10 @@ async def deps(settings: Settings) -> AsyncIterator[AppDeps]:
     """A worker's dependencies, built on the test's event loop, with the schema migrated."""
     engine = make_engine(settings.database)
     await migrate(engine)
-    http = make_http_client(settings)
-    service = CardService(
-        card_client(settings, http),
-        make_sessionmaker(engine),
-        settings.secret_key.encode(),
-        settings.api.history_max_days,
-    )
-    yield AppDeps(card=service, retry_after_s=settings.api.retry_after_s)
-    await http.aclose()
     await engine.dispose()
+    services = await build_worker_services(settings)
+    yield services.deps
+    await services.close()
 
 
 @pytest.fixture

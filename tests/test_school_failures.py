@@ -7,10 +7,15 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 from sqlalchemy import func, select
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 
 from db.engine import make_engine
+from db.migrate import migrate
 from db.models import CardResult, Student
+from handlers import make_app
 from handlers.base import AppDeps
+from services.factory import build_worker_services
 from settings import Settings
 from tests.conftest import make_settings
 from tests.procs import Proc, free_port, schoolsim, sim_json
@@ -83,20 +88,11 @@ async def test_school_unreachable_is_a_502(db_url: str) -> None:
 
 async def _client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """Serve an app built from settings on a loopback port; yield a client for it."""
-    from tornado.httpserver import HTTPServer
-    from tornado.netutil import bind_sockets
-
-    from db.engine import make_sessionmaker
-    from db.migrate import migrate
-    from handlers import make_app
-    from runtime.worker import card_client, make_http_client
-    from services.card import CardService
-
     engine = make_engine(settings.database)
     await migrate(engine)
-    http = make_http_client(settings)
-    service = CardService(card_client(settings, http), make_sessionmaker(engine), b"k" * 32, 92)
-    server = HTTPServer(make_app(AppDeps(card=service, retry_after_s=settings.api.retry_after_s)))
+    await engine.dispose()
+    services = await build_worker_services(settings)
+    server = HTTPServer(make_app(services.deps))
     sockets = bind_sockets(0, "127.0.0.1")
     server.add_sockets(sockets)
     try:
@@ -106,5 +102,4 @@ async def _client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     finally:
         server.stop()
         await server.close_all_connections()
-        await http.aclose()
-        await engine.dispose()
+        await services.close()

@@ -1,0 +1,70 @@
+"""Build one worker's service objects from the settings; called after the fork."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+
+from db.engine import make_engine, make_sessionmaker
+from handlers.base import AppDeps
+from school.card import CardCenterClient, CardCenterSettings
+from services.card import CardService
+from settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerServices:
+    """What a worker serves with, and how to release it at the end."""
+
+    deps: AppDeps
+    close: Callable[[], Awaitable[None]]
+
+
+def make_http_client(settings: Settings) -> httpx.AsyncClient:
+    card = settings.school.card
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(card.total_timeout_s, connect=card.connect_timeout_s),
+        limits=httpx.Limits(
+            max_connections=card.max_connections, max_keepalive_connections=card.max_connections
+        ),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def card_client(settings: Settings, http: httpx.AsyncClient) -> CardCenterClient:
+    card = settings.school.card
+    return CardCenterClient(
+        CardCenterSettings(
+            base_url=settings.card_base_url,
+            connect_timeout=card.connect_timeout_s,
+            total_timeout=card.total_timeout_s,
+            clock_offset=card.clock_offset,
+            max_pages=card.max_pages,
+            user_agent=card.user_agent,
+        ),
+        http,
+    )
+
+
+async def build_worker_services(settings: Settings, worker_index: int = 0) -> WorkerServices:
+    """The engine, HTTP client and services of one worker, on the running event loop."""
+    engine = make_engine(settings.database)
+    http = make_http_client(settings)
+    service = CardService(
+        card_client(settings, http),
+        make_sessionmaker(engine),
+        settings.secret_key.encode(),
+        settings.api.history_max_days,
+    )
+    deps = AppDeps(
+        card=service, retry_after_s=settings.api.retry_after_s, worker_index=worker_index
+    )
+
+    async def close() -> None:
+        await http.aclose()
+        await engine.dispose()
+
+    return WorkerServices(deps, close)
