@@ -3,9 +3,12 @@
     python server.py [serve] [--config PATH] [--port N] [--processes N]
     python server.py migrate [--config PATH]
     python server.py check-config [--config PATH]
+    python server.py systemd-unit [--config PATH] [--install [--unit-dir DIR]]
 
 `serve` validates the config, migrates the database, starts the bundled
 school simulator if enabled, binds the socket and forks one worker per core.
+`systemd-unit` prints deploy/jnufm.service filled in for this installation
+(this interpreter, this directory, this config file), or installs it.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
+from observability.logs import configure_logging
 from settings import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent
@@ -28,7 +34,10 @@ log = logging.getLogger("jnufm")
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="server.py", description="jnufm campus API server")
     parser.add_argument(
-        "command", nargs="?", default="serve", choices=["serve", "migrate", "check-config"]
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve", "migrate", "check-config", "systemd-unit"],
     )
     parser.add_argument(
         "--config", type=Path, default=None, help="config file (default: config.yaml)"
@@ -37,28 +46,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--processes", type=int, default=None, help="workers; 0 = one per core, 1 = no fork"
     )
+    parser.add_argument(
+        "--install", action="store_true", help="systemd-unit: install the unit instead of printing"
+    )
+    parser.add_argument(
+        "--unit-dir",
+        type=Path,
+        default=None,
+        help="systemd-unit --install: where to (default: /etc/systemd/system)",
+    )
     return parser.parse_args(argv)
 
 
-def setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log.level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-        force=True,
-    )
-    # The HTTP client logs every request URL at INFO; the school's URLs are ours to log.
-    for noisy in ("httpx", "httpcore", "asyncio", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def config_path(args: argparse.Namespace) -> Path:
+    if args.config is not None:
+        return Path(args.config)
+    env_path = os.environ.get("JNUFM_CONFIG")
+    return Path(env_path) if env_path else DEFAULT_CONFIG
 
 
 def load(args: argparse.Namespace) -> Settings:
-    import os
-
-    path = args.config
-    if path is None:
-        env_path = os.environ.get("JNUFM_CONFIG")
-        path = Path(env_path) if env_path else DEFAULT_CONFIG
+    path = config_path(args)
     overrides: dict[str, Any] = {}
     if args.port is not None:
         overrides["listen.port"] = args.port
@@ -93,15 +101,38 @@ def prepare_database(settings: Settings) -> str | None:
         ) from None
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    # Before anything imports prometheus_client: it picks its storage at import time.
+    from observability.metrics import prepare_multiproc_dir
+
+    metrics_dir = prepare_multiproc_dir(settings.metrics.multiproc_dir or None)
+    try:
+        return _serve(settings, args)
+    finally:
+        if not settings.metrics.multiproc_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from runtime.master import Master
     from runtime.simulator import SimulatorError, SimulatorProcess
+    from runtime.systemd import Notifier
     from runtime.worker import serve as serve_in_process
 
+    # Taken out of the environment before any child process can inherit it.
+    notifier = Notifier()
     revision = prepare_database(settings)
     log.info("database ready at revision %s", revision)
+
+    def reload_settings(old: Settings) -> Settings:
+        """The config file re-read and checked, migrations applied if the database moved."""
+        new = load(args)
+        if new.database.url != old.database.url:
+            prepare_database(new)
+        return new
+
     simulator = SimulatorProcess(settings.simulator) if settings.simulator.enabled else None
-    master = Master(settings)
+    master = Master(settings, reload_settings, notifier)
     try:
         master.bind()
     except OSError as exc:
@@ -119,7 +150,9 @@ def serve(settings: Settings) -> int:
     print(f"try: curl '{base}/card/rest?stuid=2012052690&password=052690'", flush=True)
     try:
         if settings.worker_count() == 1 and master.sockets is not None:
-            asyncio.run(serve_in_process(settings, master.sockets, 0))
+            # No fork: no supervision, heartbeat or reload (development and debugging).
+            asyncio.run(serve_in_process(settings, master.sockets, 0, on_ready=notifier.ready))
+            notifier.stopping()
             return 0
         return master.run(simulator)
     finally:
@@ -127,18 +160,40 @@ def serve(settings: Settings) -> int:
             simulator.stop()
 
 
+def systemd_unit(args: argparse.Namespace) -> int:
+    from runtime.systemd import DEFAULT_UNIT_DIR, install_unit, render_unit
+
+    text = render_unit(config_path(args))
+    if not args.install:
+        print(text, end="")
+        return 0
+    try:
+        path = install_unit(text, args.unit_dir or DEFAULT_UNIT_DIR)
+    except OSError as exc:
+        print(f"jnufm: cannot install the unit: {exc}", file=sys.stderr)
+        return 1
+    print(f"installed {path}")
+    print("next: useradd --system --home-dir /var/lib/jnufm --shell /usr/sbin/nologin jnufm")
+    print("      install -d -m 0750 /etc/jnufm && head -c 32 /dev/urandom | base64 \\")
+    print("          > /etc/jnufm/secret_key && chmod 0600 /etc/jnufm/secret_key")
+    print("      systemctl daemon-reload && systemctl enable --now jnufm")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "systemd-unit":
+        return systemd_unit(args)
     try:
         settings = load(args)
-        setup_logging(settings)
+        configure_logging(settings.log)
         if args.command == "check-config":
             print("config ok")
             return 0
         if args.command == "migrate":
             print(f"database at revision {prepare_database(settings)}")
             return 0
-        return serve(settings)
+        return serve(settings, args)
     except ConfigError as exc:
         print(f"jnufm: {exc}", file=sys.stderr)
         return 2

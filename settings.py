@@ -7,13 +7,21 @@ with one line naming the key (`ConfigError`), never a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # Public on purpose: it marks a development setup, and production refuses it.
 DEFAULT_SECRET_KEY = "insecure-development-key-change-me"  # noqa: S105
@@ -83,6 +91,54 @@ class ApiSettings(_Section):
 
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+    # Empty: stderr. Else a file (relative to the config file), reopened on SIGUSR1.
+    file: str = ""
+
+
+class SupervisorSettings(_Section):
+    """How the master restarts, watches and replaces its workers."""
+
+    backoff_initial_s: Annotated[float, Field(ge=0)] = 0.1
+    backoff_max_s: Annotated[float, Field(ge=0)] = 30.0
+    stable_after_s: Annotated[float, Field(ge=0)] = 10.0
+    crash_loop_deaths: Annotated[int, Field(ge=1)] = 10
+    crash_loop_window_s: Annotated[float, Field(gt=0)] = 60.0
+    heartbeat_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    heartbeat_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    start_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    keepalive_drain_s: Annotated[float, Field(ge=0)] = 1.0
+
+    @model_validator(mode="after")
+    def _timeout_after_interval(self) -> SupervisorSettings:
+        if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
+            raise ValueError("heartbeat_timeout_s must be longer than heartbeat_interval_s")
+        return self
+
+
+class MetricsSettings(_Section):
+    """The Prometheus endpoint /metrics and who may read it."""
+
+    enabled: bool = True
+    allow_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    bearer_token: Annotated[str, Field(repr=False)] = ""
+    multiproc_dir: str = ""
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not an IP network") from None
+        return value
+
+
+class DebugSettings(_Section):
+    """Test-only switches; production mode refuses every one of them."""
+
+    block_route: bool = False
 
 
 class Settings(_Section):
@@ -96,6 +152,9 @@ class Settings(_Section):
     simulator: SimulatorSettings = SimulatorSettings()
     api: ApiSettings = ApiSettings()
     log: LogSettings = LogSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    debug: DebugSettings = DebugSettings()
 
     @property
     def card_base_url(self) -> str:
@@ -115,6 +174,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "JNUFM_MODE": ("mode",),
     "JNUFM_PORT": ("listen", "port"),
     "JNUFM_PROCESSES": ("processes",),
+    "JNUFM_METRICS_TOKEN": ("metrics", "bearer_token"),
 }
 
 
@@ -137,6 +197,16 @@ def _anchor_sqlite_path(settings: Settings, base: Path) -> Settings:
     absolute = prefix + str(base / url[len(prefix) :])
     database = settings.database.model_copy(update={"url": absolute})
     return settings.model_copy(update={"database": database})
+
+
+def _anchor_paths(settings: Settings, base: Path) -> Settings:
+    """The log file and metrics directory are relative to the config file too."""
+    log, metrics = settings.log, settings.metrics
+    if log.file and not Path(log.file).is_absolute():
+        log = log.model_copy(update={"file": str(base / log.file)})
+    if metrics.multiproc_dir and not Path(metrics.multiproc_dir).is_absolute():
+        metrics = metrics.model_copy(update={"multiproc_dir": str(base / metrics.multiproc_dir)})
+    return settings.model_copy(update={"log": log, "metrics": metrics})
 
 
 def _describe(err: ValidationError) -> str:
@@ -185,9 +255,12 @@ def load_settings(
         raise ConfigError(_describe(exc)) from None
     if path is not None:
         settings = _anchor_sqlite_path(settings, path.resolve().parent)
+        settings = _anchor_paths(settings, path.resolve().parent)
     if settings.mode == "production" and settings.secret_key == DEFAULT_SECRET_KEY:
         raise ConfigError(
             "secret_key: production mode refuses the default key; "
             "set JNUFM_SECRET_KEY or JNUFM_SECRET_KEY_FILE"
         )
+    if settings.mode == "production" and settings.debug.block_route:
+        raise ConfigError("debug.block_route: refused in production mode")
     return settings

@@ -7,7 +7,7 @@ from typing import Any
 
 from tornado.web import Application, RedirectHandler
 
-from handlers import legacy, pages, v1
+from handlers import legacy, ops, pages, v1
 from handlers.base import AppDeps, NotFoundHandler, log_request
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -27,8 +27,12 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/v1/card/balance", v1.V1BalanceHandler, d),
         (r"/v1/card/transactions", v1.V1TransactionsHandler, d),
         (r"/v1/card/profile", v1.V1ProfileHandler, d),
-        # Operations.
+        # Operations: liveness, readiness, Prometheus metrics (see docs/operations.md).
         (r"/healthz", pages.HealthHandler, d),
+        (r"/readyz", ops.ReadyHandler, d),
+        (r"/metrics", ops.MetricsHandler, d),
+        # Test only: blocks the worker's loop; routed only when debug.block_route is on.
+        *([(r"/debug/block", ops.DebugBlockHandler, d)] if deps.ops.debug_block_route else []),
         # Static files: the index page and the favicon.
         (r"/()", pages.StaticHandler, {"path": str(STATIC_DIR), "default_filename": "index.html"}),
         (r"/(favicon\.ico)", pages.StaticHandler, static),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -21,6 +22,9 @@ from urllib.parse import parse_qsl, urlencode
 
 from tornado.web import HTTPError, RequestHandler
 
+from observability import metrics
+from observability.probes import OpsDeps
+from observability.timing import RequestTimer, activate, request_id_from
 from school.errors import (
     InvalidCredentials,
     SchoolError,
@@ -43,6 +47,11 @@ class WorkerState:
     """Mutable per-worker facts the handlers keep up to date."""
 
     inflight: int = 0
+    # Set when the worker stops or is replaced: /readyz answers 503 and every
+    # answer closes its connection.
+    draining: bool = False
+    # Which configuration generation this worker serves (bumped by each reload).
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,7 @@ class AppDeps:
     retry_after_s: int
     worker_index: int = 0
     state: WorkerState = field(default_factory=WorkerState)
+    ops: OpsDeps = field(default_factory=OpsDeps)
 
 
 def redacted_uri(uri: str) -> str:
@@ -67,17 +77,49 @@ def redacted_uri(uri: str) -> str:
     return f"{path}?{urlencode(pairs, safe='*')}"
 
 
+_ROUTE_SYNTAX = re.compile(r"[()$\\^]")
+
+
+def route_label(handler: RequestHandler) -> str:
+    """The route pattern that matched (bounded, for metrics and logs), e.g. "/v1/card/balance"."""
+    for rule in getattr(handler.application.wildcard_router, "rules", []):
+        if rule.matcher.match(handler.request) is not None:
+            pattern = getattr(rule.matcher, "regex", None)
+            if pattern is not None:
+                return _ROUTE_SYNTAX.sub("", pattern.pattern) or "/"
+    return "unmatched"
+
+
 def log_request(handler: RequestHandler) -> None:
-    """Access log line: status, method, redacted URI, duration. Never the password."""
+    """Access log line and HTTP metrics: status, method, redacted URI, route, duration,
+    cache status, request id. Never the password."""
     status = handler.get_status()
+    seconds = handler.request.request_time()
+    route = route_label(handler)
+    method = handler.request.method or "-"
+    timer: RequestTimer | None = getattr(handler, "timer", None)
+    cache = timer.cache_status if timer is not None else "-"
+    uri = redacted_uri(handler.request.uri or "")
+    metrics.observe_http_request(route, method, status, seconds)
     level = logging.INFO if status < 500 else logging.WARNING
     access_log.log(
         level,
-        "%d %s %s %.1fms",
+        "%d %s %s %.1fms route=%s cache=%s",
         status,
-        handler.request.method,
-        redacted_uri(handler.request.uri or ""),
-        1000.0 * handler.request.request_time(),
+        method,
+        uri,
+        1000.0 * seconds,
+        route,
+        cache,
+        extra={
+            "request_id": timer.request_id if timer is not None else "",
+            "method": method,
+            "uri": uri,
+            "route": route,
+            "status": status,
+            "duration_ms": round(1000.0 * seconds, 1),
+            "cache": cache,
+        },
     )
 
 
@@ -130,18 +172,41 @@ class JsonHandler(RequestHandler):
         self.deps = deps
         self._counted = False
 
+    @property
+    def timer(self) -> RequestTimer:
+        """This request's timer and id (the client's X-Request-Id if sane, else a new one)."""
+        timer: RequestTimer | None = getattr(self, "_timer", None)
+        if timer is None:
+            timer = RequestTimer(request_id_from(self.request.headers.get("X-Request-Id")))
+            self._timer = timer
+        return timer
+
     def prepare(self) -> None:
+        activate(self.timer)
         self.deps.state.inflight += 1
+        metrics.http_in_flight(1)
         self._counted = True
 
     def on_finish(self) -> None:
         if self._counted:
             self.deps.state.inflight -= 1
+            metrics.http_in_flight(-1)
             self._counted = False
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Request-Id", self.timer.request_id)
+
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
+        if not self._headers_written:
+            self.set_header("Server-Timing", self.timer.server_timing(self.request.request_time()))
+            if self.deps.state.draining:
+                # Tornado then sends `Connection: close` and closes after this answer.
+                connection = self.request.connection
+                if hasattr(connection, "_disconnect_on_finish"):
+                    connection._disconnect_on_finish = True  # type: ignore[union-attr]
+        return super().finish(chunk)
 
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)

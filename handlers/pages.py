@@ -15,7 +15,14 @@ class HealthHandler(JsonHandler):
     """The process serves; says which worker answered (used to measure balancing)."""
 
     def get(self) -> None:
-        self.write_json({"status": "ok", "worker": self.deps.worker_index, "pid": os.getpid()})
+        self.write_json(
+            {
+                "status": "ok",
+                "worker": self.deps.worker_index,
+                "pid": os.getpid(),
+                "generation": self.deps.state.generation,
+            }
+        )
 
 
 class StaticHandler(StaticFileHandler):

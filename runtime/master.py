@@ -2,9 +2,23 @@
 
 We own the fork/wait loop instead of calling `tornado.process.fork_processes`:
 that function never returns in the parent, exits the parent when a worker
-fails too often, and gives no hook for signals, so it can grow into none of
-graceful stop, reload, backoff or readiness. Here the master is a plain loop
-woken by signals (through `signal.set_wakeup_fd`), which later features extend.
+fails too often, and gives no hook for signals. Here the master is a plain
+loop woken by signals (through `signal.set_wakeup_fd`) and by a 0.1 s tick:
+
+- a worker that dies is started again, after an exponential backoff when it
+  keeps dying young; too many deaths in a window (a crash loop) stop the
+  server with exit code 1 and a line naming the last death;
+- each worker's event loop writes a heartbeat into shared memory
+  (runtime/heartbeat.py); a worker whose loop is blocked longer than
+  `supervisor.heartbeat_timeout_s` is killed (SIGKILL) and replaced;
+- SIGTERM/SIGINT: graceful stop; SIGHUP: rolling reload of config.yaml;
+  SIGUSR1: reopen log files; SIGTTIN/SIGTTOU: one worker more/fewer;
+- under systemd (Type=notify) it reports READY/RELOADING/STOPPING and sends
+  watchdog pings only while workers beat (runtime/systemd.py).
+
+Workers learn of the master's death three ways: PR_SET_PDEATHSIG, a parent
+pid check right after the fork, and EOF on a lifeline pipe whose write end
+only the master holds.
 """
 
 from __future__ import annotations
@@ -17,28 +31,54 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tornado.netutil import bind_sockets
 
+from observability import metrics
+from observability.logs import configure_logging, reopen_log_files
+from runtime.heartbeat import HeartbeatTable
 from runtime.simulator import SimulatorProcess
-from runtime.worker import EXIT_FATAL, run_worker
-from settings import Settings
+from runtime.systemd import Notifier
+from runtime.worker import EXIT_FATAL, MasterLink, run_worker
+from settings import ConfigError, Settings
 
 log = logging.getLogger("jnufm.master")
 
-# A worker that dies this soon after its start more than this many times in a
-# row is failing at start-up: slow down instead of forking in a tight loop.
-FAST_DEATH_S = 1.0
-FAST_DEATH_DELAY_S = 1.0
+TICK_S = 0.1
+HANDLED_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGCHLD,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+)
+# Extra time a stopping worker gets beyond its grace period before SIGKILL.
+KILL_MARGIN_S = 5.0
 
 
 @dataclass
-class WorkerSlot:
+class Worker:
+    """One forked worker process as the master sees it."""
+
     index: int
-    pid: int = 0
-    started: float = 0.0
-    restarts: int = 0
+    generation: int
+    pid: int
+    cell: int
+    started: float
+    settings: Settings
+    ready: bool = False
+    retiring: bool = False  # asked to stop on purpose: not restarted
+    retire_deadline: float = 0.0
+    kill_reason: str = ""  # set when the master killed it (blocked, start_timeout)
+
+
+def describe_exit(code: int) -> str:
+    return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
 
 
 @dataclass
@@ -46,11 +86,27 @@ class Master:
     """Supervises `settings.worker_count()` forked workers on one listening socket."""
 
     settings: Settings
+    # Re-reads and validates the configuration for a reload; raises ConfigError.
+    reload_settings: Callable[[Settings], Settings] | None = None
+    notifier: Notifier = field(default_factory=lambda: Notifier({}))
     sockets: list[socket.socket] | None = None
-    slots: dict[int, WorkerSlot] = field(default_factory=dict)
+    workers: dict[int, Worker] = field(default_factory=dict)
     pending_signals: list[int] = field(default_factory=list)
     stopping: bool = False
     exit_code: int = 0
+    generation: int = 1
+    wanted: int = 0
+    restart_at: dict[int, float] = field(default_factory=dict)
+    early_deaths: dict[int, int] = field(default_factory=dict)
+    deaths: deque[float] = field(default_factory=deque)
+    announced_ready: bool = False
+
+    def __post_init__(self) -> None:
+        self.wanted = self.settings.worker_count()
+        self._last_generation = self.generation
+        self.heartbeats = HeartbeatTable()
+        self._wake_r, self._wake_w = -1, -1
+        self._lifeline_r, self._lifeline_w = -1, -1
 
     def bind(self) -> None:
         """Bind the shared listening socket before forking (unless workers use SO_REUSEPORT)."""
@@ -70,7 +126,11 @@ class Master:
             return str(host), int(port)
         return self.settings.listen.host, self.settings.listen.port
 
-    def spawn(self, slot: WorkerSlot) -> None:
+    # --- starting workers ------------------------------------------------------
+
+    def spawn(self, index: int, settings: Settings, generation: int) -> Worker:
+        cell = self.heartbeats.allocate()
+        link = MasterLink(generation, os.getpid(), self.heartbeats, cell, self._lifeline_r)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -78,43 +138,70 @@ class Master:
             code = 1
             try:
                 signal.set_wakeup_fd(-1)
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)
-                code = run_worker(self.settings, self.sockets, slot.index)
+                # Reload and scaling are the master's business; SIGUSR1 is handled
+                # once the worker's loop runs.
+                for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1):
+                    signal.signal(sig, signal.SIG_IGN)
+                for fd in (self._lifeline_w, self._wake_r, self._wake_w):
+                    os.close(fd)
+                self.notifier.close()
+                code = run_worker(settings, self.sockets, index, link)
             except BaseException:
-                log.exception("worker %d crashed", slot.index)
+                log.exception("worker %d crashed", index)
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
-        slot.pid = pid
-        slot.started = time.monotonic()
-        log.info("worker %d started (pid %d)", slot.index, pid)
+        worker = Worker(index, generation, pid, cell, time.monotonic(), settings)
+        self.workers[pid] = worker
+        metrics.set_worker_count(len(self.workers))
+        log.info("worker %d started (pid %d, generation %d)", index, pid, generation)
+        return worker
+
+    def _current(self) -> list[Worker]:
+        """Workers of the running generation that are meant to keep serving."""
+        return [
+            w for w in self.workers.values() if not w.retiring and w.generation == self.generation
+        ]
+
+    def _fill(self) -> None:
+        """Start workers for indexes that have none and no restart scheduled."""
+        if self.stopping:
+            return
+        covered = {w.index for w in self._current()} | set(self.restart_at)
+        for index in range(self.wanted):
+            if index not in covered:
+                self.spawn(index, self.settings, self.generation)
+
+    def _start_due(self, now: float) -> None:
+        for index, due in list(self.restart_at.items()):
+            if due <= now:
+                del self.restart_at[index]
+                if index < self.wanted and not self.stopping:
+                    self.spawn(index, self.settings, self.generation)
+
+    # --- the loop --------------------------------------------------------------
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.pending_signals.append(signum)
 
     def run(self, simulator: SimulatorProcess | None = None) -> int:
         """Fork the workers and supervise them until told to stop; returns the exit code."""
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        self._wake_r, self._wake_w = os.pipe()
+        self._lifeline_r, self._lifeline_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        signal.set_wakeup_fd(self._wake_w)
+        for sig in HANDLED_SIGNALS:
             signal.signal(sig, self._on_signal)
-        for index in range(self.settings.worker_count()):
-            self.slots[index] = WorkerSlot(index)
-            self.spawn(self.slots[index])
         try:
+            self._fill()
             while not self.stopping:
-                select.select([wake_r], [], [], 1.0)
-                try:
-                    while os.read(wake_r, 512):
-                        pass
-                except BlockingIOError:
-                    pass
+                self._sleep(TICK_S)
                 self._handle_signals()
-                self._reap()
+                self._supervise()
                 if simulator is not None and not self.stopping and simulator.exited():
                     log.error("the bundled school simulator exited; stopping")
                     self.exit_code = 1
@@ -122,70 +209,271 @@ class Master:
         finally:
             self._stop_workers()
             signal.set_wakeup_fd(-1)
-            os.close(wake_r)
-            os.close(wake_w)
+            for fd in (self._wake_r, self._wake_w, self._lifeline_r, self._lifeline_w):
+                os.close(fd)
+            self.notifier.close()
         return self.exit_code
 
+    def _sleep(self, timeout: float) -> None:
+        """Wait for a signal or the timeout."""
+        select.select([self._wake_r], [], [], timeout)
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _supervise(self) -> None:
+        """One round: reap the dead, start the due, kill the blocked, report to systemd."""
+        self._reap()
+        now = time.monotonic()
+        self._start_due(now)
+        self._fill()
+        self._watch(now)
+        self._report(now)
+
     def _handle_signals(self) -> None:
-        while self.pending_signals:
+        while self.pending_signals and not self.stopping:
             signum = self.pending_signals.pop(0)
             if signum in (signal.SIGTERM, signal.SIGINT):
                 log.info("received %s: stopping", signal.Signals(signum).name)
                 self.stopping = True
+            elif signum == signal.SIGHUP:
+                self.reload()
+            elif signum == signal.SIGUSR1:
+                log.info("received SIGUSR1: reopening log files")
+                reopen_log_files()
+                for worker in self.workers.values():
+                    _kill(worker.pid, signal.SIGUSR1)
+            elif signum == signal.SIGTTIN:
+                self.wanted += 1
+                log.info("received SIGTTIN: %d workers", self.wanted)
+            elif signum == signal.SIGTTOU:
+                if self.wanted > 1:
+                    self.wanted -= 1
+                    for worker in self._current():
+                        if worker.index >= self.wanted:
+                            self._retire(worker)
+                    self.restart_at = {i: t for i, t in self.restart_at.items() if i < self.wanted}
+                log.info("received SIGTTOU: %d workers", self.wanted)
 
-    def _exited(self) -> list[tuple[WorkerSlot, int]]:
-        """Workers that have exited since the last look, with their exit codes.
-
-        Waits on each worker's pid rather than on -1: the simulator is our
-        child too, and its Popen object must reap it itself.
-        """
-        exited = []
-        for slot in self.slots.values():
-            if not slot.pid:
-                continue
-            try:
-                pid, status = os.waitpid(slot.pid, os.WNOHANG)
-            except ChildProcessError:
-                pid, status = slot.pid, 0
-            if pid:
-                exited.append((slot, os.waitstatus_to_exitcode(status)))
-                slot.pid = 0
-        return exited
+    # --- deaths ----------------------------------------------------------------
 
     def _reap(self) -> None:
-        for slot, code in self._exited():
-            if self.stopping:
+        """Collect exited workers. Waits on each worker's pid rather than on -1: the
+        simulator is our child too, and its Popen object must reap it itself."""
+        for pid, worker in list(self.workers.items()):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            if not done:
                 continue
-            if code == EXIT_FATAL:
-                log.error("worker %d cannot start (exit %d); stopping", slot.index, code)
-                self.exit_code = 1
-                self.stopping = True
-                return
-            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-            log.warning("worker %d died with %s; starting a new one", slot.index, how)
-            if time.monotonic() - slot.started < FAST_DEATH_S:
-                time.sleep(FAST_DEATH_DELAY_S)
-            slot.restarts += 1
-            self.spawn(slot)
+            del self.workers[pid]
+            self.heartbeats.release(worker.cell)
+            metrics.retire_process(pid)
+            metrics.set_worker_count(len(self.workers))
+            self._on_exit(worker, os.waitstatus_to_exitcode(status))
+
+    def _on_exit(self, worker: Worker, code: int) -> None:
+        how = describe_exit(code)
+        name = f"worker {worker.index} (pid {worker.pid})"
+        if self.stopping or worker.retiring:
+            log.info("%s stopped (%s)", name, how)
+            return
+        if code == EXIT_FATAL:
+            log.error("worker %d cannot start (exit %d); stopping", worker.index, code)
+            self.exit_code = 1
+            self.stopping = True
+            return
+        if worker.generation != self.generation or worker.index >= self.wanted:
+            log.warning("%s died with %s; not restarted, it was being replaced", name, how)
+            return
+        now = time.monotonic()
+        sv = self.settings.supervisor
+        self.deaths.append(now)
+        while self.deaths and now - self.deaths[0] > sv.crash_loop_window_s:
+            self.deaths.popleft()
+        if len(self.deaths) >= sv.crash_loop_deaths:
+            log.critical(
+                "crash loop: %d worker deaths within %gs (supervisor.crash_loop_deaths / "
+                "crash_loop_window_s), the last one %s with %s; stopping",
+                len(self.deaths),
+                sv.crash_loop_window_s,
+                name,
+                how,
+            )
+            self.exit_code = 1
+            self.stopping = True
+            return
+        early = (
+            0
+            if now - worker.started >= sv.stable_after_s
+            else self.early_deaths.get(worker.index, 0) + 1
+        )
+        self.early_deaths[worker.index] = early
+        delay = (
+            0.0 if early == 0 else min(sv.backoff_max_s, sv.backoff_initial_s * 2 ** (early - 1))
+        )
+        reason = worker.kill_reason or ("killed" if code < 0 else "exited")
+        metrics.record_worker_restart(reason)
+        if delay:
+            log.warning("%s died with %s; starting a new one in %.1fs", name, how, delay)
+        else:
+            log.warning("%s died with %s; starting a new one", name, how)
+        self.restart_at[worker.index] = now + delay
+
+    # --- liveness ----------------------------------------------------------------
+
+    def _watch(self, now: float) -> None:
+        """Kill workers whose loop stopped beating, that never started, or that overstay a stop."""
+        for worker in self.workers.values():
+            if worker.kill_reason:
+                continue
+            sv = worker.settings.supervisor
+            beat = self.heartbeats.last_beat(worker.cell)
+            if worker.retiring and now > worker.retire_deadline:
+                log.warning(
+                    "worker %d (pid %d) did not stop in time; killing it", worker.index, worker.pid
+                )
+                self._kill(worker, "stop_timeout")
+            elif beat == 0.0:
+                if now - worker.started > sv.start_timeout_s:
+                    log.error(
+                        "worker %d (pid %d) did not start serving within %gs "
+                        "(supervisor.start_timeout_s); killing it",
+                        worker.index,
+                        worker.pid,
+                        sv.start_timeout_s,
+                    )
+                    self._kill(worker, "start_timeout")
+            elif now - beat > sv.heartbeat_timeout_s:
+                log.error(
+                    "worker %d (pid %d): event loop blocked for %.1fs "
+                    "(supervisor.heartbeat_timeout_s %g); killing it",
+                    worker.index,
+                    worker.pid,
+                    now - beat,
+                    sv.heartbeat_timeout_s,
+                )
+                self._kill(worker, "blocked")
+            else:
+                worker.ready = True
+
+    def _kill(self, worker: Worker, reason: str) -> None:
+        worker.kill_reason = reason
+        _kill(worker.pid, signal.SIGKILL)
+
+    def _healthy(self, now: float) -> bool:
+        """At least one worker serves with a fresh heartbeat."""
+        for worker in self.workers.values():
+            beat = self.heartbeats.last_beat(worker.cell)
+            fresh = now - beat <= worker.settings.supervisor.heartbeat_timeout_s
+            if beat and fresh and not worker.kill_reason:
+                return True
+        return False
+
+    def _report(self, now: float) -> None:
+        """READY=1 once every first worker serves; WATCHDOG=1 only while workers beat."""
+        if not self.announced_ready:
+            current = self._current()
+            if len(current) >= self.wanted and all(w.ready for w in current):
+                self.announced_ready = True
+                log.info("%d workers serving", len(current))
+                self.notifier.ready(f"serving with {len(current)} workers")
+        if self.notifier.watchdog_due(now) and self._healthy(now):
+            self.notifier.watchdog(now)
+
+    # --- reload --------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Re-read the config; start a new generation of workers, then retire the old one.
+
+        An invalid file is logged and the running configuration stays. The
+        listening socket stays open in the master throughout (so no connection
+        is refused), which is also why listen.* cannot change on reload.
+        """
+        if self.reload_settings is None:
+            log.warning("received SIGHUP, but this server cannot reload")
+            return
+        log.info("received SIGHUP: reloading the configuration")
+        self.notifier.reloading()
+        old = self.settings
+        try:
+            new = self.reload_settings(old)
+        except ConfigError as exc:
+            log.error("reload refused: %s; the running configuration stays", exc)
+            self.notifier.ready(f"serving with {len(self._current())} workers")
+            return
+        if new.listen != old.listen:
+            log.warning(
+                "reload: listen.* cannot change without a restart; still listening on %s:%d",
+                old.listen.host,
+                old.listen.port,
+            )
+            new = new.model_copy(update={"listen": old.listen})
+        previous = self._current()
+        old_generation, old_wanted = self.generation, self.wanted
+        self._last_generation += 1
+        self.settings, self.generation = new, self._last_generation
+        self.wanted = new.worker_count()
+        self.restart_at.clear()
+        self.early_deaths.clear()
+        configure_logging(new.log)
+        fresh = [self.spawn(index, new, self.generation) for index in range(self.wanted)]
+        if self._wait_ready(fresh, new.supervisor.start_timeout_s):
+            for worker in previous:
+                self._retire(worker)
+            log.info("reload done: generation %d, %d workers", self.generation, len(fresh))
+        else:
+            log.error("reload failed: the new workers did not start serving; keeping the old ones")
+            for worker in fresh:
+                if worker.pid in self.workers:
+                    self._retire(worker)
+            self.settings, self.generation, self.wanted = old, old_generation, old_wanted
+            self.restart_at.clear()
+            configure_logging(old.log)
+        self.notifier.ready(f"serving with {len(self._current())} workers")
+
+    def _wait_ready(self, fresh: list[Worker], timeout_s: float) -> bool:
+        """Supervise until every fresh worker serves; False if one dies, or on timeout or stop."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(s in (signal.SIGTERM, signal.SIGINT) for s in self.pending_signals):
+                return False
+            self._reap()
+            now = time.monotonic()
+            self._watch(now)
+            self._report(now)
+            if any(w.pid not in self.workers for w in fresh):
+                return False
+            if all(w.ready for w in fresh):
+                return True
+            self._sleep(0.01)
+        return False
+
+    # --- stopping ------------------------------------------------------------------
+
+    def _retire(self, worker: Worker) -> None:
+        """Ask a worker to stop gracefully; it is killed if it overstays its grace period."""
+        worker.retiring = True
+        worker.retire_deadline = time.monotonic() + worker.settings.shutdown_grace_s + KILL_MARGIN_S
+        _kill(worker.pid, signal.SIGTERM)
 
     def _stop_workers(self) -> None:
-        """SIGTERM every worker, wait for the grace period (+5 s), then SIGKILL the rest."""
-        live = [s for s in self.slots.values() if s.pid]
-        for slot in live:
-            _kill(slot.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.settings.shutdown_grace_s + 5
-        while any(s.pid for s in self.slots.values()) and time.monotonic() < deadline:
-            self._exited()
-            time.sleep(0.02)
-        for slot in self.slots.values():
-            if slot.pid:
-                log.warning("worker %d did not stop in time; killing it", slot.index)
-                _kill(slot.pid, signal.SIGKILL)
-        while any(s.pid for s in self.slots.values()):
-            self._exited()
-            time.sleep(0.02)
+        """Stop listening, SIGTERM every worker, SIGKILL those still there after grace + 5 s."""
+        self.stopping = True
+        self.notifier.stopping()
         for sock in self.sockets or []:
             sock.close()
+        for worker in list(self.workers.values()):
+            if not worker.retiring:
+                self._retire(worker)
+        while self.workers:
+            self._reap()
+            self._watch(time.monotonic())
+            if self.workers:
+                self._sleep(0.02)
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -11,6 +11,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.worker import die_with_parent
 from settings import SimulatorSettings
 
 log = logging.getLogger("jnufm.simulator")
@@ -49,7 +50,9 @@ class SimulatorProcess:
         s = self.settings
         args = [sys.executable, "-m", "schoolsim", "--host", s.host, "--port", str(s.port)]
         args += ["--profile", s.profile, "--seed", str(s.seed)]
-        self.popen = subprocess.Popen(args, cwd=PROJECT_DIR)  # noqa: S603 - fixed arguments
+        self.popen = subprocess.Popen(  # noqa: S603 - fixed arguments
+            args, cwd=PROJECT_DIR, preexec_fn=die_with_parent
+        )
         deadline = time.monotonic() + s.start_timeout_s
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:

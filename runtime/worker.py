@@ -1,21 +1,36 @@
 """One worker process: builds its own event loop, database engine and HTTP client, then serves.
 
 Everything here is created after the fork (SQLAlchemy pools and event loops
-must not cross a fork); the only thing inherited is the listening socket.
+must not cross a fork); what is inherited is the listening socket, the
+heartbeat cell and the read end of the master's lifeline pipe.
+
+Stopping (SIGTERM/SIGINT, or the master gone): stop accepting at once, mark
+the worker draining (/readyz answers 503, every answer says `Connection:
+close`), let requests in flight finish within `shutdown_grace_s`, give idle
+keep-alive connections `supervisor.keepalive_drain_s` to send one last
+request, then close everything and exit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
+import os
 import signal
 import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from tornado.httpserver import HTTPServer
+from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 
 from handlers import make_app
+from observability.logs import configure_logging, reopen_log_files
+from runtime.heartbeat import HeartbeatTable
 from services.factory import build_worker_services
 from settings import Settings
 
@@ -28,6 +43,17 @@ EXIT_FATAL = 78
 PR_SET_PDEATHSIG = 1
 
 
+@dataclass(frozen=True, slots=True)
+class MasterLink:
+    """What ties a forked worker to its master."""
+
+    generation: int
+    master_pid: int
+    heartbeats: HeartbeatTable
+    cell: int
+    lifeline_fd: int  # read end of a pipe only the master writes: EOF = the master is gone
+
+
 def die_with_parent() -> None:
     """Ask Linux to SIGTERM this worker when the master dies, so no worker is orphaned."""
     try:
@@ -37,34 +63,100 @@ def die_with_parent() -> None:
         return
 
 
-async def serve(settings: Settings, sockets: list[socket.socket], index: int) -> None:
-    """Serve on the given sockets until SIGTERM/SIGINT, then drain and close."""
+class DrainingHTTPServer(HTTPServer):
+    """An HTTPServer that knows how many connections are open, to drain them on stop."""
+
+    open_connections = 0
+
+    def handle_stream(self, stream: IOStream, address: Any) -> None:
+        self.open_connections += 1
+        super().handle_stream(stream, address)
+
+    def on_close(self, server_conn: object) -> None:
+        self.open_connections -= 1
+        super().on_close(server_conn)
+
+
+async def serve(
+    settings: Settings,
+    sockets: list[socket.socket],
+    index: int,
+    link: MasterLink | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve on the given sockets until SIGTERM/SIGINT or the master's death, then drain."""
     services = await build_worker_services(settings, index)
     deps = services.deps
-    server = HTTPServer(make_app(deps), xheaders=False, idle_connection_timeout=60)
+    deps.state.generation = link.generation if link is not None else 0
+    server = DrainingHTTPServer(make_app(deps), xheaders=False, idle_connection_timeout=60)
     server.add_sockets(sockets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.debug("worker %d serving", index)
+    loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
+    if link is not None:
+        _watch_master(loop, link, stop)
+        _beat(loop, link, settings.supervisor.heartbeat_interval_s)
+    if on_ready is not None:
+        on_ready()
+    log.debug("worker %d serving (generation %d)", index, deps.state.generation)
     await stop.wait()
+
     server.stop()
-    # Let requests in flight finish (within the grace period) before closing connections.
+    deps.state.draining = True
+    # New requests on open connections are answered with `Connection: close`.
+    server.conn_params.no_keep_alive = True
     deadline = loop.time() + settings.shutdown_grace_s
     while deps.state.inflight > 0 and loop.time() < deadline:  # noqa: ASYNC110 - shutdown only
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.01)
     if deps.state.inflight:
         log.warning(
             "worker %d: %d requests cut at the end of the grace period", index, deps.state.inflight
         )
+    # Idle keep-alive clients may still send one request (answered, then closed);
+    # closing their connections at once would race with requests already on the way.
+    linger = min(deadline, loop.time() + settings.supervisor.keepalive_drain_s)
+    while server.open_connections > 0 and loop.time() < linger:  # noqa: ASYNC110 - shutdown only
+        await asyncio.sleep(0.01)
     await server.close_all_connections()
     await services.close()
 
 
-def run_worker(settings: Settings, sockets: list[socket.socket] | None, index: int) -> int:
+def _beat(loop: asyncio.AbstractEventLoop, link: MasterLink, interval_s: float) -> None:
+    """Write a heartbeat now and every interval while the loop runs (the first one = serving)."""
+    link.heartbeats.beat(link.cell)
+    loop.call_later(interval_s, _beat, loop, link, interval_s)
+
+
+def _watch_master(loop: asyncio.AbstractEventLoop, link: MasterLink, stop: asyncio.Event) -> None:
+    """Stop when the lifeline pipe reaches EOF: the master is gone (even by SIGKILL)."""
+
+    def readable() -> None:
+        try:
+            data = os.read(link.lifeline_fd, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(link.lifeline_fd)
+            if not stop.is_set():
+                log.warning("worker: the master is gone; stopping")
+                stop.set()
+
+    os.set_blocking(link.lifeline_fd, False)
+    loop.add_reader(link.lifeline_fd, readable)
+
+
+def run_worker(
+    settings: Settings, sockets: list[socket.socket] | None, index: int, link: MasterLink
+) -> int:
     """Entry point of a forked worker; returns its exit code."""
     die_with_parent()
+    if os.getppid() != link.master_pid:
+        return 0  # the master died before we could ask to die with it
+    configure_logging(settings.log)
     if sockets is None:
         try:
             sockets = bind_sockets(
@@ -82,5 +174,7 @@ def run_worker(settings: Settings, sockets: list[socket.socket] | None, index: i
                 exc,
             )
             return EXIT_FATAL
-    asyncio.run(serve(settings, sockets, index))
+    asyncio.run(serve(settings, sockets, index, link))
+    with contextlib.suppress(OSError):
+        os.close(link.lifeline_fd)
     return 0

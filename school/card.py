@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -11,6 +12,8 @@ from urllib.parse import urlencode
 
 import httpx
 
+from observability import metrics
+from observability.timing import add_time
 from school.card_pages import (
     check_login_page,
     parse_account,
@@ -21,6 +24,7 @@ from school.card_pages import (
 )
 from school.errors import (
     SchoolConnectionError,
+    SchoolError,
     SchoolPageError,
     SchoolServerError,
     SchoolTimeout,
@@ -33,6 +37,17 @@ COOKIE_NAME = "JSESSIONID"
 CAPTCHA_RAND = "8000"
 _FORM_TYPE = "application/x-www-form-urlencoded"
 _DIGITS = re.compile(r"[0-9]+")
+# The name of this school system in metrics and breaker states.
+SYSTEM = "card"
+
+
+# Outcome label of jnufm_school_requests for each error _fetch raises.
+_OUTCOMES: dict[type[SchoolError], str] = {
+    SchoolTimeout: "timeout",
+    SchoolConnectionError: "connection",
+    SchoolServerError: "server_error",
+    SchoolPageError: "bad_page",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,22 +129,35 @@ class CardCenterClient:
             extensions={"timeout": self._timeout.as_dict()},
         )
         self.requests_sent += 1
-        where = f"{method} {path.split('?', 1)[0]}"
+        bare_path = path.split("?", 1)[0]
+        where = f"{method} {bare_path}"
+        started = time.perf_counter()
+        outcome = "ok"
         try:
-            async with asyncio.timeout(self.settings.total_timeout):
-                response = await self._http.send(request, follow_redirects=False)
-        except TimeoutError as exc:
-            raise SchoolTimeout(f"{where}: no answer within the total timeout") from exc
-        except httpx.TimeoutException as exc:
-            raise SchoolTimeout(f"{where}: {type(exc).__name__}") from exc
-        except httpx.DecodingError as exc:
-            raise SchoolPageError(f"{where}: undecodable body") from exc
-        except httpx.RequestError as exc:
-            raise SchoolConnectionError(f"{where}: {type(exc).__name__}") from exc
-        if response.status_code >= 500:
-            raise SchoolServerError(f"{where}: HTTP {response.status_code}", response.status_code)
-        if response.status_code != 200:
-            raise SchoolPageError(f"{where}: unexpected HTTP {response.status_code}")
+            try:
+                async with asyncio.timeout(self.settings.total_timeout):
+                    response = await self._http.send(request, follow_redirects=False)
+            except TimeoutError as exc:
+                raise SchoolTimeout(f"{where}: no answer within the total timeout") from exc
+            except httpx.TimeoutException as exc:
+                raise SchoolTimeout(f"{where}: {type(exc).__name__}") from exc
+            except httpx.DecodingError as exc:
+                raise SchoolPageError(f"{where}: undecodable body") from exc
+            except httpx.RequestError as exc:
+                raise SchoolConnectionError(f"{where}: {type(exc).__name__}") from exc
+            if response.status_code >= 500:
+                raise SchoolServerError(
+                    f"{where}: HTTP {response.status_code}", response.status_code
+                )
+            if response.status_code != 200:
+                raise SchoolPageError(f"{where}: unexpected HTTP {response.status_code}")
+        except SchoolError as exc:
+            outcome = _OUTCOMES.get(type(exc), "error")
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            add_time("school", elapsed)
+            metrics.observe_school_request(SYSTEM, bare_path, outcome, elapsed)
         return _Reply(
             body=response.content,
             content_type=response.headers.get("content-type"),

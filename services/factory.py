@@ -9,6 +9,7 @@ import httpx
 
 from db.engine import make_engine, make_sessionmaker
 from handlers.base import AppDeps
+from observability.probes import make_ops_deps
 from school.card import CardCenterClient, CardCenterSettings
 from services.card import CardService
 from settings import Settings
@@ -60,7 +61,10 @@ async def build_worker_services(settings: Settings, worker_index: int = 0) -> Wo
         settings.api.history_max_days,
     )
     deps = AppDeps(
-        card=service, retry_after_s=settings.api.retry_after_s, worker_index=worker_index
+        card=service,
+        retry_after_s=settings.api.retry_after_s,
+        worker_index=worker_index,
+        ops=make_ops_deps(settings, engine),
     )
 
     async def close() -> None:

@@ -1,0 +1,57 @@
+"""Operations endpoints: readiness, Prometheus metrics, and a test-only loop blocker."""
+
+from __future__ import annotations
+
+import time
+
+from tornado.web import HTTPError
+
+from handlers.base import JsonHandler
+from observability import metrics
+
+# The longest /debug/block may hold a worker: enough to trip any heartbeat timeout,
+# short enough that a forgotten test cannot wedge a worker for long.
+MAX_BLOCK_S = 60.0
+
+
+class ReadyHandler(JsonHandler):
+    """Ready to serve: database reachable, migrations current, not draining (else 503)."""
+
+    async def get(self) -> None:
+        body = await self.deps.ops.readiness.check()
+        body["draining"] = self.deps.state.draining
+        body["worker"] = self.deps.worker_index
+        if self.deps.state.draining:
+            body["ready"] = False
+        self.write_json(body, 200 if body["ready"] else 503)
+
+
+class MetricsHandler(JsonHandler):
+    """Prometheus metrics of every worker, for the allowed networks or the bearer token."""
+
+    def get(self) -> None:
+        access = self.deps.ops.metrics
+        if not access.enabled:
+            raise HTTPError(404, "metrics are disabled")
+        if not access.allows(self.request.remote_ip, self.request.headers.get("Authorization")):
+            raise HTTPError(403, "metrics are not available to this client")
+        body, content_type = metrics.render()
+        self.set_header("Content-Type", content_type)
+        self.finish(body)
+
+
+class DebugBlockHandler(JsonHandler):
+    """Blocks this worker's event loop (`?seconds=`), to test the heartbeat watchdog.
+
+    Routed only when `debug.block_route` is on, which production mode refuses.
+    """
+
+    def get(self) -> None:
+        if not self.deps.ops.debug_block_route:
+            raise HTTPError(404, "no such endpoint: %s", self.request.path)
+        try:
+            seconds = min(float(self.get_query_argument("seconds", "1")), MAX_BLOCK_S)
+        except ValueError:
+            raise HTTPError(400, "seconds must be a number") from None
+        time.sleep(seconds)
+        self.write_json({"blocked_s": seconds})

@@ -1,0 +1,311 @@
+"""Every Prometheus metric of the server, and one helper function per thing that happens.
+
+Metrics are aggregated over all workers with prometheus_client's multiprocess
+mode: the master points PROMETHEUS_MULTIPROC_DIR at a fresh directory before
+anything imports prometheus_client (the library picks its storage at import
+time), each process writes its own files there, and /metrics merges them.
+That is why this module imports prometheus_client only inside functions and
+creates the metric objects on first use, never at import time.
+
+Dead workers' files would pile up (one set per worker ever started) and slow
+every scrape, so the master folds a dead worker's counters and histograms
+into one archive file per type (`retire_process`) and deletes its gauges.
+
+Helpers for the code that records events (all cheap, safe to call anywhere):
+
+    observe_http_request(route, method, status, seconds)
+    http_in_flight(delta)
+    observe_school_request(system, path, outcome, seconds)
+    record_cache(kind, outcome, level="memory")
+    coalesced_wait(kind)
+    budget_queue(system, delta)
+    budget_wait(system, seconds)
+    budget_rejected(system)
+    set_breaker_state(system, state)
+    record_rate_limited(scope)
+    record_worker_restart(reason)        (master)
+    set_worker_count(count)              (master)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter, Gauge, Histogram
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Seconds. HTTP answers range from a cached hit (~1 ms) to a slow school (10 s timeout).
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+SCHOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+# The numbers behind jnufm_breaker_state, so that max() over workers is the worst state.
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class _Metrics:
+    http_requests: Counter
+    http_duration: Histogram
+    http_in_flight: Gauge
+    school_requests: Counter
+    school_duration: Histogram
+    cache_lookups: Counter
+    coalesced_waits: Counter
+    budget_queue: Gauge
+    budget_wait: Histogram
+    budget_rejected: Counter
+    breaker_state: Gauge
+    rate_limited: Counter
+    worker_restarts: Counter
+    workers: Gauge
+
+
+_metrics: _Metrics | None = None
+
+
+def _m() -> _Metrics:
+    """The metric objects, created on first use (after PROMETHEUS_MULTIPROC_DIR is set)."""
+    global _metrics
+    if _metrics is None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        _metrics = _Metrics(
+            http_requests=Counter(
+                "jnufm_http_requests",
+                "HTTP requests answered, by route pattern, method and status code.",
+                ["route", "method", "status"],
+            ),
+            http_duration=Histogram(
+                "jnufm_http_request_duration_seconds",
+                "Time from reading a request to finishing its answer, by route pattern.",
+                ["route"],
+                buckets=HTTP_BUCKETS,
+            ),
+            http_in_flight=Gauge(
+                "jnufm_http_requests_in_flight",
+                "Requests being handled now, over all workers.",
+                multiprocess_mode="livesum",
+            ),
+            school_requests=Counter(
+                "jnufm_school_requests",
+                "Requests sent to a school system, by system, URL path and outcome "
+                "(ok, timeout, connection, server_error, bad_page).",
+                ["system", "path", "outcome"],
+            ),
+            school_duration=Histogram(
+                "jnufm_school_request_duration_seconds",
+                "Time one school request took, whatever its outcome, by system.",
+                ["system"],
+                buckets=SCHOOL_BUCKETS,
+            ),
+            cache_lookups=Counter(
+                "jnufm_cache_lookups",
+                "Cache lookups by kind of data, cache level and outcome (hit, miss, stale).",
+                ["kind", "level", "outcome"],
+            ),
+            coalesced_waits=Counter(
+                "jnufm_coalesced_waits",
+                "Requests that waited for an identical school query already running.",
+                ["kind"],
+            ),
+            budget_queue=Gauge(
+                "jnufm_budget_queue_length",
+                "Requests waiting for a slot of the school budget, by system.",
+                ["system"],
+                multiprocess_mode="livesum",
+            ),
+            budget_wait=Histogram(
+                "jnufm_budget_wait_seconds",
+                "Time a request waited for a slot of the school budget, by system.",
+                ["system"],
+                buckets=WAIT_BUCKETS,
+            ),
+            budget_rejected=Counter(
+                "jnufm_budget_rejected",
+                "Requests refused because the school budget was exhausted, by system.",
+                ["system"],
+            ),
+            breaker_state=Gauge(
+                "jnufm_breaker_state",
+                "Circuit breaker state by school system, worst over workers: "
+                "0 closed, 1 half open, 2 open.",
+                ["system"],
+                multiprocess_mode="livemax",
+            ),
+            rate_limited=Counter(
+                "jnufm_rate_limited",
+                "Requests refused by a rate limit, by limit scope.",
+                ["scope"],
+            ),
+            worker_restarts=Counter(
+                "jnufm_worker_restarts",
+                "Workers the master started again after an unplanned death, by reason "
+                "(exited, killed, blocked, start_timeout).",
+                ["reason"],
+            ),
+            workers=Gauge(
+                "jnufm_workers",
+                "Worker processes alive.",
+                multiprocess_mode="livesum",
+            ),
+        )
+    return _metrics
+
+
+# --- HTTP (handlers/base.py) ------------------------------------------------------
+
+
+def observe_http_request(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one answered request and its duration; route is the pattern, never the raw path."""
+    m = _m()
+    m.http_requests.labels(route, method, str(status)).inc()
+    m.http_duration.labels(route).observe(seconds)
+
+
+def http_in_flight(delta: int) -> None:
+    """+1 when a request starts being handled, -1 when it is finished."""
+    _m().http_in_flight.inc(delta)
+
+
+# --- School systems (school/card.py) --------------------------------------------
+
+
+def observe_school_request(system: str, path: str, outcome: str, seconds: float) -> None:
+    """One request to a school system: path without query, outcome "ok" or an error kind."""
+    m = _m()
+    m.school_requests.labels(system, path, outcome).inc()
+    m.school_duration.labels(system).observe(seconds)
+
+
+# --- Cache, coalescing, budget, breaker, rate limits (services/) ----------------
+
+
+def record_cache(kind: str, outcome: str, level: str = "memory") -> None:
+    """One cache lookup: kind of data ("account", "today", "history"), outcome
+    "hit", "miss" or "stale" (an expired value served anyway), level "memory" or "db"."""
+    _m().cache_lookups.labels(kind, level, outcome).inc()
+
+
+def coalesced_wait(kind: str) -> None:
+    """A request joined an identical query already in flight instead of asking the school."""
+    _m().coalesced_waits.labels(kind).inc()
+
+
+def budget_queue(system: str, delta: int) -> None:
+    """+1 when a request starts waiting for a budget slot, -1 when it stops waiting."""
+    _m().budget_queue.labels(system).inc(delta)
+
+
+def budget_wait(system: str, seconds: float) -> None:
+    """How long a request waited for its budget slot (0 if it got one at once)."""
+    _m().budget_wait.labels(system).observe(seconds)
+
+
+def budget_rejected(system: str) -> None:
+    """A request was refused because the budget had no slot in time."""
+    _m().budget_rejected.labels(system).inc()
+
+
+def set_breaker_state(system: str, state: str) -> None:
+    """The breaker of a school system changed state: "closed", "half_open" or "open"."""
+    _m().breaker_state.labels(system).set(BREAKER_STATES[state])
+
+
+def record_rate_limited(scope: str) -> None:
+    """A request was refused by a rate limit ("student", "client", ...)."""
+    _m().rate_limited.labels(scope).inc()
+
+
+# --- Master (runtime/master.py) --------------------------------------------------
+
+
+def record_worker_restart(reason: str) -> None:
+    """The master replaces a worker that died without being asked to."""
+    _m().worker_restarts.labels(reason).inc()
+
+
+def set_worker_count(count: int) -> None:
+    _m().workers.set(count)
+
+
+# --- Storage and exposition ---------------------------------------------------------
+
+
+def prepare_multiproc_dir(path: str | None) -> str:
+    """Empty (or create) the directory for per-process metric files and export it.
+
+    Must run before anything imports prometheus_client. Returns the directory.
+    """
+    if path:
+        target = Path(path)
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+    else:
+        import tempfile
+
+        base = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or None
+        target = Path(tempfile.mkdtemp(prefix="jnufm-metrics-", dir=base))
+    os.environ[MULTIPROC_ENV] = str(target)
+    return str(target)
+
+
+def retire_process(pid: int) -> None:
+    """Fold a dead process's counters and histograms into the archive files; drop its gauges."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        return
+    from prometheus_client import multiprocess
+    from prometheus_client.mmap_dict import MmapedDict
+
+    multiprocess.mark_process_dead(pid, path)
+    for typ in ("counter", "histogram", "summary"):
+        dead = os.path.join(path, f"{typ}_{pid}.db")
+        if not os.path.exists(dead):
+            continue
+        archive = os.path.join(path, f"{typ}_archive.db")
+        totals: dict[str, float] = {}
+        for source in (archive, dead):
+            if os.path.exists(source):
+                for key, value, _ts, _pos in MmapedDict.read_all_values_from_file(source):
+                    totals[key] = totals.get(key, 0.0) + value
+        # Written aside (not *.db, so scrapes ignore it) and renamed over the archive
+        # in one step: a scrape sees the old archive or the new one, never half of it.
+        fresh = archive + ".new"
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(fresh)
+        merged = MmapedDict(fresh)
+        try:
+            for key, value in totals.items():
+                merged.write_value(key, value, 0.0)
+        finally:
+            merged.close()
+        os.replace(fresh, archive)
+        os.remove(dead)
+    for leftover in glob.glob(os.path.join(path, f"gauge_*_{pid}.db")):
+        os.remove(leftover)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text of every metric (merged over processes) and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    _m()  # make sure this process's own metrics exist before the first scrape
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,124 @@
+"""Where a request's time goes: a per-request timer in a context variable, and its request id.
+
+The base handler starts a `RequestTimer` for each request and makes it current
+(`activate`); code anywhere below, on the same task or on tasks it creates,
+adds time to named parts without being passed the timer:
+
+    with timed("school"):            # a block of code
+        ...
+    add_time("db", seconds)          # time measured elsewhere (SQLAlchemy events)
+    set_cache_status("hit")          # shown in the access log; default "-"
+
+The handler turns it into `Server-Timing: cache;dur=0.1, db;dur=2.3,
+school;dur=812.0, total;dur=815.2` (milliseconds) and the access log line.
+Outside a request (start-up, the tests' direct calls) these functions do nothing.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+# The parts every API answer reports, in this order (0 when unused).
+PARTS = ("cache", "db", "school")
+
+# A client's X-Request-Id is kept only if it is short and plain (it goes into logs).
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}")
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8)
+
+
+def request_id_from(header: str | None) -> str:
+    """The client's request id if it is sane, else a new one."""
+    if header is not None and _SANE_REQUEST_ID.fullmatch(header.strip()):
+        return header.strip()
+    return new_request_id()
+
+
+@dataclass(slots=True)
+class RequestTimer:
+    """Milliseconds spent per part during one request, and what the cache did."""
+
+    request_id: str
+    spent_ms: dict[str, float] = field(default_factory=dict)
+    cache_status: str = "-"
+
+    def add(self, part: str, seconds: float) -> None:
+        self.spent_ms[part] = self.spent_ms.get(part, 0.0) + seconds * 1000.0
+
+    def server_timing(self, total_s: float) -> str:
+        """The Server-Timing header value, parts in a fixed order then any others."""
+        names = list(PARTS) + sorted(p for p in self.spent_ms if p not in PARTS)
+        items = [f"{name};dur={self.spent_ms.get(name, 0.0):.1f}" for name in names]
+        items.append(f"total;dur={total_s * 1000.0:.1f}")
+        return ", ".join(items)
+
+
+_current: contextvars.ContextVar[RequestTimer | None] = contextvars.ContextVar(
+    "jnufm_request_timer", default=None
+)
+
+
+def activate(timer: RequestTimer) -> None:
+    """Make timer the current request's (for this task and the tasks it creates)."""
+    _current.set(timer)
+
+
+def current_timer() -> RequestTimer | None:
+    return _current.get()
+
+
+def current_request_id() -> str | None:
+    timer = _current.get()
+    return timer.request_id if timer is not None else None
+
+
+def add_time(part: str, seconds: float) -> None:
+    """Add seconds to a part of the current request's time, if there is a current request."""
+    timer = _current.get()
+    if timer is not None:
+        timer.add(part, seconds)
+
+
+@contextmanager
+def timed(part: str) -> Iterator[None]:
+    """Add the time the block takes to a part of the current request's time."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        add_time(part, time.perf_counter() - start)
+
+
+def set_cache_status(status: str) -> None:
+    """What the cache did for the current request ("hit", "miss", "stale"), for the access log."""
+    timer = _current.get()
+    if timer is not None:
+        timer.cache_status = status
+
+
+def instrument_engine(sync_engine: Any) -> None:
+    """Count the time of every SQL statement of this engine as the current request's "db" time."""
+    from sqlalchemy import event
+
+    def before(
+        _conn: Any, _cursor: Any, _stmt: Any, _params: Any, context: Any, _many: Any
+    ) -> None:
+        if context is not None:
+            context._jnufm_started = time.perf_counter()
+
+    def after(_conn: Any, _cursor: Any, _stmt: Any, _params: Any, context: Any, _many: Any) -> None:
+        started = getattr(context, "_jnufm_started", None)
+        if started is not None:
+            add_time("db", time.perf_counter() - started)
+
+    event.listen(sync_engine, "before_cursor_execute", before)
+    event.listen(sync_engine, "after_cursor_execute", after)
