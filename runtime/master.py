@@ -277,9 +277,10 @@ class Master:
 
     def _on_exit(self, worker: Worker, code: int) -> None:
         how = describe_exit(code)
-        name = f"worker {worker.index} (pid {worker.pid})"
+        name = f"worker {worker.index}"
+        pid = f"pid {worker.pid}, generation {worker.generation}"
         if self.stopping or worker.retiring:
-            log.info("%s stopped (%s)", name, how)
+            log.info("%s stopped with %s (%s)", name, how, pid)
             return
         if code == EXIT_FATAL:
             log.error("worker %d cannot start (exit %d); stopping", worker.index, code)
@@ -287,7 +288,9 @@ class Master:
             self.stopping = True
             return
         if worker.generation != self.generation or worker.index >= self.wanted:
-            log.warning("%s died with %s; not restarted, it was being replaced", name, how)
+            log.warning(
+                "%s died with %s (%s); not restarted, it was being replaced", name, how, pid
+            )
             return
         now = time.monotonic()
         sv = self.settings.supervisor
@@ -297,11 +300,12 @@ class Master:
         if len(self.deaths) >= sv.crash_loop_deaths:
             log.critical(
                 "crash loop: %d worker deaths within %gs (supervisor.crash_loop_deaths / "
-                "crash_loop_window_s), the last one %s with %s; stopping",
+                "crash_loop_window_s), the last one %s with %s (%s); stopping",
                 len(self.deaths),
                 sv.crash_loop_window_s,
                 name,
                 how,
+                pid,
             )
             self.exit_code = 1
             self.stopping = True
@@ -318,9 +322,9 @@ class Master:
         reason = worker.kill_reason or ("killed" if code < 0 else "exited")
         metrics.record_worker_restart(reason)
         if delay:
-            log.warning("%s died with %s; starting a new one in %.1fs", name, how, delay)
+            log.warning("%s died with %s (%s); starting a new one in %.1fs", name, how, pid, delay)
         else:
-            log.warning("%s died with %s; starting a new one", name, how)
+            log.warning("%s died with %s (%s); starting a new one", name, how, pid)
         self.restart_at[worker.index] = now + delay
 
     # --- liveness ----------------------------------------------------------------

@@ -1,0 +1,246 @@
+"""Server-Timing, request ids, /readyz, /metrics access and exposition, log formats (in process)."""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.ext.asyncio import create_async_engine
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from db.engine import make_engine
+from db.migrate import migrate
+from handlers import make_app
+from observability import metrics
+from observability.logs import JsonFormatter, RequestIdFilter, TextFormatter
+from observability.probes import MetricsAccess, Readiness
+from observability.timing import RequestTimer, activate, request_id_from
+from services.factory import build_worker_services
+from settings import ConfigError, Settings, load_settings
+from tests.conftest import make_settings
+from tests.procs import Proc
+
+CREDS = ("2012052690", "052690")
+TIMING = re.compile(r"^cache;dur=[\d.]+, db;dur=([\d.]+), school;dur=([\d.]+), total;dur=([\d.]+)$")
+
+
+async def test_api_answers_say_where_the_time_went(http_client: httpx.AsyncClient) -> None:
+    resp = await http_client.get("/v1/card/balance", auth=CREDS)
+    assert resp.status_code == 200
+    match = TIMING.match(resp.headers["Server-Timing"])
+    assert match, resp.headers["Server-Timing"]
+    db, school, total = (float(g) for g in match.groups())
+    assert school > 0, "the card center was asked (login + account page)"
+    assert db > 0, "the result was recorded"
+    assert total >= school
+
+
+async def test_errors_carry_timing_and_request_id_too(http_client: httpx.AsyncClient) -> None:
+    resp = await http_client.get("/no/such/thing")
+    assert resp.status_code == 404
+    assert TIMING.match(resp.headers["Server-Timing"]), resp.headers["Server-Timing"]
+    assert re.fullmatch(r"[0-9a-f]{16}", resp.headers["X-Request-Id"])
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("req-2026-11-27.abc:42", True),
+        ("has spaces in it", False),
+        ("x" * 200, False),
+        ("", False),
+    ],
+)
+async def test_request_id_is_echoed_only_when_sane(
+    http_client: httpx.AsyncClient, sent: str, kept: bool
+) -> None:
+    resp = await http_client.get("/healthz", headers={"X-Request-Id": sent})
+    rid = resp.headers["X-Request-Id"]
+    if kept:
+        assert rid == sent
+    else:
+        assert re.fullmatch(r"[0-9a-f]{16}", rid), rid
+
+
+async def test_readyz_reports_database_migrations_and_breakers(
+    http_client: httpx.AsyncClient,
+) -> None:
+    resp = await http_client.get("/readyz")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["ready"] is True
+    assert body["database"] == "ok"
+    assert body["migrations"] == "current"
+    assert body["draining"] is False
+    assert body["school"] == {"card": "closed"}
+
+
+async def test_readyz_is_false_when_the_database_is_unreachable(tmp_path: object) -> None:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/missing-dir/x.sqlite3")
+    try:
+        body = await Readiness(engine, 1.0).check()
+    finally:
+        await engine.dispose()
+    assert body["ready"] is False
+    assert body["database"].startswith("unreachable")
+
+
+async def test_readyz_is_false_before_migrations(settings: Settings) -> None:
+    engine = make_engine(settings.database)  # a fresh database: no schema yet
+    try:
+        body = await Readiness(engine, 1.0).check()
+    finally:
+        await engine.dispose()
+    assert body["ready"] is False
+
+
+async def test_metrics_endpoint_counts_requests(http_client: httpx.AsyncClient) -> None:
+    def count(text: str) -> float:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if (
+                    sample.name == "jnufm_http_requests_total"
+                    and sample.labels.get("route") == "/readyz"
+                    and sample.labels.get("status") == "200"
+                ):
+                    return sample.value
+        return 0.0
+
+    before = await http_client.get("/metrics")
+    assert before.status_code == 200
+    assert before.headers["Content-Type"].startswith("text/plain")
+    for _ in range(3):
+        await http_client.get("/readyz")
+    after = await http_client.get("/metrics")
+    assert count(after.text) - count(before.text) == 3
+
+
+@pytest.fixture
+async def guarded_url(db_url: str, sim: Proc) -> AsyncIterator[str]:
+    """The app with /metrics open only to 10.0.0.0/8 or a bearer token."""
+    settings = make_settings(
+        db_url,
+        sim.url,
+        **{"metrics.allow_networks": ["10.0.0.0/8"], "metrics.bearer_token": "s3cret-token"},
+    )
+    engine = make_engine(settings.database)
+    await migrate(engine)
+    await engine.dispose()
+    services = await build_worker_services(settings)
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(make_app(services.deps))
+    server.add_sockets(sockets)
+    yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+    server.stop()
+    await server.close_all_connections()
+    await services.close()
+
+
+async def test_metrics_are_refused_outside_the_allowed_networks(guarded_url: str) -> None:
+    async with httpx.AsyncClient(base_url=guarded_url, trust_env=False) as client:
+        refused = await client.get("/metrics")
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "forbidden"
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 403
+        ok = await client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
+        assert ok.status_code == 200
+        assert "jnufm_http_requests_total" in ok.text
+
+
+def test_metrics_access_rules() -> None:
+    access = MetricsAccess()
+    assert access.allows("127.0.0.1", None)
+    assert access.allows("::1", None)
+    assert access.allows("::ffff:127.0.0.1", None)
+    assert not access.allows("192.0.2.7", None)
+    assert not access.allows("not an address", None)
+
+
+def test_debug_route_is_refused_in_production() -> None:
+    with pytest.raises(ConfigError, match=r"debug\.block_route: refused in production mode"):
+        load_settings(
+            None,
+            env={},
+            overrides={
+                "mode": "production",
+                "secret_key": "a-real-production-secret-key",
+                "debug.block_route": True,
+            },
+        )
+
+
+def test_heartbeat_timeout_must_exceed_its_interval() -> None:
+    with pytest.raises(ConfigError, match="heartbeat_timeout_s must be longer"):
+        load_settings(
+            None,
+            env={},
+            overrides={
+                "supervisor.heartbeat_interval_s": 2,
+                "supervisor.heartbeat_timeout_s": 1,
+            },
+        )
+
+
+def test_helpers_for_services_appear_in_the_exposition() -> None:
+    metrics.record_cache("account", "hit")
+    metrics.record_cache("account", "stale", level="db")
+    metrics.coalesced_wait("account")
+    metrics.budget_queue("card", 1)
+    metrics.budget_wait("card", 0.2)
+    metrics.budget_rejected("card")
+    metrics.set_breaker_state("card", "open")
+    metrics.record_rate_limited("student")
+    text, _ = metrics.render()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text.decode())
+        for s in family.samples
+    }
+    hit = (
+        "jnufm_cache_lookups_total",
+        (("kind", "account"), ("level", "memory"), ("outcome", "hit")),
+    )
+    assert samples[hit] >= 1
+    assert samples[("jnufm_breaker_state", (("system", "card"),))] == 2
+    assert samples[("jnufm_budget_queue_length", (("system", "card"),))] >= 1
+    assert samples[("jnufm_budget_wait_seconds_count", (("system", "card"),))] >= 1
+    metrics.budget_queue("card", -1)
+    metrics.set_breaker_state("card", "closed")
+
+
+def test_log_lines_carry_the_request_id_as_text_and_as_json() -> None:
+    records = []
+    for formatter in (TextFormatter(), JsonFormatter()):
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(formatter)
+        handler.addFilter(RequestIdFilter())
+        logger = logging.getLogger(f"jnufm.test.{type(formatter).__name__}")
+        logger.propagate = False
+        logger.addHandler(handler)
+
+        def in_request(logger: logging.Logger = logger) -> None:
+            activate(RequestTimer(request_id_from("rid-42")))
+            logger.warning("school slow", extra={"route": "/card/rest", "status": 200})
+
+        try:
+            contextvars.copy_context().run(in_request)
+        finally:
+            logger.removeHandler(handler)
+        records.append(stream.getvalue().strip())
+    text, line = records
+    assert text.endswith("school slow rid=rid-42")
+    entry = json.loads(line)
+    assert entry["request_id"] == "rid-42"
+    assert entry["message"] == "school slow"
+    assert entry["route"] == "/card/rest"
+    assert entry["status"] == 200
