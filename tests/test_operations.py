@@ -138,7 +138,9 @@ def slow_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
 
 
 def school_requests(sim_url: str) -> int:
-    return int(sim_json(sim_url, "/__sim/stats")["requests"])  # type: ignore[call-overload]
+    count = sim_json(sim_url, "/__sim/stats")["requests"]
+    assert isinstance(count, int)
+    return count
 
 
 def test_sigterm_lets_slow_requests_finish(
