@@ -1,6 +1,6 @@
 """Seeing what the server does: metrics, per-request timing, logs, readiness probes.
 
-metrics.py   every Prometheus metric, with one helper function per event
+metrics.py   every Prometheus metric, with one recording function per event
 timing.py    the per-request timer behind Server-Timing and the request id
 logs.py      logging set-up: text or JSON lines, stderr or a reopenable file
 probes.py    what /readyz and /metrics need: database check, breaker states, access rules

@@ -1,4 +1,4 @@
-"""Every Prometheus metric of the server, and one helper function per thing that happens.
+"""Every Prometheus metric of the server, and one recording function per thing that happens.
 
 Metrics are aggregated over all workers with prometheus_client's multiprocess
 mode: the master points PROMETHEUS_MULTIPROC_DIR at a fresh directory before
@@ -11,7 +11,7 @@ Dead workers' files would pile up (one set per worker ever started) and slow
 every scrape, so the master folds a dead worker's counters and histograms
 into one archive file per type (`retire_process`) and deletes its gauges.
 
-Helpers for the code that records events (all cheap, safe to call anywhere):
+Recording functions (all cheap, safe to call anywhere, in any process):
 
     observe_http_request(route, method, status, seconds)
     http_in_flight(delta)

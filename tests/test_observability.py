@@ -190,7 +190,7 @@ def test_heartbeat_timeout_must_exceed_its_interval() -> None:
         )
 
 
-def test_helpers_for_services_appear_in_the_exposition() -> None:
+def test_service_events_appear_in_the_exposition() -> None:
     metrics.record_cache("account", "hit")
     metrics.record_cache("account", "stale", level="db")
     metrics.coalesced_wait("account")
