@@ -271,7 +271,10 @@ class Master:
                 continue
             del self.workers[pid]
             self.heartbeats.release(worker.cell)
-            metrics.retire_process(pid)
+            try:
+                metrics.retire_process(pid)
+            except OSError as exc:
+                log.warning("could not fold the metrics of pid %d: %s", pid, exc)
             metrics.set_worker_count(len(self.workers))
             self._on_exit(worker, os.waitstatus_to_exitcode(status))
 

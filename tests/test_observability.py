@@ -7,6 +7,8 @@ import io
 import json
 import logging
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -26,7 +28,7 @@ from observability.timing import RequestTimer, activate, request_id_from
 from services.factory import build_worker_services
 from settings import ConfigError, Settings, load_settings
 from tests.conftest import make_settings
-from tests.procs import Proc
+from tests.procs import ROOT, Proc
 
 CREDS = ("2012052690", "052690")
 TIMING = re.compile(r"^cache;dur=[\d.]+, db;dur=([\d.]+), school;dur=([\d.]+), total;dur=([\d.]+)$")
@@ -244,3 +246,16 @@ def test_log_lines_carry_the_request_id_as_text_and_as_json() -> None:
     assert entry["message"] == "school slow"
     assert entry["route"] == "/card/rest"
     assert entry["status"] == 200
+
+
+def test_no_module_imports_prometheus_client_before_the_master_sets_it_up() -> None:
+    """prometheus_client picks single- or multi-process storage when first imported."""
+    code = (
+        "import sys, server, handlers, runtime.master, runtime.worker, services.factory, "
+        "school.card, db.engine; "
+        "sys.exit('prometheus_client' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr or "prometheus_client was imported"
