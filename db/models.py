@@ -85,3 +85,36 @@ class CardResult(Base):
     params: Mapped[str] = mapped_column(String(32), default="")
     payload: Mapped[str] = mapped_column(LongText)
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Lease(Base):
+    """A named, expiring claim shared by every process on the database.
+
+    Used to let one process fetch what many want (coalescing) and to cap
+    concurrent requests to a school system (budget slots). A holder that
+    crashes loses its lease when `expires_at` passes.
+    """
+
+    __tablename__ = "leases"
+    __table_args__ = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SchoolSession(Base):
+    """A student's logged-in session at a school system, sealed with the server's key."""
+
+    __tablename__ = "school_sessions"
+    __table_args__ = (
+        UniqueConstraint("student_pk", "system"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    student_pk: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    system: Mapped[str] = mapped_column(String(16))
+    sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime)
