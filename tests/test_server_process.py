@@ -251,7 +251,9 @@ def test_migrate_subcommand(tmp_path: Path) -> None:
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    assert "database at revision 0001" in out.stdout
+    from db.migrate import head_revision
+
+    assert f"database at revision {head_revision()}" in out.stdout
     con = sqlite3.connect(tmp_path / "data" / "x.sqlite3")
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     con.close()
