@@ -81,6 +81,52 @@ class ApiSettings(_Section):
     retry_after_s: Annotated[int, Field(ge=1)] = 30
 
 
+class FreshnessSettings(_Section):
+    """How old an answer may be, per kind of query, before we ask the school again."""
+
+    balance: Annotated[float, Field(ge=0)] = 60
+    today: Annotated[float, Field(ge=0)] = 60
+    history: Annotated[float, Field(ge=0)] = 600
+    profile: Annotated[float, Field(ge=0)] = 86400
+
+
+class CacheSettings(_Section):
+    enabled: bool = True
+    memory_entries: Annotated[int, Field(ge=0)] = 20000
+    fresh_s: FreshnessSettings = FreshnessSettings()
+    max_stale_s: Annotated[float, Field(ge=0)] = 86400
+    fresh_min_interval_s: Annotated[float, Field(ge=0)] = 10
+
+
+class CoalescingSettings(_Section):
+    enabled: bool = True
+    lease_s: Annotated[float, Field(gt=0)] = 30
+    poll_s: Annotated[float, Field(gt=0)] = 0.05
+
+
+class BudgetSettings(_Section):
+    card: Annotated[int, Field(ge=1, le=1000)] = 4
+    wait_s: Annotated[float, Field(ge=0)] = 5
+    slot_lease_s: Annotated[float, Field(gt=0)] = 30
+    poll_s: Annotated[float, Field(gt=0)] = 0.02
+
+
+class BreakerSettings(_Section):
+    failures: Annotated[int, Field(ge=1)] = 5
+    open_s: Annotated[float, Field(gt=0)] = 30
+
+
+class RetrySettings(_Section):
+    max_retries: Annotated[int, Field(ge=0, le=5)] = 1
+    budget_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
+    backoff_s: Annotated[float, Field(ge=0)] = 0.2
+
+
+class SessionReuseSettings(_Section):
+    enabled: bool = True
+    max_idle_s: Annotated[float, Field(ge=0)] = 540
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -95,6 +141,12 @@ class Settings(_Section):
     school: SchoolSettings = SchoolSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     api: ApiSettings = ApiSettings()
+    cache: CacheSettings = CacheSettings()
+    coalescing: CoalescingSettings = CoalescingSettings()
+    budget: BudgetSettings = BudgetSettings()
+    breaker: BreakerSettings = BreakerSettings()
+    retries: RetrySettings = RetrySettings()
+    sessions: SessionReuseSettings = SessionReuseSettings()
     log: LogSettings = LogSettings()
 
     @property

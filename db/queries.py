@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import CardResult, Student
+from db.models import CardResult, Lease, SchoolSession, Student
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +95,109 @@ async def get_card_result(
         )
     ).first()
     return None if row is None else StoredResult(row.payload, row.fetched_at)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedRow:
+    """A stored result with the verifier of the password that last logged in successfully."""
+
+    payload: str
+    fetched_at: datetime
+    verifier: str
+
+
+async def get_cached_result(
+    session: AsyncSession, student_id: str, kind: str, params: str = ""
+) -> CachedRow | None:
+    row = (
+        await session.execute(
+            select(CardResult.payload, CardResult.fetched_at, Student.verifier)
+            .join(Student, Student.id == CardResult.student_pk)
+            .where(
+                Student.student_id == student_id,
+                CardResult.kind == kind,
+                CardResult.params == params,
+            )
+        )
+    ).first()
+    return None if row is None else CachedRow(row.payload, row.fetched_at, row.verifier)
+
+
+async def get_verifier(session: AsyncSession, student_id: str) -> str | None:
+    return await session.scalar(select(Student.verifier).where(Student.student_id == student_id))
+
+
+# Leases: one statement each, so every call can run in its own short transaction.
+
+
+async def take_expired_lease(
+    session: AsyncSession, name: str, holder: str, expires_at: datetime, now: datetime
+) -> bool:
+    """Take over a lease whose holder let it expire; True if taken."""
+    result = await session.execute(
+        update(Lease)
+        .where(Lease.name == name, Lease.expires_at < now)
+        .values(holder=holder, expires_at=expires_at)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def insert_lease(session: AsyncSession, name: str, holder: str, expires_at: datetime) -> None:
+    """Create a lease; raises IntegrityError if someone holds it."""
+    session.add(Lease(name=name, holder=holder, expires_at=expires_at))
+    await session.flush()
+
+
+async def delete_lease(session: AsyncSession, name: str, holder: str) -> None:
+    await session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
+
+
+async def lease_holder(session: AsyncSession, name: str, now: datetime) -> str | None:
+    """The live holder of a lease, or None if it is free or expired."""
+    return await session.scalar(
+        select(Lease.holder).where(Lease.name == name, Lease.expires_at >= now)
+    )
+
+
+# School sessions, stored sealed (see services/vault.py).
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    sealed: str
+    used_at: datetime
+    verifier: str
+
+
+async def get_school_session(
+    session: AsyncSession, student_id: str, system: str
+) -> StoredSession | None:
+    row = (
+        await session.execute(
+            select(SchoolSession.sealed, SchoolSession.used_at, Student.verifier)
+            .join(Student, Student.id == SchoolSession.student_pk)
+            .where(Student.student_id == student_id, SchoolSession.system == system)
+        )
+    ).first()
+    return None if row is None else StoredSession(row.sealed, row.used_at, row.verifier)
+
+
+async def save_school_session(
+    session: AsyncSession, student_pk: int, system: str, sealed: str, now: datetime
+) -> None:
+    stmt = _insert(session, SchoolSession).values(
+        student_pk=student_pk, system=system, sealed=sealed, created_at=now, used_at=now
+    )
+    changes = {"sealed": sealed, "used_at": now}
+    if session.get_bind().dialect.name == "sqlite":
+        stmt = stmt.on_conflict_do_update(index_elements=["student_pk", "system"], set_=changes)
+    else:
+        stmt = stmt.on_duplicate_key_update(**changes)
+    await session.execute(stmt)
+
+
+async def forget_school_session(session: AsyncSession, student_id: str, system: str) -> None:
+    pk = select(Student.id).where(Student.student_id == student_id).scalar_subquery()
+    await session.execute(
+        delete(SchoolSession).where(SchoolSession.student_pk == pk, SchoolSession.system == system)
+    )

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -29,7 +31,9 @@ from school.errors import (
     SchoolUnavailable,
     SessionExpired,
 )
-from services.card import CardService
+from services.breaker import BreakerOpen
+from services.budget import BudgetExhausted
+from services.card import Answer, CardService
 from services.errors import BadInput
 
 access_log = logging.getLogger("jnufm.access")
@@ -103,6 +107,11 @@ def describe_error(
         return exc.status, exc.code, exc.message, headers
     if isinstance(exc, InvalidCredentials):
         return 401, "invalid_credentials", "the student number or card password is wrong", {}
+    if isinstance(exc, BudgetExhausted):
+        return 503, "school_busy", "the card center is busy; try again shortly", retry
+    if isinstance(exc, BreakerOpen):
+        wait = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+        return 503, "school_unavailable", "the card center is failing; not asking it for now", wait
     if isinstance(exc, SchoolTimeout):
         return 504, "school_timeout", "the card center did not answer in time", retry
     if isinstance(exc, SchoolUnavailable):
@@ -146,6 +155,23 @@ class JsonHandler(RequestHandler):
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
         self.finish(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
+    def wants_fresh(self) -> bool:
+        """The client asked for fresh data (`Cache-Control: no-cache` or `?fresh=1`)."""
+        cache_control = self.request.headers.get("Cache-Control", "").lower()
+        if "no-cache" in cache_control:
+            return True
+        return self.get_query_argument("fresh", "0").lower() in ("1", "true", "yes")
+
+    def client_ip(self) -> str:
+        return str(self.request.remote_ip or "")
+
+    def write_answer(self, answer: Answer[Any], body: Any) -> None:
+        """The JSON body with the answer's `Age` and `Cache-Status` (RFC 9211) headers."""
+        age = (datetime.now(UTC) - answer.as_of).total_seconds()
+        self.set_header("Age", str(max(0, int(age))))
+        self.set_header("Cache-Status", answer.cache_status)
+        self.write_json(body)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")

@@ -53,12 +53,7 @@ async def build_worker_services(settings: Settings, worker_index: int = 0) -> Wo
     """The engine, HTTP client and services of one worker, on the running event loop."""
     engine = make_engine(settings.database)
     http = make_http_client(settings)
-    service = CardService(
-        card_client(settings, http),
-        make_sessionmaker(engine),
-        settings.secret_key.encode(),
-        settings.api.history_max_days,
-    )
+    service = CardService(card_client(settings, http), make_sessionmaker(engine), settings)
     deps = AppDeps(
         card=service, retry_after_s=settings.api.retry_after_s, worker_index=worker_index
     )
