@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from sqlalchemy.exc import SQLAlchemyError
 from tornado.web import HTTPError, RequestHandler
 
 from school.errors import (
@@ -107,6 +108,8 @@ def describe_error(
         return exc.status, exc.code, exc.message, headers
     if isinstance(exc, InvalidCredentials):
         return 401, "invalid_credentials", "the student number or card password is wrong", {}
+    if isinstance(exc, SQLAlchemyError):
+        return 503, "storage_unavailable", "our database is unavailable; try again shortly", retry
     if isinstance(exc, BudgetExhausted):
         return 503, "school_busy", "the card center is busy; try again shortly", retry
     if isinstance(exc, BreakerOpen):
@@ -197,8 +200,13 @@ class JsonHandler(RequestHandler):
         where = f"{self.request.method} {redacted_uri(self.request.uri or '')}"
         if isinstance(value, BadInput | HTTPError):
             return
-        if isinstance(value, SchoolError):
+        if isinstance(value, SchoolError | BudgetExhausted | BreakerOpen):
             error_log.warning("%s: %s: %s", where, type(value).__name__, value)
+            return
+        if isinstance(value, SQLAlchemyError):
+            # The statement's parameters may hold user input; log the class and the reason only.
+            reason = str(getattr(value, "orig", "") or "").splitlines()[0:1]
+            error_log.error("%s: database error %s %s", where, type(value).__name__, reason)
             return
         error_log.error("%s: unexpected error", where, exc_info=value)
 

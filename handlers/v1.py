@@ -97,6 +97,7 @@ class V1Handler(JsonHandler):
             **body,
             "as_of": iso(answer.as_of),
             "source": answer.source,
+            "stale": answer.stale,
         }
 
 

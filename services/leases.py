@@ -8,16 +8,22 @@ transaction, so no database lock is held while the holder works.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import secrets
 import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import queries
+
+log = logging.getLogger("jnufm.leases")
+
+RELEASE_ATTEMPTS = 3
 
 
 def new_holder_id() -> str:
@@ -35,22 +41,34 @@ class LeaseStore:
         self._now = now
 
     async def try_acquire(self, name: str, holder: str, ttl_s: float) -> bool:
-        """Take the lease if it is free or expired; never waits."""
+        """Take the lease if it is free or expired; never waits.
+
+        Losing a race shows up as a duplicate key, or on InnoDB as a deadlock
+        between two inserts of the same key, or on SQLite as a busy database:
+        all mean "someone else got there first", so all answer False.
+        """
         now = self._now()
         expires = now + timedelta(seconds=ttl_s)
-        async with self._sessions.begin() as db:
-            if await queries.take_expired_lease(db, name, holder, expires, now):
-                return True
         try:
+            async with self._sessions.begin() as db:
+                if await queries.take_expired_lease(db, name, holder, expires, now):
+                    return True
             async with self._sessions.begin() as db:
                 await queries.insert_lease(db, name, holder, expires)
             return True
-        except IntegrityError:
+        except (IntegrityError, OperationalError):
             return False
 
     async def release(self, name: str, holder: str) -> None:
-        async with self._sessions.begin() as db:
-            await queries.delete_lease(db, name, holder)
+        """Give the lease back; if the database refuses, it expires on its own."""
+        for attempt in range(RELEASE_ATTEMPTS):
+            try:
+                async with self._sessions.begin() as db:
+                    await queries.delete_lease(db, name, holder)
+                return
+            except OperationalError:
+                await asyncio.sleep(0.01 * (attempt + 1))
+        log.warning("could not release lease %s; it will expire", name)
 
     async def is_held(self, name: str) -> bool:
         async with self._sessions() as db:
