@@ -119,7 +119,7 @@ def serve(settings: Settings) -> int:
     print(f"try: curl '{base}/card/rest?stuid=2012052690&password=052690'", flush=True)
     try:
         if settings.worker_count() == 1 and master.sockets is not None:
-            asyncio.run(serve_in_process(settings, master.sockets, 0))
+            asyncio.run(serve_in_process(settings, master.sockets, 0, master.rate_table))
             return 0
         return master.run(simulator)
     finally:

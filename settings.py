@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -127,6 +128,32 @@ class SessionReuseSettings(_Section):
     max_idle_s: Annotated[float, Field(ge=0)] = 540
 
 
+class LimitsSettings(_Section):
+    enabled: bool = True
+    failed_logins_max: Annotated[int, Field(ge=1, le=1000)] = 5
+    failed_logins_ip_max: Annotated[int, Field(ge=1, le=100000)] = 5
+    failed_logins_window_s: Annotated[float, Field(gt=0, le=86400)] = 900.0
+    requests_per_s: Annotated[float, Field(gt=0)] = 20.0
+    burst: Annotated[float, Field(ge=1)] = 40.0
+    trusted_proxies: tuple[str, ...] = ()
+    ipv6_prefix: Annotated[int, Field(ge=32, le=128)] = 64
+    rate_table_slots: Annotated[int, Field(ge=64, le=1 << 24)] = 65536
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for index, text in enumerate(value):
+            try:
+                ip_network(text.strip())
+            except ValueError as exc:
+                raise ValueError(f"entry {index} ({text!r}) is not a CIDR network: {exc}") from None
+        return tuple(text.strip() for text in value)
+
+    @property
+    def trusted_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return tuple(ip_network(text) for text in self.trusted_proxies)
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -147,6 +174,7 @@ class Settings(_Section):
     breaker: BreakerSettings = BreakerSettings()
     retries: RetrySettings = RetrySettings()
     sessions: SessionReuseSettings = SessionReuseSettings()
+    limits: LimitsSettings = LimitsSettings()
     log: LogSettings = LogSettings()
 
     @property

@@ -1,4 +1,5 @@
-"""Tables: students (with a keyed credential verifier, never a password) and card results."""
+"""Tables: students (with a keyed credential verifier, never a password), card results,
+leases, sealed school sessions and recent failed logins."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -118,3 +120,26 @@ class SchoolSession(Base):
     sealed: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LoginFailure(Base):
+    """One failed (or still undecided) login, counted against a student number or a client IP.
+
+    `scope` is "student" or "ip"; rows older than the lockout window are
+    dead weight and are pruned opportunistically.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        # Counting one subject's recent failures is an index range scan.
+        Index("ix_login_failures_scope", "scope", "subject", "failed_at"),
+        # Pruning expired rows reads only the expired end of this index.
+        Index("ix_login_failures_failed_at", "failed_at"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(8))
+    # A student number (up to 16 digits) or an IP address in text (IPv6 up to 45 characters).
+    subject: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,7 +1,9 @@
-"""Queries on students and card results. They never commit: the caller owns the transaction."""
+"""Queries on students, card results and failed logins. They never commit: the caller owns
+the transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,7 +13,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import CardResult, Lease, SchoolSession, Student
+from db.models import CardResult, Lease, LoginFailure, SchoolSession, Student
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,3 +203,61 @@ async def forget_school_session(session: AsyncSession, student_id: str, system: 
     await session.execute(
         delete(SchoolSession).where(SchoolSession.student_pk == pk, SchoolSession.system == system)
     )
+
+
+async def add_login_failures(
+    session: AsyncSession, subjects: Sequence[tuple[str, str]], failed_at: datetime
+) -> list[int]:
+    """Record one failure for each (scope, subject); returns the new rows' ids."""
+    rows = [
+        LoginFailure(scope=scope, subject=subject, failed_at=failed_at)
+        for scope, subject in subjects
+    ]
+    session.add_all(rows)
+    await session.flush()
+    return [row.id for row in rows]
+
+
+async def recent_login_failures(
+    session: AsyncSession, scope: str, subject: str, since: datetime, limit: int
+) -> list[datetime]:
+    """When the newest `limit` failures after `since` happened, newest first."""
+    result = await session.scalars(
+        select(LoginFailure.failed_at)
+        .where(
+            LoginFailure.scope == scope,
+            LoginFailure.subject == subject,
+            LoginFailure.failed_at > since,
+        )
+        .order_by(LoginFailure.failed_at.desc())
+        .limit(limit)
+    )
+    return list(result)
+
+
+async def delete_login_failures_by_id(session: AsyncSession, ids: Sequence[int]) -> None:
+    if ids:
+        await session.execute(delete(LoginFailure).where(LoginFailure.id.in_(ids)))
+
+
+async def clear_login_failures(session: AsyncSession, scope: str, subject: str) -> None:
+    """Forget every recorded failure of one subject."""
+    await session.execute(
+        delete(LoginFailure).where(LoginFailure.scope == scope, LoginFailure.subject == subject)
+    )
+
+
+async def prune_login_failures(session: AsyncSession, before: datetime, limit: int) -> int:
+    """Delete up to `limit` of the oldest failures from before `before`; returns how many."""
+    # Select then delete by id: MySQL refuses LIMIT in a subquery of the table
+    # being deleted from, and SQLite builds usually lack DELETE ... LIMIT.
+    ids = list(
+        await session.scalars(
+            select(LoginFailure.id)
+            .where(LoginFailure.failed_at < before)
+            .order_by(LoginFailure.failed_at)
+            .limit(limit)
+        )
+    )
+    await delete_login_failures_by_id(session, ids)
+    return len(ids)

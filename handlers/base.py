@@ -17,6 +17,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Network
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -35,7 +36,8 @@ from school.errors import (
 from services.breaker import BreakerOpen
 from services.budget import BudgetExhausted
 from services.card import Answer, CardService
-from services.errors import BadInput
+from services.errors import BadInput, RateLimited
+from services.limits import RequestRateLimiter, client_ip
 
 access_log = logging.getLogger("jnufm.access")
 error_log = logging.getLogger("jnufm.error")
@@ -58,6 +60,8 @@ class AppDeps:
     retry_after_s: int
     worker_index: int = 0
     state: WorkerState = field(default_factory=WorkerState)
+    rate_limiter: RequestRateLimiter | None = None
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
 
 
 def redacted_uri(uri: str) -> str:
@@ -108,6 +112,8 @@ def describe_error(
         return exc.status, exc.code, exc.message, headers
     if isinstance(exc, InvalidCredentials):
         return 401, "invalid_credentials", "the student number or card password is wrong", {}
+    if isinstance(exc, RateLimited):
+        return 429, exc.code, exc.message, {"Retry-After": str(exc.retry_after_s)}
     if isinstance(exc, SQLAlchemyError):
         return 503, "storage_unavailable", "our database is unavailable; try again shortly", retry
     if isinstance(exc, BudgetExhausted):
@@ -142,9 +148,14 @@ class JsonHandler(RequestHandler):
         self.deps = deps
         self._counted = False
 
+    # Whether the per-address request rate limit applies to this handler.
+    rate_limited = True
+
     def prepare(self) -> None:
         self.deps.state.inflight += 1
         self._counted = True
+        if self.rate_limited and self.deps.rate_limiter is not None:
+            self.deps.rate_limiter.check(self.client_ip())
 
     def on_finish(self) -> None:
         if self._counted:
@@ -167,7 +178,12 @@ class JsonHandler(RequestHandler):
         return self.get_query_argument("fresh", "0").lower() in ("1", "true", "yes")
 
     def client_ip(self) -> str:
-        return str(self.request.remote_ip or "")
+        """The client's address; X-Forwarded-For counts only when it comes from a trusted proxy."""
+        remote = str(self.request.remote_ip or "")
+        if not self.deps.trusted_proxies:
+            return remote
+        forwarded = self.request.headers.get("X-Forwarded-For")
+        return client_ip(remote, forwarded, self.deps.trusted_proxies)
 
     def write_answer(self, answer: Answer[Any], body: Any) -> None:
         """The JSON body with the answer's `Age` and `Cache-Status` (RFC 9211) headers."""
@@ -198,7 +214,7 @@ class JsonHandler(RequestHandler):
         # Expected failures get one line; only real bugs get a traceback, and
         # never the raw URI (it may hold a password).
         where = f"{self.request.method} {redacted_uri(self.request.uri or '')}"
-        if isinstance(value, BadInput | HTTPError):
+        if isinstance(value, BadInput | HTTPError | RateLimited):
             return
         if isinstance(value, SchoolError | BudgetExhausted | BreakerOpen):
             error_log.warning("%s: %s: %s", where, type(value).__name__, value)

@@ -23,6 +23,8 @@ from tornado.netutil import bind_sockets
 
 from runtime.simulator import SimulatorProcess
 from runtime.worker import EXIT_FATAL, run_worker
+from services.factory import make_rate_table
+from services.limits import SharedRateTable
 from settings import Settings
 
 log = logging.getLogger("jnufm.master")
@@ -51,6 +53,11 @@ class Master:
     pending_signals: list[int] = field(default_factory=list)
     stopping: bool = False
     exit_code: int = 0
+    # Per-address request counters; created before the fork so all workers share them.
+    rate_table: SharedRateTable | None = None
+
+    def __post_init__(self) -> None:
+        self.rate_table = make_rate_table(self.settings)
 
     def bind(self) -> None:
         """Bind the shared listening socket before forking (unless workers use SO_REUSEPORT)."""
@@ -80,7 +87,7 @@ class Master:
                 signal.set_wakeup_fd(-1)
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
                     signal.signal(sig, signal.SIG_DFL)
-                code = run_worker(self.settings, self.sockets, slot.index)
+                code = run_worker(self.settings, self.sockets, slot.index, self.rate_table)
             except BaseException:
                 log.exception("worker %d crashed", slot.index)
             finally:

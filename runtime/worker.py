@@ -17,6 +17,7 @@ from tornado.netutil import bind_sockets
 
 from handlers import make_app
 from services.factory import build_worker_services
+from services.limits import SharedRateTable
 from settings import Settings
 
 log = logging.getLogger("jnufm.worker")
@@ -37,9 +38,14 @@ def die_with_parent() -> None:
         return
 
 
-async def serve(settings: Settings, sockets: list[socket.socket], index: int) -> None:
+async def serve(
+    settings: Settings,
+    sockets: list[socket.socket],
+    index: int,
+    rate_table: SharedRateTable | None = None,
+) -> None:
     """Serve on the given sockets until SIGTERM/SIGINT, then drain and close."""
-    services = await build_worker_services(settings, index)
+    services = await build_worker_services(settings, index, rate_table)
     deps = services.deps
     server = HTTPServer(make_app(deps), xheaders=False, idle_connection_timeout=60)
     server.add_sockets(sockets)
@@ -62,7 +68,12 @@ async def serve(settings: Settings, sockets: list[socket.socket], index: int) ->
     await services.close()
 
 
-def run_worker(settings: Settings, sockets: list[socket.socket] | None, index: int) -> int:
+def run_worker(
+    settings: Settings,
+    sockets: list[socket.socket] | None,
+    index: int,
+    rate_table: SharedRateTable | None = None,
+) -> int:
     """Entry point of a forked worker; returns its exit code."""
     die_with_parent()
     if sockets is None:
@@ -82,5 +93,5 @@ def run_worker(settings: Settings, sockets: list[socket.socket] | None, index: i
                 exc,
             )
             return EXIT_FATAL
-    asyncio.run(serve(settings, sockets, index))
+    asyncio.run(serve(settings, sockets, index, rate_table))
     return 0

@@ -92,6 +92,14 @@ class LoginGuard(Protocol):
 
     async def check(self, student_id: str, ip: str) -> None: ...
     async def record_failure(self, student_id: str, ip: str) -> None: ...
+    async def clear_student(self, student_id: str) -> None: ...
+
+
+# A matching password on a cache hit re-checks the lockout at most this often
+# per (student, address) in a worker, to keep the warm path off the database.
+# Cost: a lockout set by another process is seen here up to this much later.
+GUARD_MEMO_S = 1.0
+GUARD_MEMO_MAX = 50_000
 
 
 def utc_now() -> datetime:
@@ -134,6 +142,7 @@ class CardService:
         self.breaker = CircuitBreaker(SYSTEM, settings.breaker.failures, settings.breaker.open_s)
         self._retries = RetryBudget(settings.retries.budget_ratio)
         self._vault = SessionVault(self._secret_key)
+        self._guard_ok: dict[tuple[str, str], float] = {}
         self._flights: dict[tuple[CacheKey, str], asyncio.Future[tuple[CacheEntry[Any], bool]]] = {}
 
     # Queries -----------------------------------------------------------------------------
@@ -253,11 +262,11 @@ class CardService:
                 return Answer(
                     cached.value, cached.fetched_at, "cache", False, f"jnufm; hit; ttl={ttl}"
                 )
-        if self._guard is not None:
-            await self._guard.check(key.student_id, ip)
         not_before = started if fresh else started - timedelta(seconds=max_age_s)
         try:
-            entry, collapsed = await self._coalesced(key, creds, verifier, not_before, fetch, codec)
+            entry, collapsed = await self._coalesced(
+                key, creds, verifier, ip, not_before, fetch, codec
+            )
         except STALE_IF as exc:
             stale = (
                 cached
@@ -281,10 +290,6 @@ class CardService:
                     'detail="stale-if-error"'
                 )
                 return Answer(stale.value, stale.fetched_at, "cache", True, status)
-            raise
-        except InvalidCredentials:
-            if self._guard is not None:
-                await self._guard.record_failure(key.student_id, ip)
             raise
         if fresh and cached is not None:
             fwd = "request"
@@ -327,12 +332,13 @@ class CardService:
     ) -> None:
         """Serve cached data only to the password that last logged in successfully.
 
-        Raises InvalidCredentials (a 401, and a failed login for the limits).
+        Raises InvalidCredentials (a 401, and a failed login for the limits),
+        or RateLimited while the student or the address is locked out.
         """
-        if self._guard is not None:
-            await self._guard.check(key.student_id, ip)
         if _same(entry.verifier, verifier):
+            await self._guard_check(key.student_id, ip, memo=True)
             return
+        await self._guard_check(key.student_id, ip, memo=False)
         # This worker may hold an entry from before a password change that
         # another process has since seen succeed: the database decides.
         async with self._sessions() as db:
@@ -340,22 +346,40 @@ class CardService:
         if current is not None and _same(current, verifier):
             self._memory.put(key, CacheEntry(entry.value, entry.fetched_at, current))
             return
-        if self._guard is not None:
-            await self._guard.record_failure(key.student_id, ip)
+        await self._guard_failure(key.student_id, ip)
         raise InvalidCredentials("wrong_password")
+
+    async def _guard_check(self, student_id: str, ip: str, memo: bool) -> None:
+        """Raise RateLimited if the student or the address is locked out (see GUARD_MEMO_S)."""
+        if self._guard is None:
+            return
+        pair = (student_id, ip)
+        if memo and self._guard_ok.get(pair, 0.0) > time.monotonic():
+            return
+        await self._guard.check(student_id, ip)
+        if len(self._guard_ok) >= GUARD_MEMO_MAX:
+            self._guard_ok.clear()
+        self._guard_ok[pair] = time.monotonic() + GUARD_MEMO_S
+
+    async def _guard_failure(self, student_id: str, ip: str) -> None:
+        if self._guard is None:
+            return
+        self._guard_ok.pop((student_id, ip), None)
+        await self._guard.record_failure(student_id, ip)
 
     async def _coalesced(
         self,
         key: CacheKey,
         creds: Credentials,
         verifier: str,
+        ip: str,
         not_before: datetime,
         fetch: Callable[[CardSession], Awaitable[T]],
         codec: Codec[T],
     ) -> tuple[CacheEntry[T], bool]:
         """One fetch per (query, password) in this worker; others wait. Returns (entry, shared)."""
         if not self._settings.coalescing.enabled:
-            return await self._from_school(key, creds, verifier, fetch, codec), False
+            return await self._from_school(key, creds, verifier, ip, fetch, codec), False
         flight = (key, verifier)
         leader = self._flights.get(flight)
         if leader is not None:
@@ -366,7 +390,9 @@ class CardService:
         )
         self._flights[flight] = future
         try:
-            result = await self._across_processes(key, creds, verifier, not_before, fetch, codec)
+            result = await self._across_processes(
+                key, creds, verifier, ip, not_before, fetch, codec
+            )
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: followers may be none
@@ -382,6 +408,7 @@ class CardService:
         key: CacheKey,
         creds: Credentials,
         verifier: str,
+        ip: str,
         not_before: datetime,
         fetch: Callable[[CardSession], Awaitable[T]],
         codec: Codec[T],
@@ -400,10 +427,11 @@ class CardService:
                     done = await self._db_lookup(key, codec)
                     if done is not None and done.fetched_at >= not_before:
                         if not _same(done.verifier, verifier):
+                            await self._guard_failure(key.student_id, ip)
                             raise InvalidCredentials("wrong_password")
                         self._memory.put(key, done)
                         return done, True
-                    return await self._from_school(key, creds, verifier, fetch, codec), False
+                    return await self._from_school(key, creds, verifier, ip, fetch, codec), False
                 finally:
                     await asyncio.shield(self._leases.release(name, holder))
             await asyncio.sleep(c.poll_s)
@@ -411,6 +439,7 @@ class CardService:
             if done is not None and done.fetched_at >= not_before:
                 if not _same(done.verifier, verifier):
                     # The holder just logged in with another password, successfully.
+                    await self._guard_failure(key.student_id, ip)
                     raise InvalidCredentials("wrong_password")
                 self._memory.put(key, done)
                 return done, True
@@ -422,19 +451,29 @@ class CardService:
         key: CacheKey,
         creds: Credentials,
         verifier: str,
+        ip: str,
         fetch: Callable[[CardSession], Awaitable[T]],
         codec: Codec[T],
     ) -> CacheEntry[T]:
-        """Fetch within one budget slot, through the breaker; store and return the result."""
+        """Fetch within one budget slot, through the breaker; store and return the result.
+
+        The lockout is checked here, under the student's lease, so guesses sent
+        together are judged one after another and cannot overshoot the limit.
+        """
+        await self._guard_check(key.student_id, ip, memo=False)
         # The whole operation ends before our lease does, so no one else fetches meanwhile.
         limit = max(1.0, self._settings.coalescing.lease_s - 1.0)
         try:
             async with asyncio.timeout(limit), self.budget.slot(self._settings.budget.wait_s):
                 self.breaker.before_call()
                 try:
-                    value, session = await self._with_session(creds, verifier, fetch)
+                    value, session, logged_in = await self._with_session(creds, verifier, fetch)
                 except (SchoolUnavailable, SchoolPageError):
                     self.breaker.failure()
+                    raise
+                except InvalidCredentials:
+                    self.breaker.success()  # the school answered, and correctly
+                    await self._guard_failure(key.student_id, ip)
                     raise
                 except BaseException:
                     self.breaker.release_probe()
@@ -443,6 +482,8 @@ class CardService:
         except TimeoutError:
             self.breaker.failure()
             raise SchoolTimeout(f"the card center did not finish within {limit:.0f}s") from None
+        if logged_in and self._guard is not None:
+            await self._guard.clear_student(key.student_id)
         fetched_at = self._now()
         entry = CacheEntry(value, fetched_at, verifier)
         name = value.name if isinstance(value, AccountInfo) else None
@@ -452,16 +493,19 @@ class CardService:
 
     async def _with_session(
         self, creds: Credentials, verifier: str, fetch: Callable[[CardSession], Awaitable[T]]
-    ) -> tuple[T, CardSession]:
-        """Read with the stored school session, if any; on a login page, log in again once."""
+    ) -> tuple[T, CardSession, bool]:
+        """Read with the stored school session, if any; on a login page, log in again once.
+
+        Returns (value, session, whether we logged in).
+        """
         session = await self._stored_session(creds, verifier)
         if session is not None:
             try:
-                return await self._read(fetch, session), session
+                return await self._read(fetch, session), session, False
             except SessionExpired:
                 log.debug("stored session of %s expired; logging in again", creds.student_id)
         session = await self._client.login(creds.student_id, creds.password)
-        return await self._read(fetch, session), session
+        return await self._read(fetch, session), session, True
 
     async def _read(self, fetch: Callable[[CardSession], Awaitable[T]], session: CardSession) -> T:
         """An idempotent read, retried on a broken connection or 5xx within the retry budget."""

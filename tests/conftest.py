@@ -85,6 +85,9 @@ def make_settings(db_url: str, sim_url: str, **overrides: Any) -> Settings:
         "simulator.enabled": False,
         "secret_key": TEST_SECRET,
         "processes": 1,
+        # Tests send bursts from one address; tests of the limits set their own.
+        "limits.requests_per_s": 100000,
+        "limits.burst": 100000,
     }
     values.update(overrides)
     return load_settings(None, env={}, overrides=values)

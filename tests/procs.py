@@ -129,6 +129,7 @@ def jnufm_server(
         "school": {"card": {"base_url": sim_url}},
         "simulator": {"enabled": False},
         "secret_key": "test-secret-key-0123456789abcdef",
+        "limits": {"requests_per_s": 100000, "burst": 100000},
     }
     config.update(sections)
     path = folder / "config.yaml"
