@@ -1,4 +1,4 @@
-"""What checking a password against the stored verifier costs, and what a leaked table costs an attacker.
+"""What a password check against the stored verifier costs; what a leaked table costs an attacker.
 
     python -m bench.verifier_cost [--rounds 20000]
 

@@ -162,8 +162,9 @@ def assert_not_in_database(db_url: str, secret: str) -> None:
     try:
         with conn.cursor() as cur:
             rows: list[str] = []
-            for table in ("students", "card_results"):
-                cur.execute(f"SELECT * FROM {table}")
+            cur.execute("SHOW TABLES")
+            for (table,) in cur.fetchall():
+                cur.execute(f"SELECT * FROM `{table}`")
                 rows += [repr(r) for r in cur.fetchall()]
         dump = "\n".join(rows)
         assert "2013123456" in dump
