@@ -151,7 +151,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if settings.worker_count() == 1 and master.sockets is not None:
             # No fork: no supervision, heartbeat or reload (development and debugging).
-            asyncio.run(serve_in_process(settings, master.sockets, 0, on_ready=notifier.ready))
+            asyncio.run(
+                serve_in_process(
+                    settings,
+                    master.sockets,
+                    0,
+                    on_ready=notifier.ready,
+                    rate_table=master.rate_table,
+                )
+            )
             notifier.stopping()
             return 0
         return master.run(simulator)

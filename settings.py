@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -89,6 +90,78 @@ class ApiSettings(_Section):
     retry_after_s: Annotated[int, Field(ge=1)] = 30
 
 
+class FreshnessSettings(_Section):
+    """How old an answer may be, per kind of query, before we ask the school again."""
+
+    balance: Annotated[float, Field(ge=0)] = 60
+    today: Annotated[float, Field(ge=0)] = 60
+    history: Annotated[float, Field(ge=0)] = 600
+    profile: Annotated[float, Field(ge=0)] = 86400
+
+
+class CacheSettings(_Section):
+    enabled: bool = True
+    memory_entries: Annotated[int, Field(ge=0)] = 20000
+    fresh_s: FreshnessSettings = FreshnessSettings()
+    max_stale_s: Annotated[float, Field(ge=0)] = 86400
+    fresh_min_interval_s: Annotated[float, Field(ge=0)] = 10
+
+
+class CoalescingSettings(_Section):
+    enabled: bool = True
+    lease_s: Annotated[float, Field(gt=0)] = 30
+    poll_s: Annotated[float, Field(gt=0)] = 0.05
+
+
+class BudgetSettings(_Section):
+    card: Annotated[int, Field(ge=1, le=1000)] = 4
+    wait_s: Annotated[float, Field(ge=0)] = 5
+    slot_lease_s: Annotated[float, Field(gt=0)] = 30
+    poll_s: Annotated[float, Field(gt=0)] = 0.02
+
+
+class BreakerSettings(_Section):
+    failures: Annotated[int, Field(ge=1)] = 5
+    open_s: Annotated[float, Field(gt=0)] = 30
+
+
+class RetrySettings(_Section):
+    max_retries: Annotated[int, Field(ge=0, le=5)] = 1
+    budget_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
+    backoff_s: Annotated[float, Field(ge=0)] = 0.2
+
+
+class SessionReuseSettings(_Section):
+    enabled: bool = True
+    max_idle_s: Annotated[float, Field(ge=0)] = 540
+
+
+class LimitsSettings(_Section):
+    enabled: bool = True
+    failed_logins_max: Annotated[int, Field(ge=1, le=1000)] = 5
+    failed_logins_ip_max: Annotated[int, Field(ge=1, le=100000)] = 5
+    failed_logins_window_s: Annotated[float, Field(gt=0, le=86400)] = 900.0
+    requests_per_s: Annotated[float, Field(gt=0)] = 20.0
+    burst: Annotated[float, Field(ge=1)] = 40.0
+    trusted_proxies: tuple[str, ...] = ()
+    ipv6_prefix: Annotated[int, Field(ge=32, le=128)] = 64
+    rate_table_slots: Annotated[int, Field(ge=64, le=1 << 24)] = 65536
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for index, text in enumerate(value):
+            try:
+                ip_network(text.strip())
+            except ValueError as exc:
+                raise ValueError(f"entry {index} ({text!r}) is not a CIDR network: {exc}") from None
+        return tuple(text.strip() for text in value)
+
+    @property
+    def trusted_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return tuple(ip_network(text) for text in self.trusted_proxies)
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -151,6 +224,13 @@ class Settings(_Section):
     school: SchoolSettings = SchoolSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     api: ApiSettings = ApiSettings()
+    cache: CacheSettings = CacheSettings()
+    coalescing: CoalescingSettings = CoalescingSettings()
+    budget: BudgetSettings = BudgetSettings()
+    breaker: BreakerSettings = BreakerSettings()
+    retries: RetrySettings = RetrySettings()
+    sessions: SessionReuseSettings = SessionReuseSettings()
+    limits: LimitsSettings = LimitsSettings()
     log: LogSettings = LogSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
     metrics: MetricsSettings = MetricsSettings()

@@ -197,6 +197,8 @@ def main() -> int:
                         "log": {"level": "WARNING"},
                         # Kills here are deliberate: no backoff, no crash-loop exit.
                         "supervisor": {"stable_after_s": 0, "crash_loop_deaths": 1_000_000},
+                        # All load comes from one address: no per-address rate limit.
+                        "limits": {"enabled": False},
                     }
                 )
             )

@@ -1,4 +1,5 @@
-"""Tables: students (with a keyed credential verifier, never a password) and card results."""
+"""Tables: students (with a keyed credential verifier, never a password), card results,
+leases, sealed school sessions and recent failed logins."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -85,3 +87,59 @@ class CardResult(Base):
     params: Mapped[str] = mapped_column(String(32), default="")
     payload: Mapped[str] = mapped_column(LongText)
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Lease(Base):
+    """A named, expiring claim shared by every process on the database.
+
+    Used to let one process fetch what many want (coalescing) and to cap
+    concurrent requests to a school system (budget slots). A holder that
+    crashes loses its lease when `expires_at` passes.
+    """
+
+    __tablename__ = "leases"
+    __table_args__ = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SchoolSession(Base):
+    """A student's logged-in session at a school system, sealed with the server's key."""
+
+    __tablename__ = "school_sessions"
+    __table_args__ = (
+        UniqueConstraint("student_pk", "system"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    student_pk: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    system: Mapped[str] = mapped_column(String(16))
+    sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LoginFailure(Base):
+    """One failed (or still undecided) login, counted against a student number or a client IP.
+
+    `scope` is "student" or "ip"; rows older than the lockout window are
+    dead weight and are pruned opportunistically.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        # Counting one subject's recent failures is an index range scan.
+        Index("ix_login_failures_scope", "scope", "subject", "failed_at"),
+        # Pruning expired rows reads only the expired end of this index.
+        Index("ix_login_failures_failed_at", "failed_at"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(8))
+    # A student number (up to 16 digits) or an IP address in text (IPv6 up to 45 characters).
+    subject: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime)

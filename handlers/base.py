@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Network
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from sqlalchemy.exc import SQLAlchemyError
 from tornado.web import HTTPError, RequestHandler
 
 from observability import metrics
@@ -33,8 +37,11 @@ from school.errors import (
     SchoolUnavailable,
     SessionExpired,
 )
-from services.card import CardService
-from services.errors import BadInput
+from services.breaker import BreakerOpen
+from services.budget import BudgetExhausted
+from services.card import Answer, CardService
+from services.errors import BadInput, RateLimited
+from services.limits import RequestRateLimiter, client_ip
 
 access_log = logging.getLogger("jnufm.access")
 error_log = logging.getLogger("jnufm.error")
@@ -63,6 +70,8 @@ class AppDeps:
     worker_index: int = 0
     state: WorkerState = field(default_factory=WorkerState)
     ops: OpsDeps = field(default_factory=OpsDeps)
+    rate_limiter: RequestRateLimiter | None = None
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
 
 
 def redacted_uri(uri: str) -> str:
@@ -145,6 +154,15 @@ def describe_error(
         return exc.status, exc.code, exc.message, headers
     if isinstance(exc, InvalidCredentials):
         return 401, "invalid_credentials", "the student number or card password is wrong", {}
+    if isinstance(exc, RateLimited):
+        return 429, exc.code, exc.message, {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, SQLAlchemyError):
+        return 503, "storage_unavailable", "our database is unavailable; try again shortly", retry
+    if isinstance(exc, BudgetExhausted):
+        return 503, "school_busy", "the card center is busy; try again shortly", retry
+    if isinstance(exc, BreakerOpen):
+        wait = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+        return 503, "school_unavailable", "the card center is failing; not asking it for now", wait
     if isinstance(exc, SchoolTimeout):
         return 504, "school_timeout", "the card center did not answer in time", retry
     if isinstance(exc, SchoolUnavailable):
@@ -172,6 +190,9 @@ class JsonHandler(RequestHandler):
         self.deps = deps
         self._counted = False
 
+    # Whether the per-address request rate limit applies to this handler.
+    rate_limited = True
+
     @property
     def timer(self) -> RequestTimer:
         """This request's timer and id (the client's X-Request-Id if sane, else a new one)."""
@@ -186,6 +207,8 @@ class JsonHandler(RequestHandler):
         self.deps.state.inflight += 1
         metrics.http_in_flight(1)
         self._counted = True
+        if self.rate_limited and self.deps.rate_limiter is not None:
+            self.deps.rate_limiter.check(self.client_ip())
 
     def on_finish(self) -> None:
         if self._counted:
@@ -212,6 +235,32 @@ class JsonHandler(RequestHandler):
         self.set_status(status)
         self.finish(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
 
+    def wants_fresh(self) -> bool:
+        """The client asked for fresh data (`Cache-Control: no-cache` or `?fresh=1`)."""
+        cache_control = self.request.headers.get("Cache-Control", "").lower()
+        if "no-cache" in cache_control:
+            return True
+        return self.get_query_argument("fresh", "0").lower() in ("1", "true", "yes")
+
+    def client_ip(self) -> str:
+        """The client's address; X-Forwarded-For counts only when it comes from a trusted proxy."""
+        remote = str(self.request.remote_ip or "")
+        if not self.deps.trusted_proxies:
+            return remote
+        forwarded = self.request.headers.get("X-Forwarded-For")
+        return client_ip(remote, forwarded, self.deps.trusted_proxies)
+
+    def write_answer(self, answer: Answer[Any], body: Any) -> None:
+        """The JSON body with the answer's `Age` and `Cache-Status` (RFC 9211) headers."""
+        age = (datetime.now(UTC) - answer.as_of).total_seconds()
+        self.set_header("Age", str(max(0, int(age))))
+        self.set_header("Cache-Status", answer.cache_status)
+        # The access log's short form: stale, hit (from the cache) or miss (the school asked).
+        self.timer.cache_status = (
+            "stale" if answer.stale else ("hit" if answer.source == "cache" else "miss")
+        )
+        self.write_json(body)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
         exc = exc_info[1] if exc_info else None
@@ -234,10 +283,15 @@ class JsonHandler(RequestHandler):
         # Expected failures get one line; only real bugs get a traceback, and
         # never the raw URI (it may hold a password).
         where = f"{self.request.method} {redacted_uri(self.request.uri or '')}"
-        if isinstance(value, BadInput | HTTPError):
+        if isinstance(value, BadInput | HTTPError | RateLimited):
             return
-        if isinstance(value, SchoolError):
+        if isinstance(value, SchoolError | BudgetExhausted | BreakerOpen):
             error_log.warning("%s: %s: %s", where, type(value).__name__, value)
+            return
+        if isinstance(value, SQLAlchemyError):
+            # The statement's parameters may hold user input; log the class and the reason only.
+            reason = str(getattr(value, "orig", "") or "").splitlines()[0:1]
+            error_log.error("%s: database error %s %s", where, type(value).__name__, reason)
             return
         error_log.error("%s: unexpected error", where, exc_info=value)
 

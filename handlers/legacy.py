@@ -40,28 +40,31 @@ class LegacyCardHandler(JsonHandler):
 
 class BalanceHandler(LegacyCardHandler):
     async def get(self) -> None:
-        answer = await self.deps.card.account(self.credentials())
-        self.write_json({"data": f"{answer.value.balance:.2f}"})
+        card = self.deps.card
+        answer = await card.balance(self.credentials(), self.wants_fresh(), self.client_ip())
+        self.write_answer(answer, {"data": f"{answer.value.balance:.2f}"})
 
 
 class TodayHandler(LegacyCardHandler):
     async def get(self) -> None:
-        answer = await self.deps.card.today_transactions(self.credentials())
-        self.write_json({"data": legacy_rows(answer.value)})
+        card = self.deps.card
+        creds = self.credentials()
+        answer = await card.today_transactions(creds, self.wants_fresh(), self.client_ip())
+        self.write_answer(answer, {"data": legacy_rows(answer.value)})
 
 
 class MonthHandler(LegacyCardHandler):
     async def get(self) -> None:
         creds = self.credentials()
-        today = self.deps.card.today()
-        yesterday = today - timedelta(days=1)
-        answer = await self.deps.card.transactions(
-            creds, today - timedelta(days=MONTH_DAYS), yesterday
-        )
-        self.write_json({"data": legacy_rows(answer.value)})
+        card = self.deps.card
+        today = card.today()
+        start, end = today - timedelta(days=MONTH_DAYS), today - timedelta(days=1)
+        answer = await card.transactions(creds, start, end, self.wants_fresh(), self.client_ip())
+        self.write_answer(answer, {"data": legacy_rows(answer.value)})
 
 
 class PersonalInfoHandler(LegacyCardHandler):
     async def get(self) -> None:
-        answer = await self.deps.card.account(self.credentials())
-        self.write_json({"data": list(answer.value.cells)})
+        card = self.deps.card
+        answer = await card.profile(self.credentials(), self.wants_fresh(), self.client_ip())
+        self.write_answer(answer, {"data": list(answer.value.cells)})

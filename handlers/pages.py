@@ -14,6 +14,8 @@ from handlers.base import JsonHandler, describe_error
 class HealthHandler(JsonHandler):
     """The process serves; says which worker answered (used to measure balancing)."""
 
+    rate_limited = False
+
     def get(self) -> None:
         self.write_json(
             {

@@ -97,15 +97,16 @@ class V1Handler(JsonHandler):
             **body,
             "as_of": iso(answer.as_of),
             "source": answer.source,
+            "stale": answer.stale,
         }
 
 
 class V1BalanceHandler(V1Handler):
     async def get(self) -> None:
         creds = self.credentials()
-        answer = await self.deps.card.account(creds)
+        answer = await self.deps.card.balance(creds, self.wants_fresh(), self.client_ip())
         body = {"balance": {"amount": money(answer.value.balance), "currency": CURRENCY}}
-        self.write_json(self.envelope(creds, answer, body))
+        self.write_answer(answer, self.envelope(creds, answer, body))
 
     post = get
 
@@ -113,7 +114,7 @@ class V1BalanceHandler(V1Handler):
 class V1ProfileHandler(V1Handler):
     async def get(self) -> None:
         creds = self.credentials()
-        answer = await self.deps.card.account(creds)
+        answer = await self.deps.card.profile(creds, self.wants_fresh(), self.client_ip())
         info = answer.value
         body = {
             "name": info.name,
@@ -122,7 +123,7 @@ class V1ProfileHandler(V1Handler):
             "department": info.department,
             "status": info.status,
         }
-        self.write_json(self.envelope(creds, answer, body))
+        self.write_answer(answer, self.envelope(creds, answer, body))
 
     post = get
 
@@ -159,7 +160,8 @@ class V1TransactionsHandler(V1Handler):
         today = self.deps.card.today()
         start = parse_date("start", self.param("start"), today)
         end = parse_date("end", self.param("end"), today)
-        answer = await self.deps.card.transactions(creds, start, end)
+        fresh, ip = self.wants_fresh(), self.client_ip()
+        answer = await self.deps.card.transactions(creds, start, end, fresh, ip)
         body = {
             "start": start.isoformat(),
             "end": end.isoformat(),
@@ -167,6 +169,6 @@ class V1TransactionsHandler(V1Handler):
             "count": len(answer.value),
             "transactions": v1_rows(answer.value),
         }
-        self.write_json(self.envelope(creds, answer, body))
+        self.write_answer(answer, self.envelope(creds, answer, body))
 
     post = get

@@ -43,6 +43,8 @@ from runtime.heartbeat import HeartbeatTable
 from runtime.simulator import SimulatorProcess
 from runtime.systemd import Notifier
 from runtime.worker import EXIT_FATAL, MasterLink, run_worker
+from services.factory import make_rate_table
+from services.limits import SharedRateTable
 from settings import ConfigError, Settings
 
 log = logging.getLogger("jnufm.master")
@@ -100,6 +102,9 @@ class Master:
     early_deaths: dict[int, int] = field(default_factory=dict)
     deaths: deque[float] = field(default_factory=deque)
     announced_ready: bool = False
+    # Per-address request counters; created before the fork so all workers (of
+    # every generation) share them.
+    rate_table: SharedRateTable | None = None
 
     def __post_init__(self) -> None:
         self.wanted = self.settings.worker_count()
@@ -107,6 +112,7 @@ class Master:
         self.heartbeats = HeartbeatTable()
         self._wake_r, self._wake_w = -1, -1
         self._lifeline_r, self._lifeline_w = -1, -1
+        self.rate_table = make_rate_table(self.settings)
 
     def bind(self) -> None:
         """Bind the shared listening socket before forking (unless workers use SO_REUSEPORT)."""
@@ -147,7 +153,7 @@ class Master:
                 for fd in (self._lifeline_w, self._wake_r, self._wake_w):
                     os.close(fd)
                 self.notifier.close()
-                code = run_worker(settings, self.sockets, index, link)
+                code = run_worker(settings, self.sockets, index, link, self.rate_table)
             except BaseException:
                 log.exception("worker %d crashed", index)
             finally:

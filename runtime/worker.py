@@ -32,6 +32,7 @@ from handlers import make_app
 from observability.logs import configure_logging, reopen_log_files
 from runtime.heartbeat import HeartbeatTable
 from services.factory import build_worker_services
+from services.limits import SharedRateTable
 from settings import Settings
 
 log = logging.getLogger("jnufm.worker")
@@ -83,9 +84,10 @@ async def serve(
     index: int,
     link: MasterLink | None = None,
     on_ready: Callable[[], None] | None = None,
+    rate_table: SharedRateTable | None = None,
 ) -> None:
     """Serve on the given sockets until SIGTERM/SIGINT or the master's death, then drain."""
-    services = await build_worker_services(settings, index)
+    services = await build_worker_services(settings, index, rate_table)
     deps = services.deps
     deps.state.generation = link.generation if link is not None else 0
     server = DrainingHTTPServer(make_app(deps), xheaders=False, idle_connection_timeout=60)
@@ -150,7 +152,11 @@ def _watch_master(loop: asyncio.AbstractEventLoop, link: MasterLink, stop: async
 
 
 def run_worker(
-    settings: Settings, sockets: list[socket.socket] | None, index: int, link: MasterLink
+    settings: Settings,
+    sockets: list[socket.socket] | None,
+    index: int,
+    link: MasterLink,
+    rate_table: SharedRateTable | None = None,
 ) -> int:
     """Entry point of a forked worker; returns its exit code."""
     die_with_parent()
@@ -174,7 +180,7 @@ def run_worker(
                 exc,
             )
             return EXIT_FATAL
-    asyncio.run(serve(settings, sockets, index, link))
+    asyncio.run(serve(settings, sockets, index, link, rate_table=rate_table))
     with contextlib.suppress(OSError):
         os.close(link.lifeline_fd)
     return 0

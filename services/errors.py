@@ -1,10 +1,14 @@
 """Errors raised by the service layer (school errors pass through from school.errors).
 
 ServiceError
-└── BadInput        input that can never succeed: 400 (or 401 when credentials are missing)
+├── BadInput        input that can never succeed: 400 (or 401 when credentials are missing)
+└── RateLimited     too many failed logins, or too many requests from one client: 429
+                    with Retry-After
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 
 class ServiceError(Exception):
@@ -19,3 +23,16 @@ class BadInput(ServiceError):
         self.code = code
         self.message = message
         self.status = status
+
+
+RateLimitCode = Literal["too_many_failed_logins", "rate_limited"]
+
+
+class RateLimited(ServiceError):
+    """A limit refuses the request for now; retry_after_s says when it may succeed."""
+
+    def __init__(self, code: RateLimitCode, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.code: RateLimitCode = code
+        self.message = message
+        self.retry_after_s = retry_after_s

@@ -12,6 +12,7 @@ from handlers.base import AppDeps
 from observability.probes import make_ops_deps
 from school.card import CardCenterClient, CardCenterSettings
 from services.card import CardService
+from services.limits import LoginGuard, RequestRateLimiter, SharedRateTable
 from settings import Settings
 
 
@@ -50,21 +51,49 @@ def card_client(settings: Settings, http: httpx.AsyncClient) -> CardCenterClient
     )
 
 
-async def build_worker_services(settings: Settings, worker_index: int = 0) -> WorkerServices:
-    """The engine, HTTP client and services of one worker, on the running event loop."""
+def make_rate_table(settings: Settings) -> SharedRateTable | None:
+    """Per-address request counters shared by workers: made in the master, before the fork."""
+    if not settings.limits.enabled:
+        return None
+    return SharedRateTable.create(settings.limits.rate_table_slots)
+
+
+async def build_worker_services(
+    settings: Settings, worker_index: int = 0, rate_table: SharedRateTable | None = None
+) -> WorkerServices:
+    """The engine, HTTP client and services of one worker, on the running event loop.
+
+    Without a rate table from the master (tests, `processes: 1`), the worker makes its own.
+    """
     engine = make_engine(settings.database)
+    sessions = make_sessionmaker(engine)
     http = make_http_client(settings)
-    service = CardService(
-        card_client(settings, http),
-        make_sessionmaker(engine),
-        settings.secret_key.encode(),
-        settings.api.history_max_days,
-    )
+    limits = settings.limits
+    guard = None
+    limiter = None
+    if limits.enabled:
+        guard = LoginGuard(
+            sessions,
+            limits.failed_logins_max,
+            limits.failed_logins_window_s,
+            ip_max_failures=limits.failed_logins_ip_max,
+            ipv6_prefix=limits.ipv6_prefix,
+        )
+        table = rate_table or make_rate_table(settings)
+        assert table is not None
+        limiter = RequestRateLimiter(
+            table, limits.requests_per_s, limits.burst, ipv6_prefix=limits.ipv6_prefix
+        )
+    service = CardService(card_client(settings, http), sessions, settings, guard=guard)
     deps = AppDeps(
         card=service,
         retry_after_s=settings.api.retry_after_s,
         worker_index=worker_index,
-        ops=make_ops_deps(settings, engine),
+        rate_limiter=limiter,
+        trusted_proxies=limits.trusted_networks,
+        ops=make_ops_deps(
+            settings, engine, breaker_states=lambda: {service.breaker.system: service.breaker.state}
+        ),
     )
 
     async def close() -> None:

@@ -8,6 +8,7 @@ names: `app` (the Tornado application), `base_url` (where it listens) and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -84,6 +85,9 @@ def make_settings(db_url: str, sim_url: str, **overrides: Any) -> Settings:
         "simulator.enabled": False,
         "secret_key": TEST_SECRET,
         "processes": 1,
+        # Tests send bursts from one address; tests of the limits set their own.
+        "limits.requests_per_s": 100000,
+        "limits.burst": 100000,
     }
     values.update(overrides)
     return load_settings(None, env={}, overrides=values)
@@ -103,6 +107,26 @@ async def deps(settings: Settings) -> AsyncIterator[AppDeps]:
     services = await build_worker_services(settings)
     yield services.deps
     await services.close()
+
+
+@contextlib.asynccontextmanager
+async def serve_app(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, AppDeps]]:
+    """An app built from these settings, served on a loopback port: (client, deps)."""
+    engine = make_engine(settings.database)
+    await migrate(engine)
+    await engine.dispose()
+    services = await build_worker_services(settings)
+    server = HTTPServer(make_app(services.deps))
+    sockets = bind_sockets(0, "127.0.0.1")
+    server.add_sockets(sockets)
+    try:
+        url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+        async with httpx.AsyncClient(base_url=url, timeout=60, trust_env=False) as client:
+            yield client, services.deps
+    finally:
+        server.stop()
+        await server.close_all_connections()
+        await services.close()
 
 
 @pytest.fixture

@@ -109,3 +109,36 @@ def sim_json(sim_url: str, path: str, body: object | None = None) -> dict[str, o
     with urllib.request.urlopen(req, timeout=10) as resp:
         result: dict[str, object] = json.loads(resp.read())
         return result
+
+
+@contextlib.contextmanager
+def jnufm_server(
+    tmp: Path, db_url: str, sim_url: str, processes: int = 2, **sections: object
+) -> Iterator[Proc]:
+    """Run `server.py` with its own config file on a free port, against db_url and sim_url."""
+    import yaml
+
+    port = free_port()
+    folder = tmp / f"server-{port}"
+    folder.mkdir()
+    config: dict[str, object] = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "processes": processes,
+        "shutdown_grace_s": 5,
+        "database": {"url": db_url},
+        "school": {"card": {"base_url": sim_url}},
+        "simulator": {"enabled": False},
+        "secret_key": "test-secret-key-0123456789abcdef",
+        "limits": {"requests_per_s": 100000, "burst": 100000},
+    }
+    config.update(sections)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    log_path = folder / "server.log"
+    popen = _spawn([str(ROOT / "server.py"), "--config", str(path)], log_path)
+    proc = Proc(popen, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_for_http(proc.url + "/healthz", popen, timeout=30)
+        yield proc
+    finally:
+        proc.stop()

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from sqlalchemy import func, select
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
 
 from db.engine import make_engine
-from db.migrate import migrate
 from db.models import CardResult, Student
-from handlers import make_app
 from handlers.base import AppDeps
-from services.factory import build_worker_services
 from settings import Settings
-from tests.conftest import make_settings
+from tests.conftest import make_settings, serve_app
 from tests.procs import Proc, free_port, schoolsim, sim_json
 
 CREDS = {"stuid": "2012052690", "password": "052690"}
@@ -79,27 +74,8 @@ async def test_school_failure_is_a_json_gateway_error(
 async def test_school_unreachable_is_a_502(db_url: str) -> None:
     """Nothing listens at the school's address at all."""
     settings = make_settings(db_url, f"http://127.0.0.1:{free_port()}")
-    async for client in _client_for(settings):
+    async with serve_app(settings) as (client, _):
         resp = await client.get("/v1/card/balance", auth=("2012052690", "052690"))
         assert resp.status_code == 502
         assert resp.json()["error"]["code"] == "school_unavailable"
         assert "Retry-After" in resp.headers
-
-
-async def _client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """Serve an app built from settings on a loopback port; yield a client for it."""
-    engine = make_engine(settings.database)
-    await migrate(engine)
-    await engine.dispose()
-    services = await build_worker_services(settings)
-    server = HTTPServer(make_app(services.deps))
-    sockets = bind_sockets(0, "127.0.0.1")
-    server.add_sockets(sockets)
-    try:
-        url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            yield client
-    finally:
-        server.stop()
-        await server.close_all_connections()
-        await services.close()

@@ -1,0 +1,78 @@
+"""A circuit breaker per school system, per worker: stop asking a school that keeps failing.
+
+closed -> (N consecutive failures) -> open for T seconds: calls fail fast ->
+half-open: one probe goes through; success closes, failure opens again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from services.errors import ServiceError
+
+State = Literal["closed", "open", "half_open"]
+
+
+class BreakerOpen(ServiceError):
+    """The school system failed repeatedly; we are not asking it for a while."""
+
+    def __init__(self, system: str, retry_after_s: float) -> None:
+        super().__init__(f"{system}: circuit open, retry in {retry_after_s:.0f}s")
+        self.system = system
+        self.retry_after_s = retry_after_s
+
+
+class CircuitBreaker:
+    """Counts consecutive failures of one system and opens after too many."""
+
+    def __init__(
+        self,
+        system: str,
+        failure_threshold: int,
+        open_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.system = system
+        self._threshold = failure_threshold
+        self._open_s = open_s
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> State:
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at < self._open_s:
+            return "open"
+        return "half_open"
+
+    def before_call(self) -> None:
+        """Raise BreakerOpen unless a call may go through now (at most one probe when half-open)."""
+        state = self.state
+        if state == "closed":
+            return
+        if state == "open":
+            assert self._opened_at is not None
+            raise BreakerOpen(self.system, self._open_s - (self._clock() - self._opened_at))
+        if self._probing:
+            raise BreakerOpen(self.system, 1.0)
+        self._probing = True
+
+    def success(self) -> None:
+        self._failures = 0
+        self._opened_at = None
+        self._probing = False
+
+    def failure(self) -> None:
+        self._failures += 1
+        if self._probing or self._failures >= self._threshold:
+            self._opened_at = self._clock()
+        self._probing = False
+
+    def release_probe(self) -> None:
+        """The probe ended without telling us anything about the school (e.g. a wrong password)."""
+        self._probing = False

@@ -1,0 +1,465 @@
+"""Abuse limits: failed-login lockout on real SQLite and MySQL, the shared rate table
+across forked processes, X-Forwarded-For trust, and their configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_network
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from db.engine import make_engine, make_sessionmaker
+from db.migrate import migrate
+from db.models import LoginFailure
+from services.errors import RateLimited, ServiceError
+from services.limits import (
+    LoginGuard,
+    RequestRateLimiter,
+    SharedRateTable,
+    address_key,
+    client_ip,
+)
+from settings import ConfigError, DatabaseSettings, LimitsSettings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+WINDOW_S = 900.0
+
+
+class Clock:
+    """A settable wall clock for the guard: windows pass without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+async def engines(db_url: str) -> AsyncIterator[list[AsyncEngine]]:
+    """Two engines on one migrated database, as two workers (or hosts) have."""
+    made = [make_engine(DatabaseSettings(url=db_url)) for _ in range(2)]
+    await migrate(made[0])
+    yield made
+    for engine in made:
+        await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engines: list[AsyncEngine]) -> async_sessionmaker[AsyncSession]:
+    return make_sessionmaker(engines[0])
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def guard(sessions: async_sessionmaker[AsyncSession], clock: Clock) -> LoginGuard:
+    return LoginGuard(sessions, max_failures=5, window_s=WINDOW_S, now=clock)
+
+
+async def refused(guard: LoginGuard, student_id: str, ip: str) -> RateLimited:
+    with pytest.raises(RateLimited) as caught:
+        await guard.check(student_id, ip)
+    return caught.value
+
+
+async def test_student_locked_after_max_failures(guard: LoginGuard) -> None:
+    for _ in range(4):
+        await guard.record_failure("2012052690", "10.0.0.1")
+    await guard.check("2012052690", "10.0.0.1")
+    await guard.record_failure("2012052690", "10.0.0.1")
+    exc = await refused(guard, "2012052690", "10.0.0.1")
+    assert isinstance(exc, ServiceError)
+    assert exc.code == "too_many_failed_logins"
+    assert exc.retry_after_s == 900
+    # The student is locked from every address; other students are not.
+    assert (await refused(guard, "2012052690", "10.9.9.9")).retry_after_s == 900
+    await guard.check("2012052691", "10.9.9.9")
+
+
+async def test_ip_locked_across_students(guard: LoginGuard) -> None:
+    for n in range(5):
+        await guard.record_failure(f"201205269{n}", "2001:db8::7")
+    exc = await refused(guard, "2012000001", "2001:db8::7")
+    assert exc.retry_after_s == 900
+    await guard.check("2012000001", "2001:db8:0:1::7")
+    await guard.check("2012052690", "10.0.0.1")
+
+
+async def test_ipv6_counts_per_network(guard: LoginGuard) -> None:
+    # Hopping addresses within one /64 does not buy fresh attempts.
+    for n in range(5):
+        await guard.record_failure(f"201205269{n}", f"2001:db8:5:6::{n + 1:x}")
+    await refused(guard, "2012000001", "2001:db8:5:6:ffff::1")
+    await guard.check("2012000001", "2001:db8:5:7::1")
+
+
+async def test_separate_ip_limit(sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    guard = LoginGuard(sessions, 2, WINDOW_S, clock, ip_max_failures=4)
+    for n in range(3):
+        await guard.record_failure(f"201205269{n}", "10.0.0.1")
+    await guard.check("2012000001", "10.0.0.1")
+    await guard.record_failure("2012052699", "10.0.0.1")
+    await refused(guard, "2012000001", "10.0.0.1")
+
+
+async def test_retry_after_is_when_enough_failures_leave_the_window(
+    guard: LoginGuard, clock: Clock
+) -> None:
+    for _ in range(6):
+        await guard.record_failure("2012052690", "10.0.0.1")
+        clock.advance(100)
+    # Failures at 0, 100, ..., 500 s; now 600 s. Below 5 again once the two
+    # oldest have left: the one at 100 s leaves at 1000 s.
+    assert (await refused(guard, "2012052690", "10.0.0.1")).retry_after_s == 400
+
+
+async def test_window_expiry(guard: LoginGuard, clock: Clock) -> None:
+    for _ in range(5):
+        await guard.record_failure("2012052690", "10.0.0.1")
+    clock.advance(WINDOW_S - 0.5)
+    assert (await refused(guard, "2012052690", "10.0.0.1")).retry_after_s == 1
+    clock.advance(0.5)
+    await guard.check("2012052690", "10.0.0.1")
+
+
+async def test_success_clears_the_student_but_not_the_ip(guard: LoginGuard) -> None:
+    for _ in range(4):
+        await guard.record_failure("2012052690", "10.0.0.1")
+    await guard.clear_student("2012052690")
+    for _ in range(4):
+        await guard.record_failure("2012052690", "10.0.0.2")
+    await guard.check("2012052690", "10.0.0.2")
+    # 10.0.0.1's four failures survived the success: one more locks it.
+    await guard.record_failure("2012000001", "10.0.0.1")
+    await refused(guard, "2012052699", "10.0.0.1")
+
+
+async def test_two_engines_share_counts(engines: list[AsyncEngine], clock: Clock) -> None:
+    first, second = (LoginGuard(make_sessionmaker(e), 5, WINDOW_S, clock) for e in engines)
+    for _ in range(3):
+        await first.record_failure("2012052690", "10.0.0.1")
+    for _ in range(2):
+        await second.record_failure("2012052690", "10.0.0.2")
+    await refused(first, "2012052690", "10.0.0.3")
+    await second.clear_student("2012052690")
+    await first.check("2012052690", "10.0.0.3")
+
+
+async def test_begin_counts_attempts_in_flight(guard: LoginGuard) -> None:
+    attempts = [await guard.begin("2012052690", f"10.0.0.{n}") for n in range(5)]
+    with pytest.raises(RateLimited) as caught:
+        await guard.begin("2012052690", "10.0.0.9")
+    assert caught.value.retry_after_s == 900
+    # The refused attempt left nothing behind; an abandoned one stops counting.
+    await guard.abandoned(attempts[0])
+    extra = await guard.begin("2012052690", "10.0.0.9")
+    await guard.failed(extra)
+    await refused(guard, "2012052690", "10.0.0.9")
+    await guard.succeeded(attempts[1])
+    await guard.check("2012052690", "10.0.0.9")
+    # Success withdrew attempt 1 from 10.0.0.1's count, and cleared only the student.
+    for n in (2, 3, 4):
+        await guard.failed(attempts[n])
+    await guard.check("2012000001", "10.0.0.1")
+
+
+async def test_concurrent_begins_never_exceed_the_limit(
+    engines: list[AsyncEngine], clock: Clock
+) -> None:
+    guards = [LoginGuard(make_sessionmaker(e), 5, WINDOW_S, clock) for e in engines]
+
+    async def attempt(n: int) -> bool:
+        try:
+            await guards[n % 2].begin("2012052690", f"10.1.0.{n}")
+        except RateLimited:
+            return False
+        return True
+
+    admitted = sum(await asyncio.gather(*(attempt(n) for n in range(16))))
+    assert admitted <= 5
+    # Refused attempts withdrew their rows; admitted ones count until settled.
+    async with make_sessionmaker(engines[0])() as session:
+        rows = await session.scalar(
+            select(func.count()).select_from(LoginFailure).where(LoginFailure.scope == "student")
+        )
+    assert rows == admitted
+
+
+async def test_old_failures_are_pruned(
+    guard: LoginGuard, sessions: async_sessionmaker[AsyncSession], clock: Clock
+) -> None:
+    for n in range(10):
+        await guard.record_failure(f"20120526{n:02}", "10.0.0.1")
+    clock.advance(WINDOW_S + 1)
+    await guard.record_failure("2012052690", "10.0.0.2")
+    async with sessions() as session:
+        rows = await session.scalar(select(func.count()).select_from(LoginFailure))
+    assert rows == 2
+
+
+def test_guard_rejects_nonsense_limits(sessions: async_sessionmaker[AsyncSession]) -> None:
+    with pytest.raises(ValueError, match="max_failures"):
+        LoginGuard(sessions, 0, WINDOW_S)
+    with pytest.raises(ValueError, match="window_s"):
+        LoginGuard(sessions, 5, 0)
+
+
+# -- the shared request rate table ------------------------------------------------
+
+
+class Ticks:
+    """A settable monotonic clock for the rate limiter."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def table() -> Iterator[SharedRateTable]:
+    made = SharedRateTable.create(1024)
+    yield made
+    made.close()
+
+
+def allowed(limiter: RequestRateLimiter, ip: str, tries: int) -> int:
+    count = 0
+    for _ in range(tries):
+        try:
+            limiter.check(ip)
+        except RateLimited:
+            continue
+        count += 1
+    return count
+
+
+def test_burst_then_refusal_then_refill(table: SharedRateTable) -> None:
+    ticks = Ticks()
+    limiter = RequestRateLimiter(table, rate_per_s=4, burst=10, clock=ticks)
+    assert allowed(limiter, "10.0.0.1", 25) == 10
+    with pytest.raises(RateLimited) as caught:
+        limiter.check("10.0.0.1")
+    assert caught.value.code == "rate_limited"
+    assert caught.value.retry_after_s == 1
+    ticks.now += 1.0
+    assert allowed(limiter, "10.0.0.1", 25) == 4
+    ticks.now += 3600
+    assert allowed(limiter, "10.0.0.1", 25) == 10
+    # Other addresses have their own buckets.
+    assert allowed(limiter, "2001:db8::1", 25) == 10
+
+
+def test_ipv6_shares_a_bucket_per_network(table: SharedRateTable) -> None:
+    limiter = RequestRateLimiter(table, rate_per_s=1, burst=3, clock=Ticks())
+    assert allowed(limiter, "2001:db8:5:6::1", 2) == 2
+    assert allowed(limiter, "2001:db8:5:6::2", 5) == 1
+    assert allowed(limiter, "2001:db8:5:7::1", 5) == 3
+
+
+def test_retry_after_for_slow_rates(table: SharedRateTable) -> None:
+    limiter = RequestRateLimiter(table, rate_per_s=0.25, burst=1, clock=Ticks())
+    limiter.check("10.0.0.1")
+    with pytest.raises(RateLimited) as caught:
+        limiter.check("10.0.0.1")
+    assert caught.value.retry_after_s == 4
+
+
+def test_full_table_evicts_least_recently_seen() -> None:
+    small = SharedRateTable.create(8)
+    try:
+        ticks = Ticks()
+        limiter = RequestRateLimiter(small, rate_per_s=1, burst=3, clock=ticks)
+        for n in range(8):
+            assert allowed(limiter, f"10.0.0.{n}", 5) == 3
+            ticks.now += 0.01
+        # The table is full of drained buckets; a newcomer takes the stalest.
+        assert allowed(limiter, "10.0.1.1", 5) == 3
+        assert allowed(limiter, "10.0.0.7", 5) == 0
+    finally:
+        small.close()
+
+
+def hammer_in_children(
+    table: SharedRateTable, make_limiter: Callable[[], RequestRateLimiter], seconds: float
+) -> tuple[list[int], float]:
+    """Two forked children call check() on one IP for `seconds`; their allowed counts."""
+    go_read, go_write = os.pipe()
+    children: list[tuple[int, int]] = []
+    for _ in range(2):
+        out_read, out_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: wait for the start, hammer, report, exit without cleanup
+            code = 1
+            try:
+                limiter = make_limiter()
+                os.read(go_read, 1)
+                deadline = time.monotonic() + seconds
+                count = 0
+                while time.monotonic() < deadline:
+                    count += allowed(limiter, "203.0.113.9", 50)
+                os.write(out_write, str(count).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(out_write)
+        children.append((pid, out_read))
+    start = time.monotonic()
+    os.write(go_write, b"gg")
+    counts = []
+    for pid, out_read in children:
+        with os.fdopen(out_read, "rb") as out:
+            counts.append(int(out.read() or b"-1"))
+        assert os.waitpid(pid, 0)[1] == 0
+    elapsed = time.monotonic() - start
+    os.close(go_read)
+    os.close(go_write)
+    return counts, elapsed
+
+
+def test_forked_processes_share_buckets_exactly(table: SharedRateTable) -> None:
+    # A frozen clock: no refill, so both processes together get exactly the burst.
+    counts, _ = hammer_in_children(
+        table, lambda: RequestRateLimiter(table, 100, 500, clock=lambda: 5000.0), 0.5
+    )
+    assert sum(counts) == 500
+
+
+def test_forked_processes_stay_within_rate(table: SharedRateTable) -> None:
+    counts, elapsed = hammer_in_children(table, lambda: RequestRateLimiter(table, 200, 50), 0.5)
+    assert all(count > 0 for count in counts)
+    assert 50 <= sum(counts) <= 50 + 200 * elapsed + 2
+
+
+def test_table_needs_a_chain() -> None:
+    with pytest.raises(ValueError, match="at least"):
+        SharedRateTable.create(4)
+
+
+# -- client addresses -------------------------------------------------------------
+
+PROXIES = [ip_network("10.0.0.0/8"), ip_network("2001:db8:1::/48")]
+
+
+@pytest.mark.parametrize(
+    ("remote", "xff", "expected"),
+    [
+        # No proxies trusted or peer untrusted: XFF is ignored, whatever it says.
+        ("198.51.100.7", "1.2.3.4", "198.51.100.7"),
+        ("198.51.100.7", None, "198.51.100.7"),
+        # A trusted proxy: the rightmost untrusted entry is the client.
+        ("10.0.0.2", "198.51.100.7", "198.51.100.7"),
+        ("10.0.0.2", "198.51.100.7, 10.1.1.1, 10.2.2.2", "198.51.100.7"),
+        # Spoofed left-most entries are never believed.
+        ("10.0.0.2", "6.6.6.6, 127.0.0.1, 198.51.100.7", "198.51.100.7"),
+        ("10.0.0.2", "10.3.3.3, 198.51.100.7, 10.1.1.1", "198.51.100.7"),
+        # Garbage stops the walk at the last address known to be real.
+        ("10.0.0.2", "garbage", "10.0.0.2"),
+        ("10.0.0.2", "1.2.3.4, unknown, 10.1.1.1", "10.1.1.1"),
+        ("10.0.0.2", "1.2.3.4, , 10.1.1.1", "10.1.1.1"),
+        ("10.0.0.2", "999.1.1.1", "10.0.0.2"),
+        ("10.0.0.2", "x" * 5000, "10.0.0.2"),
+        ("10.0.0.2", "", "10.0.0.2"),
+        ("10.0.0.2", "garbage, 198.51.100.7", "198.51.100.7"),
+        # Ports and brackets as some proxies write them.
+        ("10.0.0.2", "198.51.100.7:4711", "198.51.100.7"),
+        ("10.0.0.2", "[2001:db8:9::5]:443", "2001:db8:9::5"),
+        ("10.0.0.2", "[2001:db8:9::5", "10.0.0.2"),
+        # IPv6 peers and proxies; IPv4-mapped addresses count as IPv4.
+        ("2001:db8:1::10", "2001:db8:9::5, 2001:db8:1::11", "2001:db8:9::5"),
+        ("2001:db8:2::10", "198.51.100.7", "2001:db8:2::10"),
+        ("::ffff:10.0.0.2", "198.51.100.7", "198.51.100.7"),
+        ("::ffff:198.51.100.7", None, "198.51.100.7"),
+        # Every hop trusted: the farthest one is the client.
+        ("10.0.0.2", "10.1.1.1, 10.2.2.2", "10.1.1.1"),
+        # A peer that is not an IP (a Unix socket) is passed through.
+        ("", "1.2.3.4", ""),
+    ],
+)
+def test_client_ip(remote: str, xff: str | None, expected: str) -> None:
+    assert client_ip(remote, xff, PROXIES) == expected
+
+
+@pytest.mark.parametrize(
+    ("ip", "prefix", "expected"),
+    [
+        ("198.51.100.7", 64, "198.51.100.7"),
+        ("2001:db8:5:6:a:b:c:d", 64, "2001:db8:5:6::/64"),
+        ("2001:db8:5:6:a:b:c:d", 48, "2001:db8:5::/48"),
+        ("2001:db8::1", 128, "2001:db8::1/128"),
+        ("fe80::1%eth0", 64, "fe80::/64"),
+        ("not:an:address", 64, "not:an:address"),
+    ],
+)
+def test_address_key(ip: str, prefix: int, expected: str) -> None:
+    assert address_key(ip, prefix) == expected
+
+
+def test_client_ip_without_trusted_proxies() -> None:
+    assert client_ip("10.0.0.2", "198.51.100.7", []) == "10.0.0.2"
+
+
+# -- configuration ----------------------------------------------------------------
+
+
+def test_config_yaml_documents_the_defaults() -> None:
+    settings = load_settings(ROOT / "config.yaml", env={})
+    assert settings.limits == LimitsSettings()
+    assert settings.limits.failed_logins_max == 5
+    assert settings.limits.trusted_networks == ()
+
+
+def test_trusted_proxies_parse() -> None:
+    settings = load_settings(
+        None, env={}, overrides={"limits.trusted_proxies": ["10.0.0.0/8", " ::1 "]}
+    )
+    assert settings.limits.trusted_networks == (ip_network("10.0.0.0/8"), ip_network("::1/128"))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (["10.0.0.0/8", "10.0.0.300/8"], "limits.trusted_proxies: Value error, entry 1"),
+        (["10.0.0.1/8"], "has host bits set"),
+        (["proxy.example"], "entry 0 ('proxy.example') is not a CIDR network"),
+        ([8], "limits.trusted_proxies.0: Input should be a valid string"),
+        ("10.0.0.0/8", "limits.trusted_proxies: Input should be a valid tuple"),
+    ],
+)
+def test_bad_trusted_proxies_name_the_key(value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"^limits\.trusted_proxies") as caught:
+        load_settings(None, env={}, overrides={"limits.trusted_proxies": value})
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("failed_logins_max", 0),
+        ("failed_logins_window_s", 0),
+        ("requests_per_s", 0),
+        ("burst", 0.5),
+        ("rate_table_slots", 4),
+        ("ipv6_prefix", 16),
+        ("requests_per_minute", 5),
+    ],
+)
+def test_bad_limits_name_the_key(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=rf"^limits\.{key}: "):
+        load_settings(None, env={}, overrides={f"limits.{key}": value})
