@@ -88,7 +88,7 @@ async def test_readyz_reports_database_migrations_and_breakers(
 async def test_readyz_is_false_when_the_database_is_unreachable(tmp_path: object) -> None:
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/missing-dir/x.sqlite3")
     try:
-        body = await Readiness(engine, 1.0).check()
+        body = await Readiness(engine, 30.0).check()
     finally:
         await engine.dispose()
     assert body["ready"] is False
@@ -98,7 +98,7 @@ async def test_readyz_is_false_when_the_database_is_unreachable(tmp_path: object
 async def test_readyz_is_false_before_migrations(settings: Settings) -> None:
     engine = make_engine(settings.database)  # a fresh database: no schema yet
     try:
-        body = await Readiness(engine, 1.0).check()
+        body = await Readiness(engine, 30.0).check()
     finally:
         await engine.dispose()
     assert body["ready"] is False
@@ -259,3 +259,20 @@ def test_no_module_imports_prometheus_client_before_the_master_sets_it_up() -> N
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr or "prometheus_client was imported"
+
+
+async def test_access_log_says_what_the_cache_did(
+    http_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="jnufm.access")
+    for _ in range(2):
+        resp = await http_client.get("/v1/card/balance", auth=CREDS)
+        assert resp.status_code == 200
+    lines = [
+        r
+        for r in caplog.records
+        if r.name == "jnufm.access" and getattr(r, "route", "") == "/v1/card/balance"
+    ]
+    assert [getattr(r, "cache", None) for r in lines] == ["miss", "hit"]
+    assert all(getattr(r, "request_id", "") for r in lines)
+    assert "052690" not in caplog.text
