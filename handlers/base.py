@@ -283,7 +283,10 @@ class JsonHandler(RequestHandler):
         # Expected failures get one line; only real bugs get a traceback, and
         # never the raw URI (it may hold a password).
         where = f"{self.request.method} {redacted_uri(self.request.uri or '')}"
-        if isinstance(value, BadInput | HTTPError | RateLimited):
+        if isinstance(value, RateLimited):
+            metrics.record_rate_limited(value.code)
+            return
+        if isinstance(value, BadInput | HTTPError):
             return
         if isinstance(value, SchoolError | BudgetExhausted | BreakerOpen):
             error_log.warning("%s: %s: %s", where, type(value).__name__, value)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from observability import metrics
 from services.errors import ServiceError
 
 State = Literal["closed", "open", "half_open"]
@@ -61,16 +62,21 @@ class CircuitBreaker:
         if self._probing:
             raise BreakerOpen(self.system, 1.0)
         self._probing = True
+        metrics.set_breaker_state(self.system, "half_open")
 
     def success(self) -> None:
+        was_closed = self._opened_at is None
         self._failures = 0
         self._opened_at = None
         self._probing = False
+        if not was_closed:
+            metrics.set_breaker_state(self.system, "closed")
 
     def failure(self) -> None:
         self._failures += 1
         if self._probing or self._failures >= self._threshold:
             self._opened_at = self._clock()
+            metrics.set_breaker_state(self.system, "open")
         self._probing = False
 
     def release_probe(self) -> None:

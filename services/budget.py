@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 
+from observability import metrics
 from services.errors import ServiceError
 from services.leases import LeaseStore, new_holder_id
 
@@ -49,20 +50,29 @@ class UpstreamBudget:
     @contextlib.asynccontextmanager
     async def slot(self, wait_s: float) -> AsyncIterator[None]:
         """Hold one slot for the block. Raises BudgetExhausted after wait_s."""
-        deadline = time.monotonic() + wait_s
+        started = time.monotonic()
+        deadline = started + wait_s
         self.waiting += 1
+        metrics.budget_queue(self.system, 1)
         try:
             try:
                 await asyncio.wait_for(self._local.acquire(), timeout=max(0.0, wait_s))
             except TimeoutError:
+                metrics.budget_rejected(self.system)
                 raise BudgetExhausted(self.system, wait_s) from None
             try:
                 name, holder = await self._take_slot(deadline, wait_s)
+            except BudgetExhausted:
+                metrics.budget_rejected(self.system)
+                self._local.release()
+                raise
             except BaseException:
                 self._local.release()
                 raise
         finally:
             self.waiting -= 1
+            metrics.budget_queue(self.system, -1)
+        metrics.budget_wait(self.system, time.monotonic() - started)
         try:
             yield
         finally:

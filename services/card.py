@@ -27,6 +27,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import queries
+from observability import metrics
+from observability.timing import timed
 from school.card import CardCenterClient
 from school.errors import (
     InvalidCredentials,
@@ -305,16 +307,21 @@ class CardService:
         self, key: CacheKey, now: datetime, max_age_s: float, codec: Codec[T]
     ) -> CacheEntry[T] | None:
         """Memory first; then the database, where another process may have stored newer data."""
-        entry: CacheEntry[T] | None = self._memory.get(key, now)
-        if entry is not None and entry.age_s(now) <= max_age_s:
+        with timed("cache"):
+            entry: CacheEntry[T] | None = self._memory.get(key, now)
+            if entry is not None and entry.age_s(now) <= max_age_s:
+                metrics.record_cache(key.kind, "hit", "memory")
+                return entry
+            metrics.record_cache(key.kind, "miss", "memory")
+            stored = await self._db_lookup(key, codec)
+            fresh = stored is not None and stored.age_s(now) <= max_age_s
+            metrics.record_cache(key.kind, "hit" if fresh else "miss", "db")
+            if stored is None:
+                return entry
+            if entry is None or stored.fetched_at > entry.fetched_at:
+                self._memory.put(key, stored)
+                return stored
             return entry
-        stored = await self._db_lookup(key, codec)
-        if stored is None:
-            return entry
-        if entry is None or stored.fetched_at > entry.fetched_at:
-            self._memory.put(key, stored)
-            return stored
-        return entry
 
     async def _db_lookup(self, key: CacheKey, codec: Codec[T]) -> CacheEntry[T] | None:
         try:
@@ -383,6 +390,7 @@ class CardService:
         flight = (key, verifier)
         leader = self._flights.get(flight)
         if leader is not None:
+            metrics.coalesced_wait(key.kind)
             entry, _ = await asyncio.shield(leader)
             return entry, True
         future: asyncio.Future[tuple[CacheEntry[Any], bool]] = (
@@ -430,6 +438,7 @@ class CardService:
                             await self._guard_failure(key.student_id, ip)
                             raise InvalidCredentials("wrong_password")
                         self._memory.put(key, done)
+                        metrics.coalesced_wait(key.kind)
                         return done, True
                     return await self._from_school(key, creds, verifier, ip, fetch, codec), False
                 finally:
@@ -442,6 +451,7 @@ class CardService:
                     await self._guard_failure(key.student_id, ip)
                     raise InvalidCredentials("wrong_password")
                 self._memory.put(key, done)
+                metrics.coalesced_wait(key.kind)
                 return done, True
             if time.monotonic() > deadline:
                 raise BudgetExhausted(SYSTEM, c.lease_s)
