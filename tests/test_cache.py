@@ -266,3 +266,37 @@ async def test_every_answer_has_age_and_cache_status(db_url: str, school: Proc) 
             assert resp.status_code == 200, resp.request.url
             assert resp.headers["Cache-Status"].startswith("jnufm; ")
             assert int(resp.headers["Age"]) >= 0
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+async def test_metrics_show_what_the_cache_coalescing_and_budget_did(
+    db_url: str, school: Proc
+) -> None:
+    async with serve_app(make_settings(db_url, school.url)) as (client, _):
+        before = (await client.get("/metrics")).text
+        replies = await asyncio.gather(
+            *(client.get("/card/rest", params=creds("2011000999")) for _ in range(10))
+        )
+        assert {r.status_code for r in replies} == {200}
+        assert (await client.get("/card/rest", params=creds("2011000999"))).status_code == 200
+        after = (await client.get("/metrics")).text
+
+        def delta(name: str, **labels: str) -> float:
+            return metric(after, name, **labels) - metric(before, name, **labels)
+
+        hits = delta("jnufm_cache_lookups_total", kind="account", level="memory", outcome="hit")
+        assert hits >= 1
+        assert delta("jnufm_coalesced_waits_total", kind="account") == 9
+        assert delta("jnufm_budget_wait_seconds_count", system="card") == 1
+        assert delta("jnufm_school_requests_total", system="card", outcome="ok") >= 5
