@@ -96,6 +96,7 @@ def prepare_database(settings: Settings) -> str | None:
 def serve(settings: Settings) -> int:
     from runtime.master import Master
     from runtime.simulator import SimulatorError, SimulatorProcess
+    from runtime.worker import loop_factory
     from runtime.worker import serve as serve_in_process
 
     revision = prepare_database(settings)
@@ -119,7 +120,8 @@ def serve(settings: Settings) -> int:
     print(f"try: curl '{base}/card/rest?stuid=2012052690&password=052690'", flush=True)
     try:
         if settings.worker_count() == 1 and master.sockets is not None:
-            asyncio.run(serve_in_process(settings, master.sockets, 0))
+            with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+                runner.run(serve_in_process(settings, master.sockets, 0))
             return 0
         return master.run(simulator)
     finally:

@@ -11,6 +11,7 @@ import ctypes
 import logging
 import signal
 import socket
+from collections.abc import Callable
 
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -82,5 +83,15 @@ def run_worker(settings: Settings, sockets: list[socket.socket] | None, index: i
                 exc,
             )
             return EXIT_FATAL
-    asyncio.run(serve(settings, sockets, index))
+    with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+        runner.run(serve(settings, sockets, index))
     return 0
+
+
+def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop constructor named by `event_loop` (None: asyncio's default)."""
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
