@@ -6,7 +6,9 @@ Every run is bounded by a request count and a time limit and stops by itself.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,7 +163,9 @@ function request()
 end
 function response(status, headers, body)
   done = done + 1
-  if limit > 0 and done >= limit then
+  if limit > 0 and done == limit then
+    io.write("LIMIT reached\n")
+    io.flush()
     wrk.thread:stop()
   end
 end
@@ -209,8 +213,26 @@ def wrk(
         url,
     ]
     shown = [*cmd[:-3], "-s", f"wrk-{mode}.lua", url]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + timeout_s + 60)
-    out = proc.stdout + proc.stderr
+    # wrk sleeps its whole -d even when every thread has stopped at its count; on
+    # SIGINT it stops at once and reports the real elapsed time, so send one
+    # when every thread has said "LIMIT reached".
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reached = 0
+    assert proc.stdout is not None
+    deadline = time.monotonic() + seconds + timeout_s + 60
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("LIMIT reached"):
+            reached += 1
+            if reached >= threads:
+                proc.send_signal(signal.SIGINT)
+        if time.monotonic() > deadline:
+            proc.kill()
+            break
+    proc.wait(30)
+    proc.stdout.close()
+    out = "".join(lines)
     r = LoadResult("wrk", shown, raw=out)
     m = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", out)
     if m:

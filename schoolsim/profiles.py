@@ -113,7 +113,7 @@ def profile(name: str) -> SimSettings:
         # cheap pages when idle, a login ~6x a page, and steep thrashing (each
         # other request in service multiplies a request's time by 3.3), so that
         # the school does less total work under more load; 4 served at once, the
-        # rest wait and get the HTTP 500 page after 0.6 s; 3% random 500s; one
+        # rest wait and get the HTTP 500 page after 0.55 s; 3% random 500s; one
         # student may hold several sessions (no kicking).
         return SimSettings(
             latency_ms_median=11.5,
@@ -125,7 +125,7 @@ def profile(name: str) -> SimSettings:
             load_slowdown=2.3,
             capacity=4,
             queue=8,
-            queue_timeout_s=0.6,
+            queue_timeout_s=0.55,
             overload_action="error",
             failure_rate=0.03,
             session_idle_s=600.0,
