@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -115,7 +116,8 @@ def _warm(url: str) -> None:
 
 
 def profile(seconds: int, rate: int = 200) -> dict[str, Any]:
-    pyspy = shutil.which("py-spy")
+    beside = Path(sys.executable).parent / "py-spy"
+    pyspy = str(beside) if beside.exists() else shutil.which("py-spy")
     if pyspy is None:
         raise SystemExit("bench: py-spy not found: pip install -r bench/requirements.txt")
     with tempfile.TemporaryDirectory(prefix="jnufm-profile-") as tmp_name:
@@ -142,6 +144,7 @@ def profile(seconds: int, rate: int = 200) -> dict[str, Any]:
                         "--output",
                         str(out),
                         "--nonblocking",
+                        "--full-filenames",
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

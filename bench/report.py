@@ -27,6 +27,8 @@ def _ratio(x: float | None, y: float | None) -> str:
     if not x or not y:
         return "-"
     q = x / y
+    if q < 0.1:
+        return f"{q:.2g}x"
     return f"{q:.0f}x" if q >= 100 else f"{q:.2f}x" if q < 10 else f"{q:.1f}x"
 
 
@@ -88,6 +90,79 @@ def full_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def targets_table(doc: dict[str, Any]) -> str:
+    """The performance targets, checked against system (c) of this run."""
+    by = _by(doc)
+
+    def get(system: str, wl: str) -> dict[str, Any] | None:
+        return by.get((system, wl))
+
+    rows: list[tuple[str, str, bool | None]] = []
+    c, d = get("default", "wrk-warm-c100"), get("hello", "wrk-warm-c100")
+    if c and d:
+        q = c["rps"] / d["rps"] if d["rps"] else 0.0
+        rows.append(
+            (
+                "warm balance query (wrk -c 100): (c) >= 80% of (d) req/s",
+                f"{100 * q:.1f}% ({c['rps']:.1f} vs {d['rps']:.1f} req/s)",
+                q >= 0.8,
+            )
+        )
+    c, a = get("default", "ab-c5-n5000"), get("replica", "ab-c5-n5000")
+    if c and a:
+        q = c["rps"] / a["rps"] if a["rps"] else 0.0
+        rows.append(
+            (
+                "ab -c 5 -n 5000, one student: (c) zero failed and >= 1000x (a) req/s",
+                f"{c['failed']} failed of {c['completed']}; {q:.2f}x "
+                f"({c['rps']:.2f} vs {a['rps']:.2f} req/s)",
+                c["failed"] == 0 and q >= 1000,
+            )
+        )
+    c, a = get("default", "cold-1000"), get("replica", "cold-1000")
+    if c and a:
+        q = c["rps"] / a["rps"] if a["rps"] else 0.0
+        per = c.get("school_requests_per_answer")
+        rows.append(
+            (
+                "cold run, 1,000 students: (c) zero failed, >= 3x (a) req/s, "
+                "school requests per query <= 1.5",
+                f"{c['failed']} failed of {c['completed']}; {q:.2f}x; "
+                f"{per if per is not None else 'no answer'} school requests per answer",
+                c["failed"] == 0 and q >= 3 and per is not None and per <= 1.5,
+            )
+        )
+    spread = [
+        (r["busiest_over_least"], r["workload"])
+        for (s, _), r in by.items()
+        if s == "default" and r["completed"] >= 50 and r["busiest_over_least"] is not None
+    ]
+    if spread:
+        worst = max(spread)
+        rows.append(
+            (
+                "requests per worker, busiest/least <= 1.2 ((c), runs of >= 50 requests)",
+                f"worst {worst[0]:.2f} ({worst[1]})",
+                worst[0] <= 1.2,
+            )
+        )
+    rss = [
+        (mb, r["workload"])
+        for (s, _), r in by.items()
+        if s == "default"
+        for mb in r["rss_mb"].values()
+    ]
+    if rss:
+        top = max(rss)
+        rows.append(
+            ("RSS per worker <= 80 MB ((c))", f"{top[0]:.1f} MB (after {top[1]})", top[0] <= 80)
+        )
+    lines = ["| target | this run | met |", "|---|---|---|"]
+    for name, figure, ok in rows:
+        lines.append(f"| {name} | {figure} | {'yes' if ok else 'not met yet'} |")
+    return "\n".join(lines)
+
+
 def facts(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     v = m["versions"]
@@ -107,6 +182,8 @@ def table(doc: dict[str, Any]) -> str:
             facts(doc),
             "Requests/s ratios (same run):",
             ratio_table(doc),
+            "Targets (system (c) of this run):",
+            targets_table(doc),
             "All figures:",
             full_table(doc),
         ]
