@@ -64,7 +64,7 @@ class LoadResult:
             "socket_errors": self.socket_errors,
             "ab_failed": self.failed if self.tool == "ab" else None,
             "rps": round(self.rps, 2),
-            "seconds": round(self.seconds, 2),
+            "seconds": round(self.seconds, 4),
             "p50_ms": self.p50_ms,
             "p99_ms": self.p99_ms,
             "mean_ms": self.mean_ms,
@@ -234,10 +234,10 @@ def wrk(
     proc.stdout.close()
     out = "".join(lines)
     r = LoadResult("wrk", shown, raw=out)
-    m = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", out)
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m),", out)
     if m:
         r.completed = int(m.group(1))
-        r.seconds = float(m.group(2)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[m.group(3)]
+        r.seconds = _wrk_ms(m.group(2) + m.group(3)) / 1000.0
     r.non_2xx = int(_num(r"Non-2xx or 3xx responses:\s+(\d+)", out))
     se = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if se:
