@@ -117,6 +117,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from runtime.master import Master
     from runtime.simulator import SimulatorError, SimulatorProcess
     from runtime.systemd import Notifier
+    from runtime.worker import loop_factory
     from runtime.worker import serve as serve_in_process
 
     # Taken out of the environment before any child process can inherit it.
@@ -151,15 +152,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if settings.worker_count() == 1 and master.sockets is not None:
             # No fork: no supervision, heartbeat or reload (development and debugging).
-            asyncio.run(
-                serve_in_process(
-                    settings,
-                    master.sockets,
-                    0,
-                    on_ready=notifier.ready,
-                    rate_table=master.rate_table,
+            with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+                runner.run(
+                    serve_in_process(
+                        settings,
+                        master.sockets,
+                        0,
+                        on_ready=notifier.ready,
+                        rate_table=master.rate_table,
+                    )
                 )
-            )
             notifier.stopping()
             return 0
         return master.run(simulator)

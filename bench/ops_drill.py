@@ -128,7 +128,7 @@ def healthz_pid(port: int) -> int | None:
         f"http://127.0.0.1:{port}/healthz", headers={"Connection": "close"}
     )
     try:
-        with urllib.request.urlopen(req, timeout=2) as resp:  # noqa: S310 - our own server
+        with urllib.request.urlopen(req, timeout=2) as resp:
             return int(json.loads(resp.read())["pid"])
     except OSError:
         return None

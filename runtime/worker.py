@@ -180,7 +180,17 @@ def run_worker(
                 exc,
             )
             return EXIT_FATAL
-    asyncio.run(serve(settings, sockets, index, link, rate_table=rate_table))
+    with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+        runner.run(serve(settings, sockets, index, link, rate_table=rate_table))
     with contextlib.suppress(OSError):
         os.close(link.lifeline_fd)
     return 0
+
+
+def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop constructor named by `event_loop` (None: asyncio's default)."""
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None

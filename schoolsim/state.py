@@ -139,13 +139,19 @@ class AppState:
         return new
 
     def latency_s(self, factor: float) -> float:
-        """A sampled service time in seconds (log-normal around the median, clamped)."""
+        """A sampled service time in seconds (log-normal around the median, clamped).
+
+        Slowed down by (1 + load_slowdown) for each other request in service now.
+        """
         s = self.settings
         if s.latency_ms_median <= 0:
             ms = 0.0
         else:
             ms = s.latency_ms_median * math.exp(s.latency_sigma * self.rng.gauss(0.0, 1.0))
         ms = min(max(ms, s.latency_ms_min), s.latency_ms_max) * factor
+        others = max(0, self.stats.in_service - 1)
+        if s.load_slowdown > 0 and others:
+            ms = min(ms * (1.0 + s.load_slowdown) ** others, s.latency_ms_max * max(factor, 1.0))
         return ms / 1000.0
 
     def stats_json(self) -> dict[str, Any]:

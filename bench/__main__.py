@@ -1,0 +1,43 @@
+"""`python -m bench`: the benchmark harness (see bench/README.md).
+
+python -m bench [run] [--quick|--full] [--systems ...] [--workloads ...] [--mysql URL]
+python -m bench calibrate [--repeat N]
+python -m bench report bench/results/<run>.json [--docs docs/benchmarks.md]
+python -m bench profile [--seconds N]
+python -m bench loops [--rounds N]
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv and not argv[0].startswith("-") else "run"
+    rest = argv[1:] if argv and not argv[0].startswith("-") else argv
+    if command == "run":
+        from bench.run import main_run
+
+        return main_run(rest)
+    if command == "calibrate":
+        from bench.calibrate import main_calibrate
+
+        return main_calibrate(rest)
+    if command == "report":
+        from bench.report import main_report
+
+        return main_report(rest)
+    if command == "profile":
+        from bench.hotpath import main_profile
+
+        return main_profile(rest)
+    if command == "loops":
+        from bench.hotpath import main_loops
+
+        return main_loops(rest)
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,106 @@
+"""A pre-forked Tornado hello-world: the ceiling for any Tornado server on this machine.
+
+    python -m bench.baselines.hello --port 9002 --processes 2
+
+The parent binds one shared socket and forks the workers (as jnufm's master
+does); every path answers a fixed JSON body. Each worker counts its requests
+and prints `served PID N` on SIGUSR1 and when it stops, instead of an access log, so that
+logging costs it nothing. SIGTERM to the parent stops the workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import sys
+
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+BODY = b'{"data": "123.45"}'
+served = 0
+
+
+class Hello(tornado.web.RequestHandler):
+    def get(self, *_args: str) -> None:
+        global served
+        served += 1
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(BODY)
+
+
+def quiet_log(_handler: tornado.web.RequestHandler) -> None:
+    return None
+
+
+def report() -> None:
+    print(f"served {os.getpid()} {served}", flush=True)
+
+
+async def serve(sockets: list[socket.socket]) -> None:
+    app = tornado.web.Application([(r"/(.*)", Hello)], log_function=quiet_log)
+    server = HTTPServer(app)
+    server.add_sockets(sockets)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, report)
+    await stop.wait()
+    server.stop()
+    await server.close_all_connections()
+
+
+def child(sockets: list[socket.socket]) -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    asyncio.run(serve(sockets))
+    report()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    sockets = bind_sockets(args.port, args.host, backlog=1024)
+    pids = []
+    for _ in range(args.processes):
+        pid = os.fork()
+        if pid == 0:
+            child(sockets)
+            os._exit(0)
+        pids.append(pid)
+    print(f"hello listening on http://{args.host}:{args.port} workers {pids}", flush=True)
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in pids:
+        while True:
+            try:
+                os.waitpid(p, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                break
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

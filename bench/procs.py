@@ -1,0 +1,490 @@
+"""The servers a benchmark run starts and stops: school, jnufm, the baselines, nginx.
+
+Every server is a child process of the harness on a free loopback port, with
+its logs and files in the run's temporary directory; `stop()` ends it (and
+its workers) and waits for it, so a run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = Path(__file__).resolve().parent / "configs"
+SINGLE_STUDENT = "2012052690"
+REPLICA_INSTANCES = 5
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:port."""
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    """Poll url until it answers (any HTTP status); fail if proc exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{proc.args!r} exited with {proc.returncode}:\n{log.read_text(errors='replace')}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def children(pid: int) -> list[int]:
+    """Direct child pids of pid (Linux /proc)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of pid in MiB, None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def alive(pid: int) -> bool:
+    """True while pid exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def http_json(url: str, body: object | None = None, timeout: float = 10) -> dict[str, Any]:
+    """GET url, or POST body as JSON, and decode the JSON answer."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        result: dict[str, Any] = json.loads(resp.read())
+        return result
+
+
+@dataclass
+class Child:
+    """One started process, its log, and how to stop it."""
+
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    stop_signal: int = signal.SIGTERM
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(self.stop_signal)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+
+
+def spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> Child:
+    """Start args with stdout+stderr into log_path, from the project root."""
+    full_env = dict(os.environ)
+    full_env["PYTHONUNBUFFERED"] = "1"
+    full_env.update(env or {})
+    with log_path.open("wb") as log:
+        popen = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+    return Child(popen, log_path)
+
+
+# --- the school ---------------------------------------------------------------
+
+
+@dataclass
+class School:
+    """The simulated card center (`python -m schoolsim`)."""
+
+    child: Child
+    url: str
+    profile: str
+
+    def stats(self) -> dict[str, Any]:
+        return http_json(self.url + "/__sim/stats")
+
+    def reset(self) -> None:
+        http_json(self.url + "/__sim/reset", {"sessions": True})
+
+    def use_profile(self, name: str) -> None:
+        """Switch the running simulator to a named profile's settings (seed kept)."""
+        from schoolsim.profiles import profile
+
+        settings = profile(name).as_dict()
+        settings.pop("seed")
+        http_json(self.url + "/__sim/control", settings)
+        self.profile = name
+
+    def wait_idle(self, timeout: float = 40) -> None:
+        """Wait until no school request is in flight (cut-off load may still be queued)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.stats()["in_flight"]:
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
+def start_school(
+    tmp: Path, profile: str = "jnu-2013", seed: int = 2013, overrides: list[str] | None = None
+) -> School:
+    """`python -m schoolsim` on a free port; overrides are `key=value` settings."""
+    port = free_port()
+    extra = [a for o in overrides or [] for a in ("--set", o)]
+    child = spawn(
+        [
+            sys.executable,
+            "-m",
+            "schoolsim",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--profile",
+            profile,
+            "--seed",
+            str(seed),
+            *extra,
+        ],
+        tmp / "schoolsim.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/__sim/stats", child.popen, child.log_path)
+    return School(child, url, profile)
+
+
+# --- systems under test -------------------------------------------------------
+
+
+@dataclass
+class System:
+    """A running server under test: its URL, its workers and how to count their work."""
+
+    key: str
+    url: str
+    children: list[Child]
+    worker_pids: Callable[[], list[int]]
+    served: Callable[[], collections.Counter[int]]
+    uses_school: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def rss(self) -> dict[int, float]:
+        result = {}
+        for pid in self.worker_pids():
+            mb = rss_mb(pid)
+            if mb is not None:
+                result[pid] = round(mb, 1)
+        return result
+
+    def all_pids(self) -> list[int]:
+        pids = [c.pid for c in self.children]
+        for c in self.children:
+            pids += children(c.pid)
+        return pids
+
+    def stop(self) -> None:
+        for c in reversed(self.children):
+            c.stop()
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """base with over merged in, recursively for mappings."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def count_lines(path: Path, pattern: re.Pattern[str]) -> collections.Counter[int]:
+    """Matches of pattern's first group (a pid) per pid in the file."""
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return collections.Counter(int(p) for p in pattern.findall(text))
+
+
+JNUFM_ACCESS = re.compile(r"\[(\d+)\] jnufm\.access: \d{3} ")
+
+
+def start_jnufm(
+    tmp: Path,
+    key: str,
+    overlay: Path,
+    school_url: str,
+    processes: int,
+    database_url: str | None = None,
+    extra_config: dict[str, Any] | None = None,
+) -> System:
+    """jnufm as `python server.py --config <generated yaml>` with an overlay merged over it."""
+    port = free_port()
+    workdir = tmp / key
+    workdir.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "processes": processes,
+        "shutdown_grace_s": 2,
+        "database": {"url": database_url or f"sqlite+aiosqlite:///{workdir / 'jnufm.sqlite3'}"},
+        "simulator": {"enabled": False},
+        "school": {"card": {"base_url": school_url}},
+        "log": {"level": "INFO"},
+    }
+    config = deep_merge(config, yaml.safe_load(overlay.read_text()) or {})
+    config = deep_merge(config, extra_config or {})
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    log = workdir / "server.log"
+    child = spawn([sys.executable, "server.py", "--config", str(config_path)], log)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/healthz", child.popen, log)
+    master = child.pid
+
+    def workers() -> list[int]:
+        return children(master) if processes != 1 else [master]
+
+    # Wait until every worker is up, so the counts and RSS see them all.
+    deadline = time.monotonic() + 20
+    while len(workers()) < processes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return System(
+        key,
+        url,
+        [child],
+        workers,
+        lambda: count_lines(log, JNUFM_ACCESS),
+        uses_school=True,
+        extra={"config": config, "overlay": overlay.name},
+    )
+
+
+def start_hello(tmp: Path, processes: int) -> System:
+    """The pre-forked Tornado hello-world (bench/baselines/hello.py)."""
+    port = free_port()
+    log = tmp / "hello.log"
+    child = spawn(
+        [
+            sys.executable,
+            "-m",
+            "bench.baselines.hello",
+            "--port",
+            str(port),
+            "--processes",
+            str(processes),
+        ],
+        log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/", child.popen, log)
+    served_re = re.compile(r"^served (\d+) (\d+)$", re.M)
+
+    def served() -> collections.Counter[int]:
+        # Each worker prints its running total on SIGUSR1; keep the latest per pid.
+        pids = children(child.pid)
+        mark = len(log.read_text(errors="replace"))
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        latest: dict[int, int] = {}
+        while time.monotonic() < deadline:
+            text = log.read_text(errors="replace")[mark:]
+            latest = {int(p): int(n) for p, n in served_re.findall(text)}
+            if len(latest) >= len(pids):
+                break
+            time.sleep(0.05)
+        return collections.Counter(latest)
+
+    deadline = time.monotonic() + 20
+    while len(children(child.pid)) < processes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return System("hello", url, [child], lambda: children(child.pid), served, uses_school=False)
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if found is None:
+        raise RuntimeError("nginx not found: apt-get install nginx-light (or nginx)")
+    return found
+
+
+NGINX_ACCESS = re.compile(r"^(\d+) ", re.M)
+
+
+def _nginx_conf(prefix: Path, port: int, workers: int, body: str) -> str:
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    return f"""{user}worker_processes {workers};
+daemon off;
+master_process on;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    log_format bypid '$pid $status $request_time';
+    keepalive_requests 1000000;
+{body}
+}}
+"""
+
+
+def start_nginx(prefix: Path, port: int, workers: int, body: str) -> Child:
+    """nginx from the system's package, on its own config and prefix, in the foreground."""
+    prefix.mkdir(parents=True, exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(_nginx_conf(prefix, port, workers, body))
+    child = spawn(
+        [nginx_binary(), "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
+        prefix / "stdout.log",
+    )
+    child.stop_signal = signal.SIGTERM
+    wait_http(f"http://127.0.0.1:{port}/", child.popen, prefix / "error.log")
+    return child
+
+
+def start_nginx_fixed(tmp: Path, processes: int) -> System:
+    """nginx answering a fixed body on every path: the machine's ceiling."""
+    port = free_port()
+    prefix = tmp / "nginx-fixed"
+    access = prefix / "access.log"
+    body = f"""    server {{
+        listen 127.0.0.1:{port} backlog=1024;
+        access_log {access} bypid;
+        default_type application/json;
+        location / {{ return 200 '{{"data": "123.45"}}'; }}
+    }}"""
+    child = start_nginx(prefix, port, processes, body)
+    return System(
+        "nginx",
+        f"http://127.0.0.1:{port}",
+        [child],
+        lambda: children(child.pid),
+        lambda: count_lines(access, NGINX_ACCESS),
+        uses_school=False,
+    )
+
+
+REPLICA_ACCESS = re.compile(r'"GET /card/rest')
+
+
+def start_replica(tmp: Path, school_url: str, instances: int = REPLICA_INSTANCES) -> System:
+    """The 2013 replica: `instances` Flask+gevent processes behind nginx round-robin."""
+    workdir = tmp / "replica"
+    workdir.mkdir(parents=True, exist_ok=True)
+    backends: list[tuple[int, Child]] = []
+    started: list[Child] = []
+    try:
+        for i in range(instances):
+            port = free_port()
+            child = spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.baselines.replica2013",
+                    "--port",
+                    str(port),
+                    "--school",
+                    school_url,
+                ],
+                workdir / f"instance-{i}.log",
+            )
+            started.append(child)
+            backends.append((port, child))
+        for port, child in backends:
+            wait_http(f"http://127.0.0.1:{port}/healthz", child.popen, child.log_path)
+        front = free_port()
+        servers = "\n".join(f"        server 127.0.0.1:{p};" for p, _ in backends)
+        body = f"""    upstream replica {{
+{servers}
+    }}
+    server {{
+        listen 127.0.0.1:{front} backlog=1024;
+        access_log off;
+        location / {{ proxy_pass http://replica; proxy_read_timeout 300s; }}
+    }}"""
+        nginx = start_nginx(workdir / "nginx", front, 1, body)
+        started.append(nginx)
+    except BaseException:
+        for c in reversed(started):
+            c.stop()
+        raise
+    by_pid = {child.pid: child for _, child in backends}
+
+    def served() -> collections.Counter[int]:
+        return collections.Counter(
+            {
+                pid: len(REPLICA_ACCESS.findall(c.log_path.read_text(errors="replace")))
+                for pid, c in by_pid.items()
+            }
+        )
+
+    return System(
+        "replica",
+        f"http://127.0.0.1:{front}",
+        [*(c for _, c in backends), nginx],
+        lambda: list(by_pid),
+        served,
+        uses_school=True,
+        extra={"instances": instances, "front_pid": nginx.pid},
+    )
+
+
+@contextlib.contextmanager
+def running(system: System) -> Iterator[System]:
+    try:
+        yield system
+    finally:
+        system.stop()

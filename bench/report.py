@@ -1,0 +1,260 @@
+"""Markdown tables and plots from a results JSON.
+
+    python -m bench report bench/results/<run>.json [--docs docs/benchmarks.md]
+
+Prints the tables; with --docs, also rewrites the part of that file between
+`<!-- bench:results:begin -->` and `<!-- bench:results:end -->` and the PNG
+plots beside it (docs/bench-throughput.png, docs/bench-p99.png).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+BEGIN = "<!-- bench:results:begin -->"
+END = "<!-- bench:results:end -->"
+SHORT = {"replica": "a", "no-reuse": "b", "default": "c", "hello": "d", "nginx": "e"}
+
+
+def _by(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["system"], r["workload"]): r for r in doc["results"]}
+
+
+def _ratio(x: float | None, y: float | None) -> str:
+    if not x or not y:
+        return "-"
+    q = x / y
+    if q < 0.1:
+        return f"{q:.2g}x"
+    return f"{q:.0f}x" if q >= 100 else f"{q:.2f}x" if q < 10 else f"{q:.1f}x"
+
+
+def _fmt(v: Any, digits: int = 0) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}" if digits or v >= 10 else f"{v:.2f}"
+    return str(v)
+
+
+def ratio_table(doc: dict[str, Any]) -> str:
+    """Requests/s ratios measured within the run (machine-independent-ish)."""
+    by = _by(doc)
+    pairs = [
+        ("default", "replica", "(c)/(a) jnufm / 2013"),
+        ("no-reuse", "replica", "(b)/(a) new architecture / 2013"),
+        ("default", "no-reuse", "(c)/(b) reuse features"),
+        ("default", "hello", "(c)/(d) jnufm / Tornado ceiling"),
+        ("hello", "nginx", "(d)/(e) Tornado / machine ceiling"),
+    ]
+    pairs = [p for p in pairs if p[0] in doc["systems"] and p[1] in doc["systems"]]
+    head = "| workload | " + " | ".join(p[2] for p in pairs) + " |"
+    lines = [head, "|---|" + "---|" * len(pairs)]
+    for wl in doc["workloads"]:
+        cells = []
+        for x, y, _ in pairs:
+            rx, ry = by.get((x, wl["key"])), by.get((y, wl["key"]))
+            cells.append(_ratio(rx["rps"] if rx else None, ry["rps"] if ry else None))
+        lines.append(f"| {wl['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def full_table(doc: dict[str, Any]) -> str:
+    """Every figure of every (workload, system) pair."""
+    by = _by(doc)
+    lines = [
+        "| workload | system | req/s | p50 ms | p99 ms | failed / done | school req per answer "
+        "| school peak in flight | per worker (busiest/least) | RSS MB per worker | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for wl in doc["workloads"]:
+        for sys_key in doc["systems"]:
+            r = by.get((sys_key, wl["key"]))
+            if r is None:
+                continue
+            workers = sorted(r["per_worker"].values(), reverse=True)
+            bal = _fmt(r["busiest_over_least"])
+            rss = sorted(r["rss_mb"].values(), reverse=True)
+            rss_text = f"{max(rss):.0f}" + (f" (min {min(rss):.0f})" if len(rss) > 1 else "")
+            lines.append(
+                f"| {wl['label']} | ({SHORT.get(sys_key, '?')}) {sys_key} | {r['rps']:.2f} "
+                f"| {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {r['failed']} / {r['completed']} "
+                f"| {_fmt(r.get('school_requests_per_answer'))} "
+                f"| {_fmt(r.get('school_peak_in_flight'))} "
+                f"| {'/'.join(map(str, workers))} ({bal}) "
+                f"| {rss_text if rss else '-'} | {'; '.join(r['notes'])} |"
+            )
+    return "\n".join(lines)
+
+
+def targets_table(doc: dict[str, Any]) -> str:
+    """The performance targets, checked against system (c) of this run."""
+    by = _by(doc)
+
+    def get(system: str, wl: str) -> dict[str, Any] | None:
+        return by.get((system, wl))
+
+    rows: list[tuple[str, str, bool | None]] = []
+    c, d = get("default", "wrk-warm-c100"), get("hello", "wrk-warm-c100")
+    if c and d:
+        q = c["rps"] / d["rps"] if d["rps"] else 0.0
+        rows.append(
+            (
+                "warm balance query (wrk -c 100): (c) >= 80% of (d) req/s",
+                f"{100 * q:.1f}% ({c['rps']:.1f} vs {d['rps']:.1f} req/s)",
+                q >= 0.8,
+            )
+        )
+    c, a = get("default", "ab-c5-n5000"), get("replica", "ab-c5-n5000")
+    if c and a:
+        q = c["rps"] / a["rps"] if a["rps"] else 0.0
+        rows.append(
+            (
+                "ab -c 5 -n 5000, one student: (c) zero failed and >= 1000x (a) req/s",
+                f"{c['failed']} failed of {c['completed']}; {q:.2f}x "
+                f"({c['rps']:.2f} vs {a['rps']:.2f} req/s)",
+                c["failed"] == 0 and q >= 1000,
+            )
+        )
+    c, a = get("default", "cold-1000"), get("replica", "cold-1000")
+    if c and a:
+        q = c["rps"] / a["rps"] if a["rps"] else 0.0
+        per = c.get("school_requests_per_answer")
+        rows.append(
+            (
+                "cold run, 1,000 students: (c) zero failed, >= 3x (a) req/s, "
+                "school requests per query <= 1.5",
+                f"{c['failed']} failed of {c['completed']}; {q:.2f}x; "
+                f"{per if per is not None else 'no answer'} school requests per answer",
+                c["failed"] == 0 and q >= 3 and per is not None and per <= 1.5,
+            )
+        )
+    spread = [
+        (r["busiest_over_least"], r["workload"])
+        for (s, _), r in by.items()
+        if s == "default" and r["completed"] >= 50 and r["busiest_over_least"] is not None
+    ]
+    if spread:
+        worst = max(spread)
+        rows.append(
+            (
+                "requests per worker, busiest/least <= 1.2 ((c), runs of >= 50 requests)",
+                f"worst {worst[0]:.2f} ({worst[1]})",
+                worst[0] <= 1.2,
+            )
+        )
+    rss = [
+        (mb, r["workload"])
+        for (s, _), r in by.items()
+        if s == "default"
+        for mb in r["rss_mb"].values()
+    ]
+    if rss:
+        top = max(rss)
+        rows.append(
+            ("RSS per worker <= 80 MB ((c))", f"{top[0]:.1f} MB (after {top[1]})", top[0] <= 80)
+        )
+    lines = ["| target | this run | met |", "|---|---|---|"]
+    for name, figure, ok in rows:
+        lines.append(f"| {name} | {figure} | {'yes' if ok else 'not met yet'} |")
+    return "\n".join(lines)
+
+
+def facts(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    v = m["versions"]
+    return (
+        f"Run `{doc['mode']}` of {doc['started']} ({doc.get('duration_s', '?')} s): "
+        f"{m['cores']} cores, {m['cpu']}, Linux {m['kernel']}; Python {v['python']}, "
+        f"Tornado {v['tornado']}, gevent {v.get('gevent')}, {m['nginx']}, {m['ab']}, "
+        f"{m['wrk']}. jnufm and hello-world: {doc['processes']} processes; replica: "
+        f"{doc['replica_instances']} instances; database: {doc['database']}."
+    )
+
+
+def table(doc: dict[str, Any]) -> str:
+    """The text printed at the end of a run and written into docs/benchmarks.md."""
+    return "\n\n".join(
+        [
+            facts(doc),
+            "Requests/s ratios (same run):",
+            ratio_table(doc),
+            "Targets (system (c) of this run):",
+            targets_table(doc),
+            "All figures:",
+            full_table(doc),
+        ]
+    )
+
+
+def plots(doc: dict[str, Any], outdir: Path) -> list[Path]:
+    """Grouped bar charts, log scale: throughput and p99 per system per workload."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by = _by(doc)
+    systems = list(doc["systems"])
+    wls = doc["workloads"]
+    written = []
+    for metric, title, fname in (
+        ("rps", "requests/s (log scale)", "bench-throughput.png"),
+        ("p99_ms", "p99 latency, ms (log scale)", "bench-p99.png"),
+    ):
+        fig, ax = plt.subplots(figsize=(11, 4.8))
+        width = 0.8 / max(1, len(systems))
+        for i, s in enumerate(systems):
+            vals = []
+            for wl in wls:
+                r = by.get((s, wl["key"]))
+                vals.append((r or {}).get(metric) or 0)
+            xs = [j + i * width for j in range(len(wls))]
+            ax.bar(xs, vals, width, label=f"({SHORT.get(s, '?')}) {s}")
+        ax.set_yscale("log")
+        ax.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(wls))])
+        ax.set_xticklabels([w["label"] for w in wls], rotation=20, ha="right", fontsize=8)
+        ax.set_title(f"{title} — {doc['mode']} run {doc['started']}")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = outdir / fname
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def update_docs(doc: dict[str, Any], docs_path: Path, results_name: str) -> None:
+    """Replace the generated section of docs_path and write the plots beside it."""
+    text = docs_path.read_text() if docs_path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    paths = plots(doc, docs_path.parent)
+    images = "\n".join(f"![{p.stem}]({p.name})" for p in paths)
+    body = (
+        f"{BEGIN}\n<!-- generated by `python -m bench report {results_name} --docs "
+        f"{docs_path.name}`; do not edit by hand -->\n\n{table(doc)}\n\n{images}\n{END}"
+    )
+    text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _m: body, text, flags=re.S)
+    docs_path.write_text(text)
+
+
+def main_report(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench report")
+    parser.add_argument("results", type=Path, help="a results JSON from bench/results/")
+    parser.add_argument("--docs", type=Path, help="rewrite the generated part of this file")
+    args = parser.parse_args(argv)
+    doc = json.loads(args.results.read_text())
+    print(table(doc))
+    if args.docs:
+        name = args.results.as_posix()
+        if "bench/results/" in name:
+            name = "bench/results/" + name.split("bench/results/", 1)[1]
+        update_docs(doc, args.docs, name)
+        print(f"\nwrote {args.docs} and its plots")
+    return 0

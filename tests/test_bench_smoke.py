@@ -1,0 +1,73 @@
+"""The benchmark harness starts and stops every server cleanly (not a benchmark).
+
+Starts the school, the 2013 replica (5 instances + nginx), jnufm with the
+bench overlay, the Tornado hello-world and the fixed-body nginx; asks each one
+balance query and runs the load generators for a moment; then checks that
+every process is gone and every port is free again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+from bench import load, procs
+from bench.procs import CONFIGS, SINGLE_STUDENT
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=15) as resp:
+        return resp.status, resp.read()
+
+
+def _ports(system: procs.System) -> list[int]:
+    return [int(system.url.rsplit(":", 1)[1])]
+
+
+def test_harness_starts_and_stops_everything(tmp_path: Path) -> None:
+    school = procs.start_school(tmp_path, "fast")
+    pids: list[int] = [school.child.pid]
+    ports: list[int] = [int(school.url.rsplit(":", 1)[1])]
+    systems: list[procs.System] = []
+    try:
+        systems.append(procs.start_replica(tmp_path, school.url))
+        systems.append(
+            procs.start_jnufm(tmp_path, "default", CONFIGS / "default.yaml", school.url, 2)
+        )
+        systems.append(procs.start_hello(tmp_path, 2))
+        systems.append(procs.start_nginx_fixed(tmp_path, 2))
+        path = load.balance_path(SINGLE_STUDENT)
+        for system in systems:
+            pids += system.all_pids()
+            ports += _ports(system)
+            status, body = _get(system.url + path)
+            assert status == 200, system.key
+            assert json.loads(body)["data"], system.key
+            assert system.worker_pids(), system.key
+            assert all(mb > 0 for mb in system.rss().values()), system.key
+        assert len(systems[0].worker_pids()) == procs.REPLICA_INSTANCES
+        # Each server counted the query above in its per-worker counts.
+        for system in systems:
+            assert sum(system.served().values()) >= 1, system.key
+        assert school.stats()["requests"] >= 10  # replica + jnufm each logged in
+        nginx = systems[-1]
+        r = load.ab(nginx.url + path, 2, 20, 10)
+        assert (r.completed, r.bad) == (20, 0)
+        assert r.rps > 0 and r.p99_ms is not None
+        w = load.wrk(nginx.url, 2, 1, tmp_path, "cold", load.COLD_BASE, limit=30)
+        assert w.completed >= 30 and w.bad == 0
+        counts = nginx.served()
+        assert sum(counts.values()) >= 51
+    finally:
+        for system in systems:
+            system.stop()
+        school.stop()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        any(procs.alive(p) for p in pids) or not all(procs.port_is_free(p) for p in ports)
+    ):
+        time.sleep(0.1)
+    assert [p for p in pids if procs.alive(p)] == []
+    assert [p for p in ports if not procs.port_is_free(p)] == []
