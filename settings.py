@@ -114,8 +114,8 @@ class CoalescingSettings(_Section):
 
 
 class BudgetSettings(_Section):
-    card: Annotated[int, Field(ge=1, le=1000)] = 4
-    wait_s: Annotated[float, Field(ge=0)] = 5
+    card: Annotated[int, Field(ge=1, le=1000)] = 2
+    wait_s: Annotated[float, Field(ge=0)] = 10
     slot_lease_s: Annotated[float, Field(gt=0)] = 30
     poll_s: Annotated[float, Field(gt=0)] = 0.02
 
