@@ -219,7 +219,7 @@ class Settings(_Section):
     listen: ListenSettings = ListenSettings()
     processes: Annotated[int, Field(ge=0, le=256)] = 0
     shutdown_grace_s: Annotated[float, Field(ge=0)] = 10.0
-    event_loop: Literal["asyncio", "uvloop"] = "asyncio"
+    event_loop: Literal["asyncio", "uvloop"] = "uvloop"
     database: DatabaseSettings = DatabaseSettings()
     secret_key: Annotated[str, Field(min_length=16, repr=False)] = DEFAULT_SECRET_KEY
     school: SchoolSettings = SchoolSettings()

@@ -63,6 +63,17 @@ def _short(path: str) -> str:
     return norm
 
 
+def _anonymise(collapsed: str) -> str:
+    """Stack frames relative to the project and the interpreter, not to this machine's folders."""
+    for prefix, label in (
+        (str(Path(__file__).resolve().parent.parent) + "/", ""),
+        (sys.base_prefix + "/", "<python>/"),
+        (sys.prefix + "/", "<venv>/"),
+    ):
+        collapsed = collapsed.replace(prefix, label)
+    return collapsed
+
+
 def summarise(collapsed: str, top: int = 25) -> dict[str, Any]:
     """Self and inclusive shares per function, and self time per owner (ours/library)."""
     total = 0
@@ -152,7 +163,7 @@ def profile(seconds: int, rate: int = 200) -> dict[str, Any]:
                 time.sleep(0.5)
                 r = load.wrk(system.url, 20, seconds, tmp, "single", int(SINGLE_STUDENT))
                 spy.wait(seconds + 30)
-                collapsed = out.read_text() if out.exists() else ""
+                collapsed = _anonymise(out.read_text() if out.exists() else "")
             finally:
                 system.stop()
         finally:

@@ -79,11 +79,18 @@ def redacted_uri(uri: str) -> str:
     path, sep, query = uri.partition("?")
     if not sep:
         return path
+    if "%" not in query:
+        return path + "?" + _SECRET_VALUE.sub(r"\1\2=***", query)
+    # Percent-encoded names (pass%77ord) are decoded by the server: decode here too.
     pairs = [
         (k, "***" if k.lower() in SECRET_PARAMS else v)
         for k, v in parse_qsl(query, keep_blank_values=True)
     ]
     return f"{path}?{urlencode(pairs, safe='*')}"
+
+
+# A secret parameter's value, in a raw query string (any case, any position).
+_SECRET_VALUE = re.compile(r"(^|[&;])(" + "|".join(SECRET_PARAMS) + r")=[^&;]*", re.IGNORECASE)
 
 
 _ROUTE_SYNTAX = re.compile(r"[()$\\^]")

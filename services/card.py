@@ -363,10 +363,16 @@ class CardService:
         pair = (student_id, ip)
         if memo and self._guard_ok.get(pair, 0.0) > time.monotonic():
             return
-        await self._guard.check(student_id, ip)
         if len(self._guard_ok) >= GUARD_MEMO_MAX:
             self._guard_ok.clear()
+        # Noted before the check, so the requests that arrive while it runs do
+        # not all ask the database too; a lockout found now takes the note back.
         self._guard_ok[pair] = time.monotonic() + GUARD_MEMO_S
+        try:
+            await self._guard.check(student_id, ip)
+        except BaseException:
+            self._guard_ok.pop(pair, None)
+            raise
 
     async def _guard_failure(self, student_id: str, ip: str) -> None:
         if self._guard is None:
