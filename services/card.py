@@ -520,17 +520,25 @@ class CardService:
                 return await self._read(fetch, session), session, False
             except SessionExpired:
                 log.debug("stored session of %s expired; logging in again", creds.student_id)
-        session = await self._client.login(creds.student_id, creds.password)
+        session = await self._login(creds)
         return await self._read(fetch, session), session, True
 
     async def _read(self, fetch: Callable[[CardSession], Awaitable[T]], session: CardSession) -> T:
         """An idempotent read, retried on a broken connection or 5xx within the retry budget."""
+        return await self._retrying(lambda: fetch(session))
+
+    async def _login(self, creds: Credentials) -> CardSession:
+        """Log in, retried like a read: a login that failed with a 5xx or a broken
+        connection left no session behind, and a repeated one only opens another."""
+        return await self._retrying(lambda: self._client.login(creds.student_id, creds.password))
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         r = self._settings.retries
         self._retries.on_call()
         attempt = 0
         while True:
             try:
-                return await fetch(session)
+                return await call()
             except (SchoolConnectionError, SchoolServerError):
                 attempt += 1
                 if attempt > r.max_retries or not self._retries.try_spend():
