@@ -28,7 +28,8 @@ DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
 TEMPLATE_PYTHON = "/opt/jnufm/.venv/bin/python"
 TEMPLATE_ROOT = "/opt/jnufm"
 TEMPLATE_CONFIG = "/etc/jnufm/config.yaml"
-HOME_DIRS = ("/home/", "/root/", "/run/user/")
+# What ProtectHome=yes hides from a service: the home folders (systemd.exec(5)).
+HOME_DIRS = (Path("/home"), Path("/root"), Path("/run/user"))
 
 
 class Notifier:
@@ -105,7 +106,7 @@ def render_unit(config: Path, python: str | None = None, root: Path = PROJECT_DI
     text = text.replace(TEMPLATE_CONFIG, str(config.resolve()))
     text = text.replace(TEMPLATE_ROOT, str(root))
     paths = (python or sys.executable, str(root), str(config.resolve()))
-    if any(p.startswith(HOME_DIRS) for p in paths):
+    if any(Path(p).is_relative_to(home) for p in paths for home in HOME_DIRS):
         # ProtectHome=yes would hide the interpreter or the code from the service.
         text = text.replace("ProtectHome=yes", "ProtectHome=read-only")
     return text
