@@ -16,14 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import CardResult, Lease, LoginFailure, SchoolSession, Student
 
 
-@dataclass(frozen=True, slots=True)
-class StoredResult:
-    """A card result as stored: its JSON payload and when it was fetched from the school."""
-
-    payload: str
-    fetched_at: datetime
-
-
 def _insert(session: AsyncSession, table: Any) -> Any:
     """The dialect's INSERT, which knows that dialect's upsert clause."""
     if session.get_bind().dialect.name == "sqlite":
@@ -56,10 +48,6 @@ async def upsert_student(
     return pk
 
 
-async def get_student(session: AsyncSession, student_id: str) -> Student | None:
-    return await session.scalar(select(Student).where(Student.student_id == student_id))
-
-
 async def save_card_result(
     session: AsyncSession,
     student_pk: int,
@@ -80,23 +68,6 @@ async def save_card_result(
     else:
         stmt = stmt.on_duplicate_key_update(**changes)
     await session.execute(stmt)
-
-
-async def get_card_result(
-    session: AsyncSession, student_id: str, kind: str, params: str = ""
-) -> StoredResult | None:
-    row = (
-        await session.execute(
-            select(CardResult.payload, CardResult.fetched_at)
-            .join(Student, Student.id == CardResult.student_pk)
-            .where(
-                Student.student_id == student_id,
-                CardResult.kind == kind,
-                CardResult.params == params,
-            )
-        )
-    ).first()
-    return None if row is None else StoredResult(row.payload, row.fetched_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,13 +167,6 @@ async def save_school_session(
     else:
         stmt = stmt.on_duplicate_key_update(**changes)
     await session.execute(stmt)
-
-
-async def forget_school_session(session: AsyncSession, student_id: str, system: str) -> None:
-    pk = select(Student.id).where(Student.student_id == student_id).scalar_subquery()
-    await session.execute(
-        delete(SchoolSession).where(SchoolSession.student_pk == pk, SchoolSession.system == system)
-    )
 
 
 async def add_login_failures(

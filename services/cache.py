@@ -62,7 +62,3 @@ class MemoryCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
-
-    def drop_student(self, student_id: str) -> None:
-        for key in [k for k in self._entries if k.student_id == student_id]:
-            del self._entries[key]
