@@ -105,6 +105,7 @@ class CacheSettings(_Section):
     fresh_s: FreshnessSettings = FreshnessSettings()
     max_stale_s: Annotated[float, Field(ge=0)] = 86400
     fresh_min_interval_s: Annotated[float, Field(ge=0)] = 10
+    stale_wait_s: Annotated[float, Field(gt=0)] = 2
 
 
 class CoalescingSettings(_Section):

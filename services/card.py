@@ -108,6 +108,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a background fetch's failure as seen: it was answered from the cache already."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
@@ -265,33 +271,33 @@ class CardService:
                     cached.value, cached.fetched_at, "cache", False, f"jnufm; hit; ttl={ttl}"
                 )
         not_before = started if fresh else started - timedelta(seconds=max_age_s)
+        fetching = asyncio.ensure_future(
+            self._coalesced(key, creds, verifier, ip, not_before, fetch, codec)
+        )
         try:
-            entry, collapsed = await self._coalesced(
-                key, creds, verifier, ip, not_before, fetch, codec
-            )
+            if self._may_serve_stale(cached, started, verifier):
+                # A stale answer is ready: wait for the school only so long; the fetch
+                # goes on and refreshes the cache for the next query.
+                done, _ = await asyncio.wait({fetching}, timeout=self._settings.cache.stale_wait_s)
+                if not done:
+                    fetching.add_done_callback(_retrieve)
+                    assert cached is not None
+                    await self._guard_check(key.student_id, ip, memo=True)
+                    return self._stale(key, cached, started, max_age_s, "stale-while-revalidate")
+            entry, collapsed = await fetching
         except STALE_IF as exc:
             stale = (
                 cached
                 if cached is not None
                 else (await self._lookup(key, started, max_age_s, codec) if cache_on else None)
             )
-            if (
-                stale is not None
-                and stale.age_s(started) <= self._settings.cache.max_stale_s
-                and _same(stale.verifier, verifier)
-            ):
+            if self._may_serve_stale(stale, started, verifier):
+                assert stale is not None
+                await self._guard_check(key.student_id, ip, memo=True)
                 log.info(
-                    "%s for %s: serving stale data (%s)",
-                    key.kind,
-                    key.student_id,
-                    type(exc).__name__,
+                    "%s for %s: stale answer (%s)", key.kind, key.student_id, type(exc).__name__
                 )
-                ttl = int(max_age_s - stale.age_s(started))
-                status = (
-                    f"jnufm; fwd=stale; fwd-status={_status_of(exc)}; ttl={ttl}; "
-                    'detail="stale-if-error"'
-                )
-                return Answer(stale.value, stale.fetched_at, "cache", True, status)
+                return self._stale(key, stale, started, max_age_s, "stale-if-error", exc)
             raise
         if fresh and cached is not None:
             fwd = "request"
@@ -302,6 +308,30 @@ class CardService:
         status = f"jnufm; fwd={fwd}" + ("; collapsed" if collapsed else "; stored")
         source: Source = "cache" if collapsed else "school"
         return Answer(entry.value, entry.fetched_at, source, False, status)
+
+    def _may_serve_stale(self, entry: CacheEntry[T] | None, now: datetime, verifier: str) -> bool:
+        """An old answer may stand in: young enough, and for the password that fetched it."""
+        return (
+            entry is not None
+            and self._settings.cache.enabled
+            and entry.age_s(now) <= self._settings.cache.max_stale_s
+            and _same(entry.verifier, verifier)
+        )
+
+    def _stale(
+        self,
+        key: CacheKey,
+        entry: CacheEntry[T],
+        now: datetime,
+        max_age_s: float,
+        why: str,
+        exc: BaseException | None = None,
+    ) -> Answer[T]:
+        metrics.record_cache(key.kind, "stale", "db")
+        ttl = int(max_age_s - entry.age_s(now))
+        forwarded = "" if exc is None else f"; fwd-status={_status_of(exc)}"
+        status = f'jnufm; fwd=stale{forwarded}; ttl={ttl}; detail="{why}"'
+        return Answer(entry.value, entry.fetched_at, "cache", True, status)
 
     async def _lookup(
         self, key: CacheKey, now: datetime, max_age_s: float, codec: Codec[T]

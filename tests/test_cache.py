@@ -300,3 +300,45 @@ async def test_metrics_show_what_the_cache_coalescing_and_budget_did(
         assert delta("jnufm_coalesced_waits_total", kind="account") == 9
         assert delta("jnufm_budget_wait_seconds_count", system="card") == 1
         assert delta("jnufm_school_requests_total", system="card", outcome="ok") >= 5
+
+
+async def test_a_hanging_school_gets_a_stale_answer_after_a_short_wait(
+    db_url: str, school: Proc
+) -> None:
+    settings = make_settings(
+        db_url,
+        school.url,
+        **{
+            "cache.fresh_min_interval_s": 0,
+            "cache.stale_wait_s": 0.3,
+            "school.card.total_timeout_s": 1.0,
+        },
+    )
+    async with serve_app(settings) as (client, _):
+        auth = ("2012052690", "052690")
+        warm = await client.get("/v1/card/balance", auth=auth)
+        assert warm.status_code == 200
+        sim_json(school.url, "/__sim/control", {"down": True, "down_mode": "hang"})
+        started = asyncio.get_running_loop().time()
+        stale = await client.get(
+            "/v1/card/balance", auth=auth, headers={"Cache-Control": "no-cache"}
+        )
+        waited = asyncio.get_running_loop().time() - started
+        assert stale.status_code == 200
+        assert stale.json()["stale"] is True
+        assert stale.json()["balance"] == warm.json()["balance"]
+        assert 'detail="stale-while-revalidate"' in stale.headers["Cache-Status"]
+        assert waited < 1.0, "answered before the school's own timeout"
+        # A wrong password gets no stale answer from this path either.
+        wrong = await client.get(
+            "/v1/card/balance", auth=("2012052690", "111111"), headers={"Cache-Control": "no-cache"}
+        )
+        assert wrong.status_code in (401, 502, 503, 504)
+        assert "balance" not in wrong.json()
+        # The fetch left running in the background ends with the school's timeout.
+        sim_json(school.url, "/__sim/control", {"down": False})
+        for _ in range(100):
+            if stats(school)["in_flight"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert stats(school)["in_flight"] == 0
