@@ -25,19 +25,12 @@ from typing import Any
 
 import yaml
 
+from tests.procs import free_port, wait_for_http
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = Path(__file__).resolve().parent / "configs"
 SINGLE_STUDENT = "2012052690"
 REPLICA_INSTANCES = 5
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_is_free(port: int) -> bool:
@@ -46,24 +39,6 @@ def port_is_free(port: int) -> bool:
 
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    """Poll url until it answers (any HTTP status); fail if proc exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"{proc.args!r} exited with {proc.returncode}:\n{log.read_text(errors='replace')}"
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
 def children(pid: int) -> list[int]:
@@ -197,7 +172,7 @@ def start_school(
         tmp / "schoolsim.log",
     )
     url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/__sim/stats", child.popen, child.log_path)
+    wait_for_http(url + "/__sim/stats", child.popen, 30, log=child.log_path)
     return School(child, url, profile)
 
 
@@ -284,7 +259,7 @@ def start_jnufm(
     log = workdir / "server.log"
     child = spawn([sys.executable, "server.py", "--config", str(config_path)], log)
     url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/healthz", child.popen, log)
+    wait_for_http(url + "/healthz", child.popen, 30, log=log)
     master = child.pid
 
     def workers() -> list[int]:
@@ -322,7 +297,7 @@ def start_hello(tmp: Path, processes: int) -> System:
         log,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/", child.popen, log)
+    wait_for_http(url + "/", child.popen, 30, log=log)
     served_re = re.compile(r"^served (\d+) (\d+)$", re.M)
 
     def served() -> collections.Counter[int]:
@@ -391,7 +366,7 @@ def start_nginx(prefix: Path, port: int, workers: int, body: str) -> Child:
         prefix / "stdout.log",
     )
     child.stop_signal = signal.SIGTERM
-    wait_http(f"http://127.0.0.1:{port}/", child.popen, prefix / "error.log")
+    wait_for_http(f"http://127.0.0.1:{port}/", child.popen, 30, log=prefix / "error.log")
     return child
 
 
@@ -444,7 +419,7 @@ def start_replica(tmp: Path, school_url: str, instances: int = REPLICA_INSTANCES
             started.append(child)
             backends.append((port, child))
         for port, child in backends:
-            wait_http(f"http://127.0.0.1:{port}/healthz", child.popen, child.log_path)
+            wait_for_http(f"http://127.0.0.1:{port}/healthz", child.popen, 30, log=child.log_path)
         front = free_port()
         servers = "\n".join(f"        server 127.0.0.1:{p};" for p, _ in backends)
         body = f"""    upstream replica {{

@@ -14,13 +14,13 @@ import argparse
 import collections
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-import yaml
+from tests.procs import jnufm_server
 
-from tests.procs import ROOT, free_port, wait_for_http
+# Only /healthz is asked: the card client is never used.
+UNUSED_SCHOOL = "http://127.0.0.1:9"
 
 ACCESS = re.compile(r"\[(\d+)\] jnufm\.access: 200 GET /healthz")
 
@@ -28,43 +28,26 @@ ACCESS = re.compile(r"\[(\d+)\] jnufm\.access: 200 GET /healthz")
 def run_mode(
     tmp: Path, reuse_port: bool, processes: int, requests: int, concurrency: int, keepalive: bool
 ) -> dict[str, float]:
-    port = free_port()
-    config = tmp / f"config-{reuse_port}-{keepalive}.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "listen": {"port": port, "reuse_port": reuse_port},
-                "processes": processes,
-                "database": {"url": f"sqlite+aiosqlite:///{tmp / 'bench.sqlite3'}"},
-                "simulator": {"enabled": False},
-            }
-        )
-    )
-    log_path = tmp / f"server-{reuse_port}-{keepalive}.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, str(ROOT / "server.py"), "--config", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz", server)
+    with jnufm_server(
+        tmp,
+        f"sqlite+aiosqlite:///{tmp / 'bench.sqlite3'}",
+        UNUSED_SCHOOL,
+        processes,
+        listen={"reuse_port": reuse_port},
+    ) as server:
+        log_path = server.log_path
         # The probe above was logged too; count only what ab sends.
         before = collections.Counter(ACCESS.findall(log_path.read_text()))
         args = ["ab", "-q", "-n", str(requests), "-c", str(concurrency)]
         if keepalive:
             args.append("-k")
         out = subprocess.run(
-            [*args, f"http://127.0.0.1:{port}/healthz"],
+            [*args, f"{server.url}/healthz"],
             capture_output=True,
             text=True,
             check=True,
             timeout=300,
         ).stdout
-    finally:
-        server.terminate()
-        server.wait(30)
     counts = collections.Counter(ACCESS.findall(log_path.read_text())) - before
     rps = float(re.search(r"Requests per second:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     per_worker = sorted(counts.values(), reverse=True)

@@ -163,31 +163,19 @@ class CardService:
         self, creds: Credentials, fresh: bool = False, ip: str = ""
     ) -> Answer[AccountInfo]:
         """The account page, fresh enough for a balance. Raises school and service errors."""
-        key = CacheKey("account", creds.student_id)
-        return await self._query(
-            key,
-            self._settings.cache.fresh_s.balance,
-            creds,
-            fresh,
-            ip,
-            self._client.account,
-            ACCOUNT,
-        )
+        return await self._account(creds, self._settings.cache.fresh_s.balance, fresh, ip)
 
     async def profile(
         self, creds: Credentials, fresh: bool = False, ip: str = ""
     ) -> Answer[AccountInfo]:
         """The account page, fresh enough for name, card number, department."""
+        return await self._account(creds, self._settings.cache.fresh_s.profile, fresh, ip)
+
+    async def _account(
+        self, creds: Credentials, max_age_s: float, fresh: bool, ip: str
+    ) -> Answer[AccountInfo]:
         key = CacheKey("account", creds.student_id)
-        return await self._query(
-            key,
-            self._settings.cache.fresh_s.profile,
-            creds,
-            fresh,
-            ip,
-            self._client.account,
-            ACCOUNT,
-        )
+        return await self._query(key, max_age_s, creds, fresh, ip, self._client.account, ACCOUNT)
 
     async def today_transactions(
         self, creds: Credentials, fresh: bool = False, ip: str = ""
@@ -271,20 +259,21 @@ class CardService:
                     cached.value, cached.fetched_at, "cache", False, f"jnufm; hit; ttl={ttl}"
                 )
         not_before = started if fresh else started - timedelta(seconds=max_age_s)
-        fetching = asyncio.ensure_future(
-            self._coalesced(key, creds, verifier, ip, not_before, fetch, codec)
-        )
+        fetching = self._coalesced(key, creds, verifier, ip, not_before, fetch, codec)
         try:
             if self._may_serve_stale(cached, started, verifier):
                 # A stale answer is ready: wait for the school only so long; the fetch
                 # goes on and refreshes the cache for the next query.
-                done, _ = await asyncio.wait({fetching}, timeout=self._settings.cache.stale_wait_s)
+                task = asyncio.ensure_future(fetching)
+                done, _ = await asyncio.wait({task}, timeout=self._settings.cache.stale_wait_s)
                 if not done:
-                    fetching.add_done_callback(_retrieve)
+                    task.add_done_callback(_retrieve)
                     assert cached is not None
                     await self._guard_check(key.student_id, ip, memo=True)
                     return self._stale(key, cached, started, max_age_s, "stale-while-revalidate")
-            entry, collapsed = await fetching
+                entry, collapsed = task.result()
+            else:
+                entry, collapsed = await fetching
         except STALE_IF as exc:
             stale = (
                 cached

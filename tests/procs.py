@@ -27,15 +27,24 @@ def free_port() -> int:
 
 
 def wait_for_http(
-    url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20
+    url: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    timeout: float = 20,
+    log: Path | None = None,
 ) -> None:
-    """Poll url until it answers (any HTTP status); fail if proc exits first."""
+    """Poll url until it answers (any HTTP status); fail if proc exits first.
+
+    The failure shows the process's output: its log file if given, else its stdout pipe.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            if log is not None:
+                out = log.read_text(errors="replace")
+            else:
+                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
             raise RuntimeError(
-                f"process exited with {proc.returncode} before serving {url}:\n{out}"
+                f"{proc.args!r} exited with {proc.returncode} before serving {url}:\n{out}"
             )
         try:
             with urllib.request.urlopen(url, timeout=2):
@@ -131,7 +140,13 @@ def jnufm_server(
         "secret_key": "test-secret-key-0123456789abcdef",
         "limits": {"requests_per_s": 100000, "burst": 100000},
     }
-    config.update(sections)
+    for name, value in sections.items():
+        # A section given merges into the one set here (e.g. listen.reuse_port keeps the port).
+        current = config.get(name)
+        if isinstance(current, dict) and isinstance(value, dict):
+            config[name] = {**current, **value}
+        else:
+            config[name] = value
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     log_path = folder / "server.log"
