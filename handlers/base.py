@@ -31,6 +31,7 @@ from observability.probes import OpsDeps
 from observability.timing import RequestTimer, activate, request_id_from
 from school.errors import (
     InvalidCredentials,
+    QueryRejected,
     SchoolError,
     SchoolPageError,
     SchoolTimeout,
@@ -176,6 +177,8 @@ def describe_error(
         return 502, "school_unavailable", "the card center is unavailable", retry
     if isinstance(exc, SessionExpired):
         return 502, "school_session_lost", "the card center dropped the session; try again", retry
+    if isinstance(exc, QueryRejected):
+        return 400, "query_rejected", "the card center refused this query as invalid", {}
     if isinstance(exc, SchoolPageError | SchoolError):
         return 502, "school_bad_page", "the card center answered with a page we cannot read", retry
     if isinstance(exc, HTTPError) and exc.status_code < 500:

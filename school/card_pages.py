@@ -13,6 +13,7 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from school.errors import (
     InvalidCredentials,
+    QueryRejected,
     SchoolPageError,
     SchoolServerError,
     SessionExpired,
@@ -34,6 +35,8 @@ _BALANCE = re.compile(r"\s*([+-]?[0-9]+(?:\.[0-9]+)?)\s*元")
 _PAGER = re.compile(r"共\s*([0-9]+)\s*条记录\s*当前第\s*([0-9]+)\s*页\s*/\s*共\s*([0-9]+)\s*页")
 _TIME_FORMATS = ("%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M:%S")
 _OVERLOAD_MARKS = ("HTTP Status 5", "Service Temporarily Unavailable", "Service Unavailable")
+# Error messages the card center shows about the query we sent, not about itself.
+_INPUT_ERRORS = ("日期不合法", "日期非法", "日期格式")
 
 _ACCOUNT_LABELS = {
     "姓名": "name",
@@ -132,6 +135,8 @@ def _data_tree(page: Page, content_type: str | None) -> LexborHTMLParser:
     if _login_form(tree) is not None:
         raise SessionExpired("card center returned its login page: session not logged in")
     error = _error_info(tree)
+    if any(mark in error for mark in _INPUT_ERRORS):
+        raise QueryRejected(f"card center refused the query: {error[:80]}")
     if error:
         raise SchoolPageError(f"card center error page: {error[:80]}")
     _check_complete(text)

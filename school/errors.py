@@ -8,6 +8,8 @@
     │   ├── SchoolConnectionError    refused / reset / broken connection
     │   └── SchoolServerError        HTTP 5xx or an overload page
     ├── SchoolPageError              a page we cannot read: unexpected, truncated, keypad unreadable
+    ├── QueryRejected                the school refused what we asked ("date illegal" page):
+    │                                a fault of the request, never of the school
     ├── SessionExpired               a login page where data was expected
     └── InvalidCredentials           wrong password or unknown student
 
@@ -47,6 +49,14 @@ class SchoolServerError(SchoolUnavailable):
 
 class SchoolPageError(SchoolError):
     """A page we cannot read: unexpected, truncated, or an unreadable keypad."""
+
+
+class QueryRejected(SchoolError):
+    """The school answered with an error about our input (e.g. an illegal date range).
+
+    Caused by the request, not by the school's health: it must never count as a
+    school failure (breaker, stale-if-error); the HTTP layer answers 4xx.
+    """
 
 
 class SessionExpired(SchoolError):

@@ -14,6 +14,7 @@ import pytest
 from school.card import CardCenterClient, CardCenterSettings
 from school.errors import (
     InvalidCredentials,
+    QueryRejected,
     SchoolConnectionError,
     SchoolError,
     SchoolPageError,
@@ -259,7 +260,7 @@ async def test_history_bad_date_page(school: FakeSchool, http: httpx.AsyncClient
     school.overrides["/accounthisTrjn2.action"] = lambda r: Response(fixture("error_bad_date.html"))
     client = make_client(school.url, http)
     session = await logged_in(school, client)
-    with pytest.raises(SchoolPageError, match="查询日期不合法"):
+    with pytest.raises(QueryRejected, match="查询日期不合法"):
         await client.history(session, date(2013, 8, 1), date(2013, 8, 1))
 
 

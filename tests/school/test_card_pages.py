@@ -24,6 +24,7 @@ from school.card_pages import (
 )
 from school.errors import (
     InvalidCredentials,
+    QueryRejected,
     SchoolPageError,
     SchoolServerError,
     SessionExpired,
@@ -216,7 +217,8 @@ def test_form_on_login_page_means_session_expired() -> None:
 def test_form_error_pages() -> None:
     with pytest.raises(SchoolPageError, match="请按步骤查询"):
         parse_form(page("error_steps.html"), "accounthisTrjn3.action")
-    with pytest.raises(SchoolPageError, match="查询日期不合法"):
+    # The school's "date illegal" page is about our request, not the school's health.
+    with pytest.raises(QueryRejected, match="查询日期不合法"):
         parse_form(page("error_bad_date.html"), "accounthisTrjn3.action")
 
 
@@ -291,10 +293,15 @@ def test_result_with_end_but_no_pager_is_a_page_error() -> None:
         parse_result_page(text.encode("gbk"), OFFSET)
 
 
-@pytest.mark.parametrize("name", ["error_steps.html", "error_bad_date.html"])
-def test_error_pages_are_page_errors(name: str) -> None:
+def test_error_pages_are_page_errors() -> None:
     with pytest.raises(SchoolPageError, match="error page"):
-        parse_result_page(page(name), OFFSET)
+        parse_result_page(page("error_steps.html"), OFFSET)
+
+
+def test_date_error_page_is_a_rejected_query_not_a_page_error() -> None:
+    with pytest.raises(QueryRejected) as caught:
+        parse_result_page(page("error_bad_date.html"), OFFSET)
+    assert not isinstance(caught.value, SchoolPageError)
 
 
 @pytest.mark.parametrize(
