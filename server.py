@@ -159,7 +159,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
                         master.sockets,
                         0,
                         on_ready=notifier.ready,
-                        rate_table=master.rate_table,
+                        host_tables=master.host_tables,
                     )
                 )
             notifier.stopping()

@@ -117,12 +117,14 @@ class CoalescingSettings(_Section):
 class BudgetSettings(_Section):
     card: Annotated[int, Field(ge=1, le=1000)] = 2
     wait_s: Annotated[float, Field(ge=0)] = 10
+    per_student_queue: Annotated[int, Field(ge=1, le=1000)] = 4
     slot_lease_s: Annotated[float, Field(gt=0)] = 30
     poll_s: Annotated[float, Field(gt=0)] = 0.02
 
 
 class BreakerSettings(_Section):
     failures: Annotated[int, Field(ge=1)] = 5
+    min_students: Annotated[int, Field(ge=1)] = 3
     open_s: Annotated[float, Field(gt=0)] = 30
 
 
@@ -135,15 +137,21 @@ class RetrySettings(_Section):
 class SessionReuseSettings(_Section):
     enabled: bool = True
     max_idle_s: Annotated[float, Field(ge=0)] = 540
+    max_age_s: Annotated[float, Field(ge=0)] = 3600
 
 
 class LimitsSettings(_Section):
     enabled: bool = True
     failed_logins_max: Annotated[int, Field(ge=1, le=1000)] = 5
-    failed_logins_ip_max: Annotated[int, Field(ge=1, le=100000)] = 5
+    failed_logins_ip_max: Annotated[int, Field(ge=1, le=100000)] = 30
     failed_logins_window_s: Annotated[float, Field(gt=0, le=86400)] = 900.0
-    requests_per_s: Annotated[float, Field(gt=0)] = 20.0
-    burst: Annotated[float, Field(ge=1)] = 40.0
+    verifier_sync_s: Annotated[float, Field(ge=0, le=60)] = 1.0
+    pending_wait_s: Annotated[float, Field(gt=0, le=30)] = 2.0
+    gate_table_slots: Annotated[int, Field(ge=64, le=1 << 24)] = 65536
+    requests_per_s: Annotated[float, Field(gt=0)] = 1000.0
+    burst: Annotated[float, Field(ge=1)] = 2000.0
+    school_requests_per_s: Annotated[float, Field(gt=0)] = 2.0
+    school_burst: Annotated[float, Field(ge=1)] = 20.0
     trusted_proxies: tuple[str, ...] = ()
     ipv6_prefix: Annotated[int, Field(ge=32, le=128)] = 64
     rate_table_slots: Annotated[int, Field(ge=64, le=1 << 24)] = 65536

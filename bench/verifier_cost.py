@@ -32,8 +32,10 @@ def main() -> None:
     args = parser.parse_args()
     key = b"k" * 32
     creds = Credentials("2012052690", "052690")
-    stored = make_verifier(key, creds)
-    hmac_s = per_call(lambda: hmac.compare_digest(make_verifier(key, creds), stored), args.rounds)
+    stored = make_verifier(key, "card", creds)
+    hmac_s = per_call(
+        lambda: hmac.compare_digest(make_verifier(key, "card", creds), stored), args.rounds
+    )
     salt = b"2012052690"
     scrypt_s = per_call(
         lambda: hashlib.scrypt(b"052690", salt=salt, n=2**14, r=8, p=1, maxmem=64 * 2**20), 20

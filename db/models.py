@@ -1,4 +1,4 @@
-"""Tables: students (with a keyed credential verifier, never a password), card results,
+"""Tables: students, their keyed credential verifiers (never a password), card results,
 leases, sealed school sessions and recent failed logins."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -64,12 +65,30 @@ class Student(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     student_id: Mapped[str] = mapped_column(String(20), unique=True)
-    # HMAC-SHA256(server secret, student id + password), hex: proves a password
-    # without being one; useless to an attacker who has the table but not the key.
-    verifier: Mapped[str] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Verifier(Base):
+    """What proves a student's password at one school system, without being it.
+
+    HMAC-SHA256(server secret, system + student id + password), hex; useless to
+    an attacker who has the table but not the key. Replaced when the school
+    accepts a new password, deleted when it refuses the one it stood for.
+    """
+
+    __tablename__ = "verifiers"
+    __table_args__ = (
+        UniqueConstraint("student_pk", "system"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    student_pk: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    system: Mapped[str] = mapped_column(String(16))
+    verifier: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class CardResult(Base):
@@ -123,11 +142,19 @@ class SchoolSession(Base):
 
 
 class LoginFailure(Base):
-    """One failed (or still undecided) login, counted against a student number or a client IP.
+    """One failed (or still undecided) login, counted against a student or a client address.
 
-    `scope` is "student" or "ip"; rows older than the lockout window are
-    dead weight and are pruned opportunistically.
+    `scope` is "student" (subject "<system>:<student id>") or "ip"; `attempt`
+    identifies the password tried (a prefix of its keyed verifier), so the
+    limits count distinct passwords; `outcome` is PENDING while the request is
+    under way, REFUSED once the school said the password is wrong, UNJUDGED when
+    the request ended without a verdict. Rows older than the lockout window are
+    pruned opportunistically.
     """
+
+    PENDING = 0
+    REFUSED = 1
+    UNJUDGED = 2
 
     __tablename__ = "login_failures"
     __table_args__ = (
@@ -135,11 +162,15 @@ class LoginFailure(Base):
         Index("ix_login_failures_scope", "scope", "subject", "failed_at"),
         # Pruning expired rows reads only the expired end of this index.
         Index("ix_login_failures_failed_at", "failed_at"),
+        # Withdrawing every row of a password the school accepted.
+        Index("ix_login_failures_attempt", "attempt"),
         {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     scope: Mapped[str] = mapped_column(String(8))
-    # A student number (up to 16 digits) or an IP address in text (IPv6 up to 45 characters).
+    # "<system>:<student number>" or an IP address (or IPv6 network) in text.
     subject: Mapped[str] = mapped_column(String(64))
     failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempt: Mapped[str] = mapped_column(String(32), default="")
+    outcome: Mapped[int] = mapped_column(SmallInteger, default=0)

@@ -1,19 +1,19 @@
-"""Queries on students, card results and failed logins. They never commit: the caller owns
-the transaction."""
+"""Queries on students, verifiers, card results, leases, school sessions and failed logins.
+They never commit: the caller owns the transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import CardResult, Lease, LoginFailure, SchoolSession, Student
+from db.models import CardResult, Lease, LoginFailure, SchoolSession, Student, Verifier
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
@@ -24,17 +24,11 @@ def _insert(session: AsyncSession, table: Any) -> Any:
 
 
 async def upsert_student(
-    session: AsyncSession, student_id: str, verifier: str, name: str | None, now: datetime
+    session: AsyncSession, student_id: str, name: str | None, now: datetime
 ) -> int:
-    """Record a successful school login; returns the student's row id."""
-    values = {
-        "student_id": student_id,
-        "verifier": verifier,
-        "name": name,
-        "created_at": now,
-        "last_login_at": now,
-    }
-    changes = {"verifier": verifier, "last_login_at": now}
+    """Record a student the school answered for; returns the student's row id."""
+    values = {"student_id": student_id, "name": name, "created_at": now, "last_login_at": now}
+    changes: dict[str, Any] = {"last_login_at": now}
     if name is not None:
         changes["name"] = name
     stmt = _insert(session, Student).values(**values)
@@ -46,6 +40,47 @@ async def upsert_student(
     pk = await session.scalar(select(Student.id).where(Student.student_id == student_id))
     assert pk is not None
     return pk
+
+
+async def get_verifier(session: AsyncSession, system: str, student_id: str) -> str | None:
+    """The verifier of the password the school last accepted for this student and system."""
+    return await session.scalar(
+        select(Verifier.verifier)
+        .join(Student, Student.id == Verifier.student_pk)
+        .where(Student.student_id == student_id, Verifier.system == system)
+    )
+
+
+async def set_verifier(
+    session: AsyncSession, student_pk: int, system: str, verifier: str, now: datetime
+) -> bool:
+    """Make verifier the student's current one; True if it replaced a different one."""
+    old = await session.scalar(
+        select(Verifier.verifier).where(
+            Verifier.student_pk == student_pk, Verifier.system == system
+        )
+    )
+    if old == verifier:
+        return False
+    stmt = _insert(session, Verifier).values(
+        student_pk=student_pk, system=system, verifier=verifier, changed_at=now
+    )
+    changes = {"verifier": verifier, "changed_at": now}
+    if session.get_bind().dialect.name == "sqlite":
+        stmt = stmt.on_conflict_do_update(index_elements=["student_pk", "system"], set_=changes)
+    else:
+        stmt = stmt.on_duplicate_key_update(**changes)
+    await session.execute(stmt)
+    return old is not None
+
+
+async def delete_verifier(session: AsyncSession, system: str, student_id: str) -> None:
+    await session.execute(
+        delete(Verifier).where(
+            Verifier.system == system,
+            Verifier.student_pk.in_(select(Student.id).where(Student.student_id == student_id)),
+        )
+    )
 
 
 async def save_card_result(
@@ -72,11 +107,10 @@ async def save_card_result(
 
 @dataclass(frozen=True, slots=True)
 class CachedRow:
-    """A stored result with the verifier of the password that last logged in successfully."""
+    """A stored result and when the school produced it."""
 
     payload: str
     fetched_at: datetime
-    verifier: str
 
 
 async def get_cached_result(
@@ -84,7 +118,7 @@ async def get_cached_result(
 ) -> CachedRow | None:
     row = (
         await session.execute(
-            select(CardResult.payload, CardResult.fetched_at, Student.verifier)
+            select(CardResult.payload, CardResult.fetched_at)
             .join(Student, Student.id == CardResult.student_pk)
             .where(
                 Student.student_id == student_id,
@@ -93,11 +127,7 @@ async def get_cached_result(
             )
         )
     ).first()
-    return None if row is None else CachedRow(row.payload, row.fetched_at, row.verifier)
-
-
-async def get_verifier(session: AsyncSession, student_id: str) -> str | None:
-    return await session.scalar(select(Student.verifier).where(Student.student_id == student_id))
+    return None if row is None else CachedRow(row.payload, row.fetched_at)
 
 
 # Leases: one statement each, so every call can run in its own short transaction.
@@ -138,8 +168,8 @@ async def lease_holder(session: AsyncSession, name: str, now: datetime) -> str |
 @dataclass(frozen=True, slots=True)
 class StoredSession:
     sealed: str
+    created_at: datetime
     used_at: datetime
-    verifier: str
 
 
 async def get_school_session(
@@ -147,21 +177,24 @@ async def get_school_session(
 ) -> StoredSession | None:
     row = (
         await session.execute(
-            select(SchoolSession.sealed, SchoolSession.used_at, Student.verifier)
+            select(SchoolSession.sealed, SchoolSession.created_at, SchoolSession.used_at)
             .join(Student, Student.id == SchoolSession.student_pk)
             .where(Student.student_id == student_id, SchoolSession.system == system)
         )
     ).first()
-    return None if row is None else StoredSession(row.sealed, row.used_at, row.verifier)
+    return None if row is None else StoredSession(row.sealed, row.created_at, row.used_at)
 
 
 async def save_school_session(
-    session: AsyncSession, student_pk: int, system: str, sealed: str, now: datetime
+    session: AsyncSession, student_pk: int, system: str, sealed: str, now: datetime, opened: bool
 ) -> None:
+    """Store the student's session; `opened`: a new login (its lifetime starts now)."""
     stmt = _insert(session, SchoolSession).values(
         student_pk=student_pk, system=system, sealed=sealed, created_at=now, used_at=now
     )
     changes = {"sealed": sealed, "used_at": now}
+    if opened:
+        changes["created_at"] = now
     if session.get_bind().dialect.name == "sqlite":
         stmt = stmt.on_conflict_do_update(index_elements=["student_pk", "system"], set_=changes)
     else:
@@ -169,12 +202,27 @@ async def save_school_session(
     await session.execute(stmt)
 
 
+async def delete_school_sessions(session: AsyncSession, system: str, student_id: str) -> None:
+    """Forget the student's stored sessions at one system (a password change ends them)."""
+    await session.execute(
+        delete(SchoolSession).where(
+            SchoolSession.system == system,
+            SchoolSession.student_pk.in_(
+                select(Student.id).where(Student.student_id == student_id)
+            ),
+        )
+    )
+
+
+# Failed logins (services/gate.py).
+
+
 async def add_login_failures(
-    session: AsyncSession, subjects: Sequence[tuple[str, str]], failed_at: datetime
+    session: AsyncSession, subjects: Sequence[tuple[str, str]], attempt: str, failed_at: datetime
 ) -> list[int]:
-    """Record one failure for each (scope, subject); returns the new rows' ids."""
+    """Record one failure of `attempt` for each (scope, subject); returns the new rows' ids."""
     rows = [
-        LoginFailure(scope=scope, subject=subject, failed_at=failed_at)
+        LoginFailure(scope=scope, subject=subject, failed_at=failed_at, attempt=attempt)
         for scope, subject in subjects
     ]
     session.add_all(rows)
@@ -182,21 +230,62 @@ async def add_login_failures(
     return [row.id for row in rows]
 
 
-async def recent_login_failures(
-    session: AsyncSession, scope: str, subject: str, since: datetime, limit: int
-) -> list[datetime]:
-    """When the newest `limit` failures after `since` happened, newest first."""
-    result = await session.scalars(
-        select(LoginFailure.failed_at)
+@dataclass(frozen=True, slots=True)
+class FailureGroup:
+    """The failures of one password tried against one subject."""
+
+    attempt: str
+    latest: datetime
+    refused: bool  # the school said this password is wrong
+    settled: bool  # a request with it has ended (refused or not judged), not only pending
+
+
+async def failure_groups(
+    session: AsyncSession,
+    scope: str,
+    subject: str,
+    since: datetime,
+    exclude_ids: Sequence[int],
+    limit: int,
+) -> list[FailureGroup]:
+    """Distinct passwords that failed for one subject after `since`, newest first.
+
+    Grouped in the database, so any number of repeats of one password cannot
+    push other passwords out of the answer.
+    """
+    latest = func.max(LoginFailure.failed_at).label("latest")
+    refused = case((LoginFailure.outcome == LoginFailure.REFUSED, 1), else_=0)
+    settled = case((LoginFailure.outcome != LoginFailure.PENDING, 1), else_=0)
+    stmt = (
+        select(
+            LoginFailure.attempt,
+            latest,
+            func.max(refused).label("refused"),
+            func.max(settled).label("settled"),
+        )
         .where(
             LoginFailure.scope == scope,
             LoginFailure.subject == subject,
             LoginFailure.failed_at > since,
         )
-        .order_by(LoginFailure.failed_at.desc())
+        .group_by(LoginFailure.attempt)
+        .order_by(latest.desc())
         .limit(limit)
     )
-    return list(result)
+    if exclude_ids:
+        stmt = stmt.where(LoginFailure.id.not_in(exclude_ids))
+    result = await session.execute(stmt)
+    return [
+        FailureGroup(row.attempt, _utc(row.latest), bool(row.refused), bool(row.settled))
+        for row in result
+    ]
+
+
+def _utc(value: datetime | str) -> datetime:
+    """MAX() over a UTC column comes back untyped on SQLite (text) and naive on MySQL."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 async def delete_login_failures_by_id(session: AsyncSession, ids: Sequence[int]) -> None:
@@ -204,11 +293,17 @@ async def delete_login_failures_by_id(session: AsyncSession, ids: Sequence[int])
         await session.execute(delete(LoginFailure).where(LoginFailure.id.in_(ids)))
 
 
-async def clear_login_failures(session: AsyncSession, scope: str, subject: str) -> None:
-    """Forget every recorded failure of one subject."""
-    await session.execute(
-        delete(LoginFailure).where(LoginFailure.scope == scope, LoginFailure.subject == subject)
-    )
+async def delete_login_failures_of_attempt(session: AsyncSession, attempt: str) -> None:
+    """Withdraw every failure of one password (the school accepted it)."""
+    await session.execute(delete(LoginFailure).where(LoginFailure.attempt == attempt))
+
+
+async def settle_login_failures(session: AsyncSession, ids: Sequence[int], outcome: int) -> None:
+    """Record how the requests of these rows ended (LoginFailure.REFUSED or UNJUDGED)."""
+    if ids:
+        await session.execute(
+            update(LoginFailure).where(LoginFailure.id.in_(ids)).values(outcome=outcome)
+        )
 
 
 async def prune_login_failures(session: AsyncSession, before: datetime, limit: int) -> int:

@@ -41,7 +41,7 @@ from school.errors import (
 from services.breaker import BreakerOpen
 from services.budget import BudgetExhausted
 from services.card import Answer, CardService
-from services.errors import BadInput, RateLimited
+from services.errors import BadInput, InvalidPassword, RateLimited
 from services.limits import RequestRateLimiter, client_ip
 
 access_log = logging.getLogger("jnufm.access")
@@ -160,7 +160,7 @@ def describe_error(
     if isinstance(exc, BadInput):
         headers = {"WWW-Authenticate": 'Basic realm="jnufm"'} if exc.status == 401 else {}
         return exc.status, exc.code, exc.message, headers
-    if isinstance(exc, InvalidCredentials):
+    if isinstance(exc, InvalidCredentials | InvalidPassword):
         return 401, "invalid_credentials", "the student number or card password is wrong", {}
     if isinstance(exc, RateLimited):
         return 429, exc.code, exc.message, {"Retry-After": str(exc.retry_after_s)}
@@ -296,7 +296,7 @@ class JsonHandler(RequestHandler):
         if isinstance(value, RateLimited):
             metrics.record_rate_limited(value.code)
             return
-        if isinstance(value, BadInput | HTTPError):
+        if isinstance(value, BadInput | InvalidPassword | HTTPError):
             return
         if isinstance(value, SchoolError | BudgetExhausted | BreakerOpen):
             error_log.warning("%s: %s: %s", where, type(value).__name__, value)

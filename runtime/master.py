@@ -43,8 +43,7 @@ from runtime.heartbeat import HeartbeatTable
 from runtime.simulator import SimulatorProcess
 from runtime.systemd import Notifier
 from runtime.worker import EXIT_FATAL, MasterLink, run_worker
-from services.factory import make_rate_table
-from services.limits import SharedRateTable
+from services.factory import HostTables, make_host_tables
 from settings import ConfigError, Settings
 
 log = logging.getLogger("jnufm.master")
@@ -102,9 +101,9 @@ class Master:
     early_deaths: dict[int, int] = field(default_factory=dict)
     deaths: deque[float] = field(default_factory=deque)
     announced_ready: bool = False
-    # Per-address request counters; created before the fork so all workers (of
-    # every generation) share them.
-    rate_table: SharedRateTable | None = None
+    # Per-address request counters and the credential gate's per-host state;
+    # created before the fork so all workers (of every generation) share them.
+    host_tables: HostTables | None = None
 
     def __post_init__(self) -> None:
         self.wanted = self.settings.worker_count()
@@ -112,7 +111,7 @@ class Master:
         self.heartbeats = HeartbeatTable()
         self._wake_r, self._wake_w = -1, -1
         self._lifeline_r, self._lifeline_w = -1, -1
-        self.rate_table = make_rate_table(self.settings)
+        self.host_tables = make_host_tables(self.settings)
 
     def bind(self) -> None:
         """Bind the shared listening socket before forking (unless workers use SO_REUSEPORT)."""
@@ -153,7 +152,7 @@ class Master:
                 for fd in (self._lifeline_w, self._wake_r, self._wake_w):
                     os.close(fd)
                 self.notifier.close()
-                code = run_worker(settings, self.sockets, index, link, self.rate_table)
+                code = run_worker(settings, self.sockets, index, link, self.host_tables)
             except BaseException:
                 log.exception("worker %d crashed", index)
             finally:

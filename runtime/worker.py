@@ -31,8 +31,7 @@ from tornado.netutil import bind_sockets
 from handlers import make_app
 from observability.logs import configure_logging, reopen_log_files
 from runtime.heartbeat import HeartbeatTable
-from services.factory import build_worker_services
-from services.limits import SharedRateTable
+from services.factory import HostTables, build_worker_services
 from settings import Settings
 
 log = logging.getLogger("jnufm.worker")
@@ -84,10 +83,10 @@ async def serve(
     index: int,
     link: MasterLink | None = None,
     on_ready: Callable[[], None] | None = None,
-    rate_table: SharedRateTable | None = None,
+    host_tables: HostTables | None = None,
 ) -> None:
     """Serve on the given sockets until SIGTERM/SIGINT or the master's death, then drain."""
-    services = await build_worker_services(settings, index, rate_table)
+    services = await build_worker_services(settings, index, host_tables)
     deps = services.deps
     deps.state.generation = link.generation if link is not None else 0
     server = DrainingHTTPServer(make_app(deps), xheaders=False, idle_connection_timeout=60)
@@ -156,7 +155,7 @@ def run_worker(
     sockets: list[socket.socket] | None,
     index: int,
     link: MasterLink,
-    rate_table: SharedRateTable | None = None,
+    host_tables: HostTables | None = None,
 ) -> int:
     """Entry point of a forked worker; returns its exit code."""
     die_with_parent()
@@ -181,7 +180,7 @@ def run_worker(
             )
             return EXIT_FATAL
     with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
-        runner.run(serve(settings, sockets, index, link, rate_table=rate_table))
+        runner.run(serve(settings, sockets, index, link, host_tables=host_tables))
     with contextlib.suppress(OSError):
         os.close(link.lifeline_fd)
     return 0

@@ -1,7 +1,13 @@
 """A circuit breaker per school system, per worker: stop asking a school that keeps failing.
 
-closed -> (N consecutive failures) -> open for T seconds: calls fail fast ->
-half-open: one probe goes through; success closes, failure opens again.
+closed -> (N consecutive failures, of at least M different students) -> open for T
+seconds: calls fail fast -> half-open: one probe goes through; success closes,
+failure opens again.
+
+Failures must come from several students because one student's requests must
+not be able to open the breaker for everyone (a history too long to page, a
+page our parser chokes on for that account): a school that is really failing
+fails for everybody.
 """
 
 from __future__ import annotations
@@ -34,12 +40,16 @@ class CircuitBreaker:
         failure_threshold: int,
         open_s: float,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        min_students: int = 1,
     ) -> None:
         self.system = system
         self._threshold = failure_threshold
+        self._min_students = min(min_students, failure_threshold)
         self._open_s = open_s
         self._clock = clock
         self._failures = 0
+        self._students: set[str] = set()
         self._opened_at: float | None = None
         self._probing = False
 
@@ -67,14 +77,20 @@ class CircuitBreaker:
     def success(self) -> None:
         was_closed = self._opened_at is None
         self._failures = 0
+        self._students.clear()
         self._opened_at = None
         self._probing = False
         if not was_closed:
             metrics.set_breaker_state(self.system, "closed")
 
-    def failure(self) -> None:
+    def failure(self, student: str = "") -> None:
+        """One failure of the school itself, met while asking for `student`."""
         self._failures += 1
-        if self._probing or self._failures >= self._threshold:
+        if len(self._students) < self._threshold:
+            self._students.add(student)
+        if self._probing or (
+            self._failures >= self._threshold and len(self._students) >= self._min_students
+        ):
             self._opened_at = self._clock()
             metrics.set_breaker_state(self.system, "open")
         self._probing = False

@@ -1,9 +1,10 @@
 """The first cache level: a bounded in-memory LRU per worker, in front of the shared database level.
 
-Entries keep the typed value, when the school produced it and the verifier
-of the password that last logged in successfully; freshness is decided by
-the caller per query kind, so one stored account page can be fresh enough
-for a profile and too old for a balance.
+Entries keep the typed value and when the school produced it; freshness is
+decided by the caller per query kind, so one stored account page can be
+fresh enough for a profile and too old for a balance. Whom an entry may be
+served to is the credential gate's decision (services/gate.py), not the
+cache's.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ class CacheKey:
 class CacheEntry(Generic[T]):
     value: T
     fetched_at: datetime
-    verifier: str
 
     def age_s(self, now: datetime) -> float:
         return max(0.0, (now - self.fetched_at).total_seconds())

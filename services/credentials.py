@@ -36,11 +36,12 @@ class Credentials:
         return cls(student_id, password)
 
 
-def make_verifier(secret_key: bytes, creds: Credentials) -> str:
-    """HMAC-SHA256 of student id and password under the server's secret, hex.
+def make_verifier(secret_key: bytes, system: str, creds: Credentials) -> str:
+    """HMAC-SHA256 of school system, student id and password under the server's secret, hex.
 
     Without the key, a leaked table gives nothing to brute-force the 10^6
-    possible passwords against.
+    possible passwords against. The system is part of it because each school
+    system has its own password.
     """
-    message = f"{creds.student_id}\x00{creds.password}".encode()
+    message = f"{system}\x00{creds.student_id}\x00{creds.password}".encode()
     return hmac.new(secret_key, message, hashlib.sha256).hexdigest()

@@ -2,6 +2,7 @@
 
 ServiceError
 ├── BadInput        input that can never succeed: 400 (or 401 when credentials are missing)
+├── InvalidPassword the school refused the credentials: 401
 └── RateLimited     too many failed logins, or too many requests from one client: 429
                     with Retry-After
 """
@@ -25,7 +26,7 @@ class BadInput(ServiceError):
         self.status = status
 
 
-RateLimitCode = Literal["too_many_failed_logins", "rate_limited"]
+RateLimitCode = Literal["too_many_failed_logins", "rate_limited", "student_busy"]
 
 
 class RateLimited(ServiceError):
@@ -36,3 +37,10 @@ class RateLimited(ServiceError):
         self.code: RateLimitCode = code
         self.message = message
         self.retry_after_s = retry_after_s
+
+
+class InvalidPassword(ServiceError):
+    """The school refused these credentials (or already refused them to this client)."""
+
+    def __init__(self) -> None:
+        super().__init__("the student number or password is wrong")

@@ -12,7 +12,8 @@ from handlers.base import AppDeps
 from observability.probes import make_ops_deps
 from school.card import CardCenterClient, CardCenterSettings
 from services.card import CardService
-from services.limits import LoginGuard, RequestRateLimiter, SharedRateTable
+from services.gate import CredentialGate, GateStore, GateTable
+from services.limits import RequestRateLimiter, SharedRateTable
 from settings import Settings
 
 
@@ -51,40 +52,52 @@ def card_client(settings: Settings, http: httpx.AsyncClient) -> CardCenterClient
     )
 
 
-def make_rate_table(settings: Settings) -> SharedRateTable | None:
-    """Per-address request counters shared by workers: made in the master, before the fork."""
-    if not settings.limits.enabled:
-        return None
-    return SharedRateTable.create(settings.limits.rate_table_slots)
+@dataclass(frozen=True, slots=True)
+class HostTables:
+    """Memory shared by every worker of a host: made in the master, before the fork."""
+
+    rates: SharedRateTable
+    gate: GateTable
+
+
+def make_host_tables(settings: Settings) -> HostTables:
+    limits = settings.limits
+    return HostTables(
+        rates=SharedRateTable.create(limits.rate_table_slots),
+        gate=GateTable.create(limits.gate_table_slots),
+    )
 
 
 async def build_worker_services(
-    settings: Settings, worker_index: int = 0, rate_table: SharedRateTable | None = None
+    settings: Settings, worker_index: int = 0, host_tables: HostTables | None = None
 ) -> WorkerServices:
     """The engine, HTTP client and services of one worker, on the running event loop.
 
-    Without a rate table from the master (tests, `processes: 1`), the worker makes its own.
+    Without tables from the master (tests, `processes: 1`), the worker makes its own.
     """
     engine = make_engine(settings.database)
     sessions = make_sessionmaker(engine)
     http = make_http_client(settings)
     limits = settings.limits
-    guard = None
+    tables = host_tables or make_host_tables(settings)
+    gate = CredentialGate(GateStore(sessions), tables.gate, limits, settings.secret_key.encode())
     limiter = None
+    school_limiter = None
     if limits.enabled:
-        guard = LoginGuard(
-            sessions,
-            limits.failed_logins_max,
-            limits.failed_logins_window_s,
-            ip_max_failures=limits.failed_logins_ip_max,
-            ipv6_prefix=limits.ipv6_prefix,
-        )
-        table = rate_table or make_rate_table(settings)
-        assert table is not None
         limiter = RequestRateLimiter(
-            table, limits.requests_per_s, limits.burst, ipv6_prefix=limits.ipv6_prefix
+            tables.rates, limits.requests_per_s, limits.burst, ipv6_prefix=limits.ipv6_prefix
         )
-    service = CardService(card_client(settings, http), sessions, settings, guard=guard)
+        school_limiter = RequestRateLimiter(
+            tables.rates,
+            limits.school_requests_per_s,
+            limits.school_burst,
+            ipv6_prefix=limits.ipv6_prefix,
+            namespace="school|",
+            message="too many queries from this address need the card center; slow down",
+        )
+    service = CardService(
+        card_client(settings, http), sessions, settings, gate, school_limiter=school_limiter
+    )
     deps = AppDeps(
         card=service,
         retry_after_s=settings.api.retry_after_s,

@@ -88,6 +88,9 @@ def make_settings(db_url: str, sim_url: str, **overrides: Any) -> Settings:
         # Tests send bursts from one address; tests of the limits set their own.
         "limits.requests_per_s": 100000,
         "limits.burst": 100000,
+        "limits.school_requests_per_s": 100000,
+        "limits.school_burst": 100000,
+        "limits.failed_logins_ip_max": 100000,
     }
     values.update(overrides)
     return load_settings(None, env={}, overrides=values)

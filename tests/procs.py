@@ -138,7 +138,13 @@ def jnufm_server(
         "school": {"card": {"base_url": sim_url}},
         "simulator": {"enabled": False},
         "secret_key": "test-secret-key-0123456789abcdef",
-        "limits": {"requests_per_s": 100000, "burst": 100000},
+        "limits": {
+            "requests_per_s": 100000,
+            "burst": 100000,
+            "school_requests_per_s": 100000,
+            "school_burst": 100000,
+            "failed_logins_ip_max": 100000,
+        },
     }
     for name, value in sections.items():
         # A section given merges into the one set here (e.g. listen.reuse_port keeps the port).

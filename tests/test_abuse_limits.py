@@ -53,7 +53,7 @@ async def test_guesses_against_cached_data_count_too(db_url: str, sim: Proc) -> 
 
 
 async def test_one_address_guessing_many_students_is_locked_out(db_url: str, sim: Proc) -> None:
-    async with serve_app(limited(db_url, sim)) as (client, _):
+    async with serve_app(limited(db_url, sim, failed_logins_ip_max=5)) as (client, _):
         for i in range(5):
             student = f"201103{i:04d}"
             resp = await client.get("/card/rest", params={"stuid": student, "password": "000001"})

@@ -1,0 +1,573 @@
+"""The credential gate: every request that bears a password passes here, for every school system.
+
+    admit -> Ticket -> (the pipeline answers) -> accepted / rejected -> close
+
+Who judges a password:
+
+- one that matches the student's stored verifier (the password the school
+  last accepted) may be answered from the cache: the gate only checks that
+  neither the student nor the client address is locked out;
+- anything else is judged only by the school, and counts as a failed attempt
+  from before it is judged until the school accepts it. If the school cannot
+  judge it (down, over budget, breaker open, timeout), it stays counted.
+
+Limits: at most `failed_logins_max` distinct wrong passwords per student and
+`failed_logins_ip_max` per client address within `failed_logins_window_s`,
+under any concurrency, over every worker and host. An attempt is reserved
+before it is judged: its rows are committed, then the distinct passwords of
+the subject are counted; it is refused if `max` others are already there.
+Of two concurrent attempts the later to count always sees the earlier, so
+no more than `max` are ever admitted. A repeated password counts once (it
+tells an attacker nothing new), and one the school already refused to this
+address is answered 401 without asking the school again. While a student or
+an address is locked out, every password, right or wrong, gets 429: a right
+one getting 200 would turn the lockout into an oracle.
+
+Per-host state (`GateTable`, shared memory across the workers of a host)
+keeps the warm path off the database: the current verifier, when it was last
+read from the database, lockouts seen, and how many reservations are being
+decided right now. A request whose password matches the verifier waits for
+those to be decided before it is let through, so a right password sent in a
+burst of wrong ones cannot slip past the lockout the others are forming.
+Other hosts' failures and password changes are read from the database at
+most `verifier_sync_s` after the last read (see docs/protection.md for what
+that allows).
+
+When the school accepts a new password, the verifier is replaced in the
+database and in this host's table at once, and the sessions opened with the
+old one are dropped. When it refuses the password the verifier stood for,
+the verifier and the sessions are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import mmap
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db import queries
+from db.models import LoginFailure
+from services.credentials import Credentials, make_verifier
+from services.errors import InvalidPassword, RateLimited
+from services.limits import address_key
+from services.shared_slots import SharedSlots, key_hash
+from settings import LimitsSettings
+
+log = logging.getLogger("jnufm.gate")
+
+STUDENT: Final = "student"
+IP: Final = "ip"
+
+# A password is identified in failure rows by this many hex digits of its verifier.
+ATTEMPT_CHARS: Final = 32
+# Verifier bytes kept per student in the host table (128 bits: no accidental match).
+HOST_VERIFIER_BYTES: Final = 16
+NO_VERIFIER: Final = bytes(HOST_VERIFIER_BYTES)
+# Expired failure rows deleted per reservation. Anything above 1 makes pruning
+# outrun inserts, so the table stays near "failures within one window".
+PRUNE_BATCH: Final = 64
+# A reservation being decided takes two short transactions. A count left behind
+# by a worker killed in between is ignored after this long.
+PENDING_TTL_S: Final = 10.0
+PENDING_POLL_S: Final = 0.002
+
+# A subject whose limit is reached only because requests are still being judged
+# may be free again in moments (their passwords may be accepted): retry after this.
+PENDING_RETRY_S: Final = 2.0
+
+# tag, verifier_at, verifier (first bytes; zeros = none), lock_at, locked_until, pending,
+# pending_at, used_at. Times are wall-clock seconds, comparable across processes and hosts.
+GATE_SLOT: Final = struct.Struct("=Qd16sddidd")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class HostRecord:
+    """What this host knows about one student or address, and since when."""
+
+    verifier_at: float  # when the verifier was read from (or written to) the database; 0 never
+    verifier: bytes
+    lock_at: float  # when the lockout state was last computed from the database; 0 never
+    locked_until: float
+    pending: int  # reservations being decided on this host right now
+
+
+EMPTY: Final = HostRecord(0.0, NO_VERIFIER, 0.0, 0.0, 0)
+
+
+class GateTable(SharedSlots):
+    """Per-host gate state for students and addresses, shared by every worker of the host."""
+
+    slot_size = GATE_SLOT.size
+    table_name = "jnufm-gate-table"
+
+    def read(self, key: str, now: float) -> HostRecord:
+        """The record of key (an empty one if this host holds none)."""
+        tag = key_hash(key)
+        first = self.chain_start(tag)
+        with self.locked(first) as memory:
+            for offset in self.chain(first):
+                found, v_at, verifier, l_at, until, pending, p_at, _ = GATE_SLOT.unpack_from(
+                    memory, offset
+                )
+                if found == tag:
+                    if pending and now - p_at > PENDING_TTL_S:
+                        pending = 0
+                    return HostRecord(v_at, verifier, l_at, until, pending)
+        return EMPTY
+
+    def write(
+        self,
+        key: str,
+        now: float,
+        *,
+        verifier_at: float | None = None,
+        verifier: bytes | None = None,
+        lock_at: float | None = None,
+        locked_until: float | None = None,
+        pending: int = 0,
+    ) -> None:
+        """Change the given fields of key's record (creating it); `pending` is a delta."""
+        tag = key_hash(key)
+        first = self.chain_start(tag)
+        with self.locked(first) as memory:
+            offset = self._slot(memory, first, tag, now)
+            found, v_at, old, l_at, until, count, p_at, _ = GATE_SLOT.unpack_from(memory, offset)
+            if found != tag:
+                v_at, old, l_at, until, count, p_at = 0.0, NO_VERIFIER, 0.0, 0.0, 0, 0.0
+            if count and now - p_at > PENDING_TTL_S:
+                count = 0
+            if pending > 0:
+                p_at = now
+            GATE_SLOT.pack_into(
+                memory,
+                offset,
+                tag,
+                v_at if verifier_at is None else verifier_at,
+                old if verifier is None else verifier,
+                l_at if lock_at is None else lock_at,
+                until if locked_until is None else locked_until,
+                max(0, count + pending),
+                p_at,
+                now,
+            )
+
+    def _slot(self, memory: mmap.mmap, first: int, tag: int, now: float) -> int:
+        """Key's slot in its chain, else the one to take over: empty, else the least
+        recently used that is neither locked nor being decided, else the least recently used."""
+        best, best_rank = first, (3, 0.0)
+        for offset in self.chain(first):
+            found, _, _, _, until, pending, p_at, used = GATE_SLOT.unpack_from(memory, offset)
+            if found == tag:
+                return offset
+            busy = until > now or (pending > 0 and now - p_at <= PENDING_TTL_S)
+            rank = (0, 0.0) if found == 0 else ((2 if busy else 1), used)
+            if rank < best_rank:
+                best, best_rank = offset, rank
+        return best
+
+
+@dataclass(frozen=True, slots=True)
+class Presented:
+    """The credentials of one request, as the gate sees them (never the password)."""
+
+    system: str
+    student_id: str
+    address: str  # what the address limit counts against (IPv6: its network)
+    verifier: str
+
+    @property
+    def attempt(self) -> str:
+        return self.verifier[:ATTEMPT_CHARS]
+
+    @property
+    def student_subject(self) -> str:
+        return f"{self.system}:{self.student_id}"
+
+    def host_verifier(self) -> bytes:
+        return bytes.fromhex(self.verifier[: 2 * HOST_VERIFIER_BYTES])
+
+
+class GateStore:
+    """The gate's door to the database: verifiers, failed-login rows, dropped sessions."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def verifier(self, system: str, student_id: str) -> str | None:
+        async with self._sessions() as db:
+            return await queries.get_verifier(db, system, student_id)
+
+    async def groups(
+        self, scope: str, subject: str, since: datetime, exclude: Sequence[int], limit: int
+    ) -> list[queries.FailureGroup]:
+        async with self._sessions() as db:
+            return await queries.failure_groups(db, scope, subject, since, exclude, limit)
+
+    async def add(
+        self, subjects: Sequence[tuple[str, str]], attempt: str, now: datetime
+    ) -> list[int]:
+        async with self._sessions.begin() as db:
+            return await queries.add_login_failures(db, subjects, attempt, now)
+
+    async def withdraw(self, ids: Sequence[int]) -> None:
+        async with self._sessions.begin() as db:
+            await queries.delete_login_failures_by_id(db, ids)
+
+    async def settle(self, ids: Sequence[int], outcome: int) -> None:
+        async with self._sessions.begin() as db:
+            await queries.settle_login_failures(db, ids, outcome)
+
+    async def accept(self, p: Presented, name: str | None, now: datetime) -> bool:
+        """Withdraw every failure of the password and make it the verifier; True if it
+        replaced another one (whose sessions are then dropped)."""
+        async with self._sessions.begin() as db:
+            await queries.delete_login_failures_of_attempt(db, p.attempt)
+            pk = await queries.upsert_student(db, p.student_id, name, now)
+            changed = await queries.set_verifier(db, pk, p.system, p.verifier, now)
+            if changed:
+                await queries.delete_school_sessions(db, p.system, p.student_id)
+        return changed
+
+    async def forget(self, p: Presented) -> None:
+        """The school refused the password the verifier stood for: drop both and the sessions."""
+        async with self._sessions.begin() as db:
+            await queries.delete_verifier(db, p.system, p.student_id)
+            await queries.delete_school_sessions(db, p.system, p.student_id)
+
+    async def prune(self, before: datetime) -> None:
+        # Opportunistic housekeeping: losing a race for the lock (deadlock,
+        # busy SQLite) only delays it to the next reservation.
+        with contextlib.suppress(OperationalError):
+            async with self._sessions.begin() as db:
+                await queries.prune_login_failures(db, before, PRUNE_BATCH)
+
+
+def lock_end(
+    groups: Sequence[queries.FailureGroup], limit: int, window: timedelta, now: datetime
+) -> datetime | None:
+    """Until when a subject with these distinct failed passwords (newest first) is locked
+    out, or None if it is below its limit.
+
+    Passwords whose requests are still under way count (else a burst could overshoot),
+    but they may yet be accepted and withdrawn: a lockout that needs them to reach the
+    limit is held only PENDING_RETRY_S at a time.
+    """
+    if len(groups) < limit:
+        return None
+    settled = [g for g in groups if g.settled]
+    if len(settled) >= limit:
+        return settled[limit - 1].latest + window
+    return min(groups[limit - 1].latest + window, now + timedelta(seconds=PENDING_RETRY_S))
+
+
+def locked_out(retry_after_s: float) -> RateLimited:
+    return RateLimited(
+        "too_many_failed_logins",
+        "too many failed logins for this student number or from this address; try again later",
+        max(1, int(retry_after_s + 0.999)),
+    )
+
+
+class CredentialGate:
+    """Admits requests bearing credentials; see the module docstring."""
+
+    def __init__(
+        self,
+        store: GateStore,
+        table: GateTable,
+        settings: LimitsSettings,
+        secret_key: bytes,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._store = store
+        self._table = table
+        self._secret_key = secret_key
+        self._now = now
+        self._window = timedelta(seconds=settings.failed_logins_window_s)
+        self._limits = {STUDENT: settings.failed_logins_max, IP: settings.failed_logins_ip_max}
+        self._sync_s = settings.verifier_sync_s
+        self._pending_wait_s = settings.pending_wait_s
+        self._ipv6_prefix = settings.ipv6_prefix
+        self.enabled = settings.enabled
+
+    def present(self, system: str, creds: Credentials, ip: str) -> Presented:
+        return Presented(
+            system,
+            creds.student_id,
+            address_key(ip, self._ipv6_prefix),
+            make_verifier(self._secret_key, system, creds),
+        )
+
+    async def admit(self, system: str, creds: Credentials, ip: str) -> Ticket:
+        """Let one request with credentials in. Raises RateLimited (locked out) or
+        InvalidPassword (this address already had this password refused by the school)."""
+        p = self.present(system, creds, ip)
+        keys = (self._student_key(p), self._address_key(p))
+        if self.enabled:
+            self._raise_if_known_locked(keys, self._now().timestamp())
+        known = await self._known_verifier(p)
+        if known is not None and hmac.compare_digest(known, p.host_verifier()):
+            if self.enabled:
+                # Wrong passwords being counted right now may be forming a lockout.
+                await self._await_pending(keys)
+                await self._sync_locks(p)
+                self._raise_if_known_locked(keys, self._now().timestamp())
+            return Ticket(self, p, creds, matches=True)
+        ids = await self._reserve(p) if self.enabled else ()
+        return Ticket(self, p, creds, matches=False, ids=ids)
+
+    # Host-table views ---------------------------------------------------------------------
+
+    @staticmethod
+    def _student_key(p: Presented) -> str:
+        return "s|" + p.student_subject
+
+    @staticmethod
+    def _address_key(p: Presented) -> str:
+        return "a|" + p.address
+
+    def _subject_key(self, p: Presented, scope: str) -> str:
+        return self._student_key(p) if scope == STUDENT else self._address_key(p)
+
+    def _fresh(self, at: float, t: float) -> bool:
+        return at > 0 and t - at <= self._sync_s
+
+    def _raise_if_known_locked(self, keys: Sequence[str], t: float) -> None:
+        """429 if this host knows (freshly) that the student or the address is locked out."""
+        until = 0.0
+        for key in keys:
+            record = self._table.read(key, t)
+            if self._fresh(record.lock_at, t):
+                until = max(until, record.locked_until)
+        if until > t:
+            raise locked_out(until - t)
+
+    async def _known_verifier(self, p: Presented) -> bytes | None:
+        """The current verifier (its first bytes), from this host's table while it is
+        fresh, else from the database."""
+        t = self._now().timestamp()
+        record = self._table.read(self._student_key(p), t)
+        if self._fresh(record.verifier_at, t):
+            return None if record.verifier == NO_VERIFIER else record.verifier
+        stored = await self._store.verifier(p.system, p.student_id)
+        host = NO_VERIFIER if stored is None else bytes.fromhex(stored[: 2 * HOST_VERIFIER_BYTES])
+        self._table.write(self._student_key(p), t, verifier_at=t, verifier=host)
+        return None if stored is None else host
+
+    async def _sync_locks(self, p: Presented) -> None:
+        """Recompute the lockout state of the student and the address from the database
+        where this host's copy is older than `verifier_sync_s`."""
+        subjects = ((STUDENT, p.student_subject), (IP, p.address))
+        for scope, subject in subjects:
+            now = self._now()
+            t = now.timestamp()
+            key = self._subject_key(p, scope)
+            if self._fresh(self._table.read(key, t).lock_at, t):
+                continue
+            limit = self._limits[scope]
+            groups = await self._store.groups(scope, subject, now - self._window, (), 2 * limit)
+            end = lock_end(groups, limit, self._window, now)
+            self._table.write(
+                key, t, lock_at=t, locked_until=end.timestamp() if end is not None else 0.0
+            )
+
+    async def _await_pending(self, keys: Sequence[str]) -> None:
+        """Wait until no reservation for this student or address is being decided on this host."""
+        deadline = time.monotonic() + self._pending_wait_s
+        while time.monotonic() < deadline:
+            t = self._now().timestamp()
+            if all(self._table.read(key, t).pending == 0 for key in keys):
+                return
+            await asyncio.sleep(PENDING_POLL_S)
+        log.warning("reservations for a student or address took over %.1fs", self._pending_wait_s)
+
+    # Reservations ----------------------------------------------------------------------------
+
+    async def _reserve(self, p: Presented) -> tuple[int, ...]:
+        """Count the attempt as a failure of the student and the address, before it is judged.
+
+        Raises RateLimited if either already has its limit of other failed passwords,
+        InvalidPassword if the school already refused this password to this address.
+        """
+        now = self._now()
+        t = now.timestamp()
+        keys = (self._student_key(p), self._address_key(p))
+        for key in keys:
+            self._table.write(key, t, pending=1)
+        try:
+            return await self._count_in(p, now)
+        finally:
+            for key in keys:
+                self._table.write(key, self._now().timestamp(), pending=-1)
+
+    async def _count_in(self, p: Presented, now: datetime) -> tuple[int, ...]:
+        subjects = ((STUDENT, p.student_subject), (IP, p.address))
+        ids = tuple(await self._store.add(subjects, p.attempt, now))
+        since = now - self._window
+        refused: dict[str, float] = {}
+        formed: dict[str, float] = {}
+        known_wrong = False
+        # Counted after the commit, so that of two concurrent attempts the later one
+        # always sees the earlier one.
+        for scope, subject in subjects:
+            limit = self._limits[scope]
+            others = await self._store.groups(scope, subject, since, ids, 2 * limit + 8)
+            end = lock_end(others, limit, self._window, now)
+            if end is not None:
+                refused[scope] = end.timestamp()
+                continue
+            mine = [g for g in others if g.attempt == p.attempt]
+            if scope == IP and mine and mine[0].refused:
+                known_wrong = True
+            with_mine = sorted(
+                [g for g in others if g.attempt != p.attempt]
+                + [queries.FailureGroup(p.attempt, now, False, False)],
+                key=lambda g: g.latest,
+                reverse=True,
+            )
+            end = lock_end(with_mine, limit, self._window, now)
+            if end is not None:
+                formed[scope] = end.timestamp()
+        t = now.timestamp()
+        if refused or known_wrong:
+            await self._store.withdraw(ids)
+            if refused:
+                self._mark_locked(p, refused, t)
+                raise locked_out(max(refused.values()) - t)
+            raise InvalidPassword()
+        # Admitted. If this attempt completes a lockout, every later request sees it here at once.
+        self._mark_locked(p, formed, t)
+        await self._store.prune(since)
+        return ids
+
+    def _mark_locked(self, p: Presented, ends: dict[str, float], t: float) -> None:
+        for scope, until in ends.items():
+            self._table.write(self._subject_key(p, scope), t, lock_at=t, locked_until=until)
+
+    # Outcomes ----------------------------------------------------------------------------------
+
+    async def _accepted(self, p: Presented) -> None:
+        now = self._now()
+        await self._store.accept(p, None, now)
+        t = now.timestamp()
+        # The new verifier holds at once for every worker of this host. The attempt no
+        # longer counts, so the lockout states are read again at the next request.
+        self._table.write(
+            self._student_key(p), t, verifier_at=t, verifier=p.host_verifier(), lock_at=0.0
+        )
+        self._table.write(self._address_key(p), t, lock_at=0.0)
+
+    async def _rejected(self, p: Presented, ids: Sequence[int], matched: bool) -> None:
+        if matched:
+            await self._store.forget(p)
+            t = self._now().timestamp()
+            self._table.write(self._student_key(p), t, verifier_at=t, verifier=NO_VERIFIER)
+        if ids:
+            await self._store.settle(ids, LoginFailure.REFUSED)
+
+
+class Ticket:
+    """One request's passage through the gate. `matches`: the password matches the verifier.
+
+    The pipeline tells it how the school judged the password (`accepted`,
+    `rejected`), or nothing; `release` ends it (a fetch that outlives its
+    request `hold`s it until it ends too).
+    """
+
+    def __init__(
+        self,
+        gate: CredentialGate,
+        presented: Presented,
+        creds: Credentials,
+        matches: bool,
+        ids: Sequence[int] = (),
+    ) -> None:
+        self._gate = gate
+        self.presented = presented
+        self._creds = creds
+        self.matches = matches
+        self._ids = tuple(ids)
+        self._settled = False
+        self._holders = 1
+
+    @property
+    def address(self) -> str:
+        """What the client address counts as (for per-address limits)."""
+        return self.presented.address
+
+    @property
+    def counted(self) -> bool:
+        """Whether the attempt is counted as a failure right now."""
+        return bool(self._ids) and not self._settled
+
+    def credentials(self) -> tuple[str, str]:
+        """Student number and password, for the school's login form only."""
+        return self._creds.student_id, self._creds.password
+
+    async def before_login(self) -> None:
+        """A login is about to let the school judge this password: count it first.
+
+        A password that matched the verifier is counted only now (its stored
+        session failed or expired); others were counted when admitted.
+        """
+        if self._ids or self._settled or not self._gate.enabled:
+            return
+        self._ids = await self._gate._reserve(self.presented)
+
+    async def proven_elsewhere(self) -> bool:
+        """Whether the school accepted this password for another request meanwhile
+        (the stored verifier is now this one); if so the ticket matches from now on."""
+        if self.matches:
+            return True
+        stored = await self._gate._store.verifier(self.presented.system, self.presented.student_id)
+        if stored is None or not hmac.compare_digest(stored, self.presented.verifier):
+            return False
+        self.matches = True
+        await self.accepted()
+        return True
+
+    async def accepted(self) -> None:
+        """The school accepted the password (directly or through a shared fetch)."""
+        if self._settled:
+            return
+        self._settled = True
+        await asyncio.shield(self._gate._accepted(self.presented))
+
+    async def rejected(self) -> None:
+        """The school refused the password."""
+        if self._settled:
+            return
+        self._settled = True
+        await asyncio.shield(self._gate._rejected(self.presented, self._ids, self.matches))
+
+    def hold(self) -> None:
+        """One more piece of work (a background fetch) must end before the ticket does."""
+        self._holders += 1
+
+    async def release(self) -> None:
+        """End of one holder's work; at the last, an unsettled attempt of a password that
+        did not match the verifier stays counted, one that matched is withdrawn (the
+        school never judged it)."""
+        self._holders -= 1
+        if self._holders > 0 or self._settled or not self._ids:
+            return
+        self._settled = True
+        if self.matches:
+            await asyncio.shield(self._gate._store.withdraw(self._ids))
+        else:
+            await asyncio.shield(self._gate._store.settle(self._ids, LoginFailure.UNJUDGED))

@@ -1,0 +1,409 @@
+"""The credential gate on real SQLite and MySQL: limits, concurrency, two hosts, verdicts.
+
+A "host" here is a gate with its own per-host table and its own engine; two
+of them on one database are two hosts. The school's verdicts are given by
+hand (`accepted`, `rejected`, or none), so each rule is tested on its own;
+tests/test_attacks.py drives the same rules through real HTTP and a real
+simulated school.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db import queries
+from db.engine import make_engine, make_sessionmaker
+from db.migrate import migrate
+from db.models import LoginFailure, SchoolSession
+from services.credentials import Credentials
+from services.errors import InvalidPassword, RateLimited
+from services.gate import (
+    EMPTY,
+    GATE_SLOT,
+    PENDING_TTL_S,
+    CredentialGate,
+    GateStore,
+    GateTable,
+    HostRecord,
+    Ticket,
+)
+from settings import DatabaseSettings, LimitsSettings
+
+T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+WINDOW_S = 900.0
+SYSTEM = "card"
+STUDENT = "2012052690"
+RIGHT = "052690"
+
+
+class Clock:
+    """A settable wall clock shared by the gates: windows pass without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class Host:
+    gate: CredentialGate
+    table: GateTable
+    engine: AsyncEngine
+
+
+def limits(**changes: Any) -> LimitsSettings:
+    base: dict[str, Any] = {"failed_logins_max": 5, "failed_logins_ip_max": 30}
+    base.update(changes)
+    return LimitsSettings(**base)
+
+
+def creds(password: str, student: str = STUDENT) -> Credentials:
+    return Credentials(student, password)
+
+
+def wrong(n: int) -> str:
+    return f"{n:06d}" if f"{n:06d}" != RIGHT else "999999"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def engines(db_url: str) -> AsyncIterator[list[AsyncEngine]]:
+    made = [make_engine(DatabaseSettings(url=db_url)) for _ in range(2)]
+    await migrate(made[0])
+    yield made
+    for engine in made:
+        await engine.dispose()
+
+
+def make_host(
+    engine: AsyncEngine, clock: Clock, table: GateTable | None = None, **changes: Any
+) -> Host:
+    table = table or GateTable.create(1024)
+    gate = CredentialGate(
+        GateStore(make_sessionmaker(engine)), table, limits(**changes), b"k" * 32, clock
+    )
+    return Host(gate, table, engine)
+
+
+@pytest.fixture
+def hosts(engines: list[AsyncEngine], clock: Clock) -> Iterator[list[Host]]:
+    made = [make_host(engine, clock) for engine in engines]
+    yield made
+    for host in made:
+        host.table.close()
+
+
+async def judged(host: Host, password: str, ip: str = "10.0.0.1", **kw: str) -> Ticket:
+    """Admit a request; raise what the gate raises."""
+    return await host.gate.admit(SYSTEM, creds(password, kw.get("student", STUDENT)), ip)
+
+
+async def school_says(ticket: Ticket, right: bool) -> None:
+    await ticket.before_login()
+    if right:
+        await ticket.accepted()
+    else:
+        await ticket.rejected()
+    await ticket.release()
+
+
+async def attempt(
+    host: Host, password: str, ip: str = "10.0.0.1", student: str = STUDENT, right: str = RIGHT
+) -> str:
+    """One request judged by a school whose password is `right`: the outcome the client sees."""
+    try:
+        ticket = await judged(host, password, ip, student=student)
+    except RateLimited:
+        return "429"
+    except InvalidPassword:
+        return "401-known"
+    if ticket.matches:
+        await ticket.release()
+        return "200-cache"
+    await school_says(ticket, password == right)
+    return "200" if password == right else "401"
+
+
+async def failure_rows(engine: AsyncEngine, scope: str = "student") -> int:
+    async with make_sessionmaker(engine)() as db:
+        count = await db.scalar(
+            select(func.count()).select_from(LoginFailure).where(LoginFailure.scope == scope)
+        )
+    return int(count or 0)
+
+
+# -- who judges a password -----------------------------------------------------------------
+
+
+async def test_only_the_verified_password_matches(hosts: list[Host]) -> None:
+    host = hosts[0]
+    first = await judged(host, RIGHT)
+    assert not first.matches, "no verifier yet: the school must judge it"
+    assert first.counted, "counted as a failure until the school accepts it"
+    await school_says(first, right=True)
+    assert await failure_rows(host.engine) == 0, "accepted: withdrawn"
+    again = await judged(host, RIGHT)
+    assert again.matches and not again.counted
+    await again.release()
+    other = await judged(host, wrong(1))
+    assert not other.matches, "anything else goes to the school"
+    await other.release()
+
+
+async def test_five_distinct_wrong_passwords_lock_out_every_password(hosts: list[Host]) -> None:
+    host = hosts[0]
+    assert await attempt(host, RIGHT) == "200"
+    outcomes = [await attempt(host, wrong(n)) for n in range(1, 6)]
+    assert outcomes == ["401"] * 5
+    assert await attempt(host, wrong(6)) == "429"
+    # The right password too (from anywhere): else the lockout would be an oracle.
+    assert await attempt(host, RIGHT) == "429"
+    assert await attempt(host, RIGHT, ip="10.9.9.9") == "429"
+    # Another student is not locked.
+    assert await attempt(host, "000001", student="2012052691") == "401"
+
+
+async def test_a_repeated_wrong_password_counts_once(hosts: list[Host]) -> None:
+    host = hosts[0]
+    # From several addresses, so the address's own memory of the refusal is not involved.
+    for n in range(8):
+        assert await attempt(host, wrong(1), ip=f"10.0.1.{n}") == "401"
+    for n in range(2, 6):
+        assert await attempt(host, wrong(n)) == "401"
+    assert await attempt(host, wrong(6)) == "429"
+
+
+async def test_a_password_refused_to_this_address_is_not_asked_again(hosts: list[Host]) -> None:
+    host = hosts[0]
+    assert await attempt(host, wrong(1), ip="10.0.0.1") == "401"
+    assert await attempt(host, wrong(1), ip="10.0.0.1") == "401-known"
+    # Another address learns nothing from the first one's refusal: the school judges it.
+    assert await attempt(host, wrong(1), ip="10.0.0.2") == "401"
+
+
+async def test_a_password_the_school_could_not_judge_stays_counted(hosts: list[Host]) -> None:
+    host = hosts[0]
+    for n in range(1, 6):
+        ticket = await judged(host, wrong(n))
+        await ticket.before_login()
+        await ticket.release()  # school down, busy, timed out: no verdict
+    assert await failure_rows(host.engine) == 5
+    assert await attempt(host, wrong(6)) == "429"
+
+
+async def test_a_verified_password_whose_login_was_not_judged_is_withdrawn(
+    hosts: list[Host],
+) -> None:
+    host = hosts[0]
+    await attempt(host, RIGHT)
+    ticket = await judged(host, RIGHT)
+    assert ticket.matches
+    await ticket.before_login()  # its session expired: the school will judge it
+    assert ticket.counted
+    await ticket.release()  # the school never answered
+    assert await failure_rows(host.engine) == 0
+
+
+async def test_logins_still_under_way_lock_only_for_moments(
+    hosts: list[Host], clock: Clock
+) -> None:
+    # A campus NAT at term start: first-time students (no verifier yet) from one address.
+    host = make_host(hosts[0].engine, clock, failed_logins_ip_max=3)
+    students = [f"201205261{n}" for n in range(4)]
+    under_way = [await judged(host, s[-6:], student=s) for s in students[:3]]
+    with pytest.raises(RateLimited) as caught:
+        await judged(host, students[3][-6:], student=students[3])
+    assert caught.value.retry_after_s <= 2, "not a 15-minute lockout: they may be right"
+    for ticket in under_way:
+        await school_says(ticket, right=True)
+    assert (
+        await attempt(host, students[3][-6:], student=students[3], right=students[3][-6:]) == "200"
+    )
+
+
+async def test_the_address_limit_spans_students(hosts: list[Host], clock: Clock) -> None:
+    host = make_host(hosts[0].engine, clock, failed_logins_ip_max=3)
+    for n in range(3):
+        assert await attempt(host, wrong(1), ip="10.0.0.1", student=f"201205260{n}") == "401"
+    assert await attempt(host, wrong(1), ip="10.0.0.1", student="2012052609") == "429"
+    assert await attempt(host, wrong(1), ip="10.0.0.2", student="2012052609") == "401"
+
+
+async def test_ipv6_addresses_count_per_network(hosts: list[Host], clock: Clock) -> None:
+    host = make_host(hosts[0].engine, clock, failed_logins_ip_max=3)
+    for n in range(3):
+        ip = f"2001:db8:5:6::{n + 1:x}"
+        assert await attempt(host, wrong(1), ip=ip, student=f"201205260{n}") == "401"
+    assert await attempt(host, wrong(1), ip="2001:db8:5:6:ffff::1", student="2012052609") == "429"
+    assert await attempt(host, wrong(1), ip="2001:db8:5:7::1", student="2012052609") == "401"
+
+
+async def test_retry_after_is_when_enough_passwords_leave_the_window(
+    hosts: list[Host], clock: Clock
+) -> None:
+    host = hosts[0]
+    for n in range(1, 6):
+        assert await attempt(host, wrong(n)) == "401"
+        clock.advance(100)
+    # Failures at 0..400 s, now 500 s: free again when the one at 0 s leaves, at 900 s.
+    with pytest.raises(RateLimited) as caught:
+        await judged(host, wrong(9))
+    assert caught.value.code == "too_many_failed_logins"
+    assert caught.value.retry_after_s == 400
+    clock.advance(400)
+    assert await attempt(host, wrong(9)) == "401"
+
+
+async def test_old_failures_are_pruned(hosts: list[Host], clock: Clock) -> None:
+    host = hosts[0]
+    for n in range(10):
+        await attempt(host, wrong(1), student=f"20120526{n:02}", ip=f"10.0.2.{n}")
+    clock.advance(WINDOW_S + 1)
+    await attempt(host, wrong(1), ip="10.0.3.1")
+    assert await failure_rows(host.engine) == 1
+
+
+# -- concurrency, processes and hosts ---------------------------------------------------------
+
+
+async def test_concurrent_wrong_guesses_on_two_hosts_never_exceed_the_limit(
+    hosts: list[Host],
+) -> None:
+    await attempt(hosts[0], RIGHT)  # the student has used the service: a verifier exists
+    guesses = [wrong(n) for n in range(1, 41)]
+    outcomes = await asyncio.gather(
+        *(attempt(hosts[n % 2], g, ip=f"10.1.{n % 7}.{n}") for n, g in enumerate(guesses))
+    )
+    judged_wrong = outcomes.count("401")
+    assert judged_wrong <= 5, outcomes
+    assert outcomes.count("429") == 40 - judged_wrong
+    assert await attempt(hosts[1], RIGHT) == "429"
+
+
+async def test_the_right_password_in_a_burst_of_wrong_ones_is_refused_once_locked(
+    hosts: list[Host], clock: Clock
+) -> None:
+    host = hosts[0]
+    await attempt(host, RIGHT)
+    for n in range(1, 5):
+        assert await attempt(host, wrong(n)) == "401"
+    # One guess left. Send the fifth wrong one and the right one together, many times
+    # over (a second worker of the same host shares the table): whichever is counted
+    # first, the right one never gets through once the lockout has formed.
+    second_worker = make_host(host.engine, clock, table=host.table)
+    burst = [attempt(host, wrong(5 + n)) for n in range(10)] + [
+        attempt(second_worker, RIGHT) for _ in range(10)
+    ]
+    outcomes = await asyncio.gather(*burst)
+    wrong_judged = outcomes[:10].count("401")
+    assert wrong_judged <= 1
+    if wrong_judged == 1:
+        # The lockout formed; a right password may only have passed before it did.
+        assert await attempt(second_worker, RIGHT) == "429"
+
+
+async def test_a_password_change_holds_at_once_on_this_host_and_soon_on_others(
+    hosts: list[Host], clock: Clock
+) -> None:
+    a, b = hosts
+    await attempt(a, RIGHT)
+    seen = await judged(b, RIGHT)
+    assert seen.matches
+    await seen.release()
+    # The student changed the password at the school; the new one is accepted on host a.
+    assert await attempt(a, "123456", right="123456") == "200"
+    old = await judged(a, RIGHT)
+    assert not old.matches, "the old password no longer matches on this host, at once"
+    await old.release()
+    clock.advance(1.5)  # limits.verifier_sync_s
+    old_b = await judged(b, RIGHT)
+    assert not old_b.matches, "and on another host after the sync interval"
+    await old_b.release()
+    new_b = await judged(b, "123456")
+    assert new_b.matches
+    await new_b.release()
+
+
+async def test_a_password_change_drops_the_old_sessions(hosts: list[Host], clock: Clock) -> None:
+    host = hosts[0]
+    await attempt(host, RIGHT)
+    sessions = make_sessionmaker(host.engine)
+    async with sessions.begin() as db:
+        pk = await queries.upsert_student(db, STUDENT, None, clock())
+        await queries.save_school_session(db, pk, SYSTEM, "sealed", clock(), opened=True)
+    assert await attempt(host, "123456", right="123456") == "200"
+    async with sessions() as db:
+        assert await db.scalar(select(func.count()).select_from(SchoolSession)) == 0
+
+
+async def test_the_school_refusing_the_verified_password_drops_the_verifier(
+    hosts: list[Host],
+) -> None:
+    host = hosts[0]
+    await attempt(host, RIGHT)
+    ticket = await judged(host, RIGHT)
+    assert ticket.matches
+    await school_says(ticket, right=False)  # changed at the school meanwhile
+    with pytest.raises(InvalidPassword):
+        await judged(host, RIGHT)  # this address was just told
+    again = await judged(host, RIGHT, ip="10.0.0.2")
+    assert not again.matches, "no longer answered from the cache: the school judges it"
+    await again.release()
+
+
+async def test_limits_off_counts_nothing(engines: list[AsyncEngine], clock: Clock) -> None:
+    host = make_host(engines[0], clock, enabled=False)
+    for n in range(1, 10):
+        assert await attempt(host, wrong(n)) == "401"
+    assert await failure_rows(engines[0]) == 0
+    assert await attempt(host, RIGHT) == "200"
+    assert await attempt(host, RIGHT) == "200-cache"
+
+
+# -- the per-host table -------------------------------------------------------------------
+
+
+def test_host_table_fields_and_pending_expiry() -> None:
+    table = GateTable.create(64)
+    try:
+        table.write("s|card:1", 100.0, verifier_at=100.0, verifier=b"v" * 16)
+        table.write("s|card:1", 100.5, lock_at=100.5, locked_until=50.0)
+        table.write("s|card:1", 101.0, pending=1)
+        record = table.read("s|card:1", 101.0)
+        assert record == HostRecord(100.0, b"v" * 16, 100.5, 50.0, 1)
+        # A count left by a worker killed mid-reservation does not block forever.
+        assert table.read("s|card:1", 101.0 + PENDING_TTL_S + 1).pending == 0
+        table.write("s|card:1", 102.0, pending=-1)
+        assert table.read("s|card:1", 102.0).pending == 0
+        assert table.read("s|card:unknown", 102.0) == EMPTY
+        assert GATE_SLOT.size == table.slot_size
+    finally:
+        table.close()
+
+
+def test_host_table_keeps_locked_records_when_full() -> None:
+    table = GateTable.create(8)  # one chain: every key competes for 8 slots
+    try:
+        table.write("locked", 1.0, locked_until=10_000.0)
+        for n in range(50):
+            table.write(f"student-{n}", 2.0 + n, verifier_at=2.0 + n)
+        assert table.read("locked", 100.0).locked_until == 10_000.0
+    finally:
+        table.close()
