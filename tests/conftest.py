@@ -77,7 +77,23 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     yield from _mysql_database(base)
 
 
+# Tests send bursts from one address; tests of the limits keep or set their own.
+LIFTED_LIMITS: dict[str, Any] = {
+    "limits.requests_per_s": 100000,
+    "limits.burst": 100000,
+    "limits.school_requests_per_s": 100000,
+    "limits.school_burst": 100000,
+    "limits.failed_logins_ip_max": 100000,
+}
+
+
 def make_settings(db_url: str, sim_url: str, **overrides: Any) -> Settings:
+    """Settings for a test: the given database and school, no bundled simulator, and the
+    per-address limits lifted."""
+    return settings_with_default_limits(db_url, sim_url, **{**LIFTED_LIMITS, **overrides})
+
+
+def settings_with_default_limits(db_url: str, sim_url: str, **overrides: Any) -> Settings:
     """Settings for a test: the given database and school, no bundled simulator."""
     values: dict[str, Any] = {
         "database.url": db_url,
@@ -85,12 +101,6 @@ def make_settings(db_url: str, sim_url: str, **overrides: Any) -> Settings:
         "simulator.enabled": False,
         "secret_key": TEST_SECRET,
         "processes": 1,
-        # Tests send bursts from one address; tests of the limits set their own.
-        "limits.requests_per_s": 100000,
-        "limits.burst": 100000,
-        "limits.school_requests_per_s": 100000,
-        "limits.school_burst": 100000,
-        "limits.failed_logins_ip_max": 100000,
     }
     values.update(overrides)
     return load_settings(None, env={}, overrides=values)

@@ -122,9 +122,18 @@ def sim_json(sim_url: str, path: str, body: object | None = None) -> dict[str, o
 
 @contextlib.contextmanager
 def jnufm_server(
-    tmp: Path, db_url: str, sim_url: str, processes: int = 2, **sections: object
+    tmp: Path,
+    db_url: str,
+    sim_url: str,
+    processes: int = 2,
+    default_limits: bool = False,
+    **sections: object,
 ) -> Iterator[Proc]:
-    """Run `server.py` with its own config file on a free port, against db_url and sim_url."""
+    """Run `server.py` with its own config file on a free port, against db_url and sim_url.
+
+    Tests send bursts from one address, so the per-address limits are lifted
+    unless `default_limits` (a `limits` section given merges over either).
+    """
     import yaml
 
     port = free_port()
@@ -138,7 +147,9 @@ def jnufm_server(
         "school": {"card": {"base_url": sim_url}},
         "simulator": {"enabled": False},
         "secret_key": "test-secret-key-0123456789abcdef",
-        "limits": {
+        "limits": {}
+        if default_limits
+        else {
             "requests_per_s": 100000,
             "burst": 100000,
             "school_requests_per_s": 100000,
