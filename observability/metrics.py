@@ -65,6 +65,7 @@ class _Metrics:
     budget_rejected: Counter
     breaker_state: Gauge
     rate_limited: Counter
+    gate_decisions: Counter
     worker_restarts: Counter
     workers: Gauge
 
@@ -146,6 +147,14 @@ def _m() -> _Metrics:
                 "Requests refused by a rate limit, by limit scope.",
                 ["scope"],
             ),
+            gate_decisions=Counter(
+                "jnufm_gate_decisions",
+                "What the credential gate decided, by school system: verified (the "
+                "password matched the verifier), reserved (counted, for the school to "
+                "judge), locked_out, known_wrong; and what the school said: accepted, "
+                "refused, unjudged.",
+                ["system", "decision"],
+            ),
             worker_restarts=Counter(
                 "jnufm_worker_restarts",
                 "Workers the master started again after an unplanned death, by reason "
@@ -223,6 +232,11 @@ def set_breaker_state(system: str, state: str) -> None:
 def record_rate_limited(scope: str) -> None:
     """A request was refused by a rate limit ("student", "client", ...)."""
     _m().rate_limited.labels(scope).inc()
+
+
+def record_gate(system: str, decision: str) -> None:
+    """One decision of the credential gate (services/gate.py), or a school verdict it heard."""
+    _m().gate_decisions.labels(system, decision).inc()
 
 
 # --- Master (runtime/master.py) --------------------------------------------------

@@ -58,6 +58,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import queries
 from db.models import LoginFailure
+from observability import metrics
 from services.credentials import Credentials, make_verifier
 from services.errors import InvalidPassword, RateLimited
 from services.limits import address_key
@@ -317,6 +318,18 @@ class CredentialGate:
         """Let one request with credentials in. Raises RateLimited (locked out) or
         InvalidPassword (this address already had this password refused by the school)."""
         p = self.present(system, creds, ip)
+        try:
+            ticket = await self._admit(p, creds)
+        except RateLimited:
+            metrics.record_gate(system, "locked_out")
+            raise
+        except InvalidPassword:
+            metrics.record_gate(system, "known_wrong")
+            raise
+        metrics.record_gate(system, "verified" if ticket.matches else "reserved")
+        return ticket
+
+    async def _admit(self, p: Presented, creds: Credentials) -> Ticket:
         keys = (self._student_key(p), self._address_key(p))
         if self.enabled:
             self._raise_if_known_locked(keys, self._now().timestamp())
@@ -462,6 +475,7 @@ class CredentialGate:
     # Outcomes ----------------------------------------------------------------------------------
 
     async def _accepted(self, p: Presented) -> None:
+        metrics.record_gate(p.system, "accepted")
         now = self._now()
         await self._store.accept(p, None, now)
         t = now.timestamp()
@@ -473,6 +487,7 @@ class CredentialGate:
         self._table.write(self._address_key(p), t, lock_at=0.0)
 
     async def _rejected(self, p: Presented, ids: Sequence[int], matched: bool) -> None:
+        metrics.record_gate(p.system, "refused")
         if matched:
             await self._store.forget(p)
             t = self._now().timestamp()
@@ -570,4 +585,5 @@ class Ticket:
         if self.matches:
             await asyncio.shield(self._gate._store.withdraw(self._ids))
         else:
+            metrics.record_gate(self.presented.system, "unjudged")
             await asyncio.shield(self._gate._store.settle(self._ids, LoginFailure.UNJUDGED))

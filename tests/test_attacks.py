@@ -20,7 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from observability import metrics
 from services.card import CHINA
 from tests.conftest import make_settings, serve_app, settings_with_default_limits
 from tests.procs import Proc, jnufm_server, schoolsim, sim_json
@@ -66,6 +68,18 @@ def guesses(count: int, right: str) -> list[str]:
     return [g for g in (f"{n:06d}" for n in range(100, 100 + count + 1)) if g != right][:count]
 
 
+def gate_count(decision: str) -> float:
+    """How many times this process's gates decided `decision` (card system), from /metrics."""
+    text, _ = metrics.render()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text.decode())
+        for sample in family.samples
+        if sample.name == "jnufm_gate_decisions_total"
+        and sample.labels == {"system": "card", "decision": decision}
+    )
+
+
 async def balance(client: httpx.AsyncClient, student: str, password: str) -> httpx.Response:
     return await client.get("/card/rest", params={"stuid": student, "password": password})
 
@@ -92,6 +106,7 @@ async def test_a_burst_of_guesses_at_a_cached_student_is_judged_at_most_five_tim
     async with serve_app(settings_with_default_limits(db_url, school.url)) as (client, _):
         assert (await balance(client, student, right)).status_code == 200
         before = failed_logins(school)
+        locked_before = gate_count("locked_out")
         async with clients(str(client.base_url), 8) as many:
             replies = await asyncio.gather(
                 *(
@@ -106,6 +121,7 @@ async def test_a_burst_of_guesses_at_a_cached_student_is_judged_at_most_five_tim
         refused = [r for r in replies if r.status_code == 429]
         assert all(r.json()["error"]["code"] == "too_many_failed_logins" for r in refused)
         assert all(int(r.headers["Retry-After"]) >= 1 for r in refused)
+        assert gate_count("locked_out") - locked_before == len(refused), "and it shows in /metrics"
         # Concurrent attempts that counted each other may all have been refused (the
         # gate errs on the safe side, for the Retry-After it says): top the wrong ones
         # up to five, one at a time, as a client that honours Retry-After would.
