@@ -361,12 +361,14 @@ class CredentialGate:
         return at > 0 and t - at <= self._sync_s
 
     def _raise_if_known_locked(self, keys: Sequence[str], t: float) -> None:
-        """429 if this host knows (freshly) that the student or the address is locked out."""
-        until = 0.0
-        for key in keys:
-            record = self._table.read(key, t)
-            if self._fresh(record.lock_at, t):
-                until = max(until, record.locked_until)
+        """429 if this host knows that the student or the address is locked out.
+
+        A lockout seen here is trusted until it ends, without the database: one of
+        settled failures cannot end sooner (a refused password is never accepted
+        later), and one that needs attempts still under way lasts PENDING_RETRY_S.
+        So a locked student costs the database nothing however hard it is hammered.
+        """
+        until = max(self._table.read(key, t).locked_until for key in keys)
         if until > t:
             raise locked_out(until - t)
 
@@ -480,11 +482,17 @@ class CredentialGate:
         await self._store.accept(p, None, now)
         t = now.timestamp()
         # The new verifier holds at once for every worker of this host. The attempt no
-        # longer counts, so the lockout states are read again at the next request.
+        # longer counts, so the lockout states are read again from the database (a
+        # lockout that still holds is found there again) at the next request.
         self._table.write(
-            self._student_key(p), t, verifier_at=t, verifier=p.host_verifier(), lock_at=0.0
+            self._student_key(p),
+            t,
+            verifier_at=t,
+            verifier=p.host_verifier(),
+            lock_at=0.0,
+            locked_until=0.0,
         )
-        self._table.write(self._address_key(p), t, lock_at=0.0)
+        self._table.write(self._address_key(p), t, lock_at=0.0, locked_until=0.0)
 
     async def _rejected(self, p: Presented, ids: Sequence[int], matched: bool) -> None:
         metrics.record_gate(p.system, "refused")

@@ -19,7 +19,7 @@ from services.limits import (
     address_key,
     client_ip,
 )
-from settings import ConfigError, LimitsSettings, load_settings
+from settings import ConfigError, LimitsSettings, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
@@ -230,6 +230,11 @@ def test_config_yaml_documents_the_defaults() -> None:
     assert settings.limits == LimitsSettings()
     assert settings.limits.failed_logins_max == 5
     assert settings.limits.trusted_networks == ()
+    # Every other section too: config.yaml says what the server does without it.
+    defaults = Settings()
+    for name in Settings.model_fields:
+        if name != "database":  # its relative SQLite path is anchored to the file
+            assert getattr(settings, name) == getattr(defaults, name), name
 
 
 def test_trusted_proxies_parse() -> None:
