@@ -174,7 +174,7 @@ def test_debug_route_is_refused_in_production() -> None:
             env={},
             overrides={
                 "mode": "production",
-                "secret_key": "a-real-production-secret-key",
+                "secret_key": "kV7nQ2xR9wLp4ZtB8mYc3HsJ6dFg1QeA0uNa",
                 "debug.block_route": True,
             },
         )
