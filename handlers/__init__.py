@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tornado.web import Application, RedirectHandler
+from tornado.web import Application
 
 from handlers import legacy, ops, pages, v1
 from handlers.base import AppDeps, NotFoundHandler, log_request
@@ -37,7 +37,7 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/()", pages.StaticHandler, {"path": str(STATIC_DIR), "default_filename": "index.html"}),
         (r"/(favicon\.ico)", pages.StaticHandler, static),
         (r"/static/(.*)", pages.StaticHandler, static),
-        (r"/index\.html", RedirectHandler, {"url": "/"}),
+        (r"/index\.html", pages.RedirectToIndex, {"url": "/"}),
     ]
 
 

@@ -149,6 +149,7 @@ HTTP_CODES = {
     411: "length_required",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    416: "range_not_satisfiable",
 }
 
 
@@ -184,6 +185,9 @@ def describe_error(
     if isinstance(exc, HTTPError) and exc.status_code < 500:
         code = HTTP_CODES.get(exc.status_code, "bad_request")
         message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
+        if message and message.startswith("Invalid unicode"):
+            # Tornado's message repeats the raw value, which may be a password.
+            message = "a parameter is not valid UTF-8"
         return exc.status_code, code, message or code.replace("_", " "), {}
     if status < 500 and exc is None:
         code = HTTP_CODES.get(status, "bad_request")
