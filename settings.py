@@ -211,6 +211,12 @@ class LimitsSettings(_Section):
         return tuple(ip_network(text) for text in self.trusted_proxies)
 
 
+class HttpSettings(_Section):
+    """What one client may send and hold: body size, slow-client timeouts, connections."""
+
+    log_repeat_interval_s: Annotated[float, Field(ge=0)] = 60.0
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -281,6 +287,7 @@ class Settings(_Section):
     retries: RetrySettings = RetrySettings()
     sessions: SessionReuseSettings = SessionReuseSettings()
     limits: LimitsSettings = LimitsSettings()
+    http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
     metrics: MetricsSettings = MetricsSettings()

@@ -162,7 +162,7 @@ def run_worker(
     die_with_parent()
     if os.getppid() != link.master_pid:
         return 0  # the master died before we could ask to die with it
-    configure_logging(settings.log)
+    configure_logging(settings.log, settings.http.log_repeat_interval_s)
     if sockets is None:
         try:
             sockets = bind_sockets(
