@@ -214,6 +214,11 @@ class LimitsSettings(_Section):
 class HttpSettings(_Section):
     """What one client may send and hold: body size, slow-client timeouts, connections."""
 
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 << 20)] = 65536
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    body_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    max_connections: Annotated[int, Field(ge=1)] = 4096
+    overload_retry_after_s: Annotated[int, Field(ge=1)] = 5
     log_repeat_interval_s: Annotated[float, Field(ge=0)] = 60.0
 
 

@@ -9,6 +9,8 @@ from tornado.web import Application
 
 from handlers import legacy, ops, pages, v1
 from handlers.base import AppDeps, NotFoundHandler, log_request
+from handlers.guards import GuardedApplication
+from settings import HttpSettings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -41,10 +43,12 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
     ]
 
 
-def make_app(deps: AppDeps) -> Application:
-    """The Tornado application for one worker."""
-    return Application(
+def make_app(deps: AppDeps, http: HttpSettings) -> Application:
+    """The Tornado application for one worker; every request passes handlers/guards.py."""
+    return GuardedApplication(
         routes(deps),
+        deps,
+        http.max_body_bytes,
         default_handler_class=NotFoundHandler,
         default_handler_args={"deps": deps},
         log_function=log_request,

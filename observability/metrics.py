@@ -15,6 +15,7 @@ Recording functions (all cheap, safe to call anywhere, in any process):
 
     observe_http_request(route, method, status, seconds)
     http_in_flight(delta)
+    record_connection_shed()
     observe_school_request(system, path, outcome, seconds)
     record_cache(kind, outcome, level="memory")
     coalesced_wait(kind)
@@ -56,6 +57,7 @@ class _Metrics:
     http_requests: Counter
     http_duration: Histogram
     http_in_flight: Gauge
+    connections_shed: Counter
     school_requests: Counter
     school_duration: Histogram
     cache_lookups: Counter
@@ -94,6 +96,11 @@ def _m() -> _Metrics:
                 "jnufm_http_requests_in_flight",
                 "Requests being handled now, over all workers.",
                 multiprocess_mode="livesum",
+            ),
+            connections_shed=Counter(
+                "jnufm_http_connections_shed",
+                "Connections answered 503 and closed at once because the worker had "
+                "http.max_connections open.",
             ),
             school_requests=Counter(
                 "jnufm_school_requests",
@@ -174,6 +181,11 @@ def observe_http_request(route: str, method: str, status: int, seconds: float) -
 def http_in_flight(delta: int) -> None:
     """+1 when a request starts being handled, -1 when it is finished."""
     _m().http_in_flight.inc(delta)
+
+
+def record_connection_shed() -> None:
+    """A connection over the worker's cap was answered 503 and closed."""
+    _m().connections_shed.inc()
 
 
 # --- School systems (school/card.py) --------------------------------------------

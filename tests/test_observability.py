@@ -15,7 +15,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import create_async_engine
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from db.engine import make_engine
@@ -25,6 +24,7 @@ from observability import metrics
 from observability.logs import JsonFormatter, RequestIdFilter, TextFormatter
 from observability.probes import MetricsAccess, Readiness
 from observability.timing import RequestTimer, activate, request_id_from
+from runtime.worker import make_http_server
 from services.factory import build_worker_services
 from settings import ConfigError, Settings, load_settings
 from tests.conftest import make_settings
@@ -138,7 +138,7 @@ async def guarded_url(db_url: str, sim: Proc) -> AsyncIterator[str]:
     await engine.dispose()
     services = await build_worker_services(settings)
     sockets = bind_sockets(0, "127.0.0.1")
-    server = HTTPServer(make_app(services.deps))
+    server = make_http_server(make_app(services.deps, settings.http), settings.http)
     server.add_sockets(sockets)
     yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
     server.stop()
