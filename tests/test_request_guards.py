@@ -1,10 +1,11 @@
 """What every request passes whatever its route (handlers/guards.py, runtime/worker.py):
-the body size limit and slow-header and slow-body timeouts."""
+the body size limit, slow-header and slow-body timeouts, and security headers."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -77,6 +78,7 @@ async def test_a_declared_oversize_body_is_refused_before_it_is_sent(
     assert json.loads(body)["error"]["code"] == "payload_too_large"
     assert str(LIMIT) in json.loads(body)["error"]["message"]
     assert headers["connection"] == "close"
+    assert headers["x-content-type-options"] == "nosniff"
 
 
 async def test_a_chunked_body_is_cut_off_at_the_limit(
@@ -137,3 +139,53 @@ async def test_slow_headers_and_slow_bodies_are_cut(
     )
     assert slow_body == b""
     assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_every_answer_says_nosniff(served: tuple[httpx.AsyncClient, AppDeps]) -> None:
+    client, _ = served
+    answers = [
+        await client.get("/healthz"),
+        await client.get("/v1/card/balance"),
+        await client.get("/card/rest", params={"stuid": "1"}),
+        await client.get("/no/such/thing"),
+        await client.request("FOOBAR", "/healthz"),
+        await client.get("/static/style.css"),
+        await client.get("/static/nothing.css"),
+        await client.get("/favicon.ico"),
+        await client.get("/index.html"),
+        await client.get("/metrics"),
+    ]
+    assert [r.status_code for r in answers] == [200, 401, 400, 404, 405, 200, 404, 200, 301, 200]
+    for resp in answers:
+        assert resp.headers["X-Content-Type-Options"] == "nosniff", resp.url
+
+
+async def test_the_index_page_has_a_strict_policy_and_renders_under_it(
+    served: tuple[httpx.AsyncClient, AppDeps],
+) -> None:
+    client, _ = served
+    page = await client.get("/")
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    policy = {
+        part.split()[0]: part.split()[1:]
+        for part in page.headers["Content-Security-Policy"].split(";")
+    }
+    assert policy["default-src"] == ["'self'"]
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert "'unsafe-inline'" not in page.headers["Content-Security-Policy"]
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    html = page.text
+    # Nothing inline: the policy would block it.
+    assert not re.search(r"<script|<style|\sstyle=|\son[a-z]+=|javascript:", html, re.I)
+    # Everything it loads comes from this server, with a type that matches its use.
+    loaded = re.findall(r"<link[^>]*href=\"([^\"]+)\"", html)
+    assert "/static/style.css" in loaded
+    for href in loaded:
+        assert href.startswith("/") and not href.startswith("//"), href
+        resp = await client.get(href)
+        assert resp.status_code == 200, href
+    css = await client.get("/static/style.css")
+    assert css.headers["Content-Type"].startswith("text/css")
+    assert "font" in css.text
