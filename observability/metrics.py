@@ -48,6 +48,10 @@ HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 SCHOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
+# Label values taken from client input are bounded: a method outside this set is
+# counted as "other", a status outside 100-599 as "other" (routes are patterns).
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
 # The numbers behind jnufm_breaker_state, so that max() over workers is the worst state.
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -174,7 +178,9 @@ def _m() -> _Metrics:
 def observe_http_request(route: str, method: str, status: int, seconds: float) -> None:
     """Count one answered request and its duration; route is the pattern, never the raw path."""
     m = _m()
-    m.http_requests.labels(route, method, str(status)).inc()
+    method_label = method if method in HTTP_METHODS else "other"
+    status_label = str(status) if 100 <= status <= 599 else "other"
+    m.http_requests.labels(route, method_label, status_label).inc()
     m.http_duration.labels(route).observe(seconds)
 
 
