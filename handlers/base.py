@@ -237,7 +237,12 @@ class JsonHandler(RequestHandler):
 
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
         if not self._headers_written:
-            self.set_header("Server-Timing", self.timer.server_timing(self.request.request_time()))
+            # Only successful answers say where the time went: on a refusal (wrong
+            # password, lockout, bad input) the parts would tell an unauthenticated
+            # caller whether the cache, the database or the school was asked.
+            if self.get_status() < 400:
+                timing = self.timer.server_timing(self.request.request_time())
+                self.set_header("Server-Timing", timing)
             if self.deps.state.draining:
                 # Tornado then sends `Connection: close` and closes after this answer.
                 connection = self.request.connection
