@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import resource
 import select
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from tests.procs import Proc, jnufm_server
+from runtime.worker import connection_cap
+from settings import load_settings
+from tests.procs import ROOT, Proc, jnufm_server
 
 OPEN_FILES = 256
 # What runtime/worker.py keeps for files other than client connections at its defaults:
@@ -103,3 +108,32 @@ def test_more_slow_clients_than_the_cap_cannot_stop_the_server(
     assert len(log.encode()) < 20_000, log[-3000:]
     # One line for the whole flood of refusals, however many there were.
     assert log.count("answering 503") == 1, log
+
+
+def test_the_cap_leaves_room_for_the_workers_other_files() -> None:
+    settings = load_settings(None, env={}, overrides={})
+    assert connection_cap(settings, 1_000_000) == settings.http.max_connections == 4096
+    assert connection_cap(settings, OPEN_FILES) == CAP
+    bigger_pool = load_settings(None, env={}, overrides={"database.pool_size": 20})
+    assert connection_cap(bigger_pool, OPEN_FILES) == CAP - 30
+    assert connection_cap(settings, 50) == 1
+
+
+def test_the_soft_open_files_limit_is_raised_to_the_hard_one() -> None:
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 512))
+
+    code = (
+        "import resource; from runtime.worker import raise_open_files_limit; "
+        "print(raise_open_files_limit(), resource.getrlimit(resource.RLIMIT_NOFILE))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        preexec_fn=low_soft_limit,
+    )
+    assert out.stdout.split(None, 1) == ["512", "(512, 512)\n"]
