@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         return systemd_unit(args)
     try:
         settings = load(args)
-        configure_logging(settings.log)
+        configure_logging(settings.log, settings.http.log_repeat_interval_s)
         if args.command == "check-config":
             print("config ok")
             return 0

@@ -8,7 +8,10 @@ with one line naming the key (`ConfigError`), never a traceback.
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import math
 import os
+from collections import Counter
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -26,6 +29,51 @@ from pydantic import (
 
 # Public on purpose: it marks a development setup, and production refuses it.
 DEFAULT_SECRET_KEY = "insecure-development-key-change-me"  # noqa: S105
+
+
+# A production key must be at least this long (32 random base64 characters carry
+# 192 bits) and look random. These words mark keys typed by hand or copied from
+# docs (each is 5+ letters long, so a random key contains one by chance about
+# once in a million).
+MIN_SECRET_KEY_LENGTH = 32
+SECRET_KEY_PLACEHOLDERS = (
+    "change",
+    "secret",
+    "password",
+    "passwd",
+    "default",
+    "example",
+    "insecure",
+    "sample",
+    "placeholder",
+    "dummy",
+)
+MIN_SECRET_KEY_DISTINCT = 8
+MIN_SECRET_KEY_BITS = 88
+
+
+def secret_key_weakness(key: str) -> str | None:
+    """Why key is too weak for production, or None if it looks random enough."""
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        return f"shorter than {MIN_SECRET_KEY_LENGTH} characters"
+    lowered = key.lower()
+    for word in SECRET_KEY_PLACEHOLDERS:
+        if word in lowered:
+            return f"it contains the placeholder word {word!r}"
+    if len(set(key)) < MIN_SECRET_KEY_DISTINCT:
+        return f"fewer than {MIN_SECRET_KEY_DISTINCT} distinct characters"
+    for period in range(1, len(key) // 2 + 1):
+        if key == (key[:period] * (len(key) // period + 1))[: len(key)]:
+            return "a repeated pattern"
+    # Runs like "abcdef", "aaaa" or "13579": most neighbours differ by the same step.
+    steps = Counter(ord(b) - ord(a) for a, b in itertools.pairwise(key))
+    if steps.most_common(1)[0][1] * 2 > len(key) - 1:
+        return "a sequence of characters"
+    counts = Counter(key).values()
+    bits = -sum(n * math.log2(n / len(key)) for n in counts)
+    if bits < MIN_SECRET_KEY_BITS:
+        return f"about {bits:.0f} bits of entropy, fewer than {MIN_SECRET_KEY_BITS}"
+    return None
 
 
 class ConfigError(Exception):
@@ -171,6 +219,17 @@ class LimitsSettings(_Section):
         return tuple(ip_network(text) for text in self.trusted_proxies)
 
 
+class HttpSettings(_Section):
+    """What one client may send and hold: body size, slow-client timeouts, connections."""
+
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 << 20)] = 65536
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    body_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    max_connections: Annotated[int, Field(ge=1)] = 4096
+    overload_retry_after_s: Annotated[int, Field(ge=1)] = 5
+    log_repeat_interval_s: Annotated[float, Field(ge=0)] = 60.0
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -241,6 +300,7 @@ class Settings(_Section):
     retries: RetrySettings = RetrySettings()
     sessions: SessionReuseSettings = SessionReuseSettings()
     limits: LimitsSettings = LimitsSettings()
+    http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
     metrics: MetricsSettings = MetricsSettings()
@@ -350,6 +410,13 @@ def load_settings(
         raise ConfigError(
             "secret_key: production mode refuses the default key; "
             "set JNUFM_SECRET_KEY or JNUFM_SECRET_KEY_FILE"
+        )
+    weakness = secret_key_weakness(settings.secret_key)
+    if settings.mode == "production" and weakness is not None:
+        raise ConfigError(
+            f"secret_key: production mode refuses a weak key ({weakness}); set "
+            "JNUFM_SECRET_KEY or JNUFM_SECRET_KEY_FILE to random bytes, e.g. "
+            "`head -c 32 /dev/urandom | base64`"
         )
     if settings.mode == "production" and settings.debug.block_route:
         raise ConfigError("debug.block_route: refused in production mode")

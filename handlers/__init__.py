@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tornado.web import Application, RedirectHandler
+from tornado.web import Application
 
 from handlers import legacy, ops, pages, v1
 from handlers.base import AppDeps, NotFoundHandler, log_request
+from handlers.guards import GuardedApplication
+from settings import HttpSettings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -37,14 +39,16 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/()", pages.StaticHandler, {"path": str(STATIC_DIR), "default_filename": "index.html"}),
         (r"/(favicon\.ico)", pages.StaticHandler, static),
         (r"/static/(.*)", pages.StaticHandler, static),
-        (r"/index\.html", RedirectHandler, {"url": "/"}),
+        (r"/index\.html", pages.RedirectToIndex, {"url": "/"}),
     ]
 
 
-def make_app(deps: AppDeps) -> Application:
-    """The Tornado application for one worker."""
-    return Application(
+def make_app(deps: AppDeps, http: HttpSettings) -> Application:
+    """The Tornado application for one worker; every request passes handlers/guards.py."""
+    return GuardedApplication(
         routes(deps),
+        deps,
+        http.max_body_bytes,
         default_handler_class=NotFoundHandler,
         default_handler_args={"deps": deps},
         log_function=log_request,

@@ -149,6 +149,7 @@ HTTP_CODES = {
     411: "length_required",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    416: "range_not_satisfiable",
 }
 
 
@@ -184,6 +185,9 @@ def describe_error(
     if isinstance(exc, HTTPError) and exc.status_code < 500:
         code = HTTP_CODES.get(exc.status_code, "bad_request")
         message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
+        if message and message.startswith("Invalid unicode"):
+            # Tornado's message repeats the raw value, which may be a password.
+            message = "a parameter is not valid UTF-8"
         return exc.status_code, code, message or code.replace("_", " "), {}
     if status < 500 and exc is None:
         code = HTTP_CODES.get(status, "bad_request")
@@ -233,7 +237,12 @@ class JsonHandler(RequestHandler):
 
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
         if not self._headers_written:
-            self.set_header("Server-Timing", self.timer.server_timing(self.request.request_time()))
+            # Only successful answers say where the time went: on a refusal (wrong
+            # password, lockout, bad input) the parts would tell an unauthenticated
+            # caller whether the cache, the database or the school was asked.
+            if self.get_status() < 400:
+                timing = self.timer.server_timing(self.request.request_time())
+                self.set_header("Server-Timing", timing)
             if self.deps.state.draining:
                 # Tornado then sends `Connection: close` and closes after this answer.
                 connection = self.request.connection

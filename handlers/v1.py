@@ -8,7 +8,6 @@ offset, and every answer says `as_of` (when the school produced it) and
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from datetime import date, datetime
 from decimal import Decimal
@@ -44,7 +43,7 @@ class V1Handler(JsonHandler):
                 )
             try:
                 decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
+            except ValueError:  # binascii.Error, UnicodeDecodeError, or a non-ASCII token
                 raise BadInput(
                     "invalid_authorization", "the Basic credentials are not valid base64", 401
                 ) from None
@@ -66,8 +65,10 @@ class V1Handler(JsonHandler):
         if content_type == "application/json":
             try:
                 data: Any = json.loads(self.request.body or b"{}")
-            except (ValueError, UnicodeDecodeError):
+            except ValueError:  # also UnicodeDecodeError, and numbers too long to convert
                 raise BadInput("invalid_json", "the body is not valid JSON") from None
+            except RecursionError:
+                raise BadInput("invalid_json", "the body is nested too deeply") from None
             if not isinstance(data, dict):
                 raise BadInput("invalid_json", "the body must be a JSON object")
             fields = {}

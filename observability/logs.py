@@ -4,14 +4,28 @@ Lines go to stderr (journald under systemd) or to `log.file`, as text or as
 JSON objects, one per line (`log.format`). Every line written while a request
 is handled carries its request id. A file is reopened on SIGUSR1
 (`reopen_log_files`), so logrotate can move it away first.
+
+Every record, Tornado's and asyncio's included, passes three filters on the
+way out (on the handler, so records of every logger go through them):
+
+    RepeatFilter     the same message template from the same logger at most once
+                     per interval; the next one says how many were left out
+    RedactFilter     no password, Authorization or cookie value, nor a header
+                     value Tornado found malformed, in the message, the
+                     traceback or the access fields
+    RequestIdFilter  the id of the request being handled
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from observability.timing import current_request_id
@@ -23,6 +37,118 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 ACCESS_FIELDS = ("method", "uri", "route", "status", "duration_ms", "cache", "worker")
 
 NOISY_LOGGERS = ("httpx", "httpcore", "asyncio", "alembic")
+
+
+# Loggers whose every line is wanted: one access line per answered request
+# (bounded by the request rate limits), and the master's supervision events
+# (bounded by the crash-loop limit), which operators count.
+REPEAT_EXEMPT_LOGGERS = frozenset({"jnufm.access", "jnufm.master"})
+
+# Message templates tracked at once; the oldest is forgotten beyond this.
+REPEAT_TABLE_SIZE = 1024
+
+
+class RepeatFilter(logging.Filter):
+    """Lets the same template from the same logger through at most once per interval.
+
+    Clients choose how often a warning such as "Malformed HTTP message" or
+    "Timeout reading body" recurs; without this, a flood of bad requests is a
+    flood of log lines. The first line after an interval carries the count of
+    the ones left out during it.
+    """
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._interval_s = interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        # (logger, template) -> (when the last line was written, lines left out since)
+        self._seen: OrderedDict[tuple[str, str], tuple[float, int]] = OrderedDict()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._interval_s <= 0 or record.name in REPEAT_EXEMPT_LOGGERS:
+            return True
+        key = (record.name, str(record.msg)[:200])
+        now = self._clock()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] < self._interval_s:
+                self._seen[key] = (seen[0], seen[1] + 1)
+                return False
+            self._seen[key] = (now, 0)
+            self._seen.move_to_end(key)
+            if len(self._seen) > REPEAT_TABLE_SIZE:
+                self._seen.popitem(last=False)
+        if seen is not None and seen[1]:
+            record.msg = f"{record.msg} [{seen[1]} more like this in the last {now - seen[0]:.0f}s]"
+        return True
+
+
+_SECRET_NAME = "|".join(
+    # Each letter also percent-encoded (pass%77ord), as a server would decode it.
+    "".join(f"(?:{c}|%{ord(c):02x})" for c in name)
+    for name in ("password", "passwd", "pwd")
+)
+_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # password=052690 in a query string, form body or message
+    (re.compile(rf"((?:{_SECRET_NAME})=)[^&;\s'\"]*", re.IGNORECASE), r"\1***"),
+    # "password": "052690" (JSON) or 'password': '052690' (a Python repr)
+    (
+        re.compile(rf"""((?:{_SECRET_NAME})['"]?\s*:\s*)(?:'[^']*'|"[^"]*"|[^\s,}}]+)""", re.I),
+        r"\1***",
+    ),
+    # Authorization / Proxy-Authorization header values, whatever the scheme
+    (
+        re.compile(r"""(authorization['"]?\s*[:=]\s*['"]?)[^'"\r\n,}]*""", re.IGNORECASE),
+        r"\1***",
+    ),
+    # A credential token wherever it appears, even without its header's name
+    (re.compile(r"\b(Basic|Bearer|Digest)(\s+)[^\s'\",;]+", re.IGNORECASE), r"\1\2***"),
+    # Cookie and Set-Cookie header values
+    (re.compile(r"""((?:set-)?cookie['"]?\s*[:=]\s*['"]?)[^'"\r\n}]*""", re.IGNORECASE), r"\1***"),
+    # Tornado repeats a header it cannot parse, not saying which: any may be a secret.
+    (re.compile(r"(Invalid header (?:name|value)):? .*", re.IGNORECASE), r"\1 ***"),
+)
+
+
+# Text that none of the patterns above can match is left alone at the cost of one search.
+_MAYBE_SECRET = re.compile(r"p(?:ass|wd)|%|auth|basic|bearer|digest|cookie|invalid header", re.I)
+
+
+def redact(text: str) -> str:
+    """text without password, Authorization, cookie or malformed header values."""
+    if _MAYBE_SECRET.search(text) is None:
+        return text
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactFilter(logging.Filter):
+    """Removes credentials from a record's message, traceback and access fields."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit the template: keep the template
+            record.msg, record.args = redact(str(record.msg)), None
+            message = record.msg
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        for name in ACCESS_FIELDS:
+            value = getattr(record, name, None)
+            if isinstance(value, str):
+                setattr(record, name, redact(value))
+        return True
 
 
 class RequestIdFilter(logging.Filter):
@@ -69,7 +195,7 @@ class JsonFormatter(logging.Formatter):
             if hasattr(record, name):
                 entry[name] = getattr(record, name)
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -86,14 +212,19 @@ class ReopenableFileHandler(logging.FileHandler):
             self.release()
 
 
-def configure_logging(settings: LogSettings) -> None:
-    """Replace the root logger's handlers according to the `log:` settings."""
+def configure_logging(settings: LogSettings, repeat_interval_s: float) -> None:
+    """Replace the root logger's handlers according to the `log:` settings.
+
+    repeat_interval_s: the RepeatFilter's interval (`http.log_repeat_interval_s`).
+    """
     handler: logging.Handler
     if settings.file:
         handler = ReopenableFileHandler(settings.file, encoding="utf-8")
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if settings.format == "json" else TextFormatter())
+    handler.addFilter(RepeatFilter(repeat_interval_s))
+    handler.addFilter(RedactFilter())
     handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     for old in list(root.handlers):

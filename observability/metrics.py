@@ -15,6 +15,7 @@ Recording functions (all cheap, safe to call anywhere, in any process):
 
     observe_http_request(route, method, status, seconds)
     http_in_flight(delta)
+    record_connection_shed()
     observe_school_request(system, path, outcome, seconds)
     record_cache(kind, outcome, level="memory")
     coalesced_wait(kind)
@@ -47,6 +48,10 @@ HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 SCHOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
+# Label values taken from client input are bounded: a method outside this set is
+# counted as "other", a status outside 100-599 as "other" (routes are patterns).
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
 # The numbers behind jnufm_breaker_state, so that max() over workers is the worst state.
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -56,6 +61,7 @@ class _Metrics:
     http_requests: Counter
     http_duration: Histogram
     http_in_flight: Gauge
+    connections_shed: Counter
     school_requests: Counter
     school_duration: Histogram
     cache_lookups: Counter
@@ -95,6 +101,11 @@ def _m() -> _Metrics:
                 "jnufm_http_requests_in_flight",
                 "Requests being handled now, over all workers.",
                 multiprocess_mode="livesum",
+            ),
+            connections_shed=Counter(
+                "jnufm_http_connections_shed",
+                "Connections answered 503 and closed at once because the worker had "
+                "http.max_connections open.",
             ),
             school_requests=Counter(
                 "jnufm_school_requests",
@@ -176,13 +187,20 @@ def _m() -> _Metrics:
 def observe_http_request(route: str, method: str, status: int, seconds: float) -> None:
     """Count one answered request and its duration; route is the pattern, never the raw path."""
     m = _m()
-    m.http_requests.labels(route, method, str(status)).inc()
+    method_label = method if method in HTTP_METHODS else "other"
+    status_label = str(status) if 100 <= status <= 599 else "other"
+    m.http_requests.labels(route, method_label, status_label).inc()
     m.http_duration.labels(route).observe(seconds)
 
 
 def http_in_flight(delta: int) -> None:
     """+1 when a request starts being handled, -1 when it is finished."""
     _m().http_in_flight.inc(delta)
+
+
+def record_connection_shed() -> None:
+    """A connection over the worker's cap was answered 503 and closed."""
+    _m().connections_shed.inc()
 
 
 # --- School systems (school/card.py) --------------------------------------------

@@ -431,7 +431,7 @@ class Master:
         self.wanted = new.worker_count()
         self.restart_at.clear()
         self.early_deaths.clear()
-        configure_logging(new.log)
+        configure_logging(new.log, new.http.log_repeat_interval_s)
         fresh = [self.spawn(index, new, self.generation) for index in range(self.wanted)]
         if self._wait_ready(fresh, new.supervisor.start_timeout_s):
             for worker in previous:
@@ -444,7 +444,7 @@ class Master:
                     self._retire(worker)
             self.settings, self.generation, self.wanted = old, old_generation, old_wanted
             self.restart_at.clear()
-            configure_logging(old.log)
+            configure_logging(old.log, old.http.log_repeat_interval_s)
         self.notifier.ready(f"serving with {len(self._current())} workers")
 
     def _wait_ready(self, fresh: list[Worker], timeout_s: float) -> bool:

@@ -4,6 +4,15 @@ Everything here is created after the fork (SQLAlchemy pools and event loops
 must not cross a fork); what is inherited is the listening socket, the
 heartbeat cell and the read end of the master's lifeline pipe.
 
+Slow or idle clients cannot use up the worker: headers must arrive within
+`http.header_timeout_s` and a body within `http.body_timeout_s`, bodies over
+`http.max_body_bytes` are refused (handlers/guards.py), and beyond
+`http.max_connections` open connections a new one gets an immediate 503 and is
+closed. At start the soft limit of open files is raised to the hard limit, and
+the cap is lowered if the limit could not hold it with the worker's other files
+(database pool, school connections, logs): with no file descriptor left the
+accept loop fails on every wake-up and the worker stops answering.
+
 Stopping (SIGTERM/SIGINT, or the master gone): stop accepting at once, mark
 the worker draining (/readyz answers 503, every answer says `Connection:
 close`), let requests in flight finish within `shutdown_grace_s`, give idle
@@ -16,23 +25,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
+import resource
 import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tornado.concurrent import future_add_done_callback
 from tornado.httpserver import HTTPServer
-from tornado.iostream import IOStream
+from tornado.iostream import IOStream, StreamClosedError
 from tornado.netutil import bind_sockets
+from tornado.web import Application
 
 from handlers import make_app
+from observability import metrics
 from observability.logs import configure_logging, reopen_log_files
 from runtime.heartbeat import HeartbeatTable
 from services.factory import HostTables, build_worker_services
-from settings import Settings
+from settings import HttpSettings, Settings
 
 log = logging.getLogger("jnufm.worker")
 
@@ -63,14 +77,78 @@ def die_with_parent() -> None:
         return
 
 
+# Files a worker holds besides client connections and its pools: listening
+# sockets, event loop, signal and lifeline pipes, heartbeat memory, rate table,
+# log file, SQLite files; with room to spare.
+BASE_FILES = 64
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit of open files to the hard one; returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
+
+
+def connection_cap(settings: Settings, open_files: int) -> int:
+    """`http.max_connections`, lowered so that the worker's other files fit under open_files."""
+    others = (
+        BASE_FILES
+        + settings.school.card.max_connections
+        + 2 * settings.database.pool_size  # the pool, and as many again in overflow
+    )
+    return max(1, min(settings.http.max_connections, open_files - others))
+
+
+def overload_answer(retry_after_s: int) -> bytes:
+    """The whole answer to a connection over the cap: a minimal JSON 503."""
+    body = json.dumps(
+        {
+            "error": {
+                "code": "overloaded",
+                "message": "the server has too many open connections; try again shortly",
+            }
+        },
+        separators=(",", ":"),
+    ).encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        "Content-Type: application/json; charset=UTF-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Retry-After: {retry_after_s}\r\n"
+        "X-Content-Type-Options: nosniff\r\n"
+        "Cache-Control: no-store\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
 class DrainingHTTPServer(HTTPServer):
-    """An HTTPServer that knows how many connections are open, to drain them on stop."""
+    """An HTTPServer that counts its open connections, to drain them on stop and to cap them."""
 
     open_connections = 0
+    # Beyond this many open connections a new one gets `overload` and is closed (0: no cap).
+    max_connections = 0
+    overload = b""
 
     def handle_stream(self, stream: IOStream, address: Any) -> None:
+        if self.max_connections and self.open_connections >= self.max_connections:
+            self._shed(stream)
+            return
         self.open_connections += 1
         super().handle_stream(stream, address)
+
+    def _shed(self, stream: IOStream) -> None:
+        metrics.record_connection_shed()
+        log.warning("%d connections open, the most allowed: answering 503", self.max_connections)
+        try:
+            written = stream.write(self.overload)
+        except StreamClosedError:
+            return
+        future_add_done_callback(written, lambda _: stream.close())
 
     def on_close(self, server_conn: object) -> None:
         self.open_connections -= 1
@@ -86,10 +164,21 @@ async def serve(
     host_tables: HostTables | None = None,
 ) -> None:
     """Serve on the given sockets until SIGTERM/SIGINT or the master's death, then drain."""
+    open_files = raise_open_files_limit()
+    cap = connection_cap(settings, open_files)
+    if cap < settings.http.max_connections:
+        log.warning(
+            "worker %d: at most %d connections (http.max_connections is %d, but only %d "
+            "files may be open)",
+            index,
+            cap,
+            settings.http.max_connections,
+            open_files,
+        )
     services = await build_worker_services(settings, index, host_tables)
     deps = services.deps
     deps.state.generation = link.generation if link is not None else 0
-    server = DrainingHTTPServer(make_app(deps), xheaders=False, idle_connection_timeout=60)
+    server = make_http_server(make_app(deps, settings.http), settings.http, cap)
     server.add_sockets(sockets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -122,6 +211,23 @@ async def serve(
         await asyncio.sleep(0.01)
     await server.close_all_connections()
     await services.close()
+
+
+def make_http_server(
+    app: Application, http: HttpSettings, max_connections: int | None = None
+) -> DrainingHTTPServer:
+    """The HTTP server of one worker, with the `http:` limits on time, size and connections."""
+    server = DrainingHTTPServer(
+        app,
+        xheaders=False,
+        # Tornado's header timeout also bounds how long an idle keep-alive connection waits.
+        idle_connection_timeout=http.header_timeout_s,
+        body_timeout=http.body_timeout_s,
+        max_body_size=http.max_body_bytes,
+    )
+    server.max_connections = http.max_connections if max_connections is None else max_connections
+    server.overload = overload_answer(http.overload_retry_after_s)
+    return server
 
 
 def _beat(loop: asyncio.AbstractEventLoop, link: MasterLink, interval_s: float) -> None:
@@ -161,7 +267,7 @@ def run_worker(
     die_with_parent()
     if os.getppid() != link.master_pid:
         return 0  # the master died before we could ask to die with it
-    configure_logging(settings.log)
+    configure_logging(settings.log, settings.http.log_repeat_interval_s)
     if sockets is None:
         try:
             sockets = bind_sockets(

@@ -20,7 +20,6 @@ import httpx
 import pymysql
 import pytest
 from sqlalchemy.engine import make_url
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
@@ -28,6 +27,7 @@ from db.engine import make_engine
 from db.migrate import migrate
 from handlers import make_app
 from handlers.base import AppDeps
+from runtime.worker import make_http_server
 from services.factory import build_worker_services
 from settings import Settings, load_settings
 from tests.procs import Proc, schoolsim
@@ -129,7 +129,7 @@ async def serve_app(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient
     await migrate(engine)
     await engine.dispose()
     services = await build_worker_services(settings)
-    server = HTTPServer(make_app(services.deps))
+    server = make_http_server(make_app(services.deps, settings.http), settings.http)
     sockets = bind_sockets(0, "127.0.0.1")
     server.add_sockets(sockets)
     try:
@@ -143,15 +143,15 @@ async def serve_app(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient
 
 
 @pytest.fixture
-def app(deps: AppDeps) -> Application:
-    return make_app(deps)
+def app(deps: AppDeps, settings: Settings) -> Application:
+    return make_app(deps, settings.http)
 
 
 @pytest.fixture
-async def base_url(app: Application) -> AsyncIterator[str]:
-    """The app served over real HTTP on a free loopback port."""
+async def base_url(app: Application, settings: Settings) -> AsyncIterator[str]:
+    """The app served over real HTTP on a free loopback port, as a worker serves it."""
     sockets: list[socket.socket] = bind_sockets(0, "127.0.0.1")
-    server = HTTPServer(app)
+    server = make_http_server(app, settings.http)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     yield f"http://127.0.0.1:{port}"

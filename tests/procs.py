@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -80,14 +81,28 @@ class Proc:
 
 
 def _spawn(
-    args: list[str], log_path: Path, env: dict[str, str] | None = None
+    args: list[str],
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    open_files: int | None = None,
 ) -> subprocess.Popen[bytes]:
+    """Start `python args...` with its output in log_path; open_files caps its file descriptors."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env["PYTHONUNBUFFERED"] = "1"
+
+    def limit_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=full_env
+            [sys.executable, *args],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            preexec_fn=limit_files if open_files is not None else None,
         )
 
 
@@ -127,12 +142,14 @@ def jnufm_server(
     sim_url: str,
     processes: int = 2,
     default_limits: bool = False,
+    open_files: int | None = None,
     **sections: object,
 ) -> Iterator[Proc]:
     """Run `server.py` with its own config file on a free port, against db_url and sim_url.
 
     Tests send bursts from one address, so the per-address limits are lifted
     unless `default_limits` (a `limits` section given merges over either).
+    open_files: the server's limit of open file descriptors (soft and hard), if given.
     """
     import yaml
 
@@ -167,7 +184,7 @@ def jnufm_server(
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     log_path = folder / "server.log"
-    popen = _spawn([str(ROOT / "server.py"), "--config", str(path)], log_path)
+    popen = _spawn([str(ROOT / "server.py"), "--config", str(path)], log_path, None, open_files)
     proc = Proc(popen, f"http://127.0.0.1:{port}", log_path)
     try:
         wait_for_http(proc.url + "/healthz", popen, timeout=30)

@@ -145,3 +145,67 @@ async def test_wrong_method_is_a_json_405(
     resp = await http_client.request(method, path)
     assert resp.status_code == 405
     assert resp.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "code"),
+    [
+        # json.loads raises RecursionError on deep nesting (a 500 before).
+        (b'{"student_id": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json", "invalid_json"),
+        (b"[" * 60000, "application/json", "invalid_json"),
+        # A number too long for int(): ValueError from the int/str conversion limit.
+        (b'{"student_id": ' + b"1" * 5000 + b', "password": "052690"}', "application/json", None),
+        (b"--x\r\ngarbage", "multipart/form-data; boundary=x", "bad_request"),
+        (b"student_id=%ff%fe&password=052690", "application/x-www-form-urlencoded", "bad_request"),
+    ],
+)
+async def test_v1_hostile_bodies_are_4xx(
+    http_client: httpx.AsyncClient, content: bytes, content_type: str, code: str | None
+) -> None:
+    resp = await http_client.post(
+        "/v1/card/balance", content=content, headers={"Content-Type": content_type}
+    )
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["message"]
+    if code is not None:
+        assert error["code"] == code
+    assert "052690" not in error["message"]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "é" * 8,  # non-ASCII: base64.b64decode raises ValueError, not binascii.Error
+        "学号:密码".encode().decode("latin-1"),
+        base64.b64encode("学生:密码".encode("gbk")).decode(),  # decodes, but not UTF-8
+        base64.b64encode(b"2012052690\xff:052690").decode(),
+    ],
+)
+async def test_v1_non_ascii_basic_credentials_are_401(
+    http_client: httpx.AsyncClient, token: str
+) -> None:
+    resp = await http_client.get(
+        "/v1/card/balance", headers={b"Authorization": b"Basic " + token.encode("latin-1")}
+    )
+    assert resp.status_code == 401, resp.text
+    assert resp.json()["error"]["code"] == "invalid_authorization"
+
+
+@pytest.mark.parametrize("path", ["/static/a%00b", "/static/%00", "/static/style.css%00.txt"])
+async def test_nul_byte_in_a_static_path_is_a_json_404(
+    http_client: httpx.AsyncClient, path: str
+) -> None:
+    resp = await http_client.get(path)
+    assert resp.status_code == 404, resp.text
+    assert resp.json()["error"]["code"] == "not_found"
+
+
+async def test_invalid_utf8_parameter_is_400_without_repeating_it(
+    http_client: httpx.AsyncClient,
+) -> None:
+    resp = await http_client.get("/card/rest?stuid=2012052690&password=%ff052690")
+    assert resp.status_code == 400
+    error = resp.json()["error"]
+    assert error["code"] == "bad_request"
+    assert "052690" not in error["message"]

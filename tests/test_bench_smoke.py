@@ -4,17 +4,44 @@ Starts the school, the 2013 replica (5 instances + nginx), jnufm with the
 bench overlay, the Tornado hello-world and the fixed-body nginx; asks each one
 balance query and runs the load generators for a moment; then checks that
 every process is gone and every port is free again.
+
+It needs what only the benchmarks need (bench/requirements.txt, nginx, ab and
+wrk) and is skipped, saying what is missing, where they are not installed;
+CI (.ci/run) installs them and fails if this test was skipped.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from bench import load, procs
 from bench.procs import CONFIGS, SINGLE_STUDENT
+
+
+def _missing() -> list[str]:
+    """The benchmark-only packages and programs that are not installed here."""
+    missing = [m for m in ("flask", "gevent", "requests") if importlib.util.find_spec(m) is None]
+    try:
+        procs.nginx_binary()
+    except RuntimeError:
+        missing.append("nginx")
+    missing += [tool for tool in ("ab", "wrk") if shutil.which(tool) is None]
+    return missing
+
+
+MISSING = _missing()
+pytestmark = pytest.mark.skipif(
+    bool(MISSING),
+    reason=f"benchmark tools not installed: {', '.join(MISSING)} "
+    "(pip install -r bench/requirements.txt; apt-get install nginx-light apache2-utils wrk)",
+)
 
 
 def _get(url: str) -> tuple[int, bytes]:

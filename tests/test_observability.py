@@ -10,12 +10,12 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import create_async_engine
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from db.engine import make_engine
@@ -23,12 +23,23 @@ from db.migrate import migrate
 from handlers import make_app
 from observability import metrics
 from observability.logs import JsonFormatter, RequestIdFilter, TextFormatter
-from observability.probes import MetricsAccess, Readiness
+from observability.probes import MetricsAccess, OpsDeps, Readiness
 from observability.timing import RequestTimer, activate, request_id_from
+from runtime.worker import make_http_server
 from services.factory import build_worker_services
 from settings import ConfigError, Settings, load_settings
-from tests.conftest import make_settings
+from tests.conftest import make_settings, serve_app
 from tests.procs import ROOT, Proc
+
+
+def routes_of_app() -> list[tuple[str, type, dict[str, object]]]:
+    """Every route pattern of the app (the handlers' arguments do not matter here)."""
+    from handlers import routes
+    from handlers.base import AppDeps
+
+    ops = OpsDeps(debug_block_route=True)
+    return routes(AppDeps(card=None, retry_after_s=1, ops=ops))  # type: ignore[arg-type]
+
 
 CREDS = ("2012052690", "052690")
 TIMING = re.compile(r"^cache;dur=[\d.]+, db;dur=([\d.]+), school;dur=([\d.]+), total;dur=([\d.]+)$")
@@ -45,11 +56,26 @@ async def test_api_answers_say_where_the_time_went(http_client: httpx.AsyncClien
     assert total >= school
 
 
-async def test_errors_carry_timing_and_request_id_too(http_client: httpx.AsyncClient) -> None:
-    resp = await http_client.get("/no/such/thing")
-    assert resp.status_code == 404
-    assert TIMING.match(resp.headers["Server-Timing"]), resp.headers["Server-Timing"]
-    assert re.fullmatch(r"[0-9a-f]{16}", resp.headers["X-Request-Id"])
+async def test_refusals_carry_a_request_id_but_no_timing(http_client: httpx.AsyncClient) -> None:
+    """A refused caller learns nothing from timing parts (was the cache, the school asked?)."""
+    answers = [
+        await http_client.get("/no/such/thing"),
+        await http_client.get("/card/rest", params={"stuid": "x", "password": "052690"}),
+        await http_client.get("/v1/card/balance"),
+    ]
+    # Wrong passwords: 401 from the school, then 429 once the student is locked out.
+    for _ in range(10):
+        answers.append(await http_client.get("/v1/card/balance", auth=(CREDS[0], "111111")))
+        if answers[-1].status_code == 429:
+            break
+    statuses = [resp.status_code for resp in answers]
+    assert statuses[:4] == [404, 400, 401, 401], statuses
+    assert statuses[-1] == 429, statuses
+    for resp in answers:
+        assert "Server-Timing" not in resp.headers, (resp.status_code, resp.headers)
+        assert re.fullmatch(r"[0-9a-f]{16}", resp.headers["X-Request-Id"])
+    ok = await http_client.get("/healthz")
+    assert re.fullmatch(r"total;dur=[\d.]+$", ok.headers["Server-Timing"].split(", ")[-1])
 
 
 @pytest.mark.parametrize(
@@ -138,7 +164,7 @@ async def guarded_url(db_url: str, sim: Proc) -> AsyncIterator[str]:
     await engine.dispose()
     services = await build_worker_services(settings)
     sockets = bind_sockets(0, "127.0.0.1")
-    server = HTTPServer(make_app(services.deps))
+    server = make_http_server(make_app(services.deps, settings.http), settings.http)
     server.add_sockets(sockets)
     yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
     server.stop()
@@ -174,7 +200,7 @@ def test_debug_route_is_refused_in_production() -> None:
             env={},
             overrides={
                 "mode": "production",
-                "secret_key": "a-real-production-secret-key",
+                "secret_key": "kV7nQ2xR9wLp4ZtB8mYc3HsJ6dFg1QeA0uNa",
                 "debug.block_route": True,
             },
         )
@@ -276,3 +302,56 @@ async def test_access_log_says_what_the_cache_did(
     assert [getattr(r, "cache", None) for r in lines] == ["miss", "hit"]
     assert all(getattr(r, "request_id", "") for r in lines)
     assert "052690" not in caplog.text
+
+
+async def test_metrics_behind_a_trusted_proxy_go_by_the_real_client(
+    tmp_path: Path, sim: Proc
+) -> None:
+    """Behind a reverse proxy on loopback, every request comes from 127.0.0.1: the
+    client's address from X-Forwarded-For decides, as for the rate limits."""
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path / 'jnufm.sqlite3'}",
+        sim.url,
+        **{"limits.trusted_proxies": ["127.0.0.1/32"]},
+    )
+    async with serve_app(settings) as (client, _):
+        outside = await client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert outside.status_code == 403
+        assert outside.json()["error"]["code"] == "forbidden"
+        # A client cannot pose as local by adding an address of its own to the left.
+        spoofed = await client.get(
+            "/metrics", headers={"X-Forwarded-For": "127.0.0.1, 203.0.113.9"}
+        )
+        assert spoofed.status_code == 403
+        local = await client.get("/metrics")
+        assert local.status_code == 200
+        forwarded_local = await client.get("/metrics", headers={"X-Forwarded-For": "::1"})
+        assert forwarded_local.status_code == 200
+
+
+async def test_metric_labels_stay_bounded_whatever_the_client_sends(
+    http_client: httpx.AsyncClient,
+) -> None:
+    invented = [f"X{n}FOO" for n in range(20)] + ["FOOBAR", "PROPFIND"]
+    for method in invented:
+        resp = await http_client.request(method, "/healthz")
+        assert resp.status_code == 405
+    for path in ("/no/such/thing", "/static/x" * 5, "/card/rest?x=1", "/%ff%fe"):
+        await http_client.get(path)
+    text = (await http_client.get("/metrics")).text
+    methods, routes, statuses = set(), set(), set()
+    other = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "jnufm_http_requests_total":
+                methods.add(sample.labels["method"])
+                routes.add(sample.labels["route"])
+                statuses.add(sample.labels["status"])
+                if sample.labels["method"] == "other" and sample.labels["route"] == "/healthz":
+                    other += sample.value
+    assert methods <= metrics.HTTP_METHODS | {"other"}, methods
+    assert other >= len(invented)
+    assert not {m for m in invented if m in methods}
+    patterns = {re.sub(r"[()$\\^]", "", rule[0]) or "/" for rule in routes_of_app()}
+    assert routes <= patterns | {"unmatched"}, routes - patterns
+    assert all(s.isdigit() and 100 <= int(s) <= 599 for s in statuses), statuses

@@ -1,10 +1,16 @@
-"""Passwords never reach the access log, however the query string spells them."""
+"""Passwords never reach the log, however the query string spells them, and whatever
+Tornado itself writes about a malformed request."""
 
 from __future__ import annotations
+
+import base64
+import socket
+from pathlib import Path
 
 import pytest
 
 from handlers.base import redacted_uri
+from tests.procs import Proc, jnufm_server
 
 
 @pytest.mark.parametrize(
@@ -23,3 +29,55 @@ from handlers.base import redacted_uri
 def test_secret_values_are_replaced(uri: str, logged: str) -> None:
     assert redacted_uri(uri) == logged
     assert "052690" not in redacted_uri(uri).replace("2012052690", "")
+
+
+TOKEN = base64.b64encode(b"2012052690:052690").decode()
+
+# Requests written by hand, malformed on purpose, each carrying a credential where
+# Tornado's own log lines or the static file handler's could repeat it.
+MALFORMED = [
+    # A control character in the header: "Invalid header value 'Basic ...'"
+    f"GET /v1/card/balance HTTP/1.1\r\nHost: t\r\nAuthorization: Basic {TOKEN}\x01\r\n\r\n",
+    f"GET /v1/card/balance HTTP/1.1\r\nHost: t\r\nProxy-Authorization: Bearer {TOKEN}\x7f\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: t\r\nCookie: sid=COOKIESECRET1\x01\r\n\r\n",
+    f"GET / HTTP/1.1\r\nHost: t\r\nBasic {TOKEN}\x01x: 1\r\n\r\n",
+    # Static paths Tornado cannot serve, with a password in the query string.
+    "GET /static/a%00b?stuid=2012052690&password=052690 HTTP/1.1\r\nHost: t\r\n"
+    "Connection: close\r\n\r\n",
+    "GET /static/../../../etc/hostname?password=052690 HTTP/1.1\r\nHost: t\r\n"
+    "Connection: close\r\n\r\n",
+    "GET /static/..%2f..%2fconfig.yaml?passwd=052690 HTTP/1.1\r\nHost: t\r\n"
+    "Connection: close\r\n\r\n",
+    # The 2013 API, a password in the query of a request cut short by a bad header.
+    "GET /card/rest?stuid=2012052690&password=052690 HTTP/1.1\r\nHost: t\r\nX-Y: \x01\r\n\r\n",
+]
+
+
+def send_raw(url: str, request: bytes) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=15) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_malformed_requests_leave_no_credential_in_the_server_log(
+    tmp_path: Path, sim: Proc, db_url: str
+) -> None:
+    # Every line is written (no rate limit), so that each request's line can be checked.
+    with jnufm_server(
+        tmp_path, db_url, sim.url, processes=1, http={"log_repeat_interval_s": 0}
+    ) as server:
+        answers = [send_raw(server.url, request.encode("latin-1")) for request in MALFORMED]
+        log = server.log()
+    assert all(answer.startswith(b"HTTP/1.1 4") for answer in answers), answers
+    assert log.count("Malformed HTTP message") >= 5, log
+    assert "Invalid header value ***" in log
+    assert "/static/a%00b?stuid=2012052690&password=***" in log
+    # (The start-up banner's example curl shows the simulator's demo credentials.)
+    lines = [line for line in log.splitlines() if not line.startswith("try: curl")]
+    cleaned = "\n".join(lines).replace("2012052690", "")
+    for secret in ("052690", TOKEN, TOKEN[:12], "COOKIESECRET1"):
+        assert secret not in cleaned, secret

@@ -216,6 +216,11 @@ def test_embedded_default_starts_the_simulator_and_answers(tmp_path: Path) -> No
         ),
         ({"mode": "production"}, {}, "jnufm: secret_key: production mode refuses the default key"),
         (
+            {"mode": "production"},
+            {"JNUFM_SECRET_KEY": "0123456789abcdef" * 2},
+            "jnufm: secret_key: production mode refuses a weak key (a repeated pattern)",
+        ),
+        (
             {},
             {"JNUFM_DATABASE_URL": "mysql+aiomysql://root:hunter2@127.0.0.1:1/x"},
             "jnufm: database: cannot use",
