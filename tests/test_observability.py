@@ -64,8 +64,8 @@ async def test_refusals_carry_a_request_id_but_no_timing(http_client: httpx.Asyn
         await http_client.get("/v1/card/balance"),
     ]
     # Wrong passwords: 401 from the school, then 429 once the student is locked out.
-    for _ in range(10):
-        answers.append(await http_client.get("/v1/card/balance", auth=(CREDS[0], "111111")))
+    for n in range(10):
+        answers.append(await http_client.get("/v1/card/balance", auth=(CREDS[0], f"11111{n}")))
         if answers[-1].status_code == 429:
             break
     statuses = [resp.status_code for resp in answers]
