@@ -206,5 +206,6 @@ async def test_redirected_login_and_a_second_cookie(tmp_path: Any, http: httpx.A
         later = stored(session)
         assert (await client.account(later)).student_id == STUDENT
         assert len(await client.today(later)) == len(truth(sim)["today"])
-        stats = sim_json(sim.url, "/__sim/stats")
-        assert stats["requests_by_path"]["/accountcardUser.action"] == 2
+        by_path = sim_json(sim.url, "/__sim/stats")["requests_by_path"]
+        assert isinstance(by_path, dict)
+        assert by_path["/accountcardUser.action"] == 2
