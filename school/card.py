@@ -287,7 +287,8 @@ class CardCenterClient:
             location = response.headers.get("location")
             if status not in _REDIRECTS or not location:
                 raise SchoolPageError(f"{method} {urlsplit(url).path}: unexpected HTTP {status}")
-            referer, url = url, self._url(location, url)
+            # Browsers keep the Referer of the redirected request.
+            url = self._url(location, url)
             if status in (301, 302, 303):
                 # As browsers do: the redirect is fetched with GET, without the form.
                 method, content = "GET", None

@@ -11,6 +11,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from handlers.base import describe_error
 from school.card import CardCenterClient, CardCenterSettings, CookieJar
 from school.errors import (
     InvalidCredentials,
@@ -182,10 +183,12 @@ async def test_unreadable_keypad_stops_before_posting(
         fixture("login.html"), content_type="image/jpeg", set_cookie="K" * 32
     )
     client = make_client(school.url, http)
-    with pytest.raises(SchoolPageError, match="keypad"):
+    with pytest.raises(SchoolPageError, match="keypad") as info:
         await client.login(STUDENT, PASSWORD)
     assert client.requests_sent == 2
     assert ("POST", "/loginstudent.action") not in paths(school)
+    # What the API answers for it.
+    assert describe_error(info.value, 500, 30)[:2] == (502, "school_bad_page")
 
 
 async def test_keypad_with_a_digit_beyond_key_9_stops_before_posting(
@@ -268,7 +271,8 @@ async def test_login_redirected_to_the_account_page(
     session = await client.login(STUDENT, PASSWORD)
     # The redirect is followed with GET; its page proves the login, no fourth page asked.
     assert paths(school) == LOGIN_PATHS
-    assert school.requests[3].headers["referer"] == school.url + "/loginstudent.action"
+    # As browsers do, the redirected request keeps the Referer of the one redirected.
+    assert school.requests[3].headers["referer"] == school.requests[2].headers["referer"]
     assert (await client.account(session)).balance == Decimal("129.68")
     assert client.requests_sent == 4
 
