@@ -72,10 +72,11 @@ async def test_a_wrong_password_never_gets_cached_data(db_url: str, school: Proc
             wrong = await client.get(path, params={"stuid": "2012052690", "password": "999999"})
             assert wrong.status_code == 401
             assert wrong.json() == {
+                "data": None,
                 "error": {
                     "code": "invalid_credentials",
                     "message": "the student number or card password is wrong",
-                }
+                },
             }
         assert stats(school)["requests"] == before, "refused from the verifier, not by the school"
 
