@@ -136,6 +136,7 @@ class SimulatorSettings(_Section):
 class ApiSettings(_Section):
     history_max_days: Annotated[int, Field(ge=1, le=366)] = 92
     retry_after_s: Annotated[int, Field(ge=1)] = 30
+    legacy_body: Literal["compact", "2013"] = "compact"
 
 
 class FreshnessSettings(_Section):

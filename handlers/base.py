@@ -73,6 +73,8 @@ class AppDeps:
     ops: OpsDeps = field(default_factory=OpsDeps)
     rate_limiter: RequestRateLimiter | None = None
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    # How the 2013 endpoints write their JSON: "compact", or the 2013 server's bytes.
+    legacy_body: str = "compact"
 
 
 def redacted_uri(uri: str) -> str:

@@ -1,11 +1,18 @@
-"""Pure parsers of card center pages (GBK HTML): no I/O, typed results or SchoolError."""
+"""Pure parsers of card center pages (GBK HTML): no I/O, typed results or SchoolError.
+
+Every rule here says what it rests on: "evidence" is the 2013 jnu.fm client or
+a public client of the same platform at another school (see
+docs/card-center-protocol.md), "guess" is ours. The parsers lean on the
+evidence and read everything else leniently: forms are taken as the page
+gives them, transaction columns are found by their header text, the pager may
+be either known one or absent, labels may be padded or missing.
+"""
 
 from __future__ import annotations
 
 import codecs
-import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
@@ -23,40 +30,107 @@ from school.models import AccountInfo, Transaction
 Page = bytes | str
 
 CHINA_TZ = timezone(timedelta(hours=8), "CST")
+# Evidence: the card center declares GBK in the HTTP header.
 DEFAULT_CHARSET = "gbk"
-RESULT_CELLS = 8
 
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
 _HTML_END = re.compile(r"</html\s*>\s*$", re.IGNORECASE)
-# [0-9], not \d: \d also matches full-width and other scripts' digits.
-_MONEY = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
-_BALANCE = re.compile(r"\s*([+-]?[0-9]+(?:\.[0-9]+)?)\s*元")
-_PAGER = re.compile(r"共\s*([0-9]+)\s*条记录\s*当前第\s*([0-9]+)\s*页\s*/\s*共\s*([0-9]+)\s*页")
-_TIME_FORMATS = ("%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M:%S")
 _OVERLOAD_MARKS = ("HTTP Status 5", "Service Temporarily Unavailable", "Service Unavailable")
-# Error messages the card center shows about the query we sent, not about itself.
-_INPUT_ERRORS = ("日期不合法", "日期非法", "日期格式")
+# Login refusals: the later platform's words are "登陆失败，密码错误" and
+# "登陆失败，无此用户名称！" (evidence); the parts matched here also cover 2013's.
+_WRONG_PASSWORD = "密码错误"  # noqa: S105 - an error message, not a secret
+_UNKNOWN_STUDENT = ("无此用户", "用户不存在")
+# Error messages the card center shows about the query we sent, not about itself (guess).
+_INPUT_ERRORS = ("日期不合法", "日期非法", "日期格式", "日期错误")
+# Where error messages sit: #errorInfo (guess), p.biaotou (evidence: a later
+# platform's result page puts its message there).
+_MESSAGE_SELECTORS = ("#errorInfo", ".biaotou")
+_SPACES = re.compile(r"[\s\u3000\xa0]+")
 
+# Money like -5.50, 1,234.00, +100 (evidence: two decimals, expenses negative;
+# thousands separators: a later client strips them).
+_MONEY = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+# The account balance: the amount before the first 元 (evidence: 2013 and later clients).
+_BALANCE = re.compile(r"^\s*([+-]?[0-9][0-9,]*(?:\.[0-9]+)?)\s*元")
+# Card center times (evidence: `2013/08/24 11:47:05`; 2013 parsed them leniently,
+# so also -, ., 年月日 separators, single digits, no seconds, fractions of a second).
+_TIME = re.compile(
+    r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"
+    r"(?:\s*T?\s*(\d{1,2})\s*[:：时]\s*(\d{1,2})(?:\s*[:：分]\s*(\d{1,2})(?:\.\d+)?)?)?"
+)
+_COMPACT_TIME = re.compile(r"(\d{4})(\d{2})(\d{2})\s*(\d{2}):?(\d{2}):?(\d{2})")
+# Pagers: "共N页&nbsp;&nbsp;当前第M页" (evidence, later platform) and
+# "共T条记录 当前第M页/共N页" (guess, kept readable); pages may be 0 for no rows.
+_PAGES = re.compile(r"共\s*([0-9]+)\s*页")
+_CURRENT = re.compile(r"当前\s*第\s*([0-9]+)\s*页")
+_TOTAL = re.compile(r"共\s*([0-9]+)\s*条")
+
+# Account page labels (text without spaces and colon) -> AccountInfo field.
+# Evidence: 学工号, 帐号, 身份类型, 卡状态, 余额, 部门名称 (later platform);
+# the others: guess.
 _ACCOUNT_LABELS = {
     "姓名": "name",
     "学工号": "student_id",
+    "学号": "student_id",
+    "工号": "student_id",
     "卡号": "card_number",
+    "帐号": "card_number",
+    "账号": "card_number",
+    "卡帐号": "card_number",
+    "卡账号": "card_number",
     "身份类型": "identity",
+    "身份": "identity",
     "所属部门": "department",
+    "部门名称": "department",
+    "部门": "department",
+    "院系": "department",
     "卡状态": "status",
-    "余额": "balance",
+    "状态": "status",
 }
+
+# Transaction columns by header text (guess: the evidence gives positions and
+# the names clients give the columns, not the header cells themselves). Tried
+# in this order, so 现有余额 is a balance before 额 could make it an amount.
+_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("balance", ("余额",)),
+    ("amount", ("交易额", "交易金额", "金额", "发生额")),
+    ("time", ("时间", "日期")),
+    ("way", ("交易类型", "交易名称", "类型", "交易方式")),
+    ("position", ("子系统", "商户", "地点", "位置", "终端", "营业")),
+)
+# Without a recognisable header: the 2013 client's positions (evidence).
+COLUMNS_2013 = {"time": 0, "way": 1, "position": 2, "amount": 3, "balance": 4}
+
+
+@dataclass(frozen=True, slots=True)
+class Form:
+    """A form as a browser would submit it: where, how, and its successful fields."""
+
+    action: str
+    method: str
+    fields: tuple[tuple[str, str], ...]
+
+    def names(self) -> set[str]:
+        """The names of its fields."""
+        return {name for name, _ in self.fields}
+
+    def with_values(self, values: dict[str, str]) -> Form:
+        """A copy with these fields set (replaced where present, else added)."""
+        left = dict(values)
+        fields = [(n, left.pop(n) if n in left else v) for n, v in self.fields]
+        return replace(self, fields=(*fields, *left.items()))
 
 
 @dataclass(frozen=True, slots=True)
 class ResultPage:
-    """One parsed result page: its rows and its pager."""
+    """One parsed result page: its rows, what its pager says (None: no pager), its forms."""
 
     rows: tuple[Transaction, ...]
-    page: int
-    pages: int
-    total: int
+    page: int | None
+    pages: int | None
+    total: int | None
+    forms: tuple[Form, ...] = ()
 
 
 # --- decoding ---------------------------------------------------------------
@@ -74,21 +148,26 @@ def page_charset(body: bytes, content_type: str | None = None) -> str:
     return DEFAULT_CHARSET
 
 
+def codec_of(charset: str) -> str:
+    """The Python codec for a declared charset; SchoolPageError if unknown.
+
+    Browsers (WHATWG) decode pages labelled GBK/GB2312 with the GB18030
+    decoder, a superset; old Java servers send such characters under the GBK label.
+    """
+    try:
+        codec = codecs.lookup(charset).name
+    except LookupError as exc:
+        raise SchoolPageError(f"page declares an unknown charset {charset!r}") from exc
+    return "gb18030" if codec in ("gbk", "gb2312") else codec
+
+
 def decode_page(page: Page, content_type: str | None = None) -> str:
     """The page as text, decoded by its declared charset; SchoolPageError if it does not decode."""
     if isinstance(page, str):
         return page
     charset = page_charset(page, content_type)
     try:
-        codec = codecs.lookup(charset).name
-    except LookupError as exc:
-        raise SchoolPageError(f"page declares an unknown charset {charset!r}") from exc
-    # Browsers (WHATWG) decode pages labelled GBK/GB2312 with the GB18030 decoder,
-    # a superset; old Java servers send such characters under the GBK label.
-    if codec in ("gbk", "gb2312"):
-        codec = "gb18030"
-    try:
-        return page.decode(codec)
+        return page.decode(codec_of(charset))
     except UnicodeDecodeError as exc:
         raise SchoolPageError(f"page does not decode as {charset}") from exc
 
@@ -99,14 +178,24 @@ def _tree(page: Page, content_type: str | None) -> tuple[str, LexborHTMLParser]:
 
 
 def _text(node: LexborNode | None) -> str:
+    """A node's text, with runs of spaces (also full-width and no-break ones) made one space."""
     if node is None:
         return ""
-    return node.text(deep=True, separator="", strip=False).strip()
+    return _SPACES.sub(" ", node.text(deep=True, separator="", strip=False)).strip()
+
+
+def _squeezed(text: str) -> str:
+    """The text without any spaces, to compare labels padded with spaces ("卡  状  态：")."""
+    return _SPACES.sub("", text)
+
+
+def _body_text(tree: LexborHTMLParser) -> str:
+    return _text(tree.body) if tree.body is not None else _text(tree.root)
 
 
 def _check_overload(tree: LexborHTMLParser) -> None:
-    for h1 in tree.css("h1"):
-        title = _text(h1)
+    for node in tree.css("title, h1"):
+        title = _text(node)
         if any(mark in title for mark in _OVERLOAD_MARKS):
             raise SchoolServerError(f"card center overloaded: {title[:80]}")
 
@@ -116,16 +205,90 @@ def _check_complete(text: str) -> None:
         raise SchoolPageError("page is truncated (no </html>)")
 
 
-def _error_info(tree: LexborHTMLParser) -> str:
-    return _text(tree.css_first("#errorInfo"))
+def _message(tree: LexborHTMLParser) -> str:
+    for selector in _MESSAGE_SELECTORS:
+        found = " ".join(t for t in (_text(n) for n in tree.css(selector)) if t)
+        if found:
+            return found
+    return ""
 
 
-def _login_form(tree: LexborHTMLParser) -> LexborNode | None:
-    for form in tree.css("form"):
-        action = (form.attributes.get("action") or "").strip()
-        if action.split("?", 1)[0].endswith("loginstudent.action"):
-            return form
-    return None
+# --- forms --------------------------------------------------------------------
+
+
+def _form_fields(form: LexborNode) -> tuple[tuple[str, str], ...]:
+    """The fields a browser submits with the form's first submit button.
+
+    Evidence: 2013 sent every input with its value and the first option of
+    each select; later clients send `Submit=" 确 定 "` (the button). As a
+    browser: unchecked boxes, other buttons and disabled fields are not sent.
+    """
+    fields: list[tuple[str, str]] = []
+    clicked = False
+    for node in form.css("input, select, textarea"):
+        attrs = node.attributes
+        name = attrs.get("name")
+        if not name or "disabled" in attrs:
+            continue
+        if node.tag == "select":
+            options = node.css("option")
+            chosen = [o for o in options if "selected" in o.attributes] or options[:1]
+            if chosen:
+                value = chosen[0].attributes.get("value")
+                # As a browser does: an option without a value attribute submits its text.
+                fields.append((name, (value if value is not None else _text(chosen[0])).strip()))
+            continue
+        if node.tag == "textarea":
+            fields.append((name, node.text(deep=True)))
+            continue
+        kind = (attrs.get("type") or "text").strip().lower()
+        value = attrs.get("value") or ""
+        if kind in ("checkbox", "radio") and "checked" not in attrs:
+            continue
+        if kind in ("reset", "button", "file", "image"):
+            continue
+        if kind == "submit":
+            if clicked:
+                continue
+            clicked = True
+        fields.append((name, value))
+    return tuple(fields)
+
+
+def _forms(tree: LexborHTMLParser) -> tuple[Form, ...]:
+    forms = []
+    for node in tree.css("form"):
+        method = (node.attributes.get("method") or "get").strip().upper()
+        forms.append(
+            Form(
+                action=(node.attributes.get("action") or "").strip(),
+                # HTML's default is GET; anything but POST is sent as GET.
+                method="POST" if method == "POST" else "GET",
+                fields=_form_fields(node),
+            )
+        )
+    return tuple(forms)
+
+
+def parse_forms(page: Page, content_type: str | None = None) -> tuple[Form, ...]:
+    """Every form of a data page, as a browser would submit it; SchoolError for error pages."""
+    return _forms(_data_tree(page, content_type))
+
+
+def _is_login_form(form: Form) -> bool:
+    # Evidence: the login form posts to loginstudent.action with `passwd`.
+    path = form.action.split("?", 1)[0]
+    return path.endswith("loginstudent.action") or "passwd" in form.names()
+
+
+def _login_form(tree: LexborHTMLParser) -> Form | None:
+    return next((f for f in _forms(tree) if _is_login_form(f)), None)
+
+
+def is_login_page(page: Page, content_type: str | None = None) -> bool:
+    """Whether the page holds the login form."""
+    _, tree = _tree(page, content_type)
+    return _login_form(tree) is not None
 
 
 def _data_tree(page: Page, content_type: str | None) -> LexborHTMLParser:
@@ -134,12 +297,15 @@ def _data_tree(page: Page, content_type: str | None) -> LexborHTMLParser:
     _check_overload(tree)
     if _login_form(tree) is not None:
         raise SessionExpired("card center returned its login page: session not logged in")
-    error = _error_info(tree)
-    if any(mark in error for mark in _INPUT_ERRORS):
-        raise QueryRejected(f"card center refused the query: {error[:80]}")
-    if error:
-        raise SchoolPageError(f"card center error page: {error[:80]}")
     _check_complete(text)
+    message = _message(tree)
+    # A page without forms and rows may hold its message anywhere (guess).
+    bare = not tree.css("form") and not _data_rows(tree)
+    text = message or (_body_text(tree) if bare else "")
+    if any(mark in text for mark in _INPUT_ERRORS):
+        raise QueryRejected(f"card center refused the query: {text[:80]}")
+    if bare and message and _pager(tree)[1] is None and not _header(tree, []):
+        raise SchoolPageError(f"card center error page: {message[:80]}")
     return tree
 
 
@@ -147,181 +313,215 @@ def _data_tree(page: Page, content_type: str | None) -> LexborHTMLParser:
 
 
 def parse_money(text: str) -> Decimal:
-    """A money cell like `-5.50` as a Decimal; SchoolPageError if it is not one."""
-    cleaned = text.strip()
+    """A money cell like `-5.50` or `1,234.00元` as a Decimal; SchoolPageError if it is not one."""
+    cleaned = _squeezed(text).replace(",", "").replace("，", "").replace("－", "-")
+    cleaned = cleaned.removesuffix("元").lstrip("¥￥")
     if not _MONEY.fullmatch(cleaned):
-        raise SchoolPageError(f"not an amount of money: {cleaned[:40]!r}")
+        raise SchoolPageError(f"not an amount of money: {text.strip()[:40]!r}")
     try:
         return Decimal(cleaned)
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only decimals
-        raise SchoolPageError(f"not an amount of money: {cleaned[:40]!r}") from exc
+        raise SchoolPageError(f"not an amount of money: {text.strip()[:40]!r}") from exc
 
 
 def parse_time(text: str, clock_offset: timedelta) -> datetime:
-    """A card center time `2013/08/24 11:47:05` as an aware +08:00 datetime, clock-corrected."""
+    """A card center time such as `2013/08/24 11:47:05`, aware (+08:00) and clock-corrected."""
     cleaned = " ".join(text.split())
-    # strptime would also take full-width digits; the card center writes ASCII.
-    for fmt in _TIME_FORMATS if cleaned.isascii() else ():
-        try:
-            naive = datetime.strptime(cleaned, fmt)
-        except ValueError:
-            continue
-        return naive.replace(tzinfo=CHINA_TZ) + clock_offset
-    raise SchoolPageError(f"not a card center time: {cleaned[:40]!r}")
+    # [0-9] semantics: the card center writes ASCII digits, \d would take others too.
+    found = _TIME.fullmatch(cleaned) if cleaned.isascii() or "年" in cleaned else None
+    if found is None and cleaned.isascii():
+        found = _COMPACT_TIME.fullmatch(cleaned)
+    if found is None or not all(g is None or g.isascii() for g in found.groups()):
+        raise SchoolPageError(f"not a card center time: {cleaned[:40]!r}")
+    year, month, day, hour, minute, second = (int(g) if g else 0 for g in found.groups())
+    try:
+        naive = datetime(year, month, day, hour, minute, second)
+    except ValueError as exc:
+        raise SchoolPageError(f"not a card center time: {cleaned[:40]!r}") from exc
+    return naive.replace(tzinfo=CHINA_TZ) + clock_offset
 
 
-# --- pages --------------------------------------------------------------------
+# --- login ----------------------------------------------------------------------
 
 
-def is_login_page(page: Page, content_type: str | None = None) -> bool:
-    """Whether the page holds the login form (action ending in loginstudent.action)."""
-    _, tree = _tree(page, content_type)
-    return _login_form(tree) is not None
+def parse_login_answer(page: Page, content_type: str | None = None) -> None:
+    """Return if the login answer refused nothing; raise what a refusal means.
 
-
-def check_login_page(page: Page, content_type: str | None = None) -> None:
-    """Accept the home page only if it is the login form; SchoolServerError if overloaded."""
+    InvalidCredentials for a wrong password or an unknown student (the
+    messages, wherever they are on the page), SchoolPageError for the login
+    form given back for another or no reason. Returning is not success: only
+    the account data that follows proves it.
+    """
     _, tree = _tree(page, content_type)
     _check_overload(tree)
-    if _login_form(tree) is None:
-        raise SchoolPageError("home page is not the login page")
-
-
-def parse_login_result(page: Page, content_type: str | None = None) -> str:
-    """The student's name from the welcome page; InvalidCredentials or SchoolPageError otherwise."""
-    text, tree = _tree(page, content_type)
-    _check_overload(tree)
+    text = _body_text(tree)
+    if _WRONG_PASSWORD in text:
+        raise InvalidCredentials("wrong_password", "card center: wrong password")
+    if any(mark in text for mark in _UNKNOWN_STUDENT):
+        raise InvalidCredentials("unknown_student", "card center: no such student")
     if _login_form(tree) is not None:
-        error = _error_info(tree)
-        if "密码错误" in error:
-            raise InvalidCredentials("wrong_password", "card center: wrong password")
-        if "无此用户" in error:
-            raise InvalidCredentials("unknown_student", "card center: no such student")
-        if error:
-            raise SchoolPageError(f"login refused: {error[:80]}")
-        raise SchoolPageError("login page returned without a reason")
-    _check_complete(text)
-    welcome = tree.css_first("#welcome")
-    if welcome is None:
-        raise SchoolPageError("login answer has no welcome block")
-    name = _text(welcome.css_first(".name"))
-    if not name:
-        raise SchoolPageError("welcome block has no student name")
-    return name
+        reason = _message(tree)
+        raise SchoolPageError(f"login refused: {reason[:80] or 'no reason given'}")
 
 
-def parse_form(page: Page, action_suffix: str, content_type: str | None = None) -> dict[str, str]:
-    """The fields of the form whose action ends with action_suffix (inputs and selects)."""
-    tree = _data_tree(page, content_type)
-    for form in tree.css("form"):
-        action = (form.attributes.get("action") or "").strip().split("?", 1)[0]
-        if action.endswith(action_suffix):
-            return _form_fields(form)
-    raise SchoolPageError(f"expected a form posting to {action_suffix}")
+# --- account --------------------------------------------------------------------
 
 
-def _form_fields(form: LexborNode) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for node in form.css("input, select"):
-        name = node.attributes.get("name")
-        if not name:
-            continue
-        if node.tag != "select":
-            fields[name] = (node.attributes.get("value") or "").strip()
-            continue
-        options = node.css("option")
-        chosen = [o for o in options if "selected" in o.attributes] or options[:1]
-        if not chosen:
-            fields[name] = ""
-            continue
-        # As a browser does: an option without a value attribute submits its text.
-        value = chosen[0].attributes.get("value")
-        fields[name] = (value if value is not None else _text(chosen[0])).strip()
-    return fields
-
-
-def parse_account_form(page: Page, action_suffix: str, content_type: str | None = None) -> str:
-    """The card account number offered by the account form (today or history step 1)."""
-    fields = parse_form(page, action_suffix, content_type)
-    account = fields.get("account", "").strip()
-    if not account:
-        raise SchoolPageError("account form offers no card account")
-    return account
+def _label(text: str) -> str | None:
+    """The label a cell holds ("卡  状  态：" -> "卡状态"), or None for a value cell."""
+    squeezed = _squeezed(text)
+    if squeezed.endswith(("：", ":")) and 0 < len(squeezed) <= 12:
+        return squeezed[:-1]
+    return None
 
 
 def parse_account(page: Page, student_id: str, content_type: str | None = None) -> AccountInfo:
-    """The account page (table.neiwen of label/value pairs) of student_id."""
+    """The account page of student_id: its labelled values; only the balance is required.
+
+    Evidence: every cell is td.neiwen, labels end with a full-width colon, the
+    balance cell holds 余额 and the amount before the first 元. SchoolPageError
+    when the page shows no balance or another student's number.
+    """
     tree = _data_tree(page, content_type)
-    table = tree.css_first("table.neiwen")
-    if table is None:
-        raise SchoolPageError("account page has no table.neiwen")
-    cells = tuple(_text(td) for td in table.css("td"))
+    nodes = tree.css("td.neiwen") or tree.css("td")
+    cells = tuple(_text(node) for node in nodes)
     values: dict[str, str] = {}
-    for label, value in itertools.pairwise(cells):
-        if not label.endswith(("：", ":")):
+    balance_text: str | None = None
+    for i, cell in enumerate(cells):
+        label = _label(cell)
+        if label is None:
             continue
-        key = _ACCOUNT_LABELS.get("".join(label[:-1].split()))
+        value = cells[i + 1] if i + 1 < len(cells) and _label(cells[i + 1]) is None else ""
+        if "余额" in label and balance_text is None:
+            balance_text = value
+        key = _ACCOUNT_LABELS.get(label)
         if key is not None and key not in values:
             values[key] = value
-    missing = [label for label, key in _ACCOUNT_LABELS.items() if key not in values]
-    if missing:
-        raise SchoolPageError(f"account page lacks {', '.join(missing)}")
-    if values["student_id"] != student_id:
+    if balance_text is None:
+        # 2013's rule: the first value cell holding 余额.
+        balance_text = next((c for c in cells if _label(c) is None and "余额" in c), None)
+    found = _BALANCE.match(balance_text or "")
+    if found is None:
+        raise SchoolPageError("account page shows no balance")
+    shown_id = values.get("student_id", "")
+    if shown_id and shown_id != student_id:
         # Another student's page would leak their data: refuse it outright.
         raise SchoolPageError("account page belongs to another student")
-    # The card balance comes first; the transitional balances after it must not stand in.
-    balance = _BALANCE.match(values["balance"])
-    if balance is None:
-        raise SchoolPageError("account page balance is unreadable")
     return AccountInfo(
-        student_id=values["student_id"],
-        name=values["name"],
-        card_number=values["card_number"],
-        identity=values["identity"],
-        department=values["department"],
-        status=values["status"],
-        balance=parse_money(balance.group(1)),
+        student_id=student_id,
+        name=values.get("name", ""),
+        card_number=values.get("card_number", ""),
+        identity=values.get("identity", ""),
+        department=values.get("department", ""),
+        status=values.get("status", ""),
+        balance=parse_money(found.group(1)),
         cells=cells,
+    )
+
+
+# --- results --------------------------------------------------------------------
+
+
+def _data_rows(tree: LexborHTMLParser) -> list[LexborNode]:
+    # Evidence: tr.listbg / tr.listbg2 (clients match class^=listbg).
+    return [
+        tr
+        for tr in tree.css("tr")
+        if any(c.startswith("listbg") for c in (tr.attributes.get("class") or "").split())
+    ]
+
+
+def _columns(texts: list[str]) -> dict[str, int]:
+    """Which header cell is which column; needs at least the time and the amount."""
+    found: dict[str, int] = {}
+    for index, text in enumerate(_squeezed(t) for t in texts):
+        for column, marks in _COLUMNS:
+            if column not in found and any(mark in text for mark in marks):
+                found[column] = index
+                break
+    return found if {"time", "amount"} <= found.keys() else {}
+
+
+def _header(tree: LexborHTMLParser, rows: list[LexborNode]) -> dict[str, int]:
+    """The columns named by the header row of the rows' table (the last before the rows)."""
+    candidates = tree.css("tr")
+    if rows:
+        table = rows[0].parent
+        while table is not None and table.tag != "table":
+            table = table.parent
+        if table is not None:
+            candidates = table.css("tr")
+    header: dict[str, int] = {}
+    for tr in candidates:
+        if rows and tr == rows[0]:
+            break
+        columns = _columns([_text(c) for c in tr.css("td, th")])
+        if columns:
+            header = columns
+    return header
+
+
+def _pager(tree: LexborHTMLParser) -> tuple[int | None, int | None, int | None]:
+    """(page, pages, total rows) from a pager: tr.bl first (evidence), else the page's text."""
+    texts = [_text(tr) for tr in tree.css("tr.bl")]
+    texts.reverse()
+    texts.append(_body_text(tree))
+    for text in texts:
+        pages = _PAGES.search(text)
+        if pages is None:
+            continue
+        current = _CURRENT.search(text)
+        total = _TOTAL.search(text)
+        return (
+            int(current.group(1)) if current else None,
+            int(pages.group(1)),
+            int(total.group(1)) if total else None,
+        )
+    return None, None, None
+
+
+def _row(cells: list[str], columns: dict[str, int], clock_offset: timedelta) -> Transaction:
+    needed = max(columns.values())
+    if len(cells) <= needed:
+        raise SchoolPageError(f"result row has {len(cells)} cells, expected at least {needed + 1}")
+
+    def cell(name: str) -> str:
+        return cells[columns[name]] if name in columns else ""
+
+    return Transaction(
+        time=parse_time(cell("time"), clock_offset),
+        way=cell("way"),
+        position=cell("position"),
+        amount=parse_money(cell("amount")),
+        balance_after=parse_money(cell("balance")),
     )
 
 
 def parse_result(
     page: Page, clock_offset: timedelta, content_type: str | None = None
 ) -> ResultPage:
-    """A transaction result page (table.dgrid plus pager), all or nothing."""
+    """A transaction result page, all or nothing; SchoolPageError if it is not one."""
     tree = _data_tree(page, content_type)
-    table = tree.css_first("table.dgrid")
-    pager = tree.css_first("#pager")
-    if table is None or pager is None:
-        raise SchoolPageError("result page lacks its table or pager (truncated?)")
-    found = _PAGER.search(_text(pager))
-    if found is None:
-        raise SchoolPageError(f"unreadable pager: {_text(pager)[:80]!r}")
-    total, page_no, pages = (int(g) for g in found.groups())
-    if not 1 <= page_no <= pages:
-        raise SchoolPageError(f"pager says page {page_no} of {pages}")
-    rows: list[Transaction] = []
-    for tr in table.css("tr.listbg, tr.listbg2"):
-        cells = [_text(td) for td in tr.css("td")]
-        if len(cells) != RESULT_CELLS:
-            raise SchoolPageError(f"result row has {len(cells)} cells, expected {RESULT_CELLS}")
-        rows.append(
-            Transaction(
-                time=parse_time(cells[0], clock_offset),
-                way=cells[1],
-                position=cells[2],
-                amount=parse_money(cells[4]),
-                balance_after=parse_money(cells[5]),
-            )
-        )
-    if len(rows) > total:
-        raise SchoolPageError(f"page holds {len(rows)} rows but the pager says {total} in all")
-    return ResultPage(rows=tuple(rows), page=page_no, pages=pages, total=total)
+    rows = _data_rows(tree)
+    header = _header(tree, rows)
+    page_no, pages, total = _pager(tree)
+    if not rows and not header and pages is None:
+        raise SchoolPageError("not a result page: no rows, no column headers, no pager")
+    columns = header or COLUMNS_2013
+    if rows and "balance" not in columns:
+        raise SchoolPageError("result table names no balance column")
+    parsed = tuple(_row([_text(td) for td in tr.css("td")], columns, clock_offset) for tr in rows)
+    if pages is not None:
+        pages = max(pages, 1)  # a later client saw 共0页 for no rows
+        if page_no is not None and not 1 <= page_no <= pages:
+            raise SchoolPageError(f"pager says page {page_no} of {pages}")
+        if total is not None and len(parsed) > total:
+            raise SchoolPageError(f"page holds {len(parsed)} rows but the pager says {total}")
+    return ResultPage(rows=parsed, page=page_no, pages=pages, total=total, forms=_forms(tree))
 
 
-def parse_result_page(
-    page: Page, clock_offset: timedelta, content_type: str | None = None
-) -> tuple[list[Transaction], int, int, int]:
-    """A result page as (rows, page, pages, total); see parse_result."""
-    result = parse_result(page, clock_offset, content_type)
-    return list(result.rows), result.page, result.pages, result.total
+def is_result_page(page: Page, content_type: str | None = None) -> bool:
+    """Whether a data page is a result page (rows, column headers or a pager)."""
+    tree = _data_tree(page, content_type)
+    rows = _data_rows(tree)
+    return bool(rows) or bool(_header(tree, rows)) or _pager(tree)[1] is not None

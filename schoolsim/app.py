@@ -21,6 +21,8 @@ from schoolsim.sessions import Session
 from schoolsim.state import AppState
 
 COOKIE = "JSESSIONID"
+# The load balancer's cookie (setting extra_cookie; not evidence).
+EXTRA = "BIGipServercard_pool"
 _DATE_RE = re.compile(r"^\d{8}$")
 # Days of history the truth endpoint reports (before today).
 TRUTH_HISTORY_DAYS = 14
@@ -77,17 +79,24 @@ class SchoolHandler(tornado.web.RequestHandler):
                 self._plain(500, pages.tomcat_error(500))
             return
         self._slot = True
-        factor = 1.0
-        if self.latency_kind == "login":
-            factor = state.settings.login_latency_factor
-        elif self.latency_kind == "history":
-            factor = state.settings.history_latency_factor
-        delay = state.latency_s(factor)
+        delay = state.latency_s(self.latency_factor())
         if delay > 0:
             await asyncio.sleep(delay)
         if state.rng.random() < state.settings.failure_rate:
             state.stats.errors["random_failure"] += 1
             self._plain(500, pages.tomcat_error(500))
+
+    def latency_factor(self) -> float:
+        """This page's latency multiplier (login and history queries cost more)."""
+        if self.latency_kind == "login":
+            return self.state.settings.login_latency_factor
+        if self.latency_kind == "history":
+            return self.state.settings.history_latency_factor
+        return 1.0
+
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        """Form values arrive in GBK (the pages' charset), e.g. Submit=+%C8%B7+%B6%A8+."""
+        return value.decode("gb18030", errors="replace")
 
     def on_finish(self) -> None:
         """Account for the answer and free the slot."""
@@ -142,15 +151,22 @@ class SchoolHandler(tornado.web.RequestHandler):
         self.finish(body.encode("gbk"))
 
     def session(self, always_cookie: bool = False) -> Session:
-        """This request's session, a new one (with its cookie) if none is valid."""
+        """This request's session, a new one (with its cookies) if none is valid."""
         store = self.state.sessions
-        idle = self.state.settings.session_idle_s
-        sess = store.get(self.get_cookie(COOKIE), idle)
+        settings = self.state.settings
+        sess = store.get(self.get_cookie(COOKIE), settings.session_idle_s)
+        if sess is not None and settings.extra_cookie and self.get_cookie(EXTRA) != sess.extra:
+            # Without the balancer's cookie the request lands on another server,
+            # which does not know the session.
+            sess = None
         if sess is None:
-            sess = store.create(idle)
+            sess = store.create(settings.session_idle_s)
             always_cookie = True
         if always_cookie:
             self.set_cookie(COOKIE, sess.sid, path="/")
+            if settings.extra_cookie:
+                sess.extra = sess.extra or f"{self.state.rng.getrandbits(32)}.20480.0000"
+                self.set_cookie(EXTRA, sess.extra, path="/")
         return sess
 
     def logged_in(self) -> tuple[Session, Student] | None:
@@ -162,6 +178,29 @@ class SchoolHandler(tornado.web.RequestHandler):
             return None
         return sess, st
 
+    def default_range(self) -> tuple[date, date]:
+        """The date form's defaults: the 7 days before yesterday .. yesterday (guess)."""
+        yesterday = self.displayed_today() - timedelta(days=1)
+        return yesterday - timedelta(days=7), yesterday
+
+    def accept_dates(self, sess: Session) -> bool:
+        """Take the posted range, or answer the bad-date page and return False.
+
+        A range may end today (evidence: 2013 asked today-7 .. today), but the
+        history holds no row of today (evidence: a later client notes that a
+        dated query cannot give today's rows; today is its own query).
+        """
+        start = _parse_day(self.arg("inputStartDate"))
+        end = _parse_day(self.arg("inputEndDate"))
+        if start is None or end is None or start > end or end > self.displayed_today():
+            # The chain stays at the date form, so corrected dates may be posted again.
+            sess.his_step = 2
+            self.html(pages.error_page(pages.DATE_ERROR))
+            return False
+        sess.his_step = 3
+        sess.his_range = (start, end)
+        return True
+
     def arg(self, name: str) -> str:
         """A form field (body or query), empty if absent."""
         return self.get_argument(name, "").strip()
@@ -170,12 +209,55 @@ class SchoolHandler(tornado.web.RequestHandler):
         """Today by the card center's own clock."""
         return self.state.displayed_now().date()
 
-    def result(self, sess: Session, rows: list[Row], page: int) -> None:
+    def today_result(self, sess: Session, st: Student, page: int) -> None:
+        """A result page of today's rows, as of now."""
+        today = self.displayed_today()
+        state = self.state
+        rows = state.dataset.rows(
+            st, state.now(), state.settings.clock_offset_minutes, today, today
+        )
+        sess.last_range = None
+        self.result(sess, st, rows, page)
+
+    def history_result(self, sess: Session, st: Student, summary: str) -> None:
+        """Result page 1 of the accepted range (without today's rows); the chain is used up."""
+        assert sess.his_range is not None
+        start, end = sess.his_range
+        sess.his_step = 0
+        sess.his_range = None
+        last = min(end, self.displayed_today() - timedelta(days=1))
+        state = self.state
+        offset = state.settings.clock_offset_minutes
+        rows = state.dataset.rows(st, state.now(), offset, start, last) if start <= last else []
+        sess.last_range = (start, end)
+        self.result(sess, st, rows, 1, summary)
+
+    def result(
+        self, sess: Session, st: Student, rows: list[Row], page: int, summary: str = ""
+    ) -> None:
         """Answer with one result page of rows and remember them for paging."""
         sess.last_query = rows
-        size = self.state.settings.page_size
+        settings = self.state.settings
+        size = settings.page_size
         page = min(max(page, 1), pages.page_count(len(rows), size))
-        self.html(pages.result_page(rows, page, size))
+        if settings.markup == "platform" and sess.last_range is None:
+            paging = pages.Paging(
+                "/accounttodatTrjnObject.action",
+                "pageVo.pageNum",
+                (("account", st.card_number), ("inputObject", "all")),
+            )
+            summary = summary or "总交易额为"
+        elif settings.markup == "platform":
+            start, end = sess.last_range or (None, None)
+            paging = pages.Paging(
+                "/accountconsubBrows.action",
+                "pageNum",
+                (("inputStartDate", f"{start:%Y%m%d}"), ("inputEndDate", f"{end:%Y%m%d}")),
+            )
+            summary = summary or "总计交易额为"
+        else:
+            paging = pages.Paging("/accountconsubBrows.action", "pageNum")
+        self.html(pages.result_page(rows, st, page, size, settings.markup, paging, summary))
 
 
 class NotFoundHandler(SchoolHandler):
@@ -203,7 +285,7 @@ class CaptchaHandler(SchoolHandler):
     """GET /getCheckpic.action: 4 random digits (never checked, but must be fetched)."""
 
     def get(self) -> None:
-        """A captcha PNG."""
+        """A captcha PNG (a session without a valid cookie gets a new one here)."""
         sess = self.session()
         png, text = render_captcha(self.state.rng)
         sess.captcha = text
@@ -216,20 +298,21 @@ class KeypadHandler(SchoolHandler):
     """GET /getpasswdPhoto.action: a freshly shuffled password keypad."""
 
     def get(self) -> None:
-        """A keypad PNG; the session remembers this latest shuffle."""
+        """A keypad JPEG; the session remembers this latest shuffle."""
         sess = self.session()
-        png, cells = render_keypad(self.state.rng)
-        sess.keypad = cells
-        self.set_header("Content-Type", "image/png")
+        jpeg, keys = render_keypad(self.state.rng)
+        sess.keypad = keys
+        self.set_header("Content-Type", "image/jpeg")
         self.set_header("Cache-Control", "no-cache")
-        self.finish(png)
+        self.finish(jpeg)
 
 
-def _decode_password(sent: str, cells: list[int]) -> str | None:
-    """Map keypad cell indexes back to digits; None if not a valid index string."""
+def _decode_password(sent: str, keys: list[str]) -> str | None:
+    """Map key indexes back to the digits they show; None if not a valid index string."""
     if not sent or not sent.isascii() or not sent.isdigit():
         return None
-    return "".join(str(cells[int(c)]) for c in sent)
+    shown = [keys[int(c)] for c in sent]
+    return "".join(shown) if all(k.isdigit() for k in shown) else None
 
 
 class LoginHandler(SchoolHandler):
@@ -253,7 +336,10 @@ class LoginHandler(SchoolHandler):
             assert st is not None
             state.sessions.login(sess, stuid, state.settings.kick_old_sessions)
             state.stats.logins_ok += 1
-            self.html(pages.welcome_page(st.name))
+            if state.settings.login_redirect:
+                self.redirect("accountcardUser.action")
+                return
+            self.html(pages.frame_page(st.name, state.settings.markup))
             return
         state.stats.logins_failed += 1
         self.html(pages.login_page(error))
@@ -269,23 +355,29 @@ class AccountHandler(SchoolHandler):
             return
         _, st = found
         balance = self.state.dataset.balance(st, self.state.now())
-        self.html(pages.account_page(st, money(balance)))
+        self.html(pages.account_page(pages.Account(st, money(balance)), self.state.settings.markup))
 
 
 class TodayHandler(SchoolHandler):
-    """GET/POST /accounttodayTrjn.action: today's transactions."""
+    """GET/POST /accounttodayTrjn.action: the today form; its answer in the 2013 markup."""
 
     def get(self) -> None:
-        """The account form."""
+        """The account form (posting here in 2013, to accounttodatTrjnObject.action later)."""
         found = self.logged_in()
         if found is None:
             return
         sess, st = found
         sess.today_ready = True
-        self.html(pages.account_form("/accounttodayTrjn.action", st.card_number))
+        action = "/accounttodayTrjn.action"
+        if self.state.settings.markup == "platform":
+            action = "/accounttodatTrjnObject.action"
+        self.html(pages.account_form(action, st.card_number, "当日流水查询"))
 
     def post(self) -> None:
         """Result page 1 of today's transactions (the form must have been fetched)."""
+        if self.state.settings.markup != "2013":
+            self._plain(404, pages.tomcat_error(404))
+            return
         found = self.logged_in()
         if found is None:
             return
@@ -293,43 +385,29 @@ class TodayHandler(SchoolHandler):
         if not sess.today_ready:
             self.html(pages.error_page(pages.STEP_ERROR))
             return
-        today = self.displayed_today()
-        state = self.state
-        rows = state.dataset.rows(
-            st, state.now(), state.settings.clock_offset_minutes, today, today
-        )
-        self.result(sess, rows, 1)
+        self.today_result(sess, st, 1)
 
 
-class HistoryHandler(SchoolHandler):
-    """GET /accounthisTrjn.action: step 1 of the history chain."""
+class TodayObjectHandler(SchoolHandler):
+    """POST /accounttodatTrjnObject.action (later platform): today's rows, page pageVo.pageNum."""
 
-    def get(self) -> None:
-        """The account form posting to step 2."""
+    def post(self) -> None:
+        """A result page; no step is required (evidence: clients post here directly)."""
+        if self.state.settings.markup != "platform":
+            self._plain(404, pages.tomcat_error(404))
+            return
         found = self.logged_in()
         if found is None:
             return
         sess, st = found
-        sess.his_step = 1
-        sess.his_range = None
-        self.html(pages.account_form("/accounthisTrjn1.action", st.card_number))
+        self.today_result(sess, st, _page_number(self.arg("pageVo.pageNum")))
 
 
-class History1Handler(SchoolHandler):
-    """POST /accounthisTrjn1.action: the date form."""
-
-    def post(self) -> None:
-        """Date form defaulting to yesterday-7 .. yesterday."""
-        found = self.logged_in()
-        if found is None:
-            return
-        sess, _ = found
-        if sess.his_step < 1:
-            self.html(pages.error_page(pages.STEP_ERROR))
-            return
-        sess.his_step = 2
-        yesterday = self.displayed_today() - timedelta(days=1)
-        self.html(pages.date_form(yesterday - timedelta(days=7), yesterday))
+def _page_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 1
 
 
 def _parse_day(text: str) -> date | None:
@@ -341,8 +419,92 @@ def _parse_day(text: str) -> date | None:
         return None
 
 
+class HistoryHandler(SchoolHandler):
+    """/accounthisTrjn.action: step 1 of the history chain; the later platform's whole chain."""
+
+    def latency_factor(self) -> float:
+        """The later platform runs the history query on its last continuation."""
+        key = self.get_query_argument("__continue", "")
+        if key and self.state.settings.markup == "platform":
+            idle = self.state.settings.session_idle_s
+            sess = self.state.sessions.get(self.get_cookie(COOKIE), idle)
+            if sess is not None and sess.flow.get(key) == 3:
+                return self.state.settings.history_latency_factor
+        return 1.0
+
+    def get(self) -> None:
+        """Start the chain, or (later platform) continue it."""
+        self.chain()
+
+    def post(self) -> None:
+        """The same (clients at other schools POST the first step and GET the last)."""
+        self.chain()
+
+    def chain(self) -> None:
+        found = self.logged_in()
+        if found is None:
+            return
+        sess, st = found
+        key = self.get_query_argument("__continue", "")
+        if self.state.settings.markup == "platform" and key:
+            self.continue_flow(sess, st, key)
+            return
+        if self.state.settings.markup == "platform":
+            # Evidence: the first form posts to accounthisTrjn.action?__continue=<key>.
+            sess.flow.clear()
+            action = "/accounthisTrjn.action?__continue=" + self.new_key(sess, 1)
+        else:
+            action = "/accounthisTrjn1.action"
+        sess.his_step = 1
+        sess.his_range = None
+        self.html(pages.account_form(action, st.card_number, "历史流水查询"))
+
+    def new_key(self, sess: Session, step: int) -> str:
+        key = f"{self.state.rng.getrandbits(64):016x}"
+        sess.flow[key] = step
+        return key
+
+    def continue_flow(self, sess: Session, st: Student, key: str) -> None:
+        step = sess.flow.pop(key, None)
+        if step == 1:
+            self.html(
+                pages.date_form(
+                    "/accounthisTrjn.action?__continue=" + self.new_key(sess, 2),
+                    *self.default_range(),
+                )
+            )
+        elif step == 2:
+            accepted = self.accept_dates(sess)
+            if accepted:
+                # Evidence: the wait page's form holds "?__continue=<key>" in id and action.
+                target = "?__continue=" + self.new_key(sess, 3)
+                self.html(pages.wait_page(target, target))
+            else:
+                sess.flow[key] = 2  # corrected dates may be posted again
+        elif step == 3 and sess.his_range is not None:
+            self.history_result(sess, st, "总计交易额为")
+        else:
+            self.html(pages.error_page(pages.STEP_ERROR))
+
+
+class History1Handler(SchoolHandler):
+    """POST /accounthisTrjn1.action: the date form (2013 markup)."""
+
+    def post(self) -> None:
+        """Date form defaulting to yesterday-7 .. yesterday."""
+        found = self.logged_in()
+        if found is None:
+            return
+        sess, _ = found
+        if sess.his_step < 1 or self.state.settings.markup != "2013":
+            self.html(pages.error_page(pages.STEP_ERROR))
+            return
+        sess.his_step = 2
+        self.html(pages.date_form("/accounthisTrjn2.action", *self.default_range()))
+
+
 class History2Handler(SchoolHandler):
-    """POST /accounthisTrjn2.action: validate the dates, answer "please wait"."""
+    """POST /accounthisTrjn2.action: validate the dates, answer "please wait" (2013 markup)."""
 
     def post(self) -> None:
         """The self-submitting wait page, or the bad-date error."""
@@ -350,23 +512,15 @@ class History2Handler(SchoolHandler):
         if found is None:
             return
         sess, _ = found
-        if sess.his_step < 2:
+        if sess.his_step < 2 or self.state.settings.markup != "2013":
             self.html(pages.error_page(pages.STEP_ERROR))
             return
-        start = _parse_day(self.arg("inputStartDate"))
-        end = _parse_day(self.arg("inputEndDate"))
-        if start is None or end is None or start > end or end >= self.displayed_today():
-            # The chain stays at the date form, so corrected dates may be posted again.
-            sess.his_step = 2
-            self.html(pages.error_page(pages.DATE_ERROR))
-            return
-        sess.his_step = 3
-        sess.his_range = (start, end)
-        self.html(pages.wait_page())
+        if self.accept_dates(sess):
+            self.html(pages.wait_page("/accounthisTrjn3.action"))
 
 
 class History3Handler(SchoolHandler):
-    """POST /accounthisTrjn3.action: result page 1 of the accepted date range."""
+    """POST /accounthisTrjn3.action: result page 1 of the accepted date range (2013 markup)."""
 
     latency_kind = "history"
 
@@ -376,15 +530,10 @@ class History3Handler(SchoolHandler):
         if found is None:
             return
         sess, st = found
-        if sess.his_step < 3 or sess.his_range is None:
+        if sess.his_step < 3 or sess.his_range is None or self.state.settings.markup != "2013":
             self.html(pages.error_page(pages.STEP_ERROR))
             return
-        start, end = sess.his_range
-        sess.his_step = 0
-        sess.his_range = None
-        state = self.state
-        rows = state.dataset.rows(st, state.now(), state.settings.clock_offset_minutes, start, end)
-        self.result(sess, rows, 1)
+        self.history_result(sess, st, "")
 
 
 class PagingHandler(SchoolHandler):
@@ -395,15 +544,11 @@ class PagingHandler(SchoolHandler):
         found = self.logged_in()
         if found is None:
             return
-        sess, _ = found
+        sess, st = found
         if sess.last_query is None:
             self.html(pages.error_page(pages.STEP_ERROR))
             return
-        try:
-            page = int(self.arg("pageNum"))
-        except ValueError:
-            page = 1
-        self.result(sess, sess.last_query, page)
+        self.result(sess, st, sess.last_query, _page_number(self.arg("pageNum")))
 
 
 # ---- /__sim/ side endpoints ------------------------------------------------
@@ -640,6 +785,7 @@ def make_app(state: AppState) -> tornado.web.Application:
             (r"/loginstudent\.action", LoginHandler, s),
             (r"/accountcardUser\.action", AccountHandler, s),
             (r"/accounttodayTrjn\.action", TodayHandler, s),
+            (r"/accounttodatTrjnObject\.action", TodayObjectHandler, s),
             (r"/accounthisTrjn\.action", HistoryHandler, s),
             (r"/accounthisTrjn1\.action", History1Handler, s),
             (r"/accounthisTrjn2\.action", History2Handler, s),

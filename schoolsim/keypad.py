@@ -1,12 +1,87 @@
-"""The password keypad and captcha images, drawn with Pillow."""
+"""The password keypad and captcha images.
 
+The keypad is the real one (evidence: the 2013 sample, assets/keypad-2013.jpg,
+MIT licence in assets/LICENSE-jnu.fm): 117 x 180 greyscale JPEG at quality 75
+(the sample's own quantisation tables), a title bar 密码小键盘, and 4 x 3 keys
+on a 36 px pitch. Each keypad is the sample with its key faces moved: the ten
+digits shuffled over keys 0..9, 清除 and 关闭 on keys 10 and 11 (every sample
+seen). So the frame, the title and the faces are the real pixels, and the
+2013 decoder (threshold 118, fixed crops, an exact hash per face) reads it.
+
+The captcha is a guess (no client ever read it): 4 digits on a noisy background.
+"""
+
+import functools
 import io
 import random
+from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-# The protocol's 5 x 7 digit glyphs, "#" = ink.
-GLYPHS: dict[int, tuple[str, ...]] = {
+ASSET = Path(__file__).resolve().parent / "assets" / "keypad-2013.jpg"
+# What the sample shows on keys 0..11.
+SAMPLE_KEYS = ("2", "7", "5", "8", "3", "0", "6", "9", "1", "4", "清除", "关闭")
+KEYPAD_SIZE = (117, 180)
+FACE = 23
+JPEG_QUALITY = 75
+THRESHOLD = 118
+
+
+def face_box(index: int) -> tuple[int, int, int, int]:
+    """The 23 x 23 face of key index (reading order), as the 2013 decoder cut it."""
+    row, column = divmod(index, 3)
+    left, top = 10 + 36 * column, 36 + 36 * row
+    return left, top, left + FACE, top + FACE
+
+
+@functools.cache
+def _sample() -> tuple[Image.Image, dict[str, Image.Image]]:
+    """The sample keypad (greyscale) and its faces by label."""
+    with Image.open(ASSET) as image:
+        grey = image.convert("L")
+    if grey.size != KEYPAD_SIZE:  # pragma: no cover - the asset is fixed
+        raise RuntimeError(f"{ASSET} is {grey.size}, expected {KEYPAD_SIZE}")
+    return grey, {label: grey.crop(face_box(i)) for i, label in enumerate(SAMPLE_KEYS)}
+
+
+def _binary(image: Image.Image) -> bytes:
+    return image.point(lambda v: 0 if v < THRESHOLD else 255).tobytes()
+
+
+def _jpeg(image: Image.Image, quality: int) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def draw_keypad(keys: list[str]) -> bytes:
+    """The keypad JPEG showing keys[i] on key i (labels of SAMPLE_KEYS)."""
+    base, faces = _sample()
+    image = base.copy()
+    for index, label in enumerate(keys):
+        image.paste(faces[label], face_box(index)[:2])
+    data = _jpeg(image, JPEG_QUALITY)
+    # Re-encoding moved faces could in principle flip a pixel across the
+    # threshold and break the 2013 exact-hash decoder; never seen, but checked.
+    with Image.open(io.BytesIO(data)) as decoded:
+        grey = decoded.convert("L")
+    if all(
+        _binary(grey.crop(face_box(i))) == _binary(faces[label]) for i, label in enumerate(keys)
+    ):
+        return data
+    return _jpeg(image, 100)  # pragma: no cover
+
+
+def render_keypad(rng: random.Random) -> tuple[bytes, list[str]]:
+    """A freshly shuffled keypad JPEG and what each of its 12 keys shows."""
+    digits = [str(d) for d in range(10)]
+    rng.shuffle(digits)
+    keys = [*digits, "清除", "关闭"]
+    return draw_keypad(keys), keys
+
+
+# 5 x 7 digit glyphs for the captcha ("#" = ink).
+_CAPTCHA_GLYPHS: dict[int, tuple[str, ...]] = {
     0: (".###.", "#...#", "#..##", "#.#.#", "##..#", "#...#", ".###."),
     1: ("..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###."),
     2: (".###.", "#...#", "....#", "...#.", "..#..", ".#...", "#####"),
@@ -19,65 +94,12 @@ GLYPHS: dict[int, tuple[str, ...]] = {
     9: (".###.", "#...#", "#...#", ".####", "....#", "...#.", ".##.."),
 }
 
-KEYPAD_SIZE = (66, 104)
-CELL_W = 22
-CELL_H = 26
-# Noise pixels sprinkled on the keypad background (out of 6,864 pixels).
-_NOISE_PIXELS = 300
-
-
-def _glyph(
-    draw: ImageDraw.ImageDraw, digit: int, x: int, y: int, ink: tuple[int, int, int]
-) -> None:
-    """Draw one digit glyph with each glyph pixel as a 2 x 2 block at (x, y)."""
-    for row, line in enumerate(GLYPHS[digit]):
-        for col, char in enumerate(line):
-            if char == "#":
-                px, py = x + 2 * col, y + 2 * row
-                draw.rectangle((px, py, px + 1, py + 1), fill=ink)
-
-
-def _png(img: Image.Image) -> bytes:
-    """Encode an image as PNG (fast compression: these are tiny and per request)."""
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def _background(rng: random.Random, size: tuple[int, int]) -> Image.Image:
-    """A light background (channels 200..255) with grey noise (150..199)."""
-    base = tuple(rng.randint(225, 255) for _ in range(3))
-    img = Image.new("RGB", size, (base[0], base[1], base[2]))
-    draw = ImageDraw.Draw(img)
-    w, h = size
-    for _ in range(_NOISE_PIXELS * w * h // (66 * 104)):
-        if rng.random() < 0.5:
-            grey = rng.randint(150, 199)
-            colour = (grey, grey, grey)
-        else:
-            colour = (rng.randint(200, 255), rng.randint(200, 255), rng.randint(200, 255))
-        draw.point((rng.randrange(w), rng.randrange(h)), fill=colour)
-    return img
-
-
-def render_keypad(rng: random.Random) -> tuple[bytes, list[int]]:
-    """A freshly shuffled keypad PNG and the digit shown in each of cells 0..9."""
-    cells = list(range(10))
-    rng.shuffle(cells)
-    img = _background(rng, KEYPAD_SIZE)
-    draw = ImageDraw.Draw(img)
-    for i, digit in enumerate(cells):
-        x0, y0 = CELL_W * (i % 3), CELL_H * (i // 3)
-        dx, dy = rng.randint(-2, 2), rng.randint(-2, 2)
-        ink = (rng.randint(0, 90), rng.randint(0, 90), rng.randint(0, 90))
-        _glyph(draw, digit, x0 + 6 + dx, y0 + 6 + dy, ink)
-    return _png(img), cells
-
 
 def render_captcha(rng: random.Random) -> tuple[bytes, str]:
     """A captcha PNG of 4 random digits, and those digits."""
     text = "".join(str(rng.randrange(10)) for _ in range(4))
-    img = _background(rng, (60, 22))
+    base = tuple(rng.randint(225, 255) for _ in range(3))
+    img = Image.new("RGB", (60, 22), (base[0], base[1], base[2]))
     draw = ImageDraw.Draw(img)
     for _ in range(3):
         colour = (rng.randint(100, 200), rng.randint(100, 200), rng.randint(100, 200))
@@ -87,5 +109,13 @@ def render_captcha(rng: random.Random) -> tuple[bytes, str]:
         )
     for i, char in enumerate(text):
         ink = (rng.randint(0, 120), rng.randint(0, 120), rng.randint(0, 120))
-        _glyph(draw, int(char), 3 + 14 * i + rng.randint(-1, 1), 4 + rng.randint(-2, 2), ink)
-    return _png(img), text
+        x, y = 3 + 14 * i + rng.randint(-1, 1), 4 + rng.randint(-2, 2)
+        for row, line in enumerate(_CAPTCHA_GLYPHS[int(char)]):
+            for col, dot in enumerate(line):
+                if dot == "#":
+                    draw.rectangle(
+                        (x + 2 * col, y + 2 * row, x + 2 * col + 1, y + 2 * row + 1), ink
+                    )
+    out = io.BytesIO()
+    img.save(out, format="PNG", compress_level=1)
+    return out.getvalue(), text

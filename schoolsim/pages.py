@@ -1,9 +1,21 @@
-"""The card center's HTML pages, exactly as docs/card-center-protocol.md shows them."""
+"""The card center's HTML pages, in two markups: the 2013 card center and the later platform.
 
+What each page rests on is said beside it: "evidence" names what the 2013
+jnu.fm client or a public client of the same platform at another school shows
+(docs/card-center-protocol.md lists them), "guess" is ours. Where the evidence
+says nothing (page titles, most layout), the markup is plain and a client must
+not depend on it.
+"""
+
+from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from html import escape
+from typing import Literal
 
 from schoolsim.dataset import Row, Student, money
+
+Markup = Literal["2013", "platform"]
 
 _HEAD = (
     "<html><head>"
@@ -12,22 +24,28 @@ _HEAD = (
 )
 _TAIL = "</body></html>\n"
 
+# Error texts. The two login failures are the later platform's own words
+# (evidence: clients at other schools match them); the others are guesses.
 STEP_ERROR = "请按步骤查询"
 DATE_ERROR = "查询日期不合法"
 EXPIRED_ERROR = "验证码已过期，请刷新页面"
-WRONG_PASSWORD = "密码错误"  # noqa: S105 - an error message, not a secret
-NO_USER = "无此用户"
+WRONG_PASSWORD = "登陆失败，密码错误"  # noqa: S105 - an error message, not a secret
+NO_USER = "登陆失败，无此用户名称！"
 
-_HEADERS = (
-    "交易发生时间",
-    "交易类型",
-    "子系统名称",
-    "电子账户",
-    "交易额",
-    "现有余额",
-    "次数",
-    "状态",
+# The query-kind select (evidence: a 2015 client reads the first option "all" of
+# the second select; the other values are those it lists).
+_KINDS = (
+    ("all", "查询全部"),
+    ("13", "存款"),
+    ("14", "取款"),
+    ("15", "消费"),
+    ("16", "转帐"),
+    ("17", "补助"),
+    ("18", "扣款"),
 )
+# The submit button every query form has (evidence: clients post
+# `Submit=+%C8%B7+%B6%A8+`, " 确 定 " in GBK).
+_SUBMIT = '<input type="submit" name="Submit" value=" 确 定 ">'
 
 
 def _page(title: str, body: str) -> str:
@@ -35,137 +53,299 @@ def _page(title: str, body: str) -> str:
 
 
 def login_page(error: str = "") -> str:
-    """The home/login page, with an optional error message."""
+    """The login page (the home page, and every data URL of a session not logged in).
+
+    Fields: evidence (2013 posted name, passwd, rand, loginType=2, userType=1;
+    later clients also post the image button's imageField.x/.y). Layout: guess.
+    """
+    message = f'<p class="biaotou">{escape(error)}</p>\n' if error else ""
     return _page(
         "校园卡用户服务中心",
-        '<form name="form1" method="post" action="/loginstudent.action">\n'
-        '  <input type="text" name="name"> <input type="password" name="passwd" readonly>\n'
-        '  <img id="imgpasswd" src="/getpasswdPhoto.action">\n'
-        '  <input type="text" name="rand"> <img src="/getCheckpic.action?rand=8000">\n'
-        '  <input type="hidden" name="loginType" value="2">\n'
-        '  <input type="hidden" name="userType" value="1">\n'
-        "</form>\n"
-        f'<p id="errorInfo">{escape(error)}</p>\n',
+        '<form name="form1" method="post" action="loginstudent.action">\n'
+        '<table class="login"><tr><td>学（工）号：</td>'
+        '<td><input type="text" name="name" size="18"></td></tr>\n'
+        '<tr><td>查询密码：</td><td><input type="password" name="passwd" size="18" readonly>'
+        '<img id="imgpasswd" src="getpasswdPhoto.action" alt="密码小键盘"></td></tr>\n'
+        '<tr><td>验 证 码：</td><td><input type="text" name="rand" size="6">'
+        '<img src="getCheckpic.action?rand=8000"></td></tr>\n'
+        '<tr><td colspan="2"><input type="hidden" name="loginType" value="2">'
+        '<input type="hidden" name="userType" value="1">'
+        '<input type="image" name="imageField" src="images/login.gif"></td></tr>\n'
+        "</table></form>\n" + message,
     )
 
 
-def welcome_page(name: str) -> str:
-    """The frame page after a successful login."""
+def frame_page(name: str, markup: Markup) -> str:
+    """What a successful login answers: the logged-in frame (guess: no client reads it).
+
+    A later client judged success by "持卡人" in it, so it says so.
+    """
+    main = "accountcardUser.action"
+    if markup == "platform":
+        main = "pages/card/cardMain.jsp"
     return _page(
         "校园卡用户服务中心",
-        '<div id="top"><div id="welcome">欢迎您，'
-        f'<span class="name">{escape(name)}</span></div></div>\n'
-        '<div id="menu"><ul>\n'
-        '<li><a href="/accountcardUser.action">账户信息</a></li>\n'
-        '<li><a href="/accounttodayTrjn.action">当日流水</a></li>\n'
-        '<li><a href="/accounthisTrjn.action">历史流水</a></li>\n'
-        "</ul></div>\n"
-        '<iframe name="mainFrame" src="/accountcardUser.action"></iframe>\n',
+        f'<div class="top">持卡人：{escape(name)}</div>\n'
+        '<ul class="menu">\n'
+        '<li><a href="accountcardUser.action" target="mainFrame">账户信息</a></li>\n'
+        '<li><a href="accounttodayTrjn.action" target="mainFrame">当日流水</a></li>\n'
+        '<li><a href="accounthisTrjn.action" target="mainFrame">历史流水</a></li>\n'
+        "</ul>\n"
+        f'<iframe name="mainFrame" src="{main}"></iframe>\n',
     )
 
 
-def account_page(st: Student, balance: str) -> str:
-    """The account info table (two label/value pairs per row, like the original)."""
-    cells = [
-        ("姓　　名：", escape(st.name)),
-        ("学 工 号：", st.stuid),
-        ("卡　　号：", st.card_number),
-        ("身份类型：", st.identity),
-        ("所属部门：", st.department),
-        ("卡状态：", "正常"),
-    ]
-    rows = []
-    for i in range(0, len(cells), 2):
-        pairs = "".join(
+@dataclass(frozen=True)
+class Account:
+    """What the account page shows of one student."""
+
+    student: Student
+    balance: str
+
+
+def _balance_text(balance: str) -> str:
+    # Evidence: the 2013 reference sample and a later client's comment.
+    return f"{balance}元（卡余额）0.00元(当前过渡余额)0.00元(上次过渡余额)"
+
+
+def account_page(account: Account, markup: Markup) -> str:
+    """The account page: label and value cells, two pairs a row, the balance last."""
+    st = account.student
+    if markup == "2013":
+        # Evidence: every cell is td.neiwen, labels hold a full-width colon, the
+        # balance cell holds 余额 and the amount before the first 元. Labels and
+        # their order: guess.
+        pairs = [
+            ("姓　　名：", escape(st.name)),
+            ("帐　　号：", st.card_number),
+            ("学 工 号：", st.stuid),
+            ("身份类型：", st.identity),
+            ("所属部门：", st.department),
+            ("卡 状 态：", "正常"),
+        ]
+        cells = [
             f'<td class="neiwen" align="right">{label}</td><td class="neiwen">{value}</td>'
-            for label, value in cells[i : i + 2]
+            for label, value in pairs
+        ]
+        balance = (
+            '<td class="neiwen" align="right">余　　额：</td>'
+            f'<td class="neiwen" colspan="3">{_balance_text(account.balance)}</td>'
         )
-        rows.append(f"<tr>{pairs}</tr>\n")
-    rows.append(
-        '<tr><td class="neiwen" align="right">余　　额：</td>'
-        f'<td class="neiwen" colspan="3">{balance}元（卡余额）0.00元(当前过渡余额)'
-        "0.00元(上次过渡余额)</td></tr>\n"
-    )
+    else:
+        # Evidence (later platform, several schools): values sit in
+        # <div align="left"> inside td.neiwen (name first, the account number
+        # second, the student number fourth, identity tenth, department
+        # fourteenth), labels are padded with spaces ("卡  状  态：", "余    额："),
+        # the balance is the bare text of its td.neiwen. The other labels: guess.
+        pairs = [
+            ("姓    名：", escape(st.name)),
+            ("帐    号：", st.card_number),
+            ("性    别：", "男" if int(st.stuid[-1]) % 2 else "女"),
+            ("学 工 号：", st.stuid),
+            ("卡 类 型：", "学生卡"),
+            ("卡  状  态：", "正常"),
+            ("冻结状态：", "正常"),
+            ("挂失状态：", "正常卡"),
+            ("检查状态：", "正常"),
+            ("身份类型：", st.identity),
+            ("开户日期：", f"20{st.stuid[2:4]}0901"),
+            ("有效日期：", f"20{int(st.stuid[2:4]) + 6:02d}0731"),
+            ("银行卡号：", f"6216*********{st.card_number[-4:]}"),
+            ("部门名称：", st.department),
+        ]
+        cells = [
+            f'<td class="neiwen"><div align="right">{label}</div></td>'
+            f'<td class="neiwen"><div align="left">{value}</div></td>'
+            for label, value in pairs
+        ]
+        balance = (
+            '<td class="neiwen"><div align="right">余    额：</div></td>'
+            f'<td class="neiwen" colspan="3">{_balance_text(account.balance)}</td>'
+        )
+    rows = ["<tr>" + "".join(cells[i : i + 2]) + "</tr>\n" for i in range(0, len(cells), 2)]
+    rows.append(f"<tr>{balance}</tr>\n")
     return _page(
         "账户信息",
-        '<table class="neiwen" width="100%" border="0" cellspacing="1">\n'
+        '<table width="100%" border="0" cellpadding="2" cellspacing="1">\n'
         + "".join(rows)
         + "</table>\n",
     )
 
 
-def account_form(action: str, card_number: str) -> str:
-    """The account-choice form that starts the today and history chains."""
+def account_form(action: str, card_number: str, title: str = "流水查询") -> str:
+    """The account-choice form that starts the today and history queries.
+
+    Evidence: a select `account` (2013 submitted its first option), a select
+    `inputObject` whose first option is `all`, the " 确 定 " button, method post.
+    """
+    kinds = "".join(f'<option value="{value}">{text}</option>' for value, text in _KINDS)
     return _page(
-        "流水查询",
-        f'<form id="accounthisTrjn" name="form1" action="{action}" method="post">\n'
-        '<select name="account">'
-        f'<option value="{card_number}">{card_number}[主卡]</option></select>\n'
-        '<input type="hidden" name="inputObject" value="all">\n'
-        '<input type="submit" value="查询">\n'
+        title,
+        f'<form id="accounthisTrjn" name="form1" action="{escape(action)}" method="post">\n'
+        '<table><tr><td>请选择帐号：</td><td><select name="account">'
+        f'<option value="{card_number}">{card_number}[主卡]</option></select></td></tr>\n'
+        '<tr><td>查询类型：</td><td><select name="inputObject">'
+        f"{kinds}</select></td></tr>\n"
+        f'<tr><td colspan="2">{_SUBMIT}</td></tr></table>\n'
         "</form>\n",
     )
 
 
-def date_form(start: date, end: date) -> str:
-    """The history date-range form with its defaults."""
+def date_form(action: str, start: date, end: date) -> str:
+    """The history date-range form with its defaults (evidence: the two field names, YYYYMMDD)."""
     return _page(
         "历史流水查询",
-        '<form name="form1" action="/accounthisTrjn2.action" method="post">\n'
-        f'起始日期：<input name="inputStartDate" value="{start:%Y%m%d}">\n'
-        f'结束日期：<input name="inputEndDate" value="{end:%Y%m%d}">\n'
-        '<input type="submit" value="查询">\n'
+        f'<form name="form1" action="{escape(action)}" method="post">\n'
+        f'起始日期：<input type="text" name="inputStartDate" value="{start:%Y%m%d}">\n'
+        f'结束日期：<input type="text" name="inputEndDate" value="{end:%Y%m%d}">\n'
+        f"{_SUBMIT}\n"
         "</form>\n",
     )
 
 
-def wait_page() -> str:
-    """The "please wait" page that submits itself to accounthisTrjn3."""
+def wait_page(action: str, form_id: str = "form1") -> str:
+    """The "please wait" page whose form submits itself (evidence: 2013 followed it).
+
+    The later platform's form carries its continuation in id and action
+    (evidence: clients at other schools cut it out of either).
+    """
     return _page(
         "历史流水查询",
-        "<p>正在查询，请稍候...</p>\n"
-        '<form id="form1" action="/accounthisTrjn3.action" method="post"></form>\n'
-        '<script type="text/javascript">document.getElementById("form1").submit();</script>\n',
+        '<p align="center">正在查询，请稍候...</p>\n'
+        f'<form id="{escape(form_id)}" name="form1" action="{escape(action)}" method="post">'
+        "</form>\n"
+        '<script type="text/javascript">document.form1.submit();</script>\n',
     )
 
 
 def error_page(message: str) -> str:
-    """A card center error page (no login form)."""
-    return _page("错误", f'<p id="errorInfo">{escape(message)}</p>\n')
+    """A card center error page (guess: its markup; the client reads the text)."""
+    return _page(
+        "校园卡用户服务中心",
+        f'<p class="biaotou">{escape(message)}</p>\n<a href="javascript:history.back()">返回</a>\n',
+    )
 
 
-def _row(row: Row, css: str) -> str:
-    cells = (
-        f"{row.time:%Y/%m/%d %H:%M:%S}",
+# Column headers. 2013 (evidence: time, kind, place, amount, balance in
+# td[0..4]; header texts and the columns after them: guess). Later platform
+# (evidence: ten columns at one school, amount in td[5], balance in td[6]; the
+# header texts: guess, after the names clients give the columns).
+_HEADERS_2013 = ("交易发生时间", "交易类型", "子系统名称", "交易额", "现有余额", "次数", "状态")
+_HEADERS_PLATFORM = (
+    "交易发生时间",
+    "学工号",
+    "姓名",
+    "交易类型",
+    "子系统名称",
+    "交易额",
+    "现有余额",
+    "次数",
+    "状态",
+    "说明",
+)
+
+
+def _cells(row: Row, st: Student, markup: Markup) -> tuple[str, ...]:
+    shown = f"{row.time:%Y/%m/%d %H:%M:%S}"
+    if markup == "2013":
+        return (
+            shown,
+            row.way,
+            escape(row.position),
+            money(row.amount),
+            money(row.balance_after),
+            str(row.count),
+            "正常",
+        )
+    return (
+        shown,
+        st.stuid,
+        escape(st.name),
         row.way,
         escape(row.position),
-        "1",
         money(row.amount),
         money(row.balance_after),
         str(row.count),
         "正常",
+        "",
     )
-    return f'<tr class="{css}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>\n"
 
 
-def result_page(rows: list[Row], page: int, page_size: int) -> str:
-    """Page `page` (1-based, already clamped) of a query's rows, with the pager."""
-    total = len(rows)
-    pages = page_count(total, page_size)
-    chunk = rows[(page - 1) * page_size : page * page_size]
-    body = [
-        '<table class="dgrid" width="100%" border="0" cellspacing="1">\n',
-        '<tr class="dgrid_header">' + "".join(f"<td>{h}</td>" for h in _HEADERS) + "</tr>\n",
-    ]
-    body += [_row(r, "listbg" if i % 2 == 0 else "listbg2") for i, r in enumerate(chunk)]
-    body.append("</table>\n")
-    body.append(f'<div id="pager">共{total}条记录&nbsp;&nbsp;当前第{page}页/共{pages}页</div>\n')
-    return _page("流水查询结果", "".join(body))
+@dataclass(frozen=True)
+class Paging:
+    """Where the next page of a result is asked for: the form the result page carries."""
+
+    action: str
+    # The page number's field name: `pageNum` (2013, history) or `pageVo.pageNum`.
+    field: str
+    hidden: tuple[tuple[str, str], ...] = ()
 
 
 def page_count(total: int, page_size: int) -> int:
     """Number of result pages for total rows (at least 1)."""
     return max(1, -(-total // page_size))
+
+
+def result_page(
+    rows: list[Row],
+    st: Student,
+    page: int,
+    page_size: int,
+    markup: Markup,
+    paging: Paging,
+    summary: str = "总交易额为",
+) -> str:
+    """Page `page` (1-based, already clamped) of a query's rows, newest first."""
+    total = len(rows)
+    pages = page_count(total, page_size)
+    chunk = rows[(page - 1) * page_size : page * page_size]
+    fields = "".join(
+        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
+        for name, value in paging.hidden
+    )
+    # Evidence: a form on the result page (2013 submitted "the form of the
+    # previous page" once more after the history result); what it holds: guess.
+    form = (
+        f'<form name="pageForm" action="{escape(paging.action)}" method="post">{fields}'
+        f'<input type="hidden" name="{escape(paging.field)}" value="{page}"></form>\n'
+    )
+    if markup == "2013":
+        # Evidence: rows tr.listbg / tr.listbg2. No pager: 2013 read only the
+        # first page, so nothing shows how (or whether) its pages were counted.
+        body = ['<table width="100%" border="0" cellpadding="2" cellspacing="1">\n']
+        body.append("<tr>" + "".join(f"<td>{h}</td>" for h in _HEADERS_2013) + "</tr>\n")
+        for i, row in enumerate(chunk):
+            css = "listbg" if i % 2 == 0 else "listbg2"
+            cells = "".join(f"<td>{c}</td>" for c in _cells(row, st, markup))
+            body.append(f'<tr class="{css}">{cells}</tr>\n')
+        body.append("</table>\n")
+        return _page("流水查询结果", "".join(body) + form)
+    # Evidence (later platform): table#tables, the header first and the pager
+    # last (clients take rows [1:-1]), the pager row tr.bl > td > div[align=center]
+    # with "共N页&nbsp;&nbsp;当前第M页", a total "总交易额为:X（元）" in the last tr.bl.
+    columns = len(_HEADERS_PLATFORM)
+    cost = sum((r.amount for r in rows if r.amount < 0), Decimal(0))
+    body = ['<table id="tables" width="100%" border="0" cellpadding="2" cellspacing="1">\n']
+    body.append(
+        '<tr class="bl">'
+        + "".join(f'<td align="center">{h}</td>' for h in _HEADERS_PLATFORM)
+        + "</tr>\n"
+    )
+    for i, row in enumerate(chunk):
+        css = "listbg" if i % 2 == 0 else "listbg2"
+        cells = "".join(
+            f'<td align="{"right" if j in (5, 6) else "center"}">{c}</td>'
+            for j, c in enumerate(_cells(row, st, markup))
+        )
+        body.append(f'<tr class="{css}">{cells}</tr>\n')
+    body.append(
+        f'<tr class="bl"><td colspan="{columns}"><div align="center">'
+        f"{summary}:{money(cost)}（元）&nbsp;&nbsp;"
+        f"共{pages}页&nbsp;&nbsp;当前第{page}页&nbsp;&nbsp;"
+        '<a href="javascript:gotoPage(1)">首页</a></div></td></tr>\n'
+    )
+    body.append("</table>\n")
+    return _page("流水查询结果", "".join(body) + form)
 
 
 def tomcat_error(status: int) -> str:

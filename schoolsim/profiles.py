@@ -8,6 +8,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 OverloadAction = Literal["error", "reset"]
 DownMode = Literal["reset", "error", "hang"]
+Markup = Literal["2013", "platform"]
 
 PROFILE_NAMES = ("fast", "jnu-2013")
 
@@ -59,6 +60,17 @@ class SimSettings:
     down_mode: DownMode = "reset"
     # Rows per result page.
     page_size: int = 10
+    # Which card center the pages follow: "2013" (the 2013 jnu.fm client's
+    # evidence) or "platform" (later versions of the same platform at other
+    # schools: accounttodatTrjnObject.action, the history continuation, the
+    # tr.bl pager, ten columns). See docs/card-center-protocol.md.
+    markup: Markup = "2013"
+    # Not evidence, tolerance drills for clients: a successful login answers
+    # 302 to the account page instead of the frame page...
+    login_redirect: bool = False
+    # ...and a second cookie (a load balancer's) is set with the session and
+    # required with it on every later request.
+    extra_cookie: bool = False
 
     def __post_init__(self) -> None:
         """Reject values outside their meaningful range."""

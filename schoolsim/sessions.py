@@ -14,23 +14,31 @@ class Session:
 
     sid: str
     last_seen: float
+    # The load balancer's cookie value (setting extra_cookie), sent with the session's.
+    extra: str = ""
     captcha: str | None = None
-    keypad: list[int] | None = None
+    # What each of the 12 keys of the latest keypad shows.
+    keypad: list[str] | None = None
     stuid: str | None = None
-    # The today form was fetched, so its POST is in order.
+    # The today form was fetched, so its POST is in order (2013 markup).
     today_ready: bool = False
     # History chain: 0 none, 1 account form seen, 2 date form seen, 3 dates accepted.
     his_step: int = 0
     his_range: tuple[date, date] | None = None
-    # Rows of the last today/history query, newest first, for paging.
+    # The later platform's history continuations: key -> the chain step it continues.
+    flow: dict[str, int] = field(default_factory=dict)
+    # Rows of the last today/history query, newest first, for paging, and its range.
     last_query: list[Row] | None = field(default=None, repr=False)
+    last_range: tuple[date, date] | None = None
 
     def reset_chains(self) -> None:
         """Forget any query in progress (on login)."""
         self.today_ready = False
         self.his_step = 0
         self.his_range = None
+        self.flow.clear()
         self.last_query = None
+        self.last_range = None
 
 
 class SessionStore:

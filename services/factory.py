@@ -104,6 +104,7 @@ async def build_worker_services(
         worker_index=worker_index,
         rate_limiter=limiter,
         trusted_proxies=limits.trusted_networks,
+        legacy_body=settings.api.legacy_body,
         ops=make_ops_deps(
             settings, engine, breaker_states=lambda: {service.breaker.system: service.breaker.state}
         ),

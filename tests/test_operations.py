@@ -423,7 +423,7 @@ def test_metrics_add_up_over_workers_and_survive_a_dead_worker(
         for (name, labels), v in after.items()
         if name == "jnufm_school_requests_total" and ("outcome", "ok") in labels
     )
-    assert ok_school >= 5, "login (4 requests) and the account page"
+    assert ok_school >= 4, "captcha, keypad, login and the account page"
     if shutil.which("promtool"):
         out = subprocess.run(
             ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30

@@ -1,4 +1,9 @@
-"""A tiny scripted card center on 127.0.0.1 for client tests (no simulator needed)."""
+"""A tiny scripted card center on 127.0.0.1 for client tests (no simulator needed).
+
+It serves the saved pages of the 2013 markup (tests/fixtures/card_pages/),
+keypads made of the real sample's pixels, and lets a test replace the answer
+of any path to script redirects, cookies, errors and broken connections.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-from school.keypad import map_password
-from tests.school.keypad_render import render_keypad, shuffled_cells
+from tests.school.keypad_render import arrange, encode, shuffled_keys
 
 PAGES = Path(__file__).resolve().parent.parent / "fixtures" / "card_pages"
 GBK_TYPE = "text/html;charset=GBK"
 PAGE_SIZE = 10
+# What the saved account page shows (tests/fixtures/card_pages/account.html).
+FIXTURE_STUDENT, FIXTURE_NAME = "2012052690", "邓华敏"
+
+Row = tuple[str, str, str, str, str]  # time, way, place, amount, balance after
 
 
 def fixture(name: str) -> bytes:
@@ -28,34 +36,42 @@ def fixture(name: str) -> bytes:
 
 
 def login_page(error: str = "") -> bytes:
-    """The login page, with errorInfo set to error."""
-    text = fixture("home.html").decode("gbk")
-    return text.replace('<p id="errorInfo"></p>', f'<p id="errorInfo">{error}</p>').encode("gbk")
+    """The login page, with an error message if given."""
+    text = fixture("login.html").decode("gbk")
+    if error:
+        text = text.replace("</form>\n", f'</form>\n<p class="biaotou">{error}</p>\n')
+    return text.encode("gbk")
 
 
-def result_page(rows: list[tuple[str, str, str, str, str]], page: int) -> bytes:
-    """Result page number page (1-based, 10 rows each) of rows: (time, way, place, amount, rest)."""
+def result_page(rows: list[Row], page: int, pager: bool = False, total: bool = False) -> bytes:
+    """Page `page` (10 rows each) of rows in the 2013 markup; optionally a pager row."""
     pages = max(1, -(-len(rows) // PAGE_SIZE))
     chunk = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     trs = "".join(
         f'<tr class="{"listbg" if i % 2 == 0 else "listbg2"}"><td>{t}</td><td>{way}</td>'
-        f"<td>{place}</td><td>1</td><td>{amount}</td><td>{rest}</td><td>{900 - i}</td>"
-        "<td>正常</td></tr>\r\n"
+        f"<td>{place}</td><td>{amount}</td><td>{rest}</td><td>{900 - i}</td><td>正常</td></tr>\r\n"
         for i, (t, way, place, amount, rest) in enumerate(chunk)
+    )
+    counted = f"共{len(rows)}条记录&nbsp;&nbsp;" if total else ""
+    pager_row = (
+        f'<tr class="bl"><td colspan="7"><div align="center">{counted}'
+        f"共{pages}页&nbsp;&nbsp;当前第{page}页</div></td></tr>\r\n"
+        if pager
+        else ""
     )
     html = (
         '<html><head><meta http-equiv="Content-Type" content="text/html; charset=gbk">'
         "<title>流水查询结果</title></head><body>\r\n"
-        '<table class="dgrid"><tr class="dgrid_header"><td>交易发生时间</td><td>交易类型</td>'
-        "<td>子系统名称</td><td>电子账户</td><td>交易额</td><td>现有余额</td><td>次数</td>"
-        f"<td>状态</td></tr>\r\n{trs}</table>\r\n"
-        f'<div id="pager">共{len(rows)}条记录&nbsp;&nbsp;当前第{page}页/共{pages}页</div>\r\n'
+        "<table><tr><td>交易发生时间</td><td>交易类型</td><td>子系统名称</td><td>交易额</td>"
+        f"<td>现有余额</td><td>次数</td><td>状态</td></tr>\r\n{trs}{pager_row}</table>\r\n"
+        '<form name="pageForm" action="/accountconsubBrows.action" method="post">'
+        f'<input type="hidden" name="pageNum" value="{page}"></form>\r\n'
         "</body></html>\r\n"
     )
     return html.encode("gbk")
 
 
-def make_rows(count: int, day: str = "2013/08/24") -> list[tuple[str, str, str, str, str]]:
+def make_rows(count: int, day: str = "2013/08/24") -> list[Row]:
     """count plausible rows, newest first, all on day."""
     rows = []
     for i in range(count):
@@ -87,15 +103,16 @@ class Request:
         return self.target.split("?", 1)[0]
 
     @property
+    def cookies(self) -> dict[str, str]:
+        pairs = (part.strip().partition("=") for part in self.headers.get("cookie", "").split(";"))
+        return {name: value for name, _, value in pairs if name}
+
+    @property
     def cookie(self) -> str | None:
-        for part in self.headers.get("cookie", "").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == "JSESSIONID":
-                return value
-        return None
+        return self.cookies.get("JSESSIONID")
 
     def form(self) -> dict[str, str]:
-        return dict(parse_qsl(self.body.decode("ascii"), keep_blank_values=True))
+        return dict(parse_qsl(self.body.decode("ascii"), keep_blank_values=True, encoding="gbk"))
 
 
 @dataclass
@@ -106,6 +123,7 @@ class Response:
     status: int = 200
     content_type: str = GBK_TYPE
     set_cookie: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
     delay: float = 0.0
     trickle: float = 0.0  # seconds between body bytes
     reset: bool = False
@@ -119,9 +137,9 @@ Handler = Callable[[Request], Response | Awaitable[Response]]
 @dataclass
 class Session:
     captcha: bool = False
-    cells: list[int] | None = None
+    keys: list[str] | None = None
     student: str | None = None
-    last_rows: list[tuple[str, str, str, str, str]] | None = None
+    last_rows: list[Row] | None = None
     history_step: int = 0
 
 
@@ -132,10 +150,9 @@ class FakeSchool:
     students: dict[str, tuple[str, str]] = field(
         default_factory=lambda: {"2012052690": ("052690", "张三"), "2012000001": ("000001", "李四")}
     )
-    today_rows: list[tuple[str, str, str, str, str]] = field(default_factory=lambda: make_rows(3))
-    history_rows: list[tuple[str, str, str, str, str]] = field(
-        default_factory=lambda: make_rows(12, "2013/08/20")
-    )
+    today_rows: list[Row] = field(default_factory=lambda: make_rows(3))
+    history_rows: list[Row] = field(default_factory=lambda: make_rows(12, "2013/08/20"))
+    pager: bool = False
     overrides: dict[str, Handler] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     sessions: dict[str, Session] = field(default_factory=dict)
@@ -210,6 +227,7 @@ class FakeSchool:
         ]
         if response.set_cookie:
             head.append(f"Set-Cookie: JSESSIONID={response.set_cookie}; Path=/")
+        head += [f"{name}: {value}" for name, value in response.headers]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         if response.trickle:
             for i in range(len(response.body)):
@@ -223,7 +241,8 @@ class FakeSchool:
 
     # --- the card center --------------------------------------------------------
 
-    def _session(self, request: Request) -> tuple[Session, str | None]:
+    def session_of(self, request: Request) -> tuple[Session, str | None]:
+        """The request's session, or a new one and its new cookie."""
         cookie = request.cookie
         if cookie is not None and cookie in self.sessions:
             return self.sessions[cookie], None
@@ -232,12 +251,17 @@ class FakeSchool:
         return self.sessions[fresh], fresh
 
     def _default(self, request: Request) -> Response:
-        session, new_cookie = self._session(request)
-        response = self._page(request, session)
+        session, new_cookie = self.session_of(request)
+        response = self.page(request, session)
         response.set_cookie = response.set_cookie or new_cookie
         return response
 
-    def _page(self, request: Request, session: Session) -> Response:
+    def account_page(self, student: str) -> bytes:
+        name = self.students[student][1]
+        text = fixture("account.html").decode("gbk")
+        return text.replace(FIXTURE_STUDENT, student).replace(FIXTURE_NAME, name).encode("gbk")
+
+    def page(self, request: Request, session: Session) -> Response:
         path, form = request.path, request.form()
         if path in ("/", "/homeLogin.action"):
             return Response(login_page())
@@ -245,31 +269,28 @@ class FakeSchool:
             session.captcha = True
             return Response(b"\x89PNG captcha", content_type="image/png")
         if path == "/getpasswdPhoto.action":
-            session.cells = shuffled_cells(self.rng)
-            return Response(render_keypad(session.cells, self.rng), content_type="image/png")
+            session.keys = shuffled_keys(self.rng)
+            return Response(encode(arrange(session.keys)), content_type="image/jpeg")
         if path == "/loginstudent.action":
-            if not session.captcha or session.cells is None:
+            if not session.captcha or session.keys is None:
                 return Response(login_page("验证码已过期，请刷新页面"))
             known = self.students.get(form.get("name", ""))
             if known is None:
-                return Response(login_page("无此用户"))
-            if form.get("passwd") != map_password(known[0], session.cells):
-                return Response(login_page("密码错误"))
+                return Response(login_page("登陆失败，无此用户名称！"))
+            sent = form.get("passwd", "")
+            if "".join(session.keys[int(c)] for c in sent if c.isdigit()) != known[0]:
+                return Response(login_page("登陆失败，密码错误"))
             session.student = form["name"]
-            welcome = fixture("welcome.html").decode("gbk").replace("张三", known[1])
-            return Response(welcome.encode("gbk"))
+            return Response(fixture("frame.html"))
         if session.student is None:
             return Response(login_page())
         if path == "/accountcardUser.action":
-            name = self.students[session.student][1]
-            text = fixture("account.html").decode("gbk")
-            text = text.replace("2012052690", session.student).replace("张三", name)
-            return Response(text.encode("gbk"))
+            return Response(self.account_page(session.student))
         if path == "/accounttodayTrjn.action":
             if request.method == "GET":
                 return Response(fixture("today_form.html"))
             session.last_rows = self.today_rows
-            return Response(result_page(self.today_rows, 1))
+            return Response(result_page(self.today_rows, 1, self.pager))
         if path == "/accounthisTrjn.action":
             session.history_step = 1
             return Response(fixture("history_form.html"))
@@ -282,7 +303,11 @@ class FakeSchool:
         if path == "/accounthisTrjn3.action" and session.history_step == 3:
             session.history_step = 0
             session.last_rows = self.history_rows
-            return Response(result_page(self.history_rows, 1))
+            return Response(result_page(self.history_rows, 1, self.pager))
         if path == "/accountconsubBrows.action" and session.last_rows is not None:
-            return Response(result_page(session.last_rows, int(form["pageNum"])))
+            rows = session.last_rows
+            last = max(1, -(-len(rows) // PAGE_SIZE))
+            # Like the simulator: a page past the end answers the last page.
+            number = min(max(int(form["pageNum"]), 1), last)
+            return Response(result_page(rows, number, self.pager))
         return Response(fixture("error_steps.html"))

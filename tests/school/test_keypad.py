@@ -1,142 +1,217 @@
-"""Keypad decoding and password mapping."""
+"""Keypad decoding and password mapping, on the real 2013 keypad image and copies of it."""
 
 from __future__ import annotations
 
-import io
 import itertools
-import json
 import random
-from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageFilter
 
 from school.errors import SchoolPageError
-from school.keypad import MAX_MISMATCH, decode_keypad, glyph_bitmaps, map_password
-from tests.school.keypad_render import GLYPHS, render_keypad, shuffled_cells
+from school.keypad import (
+    CLEAR,
+    CLOSE,
+    MAX_DISTANCE,
+    MIN_MARGIN,
+    Keypad,
+    _bits,
+    decode_keypad,
+    map_password,
+)
+from school.keypad_glyphs import FACES
+from tests.school.keypad_render import (
+    SAMPLE,
+    SAMPLE_DIR,
+    SAMPLE_KEYS,
+    TEMPLATE_FILES,
+    add_noise,
+    arrange,
+    encode,
+    face_box,
+    sample,
+    shuffled_keys,
+    speckle,
+)
 
-PAGES = Path(__file__).resolve().parent.parent / "fixtures" / "card_pages"
+
+def test_the_real_keypad_reads_as_the_reference_says() -> None:
+    keypad = decode_keypad(SAMPLE.read_bytes())
+    assert keypad.rows() == [
+        ["2", "7", "5"],
+        ["8", "3", "0"],
+        ["6", "9", "1"],
+        ["4", "清除", "关闭"],
+    ]
+    assert map_password("052690", keypad) == "520675"
 
 
-def test_fixture_keypad() -> None:
-    expected = json.loads((PAGES / "keypad.json").read_text(encoding="utf-8"))["cells"]
-    assert decode_keypad((PAGES / "keypad.png").read_bytes()) == tuple(expected)
-
-
-def test_glyph_table_matches_the_renderers_copy() -> None:
-    ours = glyph_bitmaps()
-    for digit, rows in GLYPHS.items():
-        assert ours[digit] == tuple(ch == "#" for row in rows for ch in row)
-
-
-def test_tolerance_cannot_confuse_two_glyphs() -> None:
-    glyphs = glyph_bitmaps()
-    closest = min(
-        sum(x != y for x, y in zip(a, b, strict=True)) for a, b in itertools.combinations(glyphs, 2)
+def _binary(image: Image.Image) -> tuple[str, ...]:
+    grey = image.convert("L")
+    return tuple(
+        "".join("#" if grey.getpixel((x, y)) < 118 else "." for x in range(grey.width))  # type: ignore[operator]
+        for y in range(grey.height)
     )
-    assert closest == 6
-    assert closest > 2 * MAX_MISMATCH
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_random_keypads_with_noise_and_jitter(seed: int) -> None:
+@pytest.mark.parametrize(("name", "label"), sorted(TEMPLATE_FILES.items()))
+def test_faces_are_the_2013_templates(name: str, label: str) -> None:
+    with Image.open(SAMPLE_DIR / name) as template:
+        assert _binary(template) == FACES[label]
+
+
+def test_faces_are_the_crops_of_the_real_image() -> None:
+    real = sample()
+    for index, label in enumerate(SAMPLE_KEYS):
+        assert _binary(real.crop(face_box(index))) == FACES[label]
+
+
+def test_thresholds_leave_no_face_between_two_others() -> None:
+    faces = [_bits(rows) for rows in FACES.values()]
+    closest = min((a ^ b).bit_count() for a, b in itertools.combinations(faces, 2))
+    assert closest == 25
+    # A crop within MAX_DISTANCE of one face and MIN_MARGIN closer to it than
+    # to any other cannot be equally close to two faces.
+    assert MIN_MARGIN > 0
+    assert MAX_DISTANCE < 529 // 2
+
+
+@pytest.mark.parametrize("quality", [10, 25, 50, 75, 95])
+def test_re_encoded_copies(quality: int) -> None:
+    keypad = decode_keypad(encode(sample(), "JPEG", quality))
+    assert keypad.keys == SAMPLE_KEYS
+
+
+def test_png_copy() -> None:
+    assert decode_keypad(encode(sample(), "PNG")).keys == SAMPLE_KEYS
+
+
+@pytest.mark.parametrize("factor", [0.4, 0.7, 1.4, 2.0])
+def test_brightened_and_darkened_copies(factor: float) -> None:
+    image = ImageEnhance.Brightness(sample()).enhance(factor)
+    assert decode_keypad(encode(image, "JPEG", 85)).keys == SAMPLE_KEYS
+
+
+@pytest.mark.parametrize("shift", [60, 110, 140])
+def test_lifted_ink_uses_the_images_own_threshold(shift: int) -> None:
+    # Ink lifted past 118 reads as paper at the reference threshold.
+    lifted = sample().point(lambda v: min(255, v + shift))
+    assert decode_keypad(encode(lifted, "PNG")).keys == SAMPLE_KEYS
+
+
+@pytest.mark.parametrize("sigma", [10, 30, 50])
+def test_noisy_copies(sigma: float) -> None:
+    noisy = add_noise(sample(), random.Random(sigma), sigma)
+    assert decode_keypad(encode(noisy, "JPEG", 80)).keys == SAMPLE_KEYS
+
+
+@pytest.mark.parametrize("share", [0.02, 0.08])
+def test_speckled_copies(share: float) -> None:
+    noisy = speckle(sample(), random.Random(7), share)
+    assert decode_keypad(encode(noisy, "PNG")).keys == SAMPLE_KEYS
+
+
+def test_blurred_copy() -> None:
+    blurred = sample().filter(ImageFilter.GaussianBlur(1))
+    # The digits still read; 关闭 may not, and is never needed.
+    assert decode_keypad(encode(blurred, "JPEG", 85)).keys[:10] == SAMPLE_KEYS[:10]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_other_shuffles_of_the_real_faces(seed: int) -> None:
     rng = random.Random(seed)
-    cells = shuffled_cells(rng)
-    png = render_keypad(cells, rng, noise=rng.uniform(0.0, 0.3), jitter=2)
-    assert decode_keypad(png) == tuple(cells)
+    keys = shuffled_keys(rng)
+    image = encode(arrange(keys), "JPEG", rng.randint(30, 95))
+    keypad = decode_keypad(image)
+    assert list(keypad.keys) == keys
+    password = "".join(rng.choice("0123456789") for _ in range(6))
+    assert map_password(password, keypad) == "".join(str(keys.index(c)) for c in password)
 
 
-class _FixedJitter(random.Random):
-    """A Random whose jitter draws (randint(-2, 2)) always return shift."""
-
-    def __init__(self, seed: int, shift: int) -> None:
-        super().__init__(seed)
-        self.shift = shift
-
-    def randint(self, a: int, b: int) -> int:
-        return self.shift if (a, b) == (-2, 2) else super().randint(a, b)
-
-
-def test_extreme_jitter_corners() -> None:
-    # Every cell at the same extreme offset, including the narrow glyph "1".
-    for shift in (-2, 2):
-        rng = _FixedJitter(7, shift)
-        cells = shuffled_cells(rng)
-        assert decode_keypad(render_keypad(cells, rng)) == tuple(cells)
+def test_function_keys_elsewhere() -> None:
+    # 清除 and 关闭 in the middle, digits 7 and 9 on keys 10 and 11.
+    keys = ["0", "1", "2", "3", CLEAR, "4", "5", CLOSE, "6", "8", "7", "9"]
+    keypad = decode_keypad(encode(arrange(keys), "JPEG", 80))
+    assert list(keypad.keys) == keys
+    assert map_password("012345", keypad) == "012356"
+    # Key 10 has no one-character index: refuse rather than guess.
+    with pytest.raises(SchoolPageError, match="key 10"):
+        map_password("705269", keypad)
 
 
-def test_one_flipped_block_is_tolerated() -> None:
-    glyphs = {d: list(rows) for d, rows in GLYPHS.items()}
-    glyphs[8] = [".###.", "#...#", "#...#", ".###.", "#...#", "#.#.#", ".###."]
-    rng = random.Random(3)
-    cells = shuffled_cells(rng)
-    assert decode_keypad(render_keypad(cells, rng, glyphs=glyphs)) == tuple(cells)
+def test_blank_last_keys() -> None:
+    keys: list[str | None] = [*SAMPLE_KEYS[:10], None, None]
+    keypad = decode_keypad(encode(arrange(keys), "JPEG", 80))
+    assert keypad.keys == (*SAMPLE_KEYS[:10], "", "")
+    assert map_password("052690", keypad) == "520675"
 
 
-def test_unknown_glyph_is_unreadable() -> None:
-    glyphs = {d: list(rows) for d, rows in GLYPHS.items()}
-    glyphs[8] = ["#####", "#...#", "#####", "#...#", "#####", "#...#", "#####"]
-    rng = random.Random(4)
-    with pytest.raises(SchoolPageError, match="matches no digit"):
-        decode_keypad(render_keypad(shuffled_cells(rng), rng, glyphs=glyphs))
+def test_unknown_faces_on_the_last_keys() -> None:
+    image = arrange([*SAMPLE_KEYS[:10], None, None])
+    # Other key faces (not 清除/关闭): a filled box and a cross.
+    image.paste(0, (52, 150, 64, 162))
+    for i in range(15):
+        image.putpixel((92 + i, 152 + i // 2), 0)
+    keypad = decode_keypad(encode(image, "PNG"))
+    assert keypad.keys[:10] == SAMPLE_KEYS[:10]
+    assert keypad.keys[10:] == ("", "")
 
 
-def test_repeated_digit_is_unreadable() -> None:
-    rng = random.Random(5)
-    with pytest.raises(SchoolPageError, match="exactly once"):
-        decode_keypad(render_keypad([1, 2, 3, 4, 5, 6, 7, 8, 9, 9], rng))
+def test_a_missing_digit_is_unreadable() -> None:
+    keys: list[str | None] = list(SAMPLE_KEYS)
+    keys[4] = None  # the 3
+    with pytest.raises(SchoolPageError, match="digit 3 on no key"):
+        decode_keypad(encode(arrange(keys), "PNG"))
 
 
-def test_blank_cell_is_unreadable() -> None:
-    rng = random.Random(6)
-    with pytest.raises(SchoolPageError, match="blank"):
-        decode_keypad(render_keypad([1, 2, 3, 4, 5, 6, 7, 8, 9], rng))
+def test_a_repeated_digit_is_unreadable() -> None:
+    keys = list(SAMPLE_KEYS)
+    keys[4] = "2"  # instead of the 3
+    with pytest.raises(SchoolPageError, match="digit 2 on 2 keys"):
+        decode_keypad(encode(arrange(keys), "PNG"))
 
 
-def test_dark_smudge_is_unreadable() -> None:
-    rng = random.Random(8)
-    image = Image.open(io.BytesIO(render_keypad(shuffled_cells(rng), rng))).convert("RGB")
-    image.putpixel((1, 1), (0, 0, 0))
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    with pytest.raises(SchoolPageError, match="ink box"):
-        decode_keypad(out.getvalue())
+def test_a_smudged_digit_is_unreadable() -> None:
+    image = sample()
+    image.paste(0, (48, 40, 66, 54))  # most of the 7
+    with pytest.raises(SchoolPageError, match="digit 7"):
+        decode_keypad(encode(image, "PNG"))
 
 
-@pytest.mark.parametrize("size", [(66, 103), (132, 208)])
+def test_noise_beyond_reading_is_unreadable() -> None:
+    rng = random.Random(11)
+    noise = Image.new("L", (117, 180))
+    noise.putdata([rng.randrange(256) for _ in range(117 * 180)])
+    with pytest.raises(SchoolPageError, match="keypad"):
+        decode_keypad(encode(noise, "PNG"))
+
+
+def test_blank_image_is_unreadable() -> None:
+    with pytest.raises(SchoolPageError, match="keypad"):
+        decode_keypad(encode(Image.new("L", (117, 180), 255), "PNG"))
+
+
+@pytest.mark.parametrize("size", [(66, 104), (116, 180), (234, 360)])
 def test_wrong_size_is_unreadable(size: tuple[int, int]) -> None:
-    out = io.BytesIO()
-    Image.new("RGB", size, "white").save(out, "PNG")
-    with pytest.raises(SchoolPageError, match="keypad image"):
-        decode_keypad(out.getvalue())
+    with pytest.raises(SchoolPageError, match="keypad image is"):
+        decode_keypad(encode(Image.new("L", size, 255), "PNG"))
 
 
-@pytest.mark.parametrize("data", [b"", b"<html>login</html>", b"\x89PNG\r\n\x1a\n broken"])
-def test_not_a_png_is_unreadable(data: bytes) -> None:
+@pytest.mark.parametrize("data", [b"", b"<html>login</html>", b"\xff\xd8\xff\xe0 broken jpeg"])
+def test_not_an_image_is_unreadable(data: bytes) -> None:
     with pytest.raises(SchoolPageError, match="keypad image"):
         decode_keypad(data)
 
 
-def test_map_password_doc_rule() -> None:
-    cells = [3, 7, 0, 1, 9, 8, 2, 6, 4, 5]
-    # The protocol doc's example says "296842", but by its own rule 6 is in cell 7
-    # (cells[7] == 6), so the mapped password is 296742.
-    assert map_password("052690", cells) == "296742"
-    assert map_password("0123456789", cells) == "2360897154"
-
-
-def test_map_password_identity_keypad() -> None:
-    assert map_password("052690", tuple(range(10))) == "052690"
+def test_map_password_on_a_plain_keypad() -> None:
+    keypad = Keypad((*(str(d) for d in range(10)), CLEAR, CLOSE))
+    assert map_password("052690", keypad) == "052690"
 
 
 @pytest.mark.parametrize("password", ["", "05269a", "12 34", "١٢٣", "-1"])
 def test_map_password_rejects_non_digits_without_echo(password: str) -> None:
+    keypad = decode_keypad(SAMPLE.read_bytes())
     with pytest.raises(ValueError, match="digits") as info:
-        map_password(password, list(range(10)))
+        map_password(password, keypad)
     if password:
         assert password not in str(info.value)
-
-
-def test_map_password_rejects_a_bad_keypad() -> None:
-    with pytest.raises(ValueError, match="keypad"):
-        map_password("1234", [1, 1, 2, 3, 4, 5, 6, 7, 8, 9])

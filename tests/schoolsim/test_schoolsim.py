@@ -1,4 +1,10 @@
-"""End-to-end tests of `python -m schoolsim`, speaking docs/card-center-protocol.md."""
+"""End-to-end tests of `python -m schoolsim`: both markups, as the evidence describes them.
+
+The helpers here read pages with regular expressions and the keypad with the
+2013 method (threshold 118, fixed crops, exact match against the 2013
+templates), independently of school/: the simulator must satisfy what the
+2013 client did, not what our client tolerates.
+"""
 
 from __future__ import annotations
 
@@ -21,57 +27,47 @@ from PIL import Image
 from tests.procs import ROOT, Proc, schoolsim, sim_json
 
 STUID = "2012052690"
-
-# The protocol's glyph table, rows of digits 0..9 side by side.
-_GLYPH_TABLE = """
-.###.   ..#..   .###.   #####   ...#.   #####   ..##.   #####   .###.   .###.
-#...#   .##..   #...#   ...#.   ..##.   #....   .#...   ....#   #...#   #...#
-#..##   ..#..   ....#   ..#..   .#.#.   ####.   #....   ...#.   #...#   #...#
-#.#.#   ..#..   ...#.   ...#.   #..#.   ....#   ####.   ..#..   .###.   .####
-##..#   ..#..   ..#..   ....#   #####   ....#   #...#   .#...   #...#   ....#
-#...#   ..#..   .#...   #...#   ...#.   #...#   #...#   .#...   #...#   ...#.
-.###.   .###.   #####   .###.   ...#.   .###.   .###.   .#...   .###.   .##..
-"""
-
-
-def _trimmed(rows: list[str]) -> tuple[str, ...]:
-    """A glyph without its all-blank columns at either side (the ink bounding box)."""
-    cols = [c for c in range(len(rows[0])) if any(r[c] == "#" for r in rows)]
-    return tuple(r[cols[0] : cols[-1] + 1] for r in rows)
-
-
-def _glyphs() -> dict[tuple[str, ...], int]:
-    lines = [line.split() for line in _GLYPH_TABLE.strip().splitlines()]
-    return {_trimmed([line[d] for line in lines]): d for d in range(10)}
+KEYPAD_DIR = ROOT / "tests" / "fixtures" / "card-keypad"
+# The 2013 templates and what each shows ("C" 清除, "X" 关闭).
+TEMPLATES = {
+    "00": "7",
+    "01": "1",
+    "02": "4",
+    "10": "2",
+    "11": "6",
+    "12": "8",
+    "20": "3",
+    "21": "5",
+    "22": "9",
+    "30": "0",
+    "31": "C",
+    "32": "X",
+}
 
 
-def decode_keypad(png: bytes) -> list[int]:
-    """The digit in each keypad cell 0..9, decoded as the protocol describes."""
-    img = Image.open(io.BytesIO(png)).convert("L")
-    assert img.size == (66, 104)
-    px = img.load()
-    assert px is not None
-    glyphs = _glyphs()
-    digits = []
-    for i in range(10):
-        x0, y0 = 22 * (i % 3), 26 * (i // 3)
-        ink = [(x, y) for y in range(26) for x in range(22) if px[x0 + x, y0 + y] < 128]  # type: ignore[operator]
-        left, right = min(x for x, _ in ink), max(x for x, _ in ink)
-        top, bottom = min(y for _, y in ink), max(y for _, y in ink)
-        width, height = right - left + 1, bottom - top + 1
-        # Digit 1 has blank side columns, so its box is 6 wide; all others are 10 x 14.
-        assert height == 14
-        assert width in (6, 10)
-        pattern = tuple(
-            "".join(
-                "#" if px[x0 + left + 2 * c, y0 + top + 2 * r] < 128 else "."  # type: ignore[operator]
-                for c in range(width // 2)
-            )
-            for r in range(7)
-        )
-        digits.append(glyphs[pattern])
-    assert sorted(digits) == list(range(10))
-    return digits
+def _binary(image: Image.Image) -> bytes:
+    return image.convert("L").point([0 if i < 118 else 255 for i in range(256)]).tobytes()
+
+
+def _templates() -> dict[bytes, str]:
+    out = {}
+    for name, key in TEMPLATES.items():
+        with Image.open(KEYPAD_DIR / f"{name}.png") as image:
+            out[_binary(image)] = key
+    return out
+
+
+def decode_keypad(jpeg: bytes) -> list[str]:
+    """What each of the 12 keys shows, read exactly as the 2013 client read it."""
+    image = Image.open(io.BytesIO(jpeg))
+    assert (image.format, image.mode, image.size) == ("JPEG", "L", (117, 180))
+    templates = _templates()
+    keys = []
+    for n in range(4):
+        for m in range(3):
+            crop = image.crop((10 + 36 * m, 36 + 36 * n, 33 + 36 * m, 59 + 36 * n))
+            keys.append(templates[_binary(crop)])
+    return keys
 
 
 def gbk(resp: httpx.Response) -> str:
@@ -83,8 +79,8 @@ def is_login_page(text: str) -> bool:
     return re.search(r'<form[^>]*action="[^"]*loginstudent\.action"', text) is not None
 
 
-def error_info(text: str) -> str | None:
-    m = re.search(r'<p id="errorInfo">(.*?)</p>', text)
+def message(text: str) -> str | None:
+    m = re.search(r'<p class="biaotou">(.*?)</p>', text)
     return m.group(1) if m else None
 
 
@@ -92,29 +88,41 @@ def result_rows(text: str) -> list[tuple[str, list[str]]]:
     """(css class, cells) of each listbg/listbg2 row of a result page."""
     rows = []
     for css, inner in re.findall(r'<tr class="(listbg2?)">(.*?)</tr>', text):
-        rows.append((css, re.findall(r"<td>(.*?)</td>", inner)))
+        rows.append((css, re.findall(r"<td[^>]*>(.*?)</td>", inner)))
     return rows
 
 
-def pager(text: str) -> tuple[int, int, int]:
-    m = re.search(r'<div id="pager">共(\d+)条记录&nbsp;&nbsp;当前第(\d+)页/共(\d+)页</div>', text)
+def pager(text: str) -> tuple[int, int]:
+    """(pages, current page) of the later platform's pager row."""
+    m = re.search(
+        r'<tr class="bl"><td colspan="10"><div align="center">[^<]*'
+        r"共(\d+)页&nbsp;&nbsp;当前第(\d+)页",
+        text,
+    )
     assert m, text
-    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+    return int(m.group(1)), int(m.group(2))
 
 
-def fetch_keypad(client: httpx.Client) -> list[int]:
+def form_action(text: str) -> str:
+    m = re.search(r'<form[^>]*action="([^"]*)"', text)
+    assert m, text
+    return m.group(1).replace("&amp;", "&")
+
+
+def fetch_keypad(client: httpx.Client) -> list[str]:
     resp = client.get("/getpasswdPhoto.action")
     assert resp.status_code == 200
-    assert resp.headers["content-type"] == "image/png"
+    assert resp.headers["content-type"] == "image/jpeg"
     return decode_keypad(resp.content)
 
 
 def login(client: httpx.Client, stuid: str, password: str, keypad: bool = True) -> str:
-    """Do the whole login dance; returns the answer page."""
+    """The 2013 client's login, home page included; returns the answer page."""
     client.get("/")
-    assert client.get("/getCheckpic.action", params={"rand": "8000"}).status_code == 200
-    cells = fetch_keypad(client) if keypad else list(range(10))
-    sent = "".join(str(cells.index(int(d))) for d in password)
+    assert client.get("/getCheckpic.action", params={"rand": "8000."}).status_code == 200
+    keys = fetch_keypad(client) if keypad else [str(d) for d in range(10)]
+    cell_of = {key: "0123456789CX"[i] for i, key in enumerate(keys)}
+    sent = "".join(cell_of[d] for d in password)
     resp = client.post(
         "/loginstudent.action",
         data={"name": stuid, "passwd": sent, "rand": "8000", "loginType": "2", "userType": "1"},
@@ -170,7 +178,11 @@ def new_client(sim: Proc) -> httpx.Client:
     return httpx.Client(base_url=sim.url, timeout=5)
 
 
-# ---- pages -------------------------------------------------------------------
+def displayed_today(sim: Proc) -> date:
+    return datetime.strptime(truth(sim)["displayed_now"], "%Y/%m/%d %H:%M:%S").date()
+
+
+# ---- pages (2013 markup, the default) ---------------------------------------
 
 
 def test_home_sets_cookie_and_declares_gbk(client: httpx.Client) -> None:
@@ -180,57 +192,70 @@ def test_home_sets_cookie_and_declares_gbk(client: httpx.Client) -> None:
     assert re.fullmatch(r"JSESSIONID=[0-9A-Fa-f]{32}; Path=/", resp.headers["set-cookie"])
     text = gbk(resp)
     assert '<meta http-equiv="Content-Type" content="text/html; charset=gbk">' in text
-    assert "校园卡用户服务中心" in text
     assert is_login_page(text)
-    assert error_info(text) == ""
+    for field in ("name", "passwd", "rand", "loginType", "userType"):
+        assert f'name="{field}"' in text
+    assert message(text) is None
     assert text.rstrip().endswith("</html>")
     assert gbk(client.get("/homeLogin.action")) == text
 
 
-def test_keypad_image_follows_the_protocol(client: httpx.Client) -> None:
+def test_captcha_opens_the_session(client: httpx.Client) -> None:
+    resp = client.get("/getCheckpic.action", params={"rand": "8000."})
+    assert resp.status_code == 200
+    assert "JSESSIONID=" in resp.headers["set-cookie"]
+
+
+def test_keypad_is_the_real_one_reshuffled(client: httpx.Client) -> None:
     client.get("/")
-    png = client.get("/getpasswdPhoto.action").content
-    img = Image.open(io.BytesIO(png))
-    assert img.mode == "RGB"
-    assert img.size == (66, 104)
-    raw = img.tobytes()
-    for i in range(0, len(raw), 3):
-        pixel = raw[i : i + 3]
-        assert max(pixel) <= 90 or min(pixel) >= 150, pixel
-    first = decode_keypad(png)
-    shuffles = {tuple(first)} | {tuple(fetch_keypad(client)) for _ in range(4)}
+    jpeg = client.get("/getpasswdPhoto.action").content
+    keys = decode_keypad(jpeg)
+    assert sorted(keys[:10]) == [str(d) for d in range(10)]
+    assert keys[10:] == ["C", "X"]
+    # Everything but the key faces is the real image's frame and title bar.
+    image = Image.open(io.BytesIO(jpeg)).convert("L")
+    real = Image.open(KEYPAD_DIR / "full.jpg").convert("L")
+    for index in range(12):
+        n, m = divmod(index, 3)
+        box = (10 + 36 * m, 36 + 36 * n, 33 + 36 * m, 59 + 36 * n)
+        image.paste(255, box)
+        real.paste(255, box)
+    assert _binary(image) == _binary(real)
+    # The real image is a quality 75 JPEG: the same quantisation tables.
+    with Image.open(io.BytesIO(jpeg)) as ours, Image.open(KEYPAD_DIR / "full.jpg") as theirs:
+        assert ours.quantization == theirs.quantization  # type: ignore[attr-defined]
+    shuffles = {tuple(keys)} | {tuple(fetch_keypad(client)) for _ in range(4)}
     assert len(shuffles) > 1
 
 
 def test_login_success(sim: Proc, client: httpx.Client) -> None:
     text = login(client, STUID, STUID[-6:])
-    name = truth(sim)["name"]
-    assert f'<div id="welcome">欢迎您，<span class="name">{name}</span></div>' in text
-    assert '<a href="/accountcardUser.action">' in text
+    assert not is_login_page(text)
+    assert f"持卡人：{truth(sim)['name']}" in text
     assert stats(sim)["logins_ok"] == 1
 
 
 def test_login_wrong_password(sim: Proc, client: httpx.Client) -> None:
     text = login(client, STUID, "000000")
     assert is_login_page(text)
-    assert error_info(text) == "密码错误"
+    assert message(text) == "登陆失败，密码错误"
     assert stats(sim)["logins_failed"] == 1
 
 
 def test_login_unknown_user(client: httpx.Client) -> None:
     text = login(client, "1999000000", "000000")
     assert is_login_page(text)
-    assert error_info(text) == "无此用户"
+    assert message(text) == "登陆失败，无此用户名称！"
 
 
 def test_login_without_keypad_is_expired(client: httpx.Client) -> None:
     text = login(client, STUID, STUID[-6:], keypad=False)
-    assert error_info(text) == "验证码已过期，请刷新页面"
+    assert message(text) == "验证码已过期，请刷新页面"
     fresh = httpx.post(
         client.base_url.join("/loginstudent.action"),
         data={"name": STUID, "passwd": "012345", "rand": "8000"},
     )
-    assert error_info(gbk(fresh)) == "验证码已过期，请刷新页面"
+    assert message(gbk(fresh)) == "验证码已过期，请刷新页面"
     assert "JSESSIONID=" in fresh.headers["set-cookie"]
 
 
@@ -250,29 +275,26 @@ def test_account_page_matches_truth(sim: Proc, client: httpx.Client) -> None:
     login(client, STUID, STUID[-6:])
     text = gbk(client.get("/accountcardUser.action"))
     t = truth(sim)
-    table = re.search(r'<table class="neiwen".*?</table>', text, re.S)
-    assert table
-    cells = re.findall(r"<td[^>]*>(.*?)</td>", table.group(0))
-    pairs = dict(zip(cells[::2], cells[1::2], strict=True))
-    assert list(pairs) == [
-        "姓　　名：",
-        "学 工 号：",
-        "卡　　号：",
-        "身份类型：",
-        "所属部门：",
-        "卡状态：",
-        "余　　额：",
+    # Evidence: every cell td.neiwen, labels with a full-width colon.
+    cells = re.findall(r'<td class="neiwen"[^>]*>(.*?)</td>', text)
+    assert len(cells) == len(re.findall(r"<td", text)) == 14
+    values = [c for c in cells if "：" not in c]
+    assert values[:6] == [
+        t["name"],
+        t["card_number"],
+        STUID,
+        t["identity"],
+        t["department"],
+        "正常",
     ]
-    assert pairs["姓　　名："] == t["name"]
-    assert pairs["学 工 号："] == STUID
-    assert pairs["卡　　号："] == t["card_number"]
-    balance = re.match(r"(-?\d+\.\d\d)元", pairs["余　　额："])
-    assert balance
-    assert balance.group(1) == t["balance"]
+    # 2013: the first value cell holding 余额, the text before its first 元.
+    balance = next(v for v in values if "余额" in v)
+    assert balance.split("元")[0] == t["balance"]
+    assert balance.endswith("元（卡余额）0.00元(当前过渡余额)0.00元(上次过渡余额)")
 
 
-def _cells(row: dict[str, Any]) -> list[str]:
-    return [row["time"], row["way"], row["position"], "1", row["amount"], row["balance_after"]]
+def _expected(rows: list[dict[str, Any]]) -> list[list[str]]:
+    return [[r["time"], r["way"], r["position"], r["amount"], r["balance_after"]] for r in rows]
 
 
 def test_today_chain_and_spend(sim: Proc, client: httpx.Client) -> None:
@@ -289,16 +311,21 @@ def test_today_chain_and_spend(sim: Proc, client: httpx.Client) -> None:
 
     login(client, STUID, STUID[-6:])
     form = gbk(client.get("/accounttodayTrjn.action"))
-    assert '<form id="accounthisTrjn" name="form1" action="/accounttodayTrjn.action"' in form
+    assert form_action(form) == "/accounttodayTrjn.action"
     card = after["card_number"]
+    # The first option of each select, the GBK " 确 定 " button, as a browser posts them.
     assert f'<option value="{card}">{card}[主卡]</option>' in form
-    text = gbk(
-        client.post("/accounttodayTrjn.action", data={"account": card, "inputObject": "all"})
-    )
+    assert '<select name="inputObject"><option value="all">' in form
+    body = f"account={card}&inputObject=all&Submit=+%C8%B7+%B6%A8+".encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    text = gbk(client.post("/accounttodayTrjn.action", content=body, headers=headers))
     rows = result_rows(text)
-    assert [cells[:6] for _, cells in rows] == [_cells(r) for r in after["today"][:10]]
+    assert [cells[:5] for _, cells in rows] == _expected(after["today"][:10])
+    assert all(len(cells) == 7 for _, cells in rows)
     assert [css for css, _ in rows][:2] == ["listbg", "listbg2"]
-    assert pager(text)[0] == len(after["today"])
+    # No pager in the 2013 markup, but a form for the next page.
+    assert "共" not in text
+    assert '<input type="hidden" name="pageNum" value="1">' in text
     account = gbk(client.get("/accountcardUser.action"))
     assert f"{after['balance']}元（卡余额）" in account
 
@@ -315,76 +342,95 @@ def test_history_chain_with_paging(sim: Proc, client: httpx.Client) -> None:
     t = truth(sim, "2011000001")
     login(client, "2011000001", "000001")
     step1 = gbk(client.get("/accounthisTrjn.action"))
-    assert 'action="/accounthisTrjn1.action"' in step1
+    assert form_action(step1) == "/accounthisTrjn1.action"
     step2 = gbk(client.post("/accounthisTrjn1.action", data={"inputObject": "all"}))
-    assert '<form name="form1" action="/accounthisTrjn2.action" method="post">' in step2
-    today = datetime.strptime(t["displayed_now"], "%Y/%m/%d %H:%M:%S").date()
-    yesterday = today - timedelta(days=1)
-    assert f'<input name="inputStartDate" value="{yesterday - timedelta(days=7):%Y%m%d}">' in step2
-    assert f'<input name="inputEndDate" value="{yesterday:%Y%m%d}">' in step2
-    step3 = client.post(
-        "/accounthisTrjn2.action",
-        data={"inputStartDate": t["history_from"], "inputEndDate": t["history_to"]},
+    assert form_action(step2) == "/accounthisTrjn2.action"
+    yesterday = displayed_today(sim) - timedelta(days=1)
+    assert f'name="inputStartDate" value="{yesterday - timedelta(days=7):%Y%m%d}"' in step2
+    assert f'name="inputEndDate" value="{yesterday:%Y%m%d}"' in step2
+    step3 = gbk(
+        client.post(
+            "/accounthisTrjn2.action",
+            data={"inputStartDate": t["history_from"], "inputEndDate": t["history_to"]},
+        )
     )
-    assert "正在查询，请稍候..." in gbk(step3)
-    assert '<form id="form1" action="/accounthisTrjn3.action" method="post">' in gbk(step3)
-    page1 = gbk(client.post("/accounthisTrjn3.action"))
-    total, current, pages = pager(page1)
+    assert "正在查询，请稍候..." in step3
+    assert form_action(step3) == "/accounthisTrjn3.action"
+    assert "document.form1.submit()" in step3
+    got = result_rows(gbk(client.post("/accounthisTrjn3.action")))
     expected = t["history_days"]
-    assert total == len(expected) > 10
-    assert (current, pages) == (1, -(-total // 10))
-    got = result_rows(page1)
+    pages = -(-len(expected) // 10)
+    assert len(expected) > 10
     assert len(got) == 10
     for n in range(2, pages + 1):
-        text = gbk(client.post("/accountconsubBrows.action", data={"pageNum": str(n)}))
-        assert pager(text) == (total, n, pages)
-        got += result_rows(text)
-    assert [cells[:6] for _, cells in got] == [_cells(r) for r in expected]
-    assert all(cells[7] == "正常" and cells[6].isdigit() for _, cells in got)
+        got += result_rows(gbk(client.post("/accountconsubBrows.action", data={"pageNum": str(n)})))
+    assert [cells[:5] for _, cells in got] == _expected(expected)
+    assert all(cells[6] == "正常" and cells[5].isdigit() for _, cells in got)
     assert [css for css, _ in got[:3]] == ["listbg", "listbg2", "listbg"]
+    # A page past the end answers the last page again.
+    last = result_rows(gbk(client.post("/accountconsubBrows.action", data={"pageNum": "99"})))
+    assert last == got[(pages - 1) * 10 :]
     # The chain is used up: step 4 again is out of order.
-    assert error_info(gbk(client.post("/accounthisTrjn3.action"))) == "请按步骤查询"
+    assert message(gbk(client.post("/accounthisTrjn3.action"))) == "请按步骤查询"
 
 
-def test_history_empty_range_has_pager(client: httpx.Client) -> None:
+def test_history_may_end_today_but_holds_no_row_of_today(sim: Proc, client: httpx.Client) -> None:
+    # Evidence: 2013 asked today-7 .. today; later clients note dated queries hold no today rows.
+    sim_json(sim.url, f"/__sim/students/{STUID}/spend", {"amount": "2.00"})
+    t = truth(sim)
+    login(client, STUID, STUID[-6:])
+    today = displayed_today(sim)
+    start = today - timedelta(days=7)
+    text = gbk(_history_query(client, f"{start:%Y%m%d}", f"{today:%Y%m%d}"))
+    assert "正在查询" in text
+    got = result_rows(gbk(client.post("/accounthisTrjn3.action")))
+    for n in range(2, 6):
+        got += result_rows(gbk(client.post("/accountconsubBrows.action", data={"pageNum": str(n)})))
+    times = {cells[0] for _, cells in got}
+    assert not any(r["time"] in times for r in t["today"])
+    assert times >= {r["time"] for r in t["history_days"] if r["time"][:10] >= f"{start:%Y/%m/%d}"}
+
+
+def test_history_empty_range(client: httpx.Client) -> None:
     login(client, STUID, STUID[-6:])
     assert "正在查询" in gbk(_history_query(client, "20000101", "20000131"))
     text = gbk(client.post("/accounthisTrjn3.action"))
-    assert pager(text) == (0, 1, 1)
     assert result_rows(text) == []
+    assert "<td>交易发生时间</td>" in text
 
 
 def test_history_bad_dates(sim: Proc, client: httpx.Client) -> None:
     login(client, STUID, STUID[-6:])
-    today = datetime.strptime(truth(sim)["displayed_now"], "%Y/%m/%d %H:%M:%S").date()
+    today = displayed_today(sim)
     yesterday = today - timedelta(days=1)
     fmt = "%Y%m%d"
     for start, end in (
         (yesterday.strftime(fmt), (yesterday - timedelta(days=3)).strftime(fmt)),
-        (yesterday.strftime(fmt), today.strftime(fmt)),
         (today.strftime(fmt), (today + timedelta(days=2)).strftime(fmt)),
         ("2013-08-01", yesterday.strftime(fmt)),
         ("20130231", "20130301"),
     ):
         text = gbk(_history_query(client, start, end))
-        assert error_info(text) == "查询日期不合法", (start, end)
+        assert message(text) == "查询日期不合法", (start, end)
         assert not is_login_page(text)
 
 
 def test_out_of_order_steps(client: httpx.Client) -> None:
     login(client, STUID, STUID[-6:])
-    assert error_info(gbk(client.post("/accountconsubBrows.action", data={"pageNum": "1"}))) == (
+    assert message(gbk(client.post("/accountconsubBrows.action", data={"pageNum": "1"}))) == (
         "请按步骤查询"
     )
-    assert error_info(gbk(client.post("/accounthisTrjn3.action"))) == "请按步骤查询"
-    assert error_info(gbk(client.post("/accounthisTrjn2.action"))) == "请按步骤查询"
-    assert error_info(gbk(client.post("/accounttodayTrjn.action"))) == "请按步骤查询"
+    assert message(gbk(client.post("/accounthisTrjn3.action"))) == "请按步骤查询"
+    assert message(gbk(client.post("/accounthisTrjn2.action"))) == "请按步骤查询"
+    assert message(gbk(client.post("/accounttodayTrjn.action"))) == "请按步骤查询"
     client.get("/accounthisTrjn.action")
     # Step 3 (dates) without step 2 (date form).
     resp = client.post(
         "/accounthisTrjn2.action", data={"inputStartDate": "20130801", "inputEndDate": "20130802"}
     )
-    assert error_info(gbk(resp)) == "请按步骤查询"
+    assert message(gbk(resp)) == "请按步骤查询"
+    # The later platform's entry point does not exist in 2013.
+    assert client.post("/accounttodatTrjnObject.action").status_code == 404
 
 
 def test_session_idle_expiry(sim: Proc, client: httpx.Client) -> None:
@@ -415,10 +461,88 @@ def test_password_change(sim: Proc, client: httpx.Client) -> None:
     stuid = "2013000042"
     sim_json(sim.url, f"/__sim/students/{stuid}/password", {"password": "123456"})
     assert truth(sim, stuid)["password_is_default"] is False
-    assert error_info(login(client, stuid, "000042")) == "密码错误"
-    assert "welcome" in login(client, stuid, "123456")
+    assert message(login(client, stuid, "000042")) == "登陆失败，密码错误"
+    assert "持卡人" in login(client, stuid, "123456")
     sim_json(sim.url, f"/__sim/students/{stuid}/password", {"password": "000042"})
     assert truth(sim, stuid)["password_is_default"] is True
+
+
+# ---- the later platform's markup ----------------------------------------------
+
+
+def test_platform_pages(sim: Proc, client: httpx.Client) -> None:
+    control(sim, markup="platform")
+    t = truth(sim, "2011000001")
+    login(client, "2011000001", "000001")
+    account = gbk(client.get("/accountcardUser.action"))
+    # Evidence: values in <div align="left">; the account number second, the name first.
+    values = re.findall(r'<div align="left">(.*?)</div>', account)
+    assert (values[0], values[1], values[3]) == (t["name"], t["card_number"], "2011000001")
+    assert "卡  状  态：" in account and "余    额：" in account
+    assert f'<td class="neiwen" colspan="3">{t["balance"]}元（卡余额）' in account
+    # Today: the form posts to accounttodatTrjnObject.action, pages by pageVo.pageNum.
+    form = gbk(client.get("/accounttodayTrjn.action"))
+    assert form_action(form) == "/accounttodatTrjnObject.action"
+    for _ in range(12):
+        sim_json(sim.url, "/__sim/students/2011000001/spend", {"amount": "0.10"})
+    today = truth(sim, "2011000001")["today"]
+    first = gbk(client.post("/accounttodatTrjnObject.action", data={"inputObject": "all"}))
+    second = gbk(client.post("/accounttodatTrjnObject.action", data={"pageVo.pageNum": "2"}))
+    rows = result_rows(first) + result_rows(second)
+    pages = -(-len(today) // 10)
+    assert pager(first) == (pages, 1)
+    assert pager(second) == (pages, 2)
+    assert 'name="pageVo.pageNum" value="2"' in second
+    assert all(len(cells) == 10 for _, cells in rows)
+    # Ten columns: amount td[5], balance td[6].
+    assert [[c[0], c[3], c[4], c[5], c[6]] for _, c in rows] == _expected(today)[: len(rows)]
+    assert '<table id="tables"' in first and "总交易额为:" in first
+
+
+def test_platform_history_continuations(sim: Proc, client: httpx.Client) -> None:
+    control(sim, markup="platform")
+    t = truth(sim, "2011000001")
+    login(client, "2011000001", "000001")
+    step1 = gbk(client.get("/accounthisTrjn.action"))
+    first = form_action(step1)
+    assert re.fullmatch(r"/accounthisTrjn\.action\?__continue=[0-9a-f]{16}", first)
+    step2 = gbk(client.post(first, data={"account": "x", "inputObject": "all"}))
+    second = form_action(step2)
+    assert second.startswith("/accounthisTrjn.action?__continue=") and second != first
+    dates = {"inputStartDate": t["history_from"], "inputEndDate": t["history_to"]}
+    wait = gbk(client.post(second, data=dates))
+    relative = form_action(wait)
+    # Evidence: the wait page's form names its continuation relative to the page.
+    assert relative.startswith("?__continue=")
+    assert f'<form id="{relative}"' in wait
+    page1 = gbk(client.get("/accounthisTrjn.action" + relative))
+    expected = t["history_days"]
+    pages = -(-len(expected) // 10)
+    assert pager(page1) == (pages, 1)
+    got = result_rows(page1)
+    for n in range(2, pages + 1):
+        text = gbk(client.post("/accountconsubBrows.action", data={"pageNum": str(n)}))
+        assert pager(text) == (pages, n)
+        got += result_rows(text)
+    assert [[c[0], c[3], c[4], c[5], c[6]] for _, c in got] == _expected(expected)
+    # A continuation is used once.
+    assert message(gbk(client.post(second, data=dates))) == "请按步骤查询"
+
+
+def test_login_redirect_and_extra_cookie(sim: Proc) -> None:
+    control(sim, login_redirect=True, extra_cookie=True)
+    with new_client(sim) as c:
+        c.get("/getCheckpic.action")
+        assert set(c.cookies) == {"JSESSIONID", "BIGipServercard_pool"}
+        keys = fetch_keypad(c)
+        sent = "".join(str(keys.index(d)) for d in STUID[-6:])
+        resp = c.post("/loginstudent.action", data={"name": STUID, "passwd": sent})
+        assert resp.status_code == 302
+        assert resp.headers["location"] == "accountcardUser.action"
+        assert not is_login_page(gbk(c.get("/accountcardUser.action")))
+        # Without the balancer's cookie the session is unknown.
+        del c.cookies["BIGipServercard_pool"]
+        assert is_login_page(gbk(c.get("/accountcardUser.action")))
 
 
 # ---- overload, failures, down ------------------------------------------------
