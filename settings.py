@@ -96,7 +96,11 @@ class DatabaseSettings(_Section):
     pool_size: Annotated[int, Field(ge=1, le=100)] = 5
     connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     sqlite_busy_timeout_s: Annotated[float, Field(ge=0)] = 5.0
+    sqlite_wal_max_mb: Annotated[float, Field(ge=0)] = 64
+    sqlite_max_mb: Annotated[float, Field(ge=0)] = 0
     echo: bool = False
+    deferred_writes: Annotated[int, Field(ge=0, le=1_000_000)] = 10000
+    deferred_retry_s: Annotated[float, Field(gt=0)] = 0.5
 
     @field_validator("url")
     @classmethod
@@ -135,6 +139,7 @@ class SimulatorSettings(_Section):
 
 class ApiSettings(_Section):
     history_max_days: Annotated[int, Field(ge=1, le=366)] = 92
+    deadline_s: Annotated[float, Field(gt=0, le=300)] = 10
     retry_after_s: Annotated[int, Field(ge=1)] = 30
     legacy_body: Literal["compact", "2013"] = "compact"
 
@@ -151,6 +156,7 @@ class FreshnessSettings(_Section):
 class CacheSettings(_Section):
     enabled: bool = True
     memory_entries: Annotated[int, Field(ge=0)] = 20000
+    memory_mb: Annotated[float, Field(ge=0)] = 16
     fresh_s: FreshnessSettings = FreshnessSettings()
     max_stale_s: Annotated[float, Field(ge=0)] = 86400
     fresh_min_interval_s: Annotated[float, Field(ge=0)] = 10
@@ -173,6 +179,9 @@ class BudgetSettings(_Section):
 
 class BreakerSettings(_Section):
     failures: Annotated[int, Field(ge=1)] = 5
+    window: Annotated[int, Field(ge=1, le=1000)] = 10
+    failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
+    slow_call_s: Annotated[float, Field(gt=0)] = 8
     min_students: Annotated[int, Field(ge=1)] = 3
     open_s: Annotated[float, Field(gt=0)] = 30
 
@@ -246,6 +255,7 @@ class SupervisorSettings(_Section):
     stable_after_s: Annotated[float, Field(ge=0)] = 10.0
     crash_loop_deaths: Annotated[int, Field(ge=1)] = 10
     crash_loop_window_s: Annotated[float, Field(gt=0)] = 60.0
+    boot_window_s: Annotated[float, Field(ge=0)] = 2.0
     heartbeat_interval_s: Annotated[float, Field(gt=0)] = 1.0
     heartbeat_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     start_timeout_s: Annotated[float, Field(gt=0)] = 30.0

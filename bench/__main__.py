@@ -5,6 +5,7 @@ python -m bench calibrate [--repeat N]
 python -m bench report bench/results/<run>.json [--docs docs/benchmarks.md]
 python -m bench profile [--seconds N]
 python -m bench loops [--rounds N]
+python -m bench drills [--only NAME ...] [--seconds N]
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def main(argv: list[str]) -> int:
         from bench.hotpath import main_profile
 
         return main_profile(rest)
+    if command == "drills":
+        from bench.drills import main_drills
+
+        return main_drills(rest)
     if command == "loops":
         from bench.hotpath import main_loops
 

@@ -58,6 +58,8 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
     instrument_engine(engine.sync_engine)
     if is_sqlite(url):
         busy_ms = int(settings.sqlite_busy_timeout_s * 1000)
+        wal_bytes = int(settings.sqlite_wal_max_mb * 1024 * 1024)
+        max_mb = settings.sqlite_max_mb
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -67,6 +69,15 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # After each checkpoint (every 1000 pages by default) the WAL file is cut
+            # back to this size: it cannot grow without bound on a busy server.
+            cursor.execute(f"PRAGMA journal_size_limit={wal_bytes}")
+            if max_mb:
+                # A cap on the file: past it writes fail at once, as on a full disk.
+                cursor.execute("PRAGMA page_size")
+                page_size = cursor.fetchone()[0]
+                pages = max(1, int(max_mb * 1024 * 1024 / page_size))
+                cursor.execute(f"PRAGMA max_page_count={pages}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 

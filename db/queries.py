@@ -155,6 +155,15 @@ async def delete_lease(session: AsyncSession, name: str, holder: str) -> None:
     await session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
 
 
+async def lease_holders(session: AsyncSession, prefix: str) -> list[tuple[str, str]]:
+    """(name, holder) of every lease whose holder starts with prefix (one host's)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = await session.execute(
+        select(Lease.name, Lease.holder).where(Lease.holder.like(escaped + "%", escape="\\"))
+    )
+    return [(row.name, row.holder) for row in rows]
+
+
 async def lease_holder(session: AsyncSession, name: str, now: datetime) -> str | None:
     """The live holder of a lease, or None if it is free or expired."""
     return await session.scalar(

@@ -30,6 +30,7 @@ from observability import metrics
 from observability.probes import OpsDeps
 from observability.timing import RequestTimer, activate, request_id_from
 from school.errors import (
+    DeadlinePassed,
     InvalidCredentials,
     QueryRejected,
     SchoolError,
@@ -41,7 +42,14 @@ from school.errors import (
 from services.breaker import BreakerOpen
 from services.budget import BudgetExhausted
 from services.card import Answer, CardService
-from services.errors import BadInput, InvalidPassword, RateLimited
+from services.errors import (
+    BadInput,
+    DeadlineExceeded,
+    InvalidPassword,
+    RateLimited,
+    ShuttingDown,
+    StorageUnavailable,
+)
 from services.limits import RequestRateLimiter, client_ip
 
 access_log = logging.getLogger("jnufm.access")
@@ -60,6 +68,8 @@ class WorkerState:
     draining: bool = False
     # Which configuration generation this worker serves (bumped by each reload).
     generation: int = 0
+    # While stopping: when (time.monotonic()) every request must have its answer.
+    stop_by: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +177,12 @@ def describe_error(
         return 401, "invalid_credentials", "the student number or card password is wrong", {}
     if isinstance(exc, RateLimited):
         return 429, exc.code, exc.message, {"Retry-After": str(exc.retry_after_s)}
-    if isinstance(exc, SQLAlchemyError):
+    if isinstance(exc, SQLAlchemyError | StorageUnavailable):
         return 503, "storage_unavailable", "our database is unavailable; try again shortly", retry
+    if isinstance(exc, ShuttingDown):
+        return 503, "shutting_down", "this server is restarting; try again", {"Retry-After": "1"}
+    if isinstance(exc, DeadlineExceeded | DeadlinePassed):
+        return 504, "school_timeout", "the card center did not answer in time", retry
     if isinstance(exc, BudgetExhausted):
         return 503, "school_busy", "the card center is busy; try again shortly", retry
     if isinstance(exc, BreakerOpen):
@@ -309,7 +323,15 @@ class JsonHandler(RequestHandler):
             return
         if isinstance(value, BadInput | InvalidPassword | HTTPError):
             return
-        if isinstance(value, SchoolError | BudgetExhausted | BreakerOpen):
+        if isinstance(
+            value,
+            SchoolError
+            | BudgetExhausted
+            | BreakerOpen
+            | StorageUnavailable
+            | DeadlineExceeded
+            | ShuttingDown,
+        ):
             error_log.warning("%s: %s: %s", where, type(value).__name__, value)
             return
         if isinstance(value, SQLAlchemyError):

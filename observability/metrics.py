@@ -72,6 +72,9 @@ class _Metrics:
     breaker_state: Gauge
     rate_limited: Counter
     gate_decisions: Counter
+    deferred_writes: Counter
+    deferred_waiting: Gauge
+    storage_degraded: Gauge
     worker_restarts: Counter
     workers: Gauge
 
@@ -166,6 +169,23 @@ def _m() -> _Metrics:
                 "refused, unjudged.",
                 ["system", "decision"],
             ),
+            deferred_writes=Counter(
+                "jnufm_deferred_writes",
+                "Writes storage refused and kept for later, by kind of write and what "
+                "became of them (queued, written, dropped).",
+                ["what", "outcome"],
+            ),
+            deferred_waiting=Gauge(
+                "jnufm_deferred_writes_waiting",
+                "Writes waiting for storage to come back, over all workers.",
+                multiprocess_mode="livesum",
+            ),
+            storage_degraded=Gauge(
+                "jnufm_storage_degraded",
+                "1 while a worker serves without its database (memory cache and the "
+                "gate's per-host state only), worst over workers.",
+                multiprocess_mode="livemax",
+            ),
             worker_restarts=Counter(
                 "jnufm_worker_restarts",
                 "Workers the master started again after an unplanned death, by reason "
@@ -255,6 +275,19 @@ def record_rate_limited(scope: str) -> None:
 def record_gate(system: str, decision: str) -> None:
     """One decision of the credential gate (services/gate.py), or a school verdict it heard."""
     _m().gate_decisions.labels(system, decision).inc()
+
+
+def record_deferred_write(what: str, outcome: str) -> None:
+    """A write storage refused was queued, written later, or dropped."""
+    _m().deferred_writes.labels(what, outcome).inc()
+
+
+def set_deferred_writes(waiting: int) -> None:
+    _m().deferred_waiting.set(waiting)
+
+
+def set_storage_degraded(degraded: bool) -> None:
+    _m().storage_degraded.set(1 if degraded else 0)
 
 
 # --- Master (runtime/master.py) --------------------------------------------------

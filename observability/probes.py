@@ -64,6 +64,10 @@ class Readiness:
     `breaker_states` is the hook through which the services report each school
     system's circuit breaker ("closed", "half_open", "open"); readiness shows
     them but does not depend on them (answers from the cache still work).
+    `storage` reports whether writes are failing (kept for later) and whether
+    the worker is serving degraded, from memory; failing writes make it not
+    ready (a full disk leaves reads working), while it still answers what it
+    can from memory.
     """
 
     def __init__(
@@ -71,10 +75,12 @@ class Readiness:
         engine: AsyncEngine | None,
         timeout_s: float,
         breaker_states: Callable[[], Mapping[str, str]] = default_breaker_states,
+        storage: Callable[[], StorageState] | None = None,
     ) -> None:
         self._engine = engine
         self._timeout_s = timeout_s
         self.breaker_states = breaker_states
+        self.storage = storage or (lambda: StorageState())
         self._head: str | None = None
 
     def _head_revision(self) -> str | None:
@@ -102,12 +108,25 @@ class Readiness:
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
                 reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
                 database, migrations, ready = f"unreachable ({reason})", "unknown", False
+        storage = self.storage()
+        writes = "failing" if storage.deferred_writes else "ok"
         return {
-            "ready": ready,
+            "ready": ready and writes == "ok",
+            "degraded": database != "ok" or storage.degraded or writes != "ok",
             "database": database,
             "migrations": migrations,
+            "writes": writes,
+            "deferred_writes": storage.deferred_writes,
             "school": dict(self.breaker_states()),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class StorageState:
+    """What the services say about storage: writes waiting for it, serving from memory."""
+
+    deferred_writes: int = 0
+    degraded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +142,10 @@ def make_ops_deps(
     settings: Settings,
     engine: AsyncEngine,
     breaker_states: Callable[[], Mapping[str, str]] = default_breaker_states,
+    storage: Callable[[], StorageState] | None = None,
 ) -> OpsDeps:
     return OpsDeps(
-        readiness=Readiness(engine, settings.database.connect_timeout_s, breaker_states),
+        readiness=Readiness(engine, settings.database.connect_timeout_s, breaker_states, storage),
         metrics=MetricsAccess.from_settings(settings.metrics),
         debug_block_route=settings.debug.block_route and settings.mode != "production",
     )

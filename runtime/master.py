@@ -31,7 +31,6 @@ import signal
 import socket
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -40,6 +39,7 @@ from tornado.netutil import bind_sockets
 from observability import metrics
 from observability.logs import configure_logging, reopen_log_files
 from runtime.heartbeat import HeartbeatTable
+from runtime.restarts import DeathHistory, WorkerExit, decide
 from runtime.simulator import SimulatorProcess
 from runtime.systemd import Notifier
 from runtime.worker import EXIT_FATAL, MasterLink, run_worker
@@ -73,6 +73,7 @@ class Worker:
     started: float
     settings: Settings
     ready: bool = False
+    served_at: float | None = None  # when the master first saw it serving (a heartbeat)
     retiring: bool = False  # asked to stop on purpose: not restarted
     retire_deadline: float = 0.0
     kill_reason: str = ""  # set when the master killed it (blocked, start_timeout)
@@ -98,8 +99,7 @@ class Master:
     generation: int = 1
     wanted: int = 0
     restart_at: dict[int, float] = field(default_factory=dict)
-    early_deaths: dict[int, int] = field(default_factory=dict)
-    deaths: deque[float] = field(default_factory=deque)
+    history: DeathHistory = field(default_factory=DeathHistory)
     announced_ready: bool = False
     # Per-address request counters and the credential gate's per-host state;
     # created before the fork so all workers (of every generation) share them.
@@ -275,6 +275,8 @@ class Master:
             if not done:
                 continue
             del self.workers[pid]
+            if worker.served_at is None and self.heartbeats.last_beat(worker.cell):
+                worker.served_at = self.heartbeats.last_beat(worker.cell)
             self.heartbeats.release(worker.cell)
             try:
                 metrics.retire_process(pid)
@@ -301,15 +303,17 @@ class Master:
             )
             return
         now = time.monotonic()
-        sv = self.settings.supervisor
-        self.deaths.append(now)
-        while self.deaths and now - self.deaths[0] > sv.crash_loop_window_s:
-            self.deaths.popleft()
-        if len(self.deaths) >= sv.crash_loop_deaths:
+        death = WorkerExit(worker.index, worker.started, worker.served_at, now)
+        decision, self.history = decide(death, self.history, self.settings.supervisor)
+        reason = worker.kill_reason or ("killed" if code < 0 else "exited")
+        if decision.stop:
+            sv = self.settings.supervisor
             log.critical(
-                "crash loop: %d worker deaths within %gs (supervisor.crash_loop_deaths / "
-                "crash_loop_window_s), the last one %s with %s (%s); stopping",
-                len(self.deaths),
+                "crash loop: %d workers died before serving (or within %gs of it) within %gs "
+                "(supervisor.crash_loop_deaths / crash_loop_window_s), the last one %s with "
+                "%s (%s); stopping",
+                len(self.history.boot_failures),
+                sv.boot_window_s,
                 sv.crash_loop_window_s,
                 name,
                 how,
@@ -318,21 +322,15 @@ class Master:
             self.exit_code = 1
             self.stopping = True
             return
-        early = (
-            0
-            if now - worker.started >= sv.stable_after_s
-            else self.early_deaths.get(worker.index, 0) + 1
-        )
-        self.early_deaths[worker.index] = early
-        delay = (
-            0.0 if early == 0 else min(sv.backoff_max_s, sv.backoff_initial_s * 2 ** (early - 1))
-        )
-        reason = worker.kill_reason or ("killed" if code < 0 else "exited")
+        delay = decision.delay_s
         metrics.record_worker_restart(reason)
+        kind = "before serving" if decision.boot_failure else "after serving"
         if delay:
-            log.warning("%s died with %s (%s); starting a new one in %.1fs", name, how, pid, delay)
+            log.warning(
+                "%s died with %s %s (%s); starting a new one in %.1fs", name, how, kind, pid, delay
+            )
         else:
-            log.warning("%s died with %s (%s); starting a new one", name, how, pid)
+            log.warning("%s died with %s %s (%s); starting a new one", name, how, kind, pid)
         self.restart_at[worker.index] = now + delay
 
     # --- liveness ----------------------------------------------------------------
@@ -371,6 +369,8 @@ class Master:
                 self._kill(worker, "blocked")
             else:
                 worker.ready = True
+                if worker.served_at is None:
+                    worker.served_at = beat
 
     def _kill(self, worker: Worker, reason: str) -> None:
         worker.kill_reason = reason
@@ -430,7 +430,7 @@ class Master:
         self.settings, self.generation = new, self._last_generation
         self.wanted = new.worker_count()
         self.restart_at.clear()
-        self.early_deaths.clear()
+        self.history = DeathHistory(self.history.boot_failures)
         configure_logging(new.log, new.http.log_repeat_interval_s)
         fresh = [self.spawn(index, new, self.generation) for index in range(self.wanted)]
         if self._wait_ready(fresh, new.supervisor.start_timeout_s):

@@ -31,6 +31,7 @@ import os
 import resource
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,9 @@ from services.factory import HostTables, build_worker_services
 from settings import HttpSettings, Settings
 
 log = logging.getLogger("jnufm.worker")
+
+# How long before the end of the grace period requests in flight get their answer.
+DRAIN_MARGIN_S = 0.5
 
 # Exit code of a worker that cannot start at all (port taken, bad settings):
 # the master must not respawn it in a loop.
@@ -178,6 +182,7 @@ async def serve(
     services = await build_worker_services(settings, index, host_tables)
     deps = services.deps
     deps.state.generation = link.generation if link is not None else 0
+    await deps.card.recover()
     server = make_http_server(make_app(deps, settings.http), settings.http, cap)
     server.add_sockets(sockets)
     stop = asyncio.Event()
@@ -195,6 +200,11 @@ async def serve(
 
     server.stop()
     deps.state.draining = True
+    # Every request in flight gets its answer (stale, or 503 with Retry-After) a
+    # little before the grace period ends, and no school work starts that could
+    # not finish by then: never a cut connection.
+    grace = settings.shutdown_grace_s
+    deps.state.stop_by = time.monotonic() + grace - min(DRAIN_MARGIN_S, grace / 10)
     # New requests on open connections are answered with `Connection: close`.
     server.conn_params.no_keep_alive = True
     deadline = loop.time() + settings.shutdown_grace_s

@@ -23,6 +23,7 @@ import httpx
 
 from observability import metrics
 from observability.timing import add_time
+from school import deadline
 from school.card_pages import (
     Form,
     ResultPage,
@@ -212,8 +213,9 @@ class CardCenterClient:
 
     async def _exchange(self, request: httpx.Request, where: str) -> httpx.Response:
         """Send one request; map every failure to a SchoolError; count and time it."""
-        self.requests_sent += 1
         path = urlsplit(str(request.url)).path
+        deadline.check(f"{request.method} {path}")
+        self.requests_sent += 1
         label = path if _METRIC_PATH.fullmatch(path) else "/other"
         where = f"{request.method} {label} ({where})"
         started = time.perf_counter()

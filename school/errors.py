@@ -8,6 +8,8 @@
     │   ├── SchoolConnectionError    refused / reset / broken connection
     │   └── SchoolServerError        HTTP 5xx or an overload page
     ├── SchoolPageError              a page we cannot read: unexpected, truncated, keypad unreadable
+    ├── DeadlinePassed               not sent: the query's deadline passed (our choice, not the
+    │                                school's health)
     ├── QueryRejected                the school refused what we asked ("date illegal" page):
     │                                a fault of the request, never of the school
     ├── SessionExpired               a login page where data was expected
@@ -49,6 +51,10 @@ class SchoolServerError(SchoolUnavailable):
 
 class SchoolPageError(SchoolError):
     """A page we cannot read: unexpected, truncated, or an unreadable keypad."""
+
+
+class DeadlinePassed(SchoolError):
+    """A request was not sent because the query's deadline had passed (school/deadline.py)."""
 
 
 class QueryRejected(SchoolError):

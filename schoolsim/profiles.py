@@ -50,6 +50,7 @@ class SimSettings:
     failure_rate: float = 0.0
     # A session unused for this many seconds is forgotten (Tomcat default 10 min).
     session_idle_s: float = 600.0
+    max_sessions: int = 20000
     # A new login of a student invalidates that student's older sessions.
     kick_old_sessions: bool = False
     # The card center's displayed clock minus real China time, in minutes (it ran slow).
@@ -90,7 +91,11 @@ class SimSettings:
             (self.queue_timeout_s >= 0, "queue_timeout_s must be >= 0"),
             (0 <= self.failure_rate <= 1, "failure_rate must be in 0..1"),
             (self.session_idle_s > 0, "session_idle_s must be > 0"),
-            (-24 * 60 < self.clock_offset_minutes < 24 * 60, "clock_offset_minutes out of range"),
+            (self.max_sessions >= 1, "max_sessions must be >= 1"),
+            (
+                -7 * 24 * 60 < self.clock_offset_minutes < 7 * 24 * 60,
+                "clock_offset_minutes out of range (a week either way)",
+            ),
             (self.page_size >= 1, "page_size must be >= 1"),
         ]
         for ok, message in checks:

@@ -2,6 +2,7 @@
 
 import random
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -42,15 +43,21 @@ class Session:
 
 
 class SessionStore:
-    """All live sessions, indexed by id and by logged-in student."""
+    """All live sessions, indexed by id and by logged-in student.
+
+    At most `max_sessions` are kept: past that, the least recently used one is
+    forgotten (as a real server's session manager caps its sessions), so a long
+    run or a flood of logins cannot grow the simulator's memory without bound.
+    """
 
     # Sweep expired sessions after this many creations, so abandoned ones do not pile up.
     _SWEEP_EVERY = 512
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, max_sessions: int = 20000) -> None:
         """Sessions get ids drawn from rng (the app's seeded generator)."""
         self._rng = rng
-        self._by_id: dict[str, Session] = {}
+        self._max = max_sessions
+        self._by_id: OrderedDict[str, Session] = OrderedDict()
         self._by_student: dict[str, set[str]] = {}
         self._created = 0
 
@@ -70,6 +77,7 @@ class SessionStore:
             self._drop(session)
             return None
         session.last_seen = now
+        self._by_id.move_to_end(sid)
         return session
 
     def create(self, idle_s: float) -> Session:
@@ -83,6 +91,9 @@ class SessionStore:
                 break
         session = Session(sid=sid, last_seen=time.monotonic())
         self._by_id[sid] = session
+        while len(self._by_id) > self._max:
+            oldest = next(iter(self._by_id.values()))
+            self._drop(oldest)
         return session
 
     def login(self, session: Session, stuid: str, kick_others: bool) -> None:

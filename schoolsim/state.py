@@ -38,8 +38,11 @@ class Stats:
         self.peak_queued = self.queued
 
     def arrive(self, path: str) -> None:
-        """A school request arrived."""
+        """A school request arrived (paths past the first MAX_PATHS count as "/other", so
+        a client sending made-up paths cannot grow the counters without bound)."""
         self.requests += 1
+        if path not in self.requests_by_path and len(self.requests_by_path) >= MAX_PATHS:
+            path = "/other"
         self.requests_by_path[path] += 1
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
@@ -50,6 +53,10 @@ class Stats:
         if status is not None:
             self.answered += 1
             self.by_status[status] += 1
+
+
+# Distinct request paths counted by name; the rest are "/other".
+MAX_PATHS = 64
 
 
 class Gate:
@@ -114,7 +121,7 @@ class AppState:
         self.settings = settings
         self.rng = random.Random(settings.seed)
         self.dataset = Dataset(settings.seed, self.now().date())
-        self.sessions = SessionStore(self.rng)
+        self.sessions = SessionStore(self.rng, self.settings.max_sessions)
         self.stats = Stats()
         self.gate = Gate(self.stats)
         self.started = time.monotonic()

@@ -77,7 +77,7 @@ class UpstreamBudget:
             yield
         finally:
             try:
-                await asyncio.shield(self._leases.release(name, holder))
+                await asyncio.shield(self._leases.release(name, holder, self._slot_lease_s))
             finally:
                 self._local.release()
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
+from math import inf
 from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,7 +34,9 @@ from db import queries
 from observability import metrics
 from observability.timing import timed
 from school.card import CardCenterClient
+from school.deadline import requests_until
 from school.errors import (
+    DeadlinePassed,
     InvalidCredentials,
     SchoolConnectionError,
     SchoolPageError,
@@ -43,11 +46,19 @@ from school.errors import (
     SessionExpired,
 )
 from school.models import AccountInfo, CardSession, Transaction
-from services.breaker import BreakerOpen, CircuitBreaker
+from services.breaker import BreakerCall, BreakerOpen, CircuitBreaker
 from services.budget import BudgetExhausted, UpstreamBudget
-from services.cache import CacheEntry, CacheKey, MemoryCache
+from services.cache import CacheEntry, CacheKey, MemoryCache, estimated_size
 from services.credentials import Credentials
-from services.errors import BadInput, InvalidPassword, RateLimited
+from services.deferred import DeferredWrites
+from services.errors import (
+    BadInput,
+    DeadlineExceeded,
+    InvalidPassword,
+    RateLimited,
+    ShuttingDown,
+    StorageUnavailable,
+)
 from services.gate import CredentialGate, Ticket
 from services.leases import LeaseStore, new_holder_id
 from services.limits import RequestRateLimiter
@@ -71,8 +82,19 @@ EARLIEST = date(2000, 1, 1)
 T = TypeVar("T")
 Source = Literal["school", "cache"]
 
+# How often a query waiting for the school looks whether its worker started stopping.
+STOP_POLL_S = 0.2
+
 # Failures after which a stale answer may stand in for a fresh one.
-STALE_IF = (SchoolUnavailable, SchoolPageError, SessionExpired, BudgetExhausted, BreakerOpen)
+STALE_IF = (
+    SchoolUnavailable,
+    SchoolPageError,
+    SessionExpired,
+    DeadlinePassed,
+    BudgetExhausted,
+    BreakerOpen,
+    StorageUnavailable,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +127,7 @@ class Query(Generic[T]):
     fetch: Callable[[CardSession], Awaitable[T]]
     codec: Codec[T]
     fresh: bool  # the client asked for fresh data
+    deadline: float  # time.monotonic() by which the client gets an answer
 
 
 def utc_now() -> datetime:
@@ -136,6 +159,8 @@ class CardService:
         gate: CredentialGate,
         now: Callable[[], datetime] = utc_now,
         school_limiter: RequestRateLimiter | None = None,
+        deferred: DeferredWrites | None = None,
+        stop_by: Callable[[], float | None] = lambda: None,
     ) -> None:
         self._client = client
         self._sessions = sessions
@@ -143,15 +168,23 @@ class CardService:
         self._gate = gate
         self._now = now
         self._school_limiter = school_limiter
-        self._memory = MemoryCache(settings.cache.memory_entries, settings.cache.max_stale_s)
+        self._deferred = deferred if deferred is not None else DeferredWrites(1000, 0.5)
+        # When this worker must have answered everything (it is stopping), else None.
+        self._stop_by = stop_by
+        c = settings.cache
+        self._memory = MemoryCache(c.memory_entries, c.max_stale_s, int(c.memory_mb * 1024 * 1024))
         self._leases = LeaseStore(sessions, now)
         b = settings.budget
         self.budget = UpstreamBudget(self._leases, SYSTEM, b.card, b.slot_lease_s, b.poll_s)
+        br = settings.breaker
         self.breaker = CircuitBreaker(
             SYSTEM,
-            settings.breaker.failures,
-            settings.breaker.open_s,
-            min_students=settings.breaker.min_students,
+            br.failures,
+            br.open_s,
+            min_students=br.min_students,
+            window=br.window,
+            failure_rate=br.failure_rate,
+            slow_call_s=br.slow_call_s,
         )
         self._retries = RetryBudget(settings.retries.budget_ratio)
         self._vault = SessionVault(settings.secret_key.encode())
@@ -170,20 +203,24 @@ class CardService:
     ) -> Answer[AccountInfo]:
         """The account page, fresh enough for a balance. Raises school and service errors."""
         max_age = self._settings.cache.fresh_s.balance
-        return await self._through_gate(creds, ip, lambda t: self._account(t, max_age, fresh))
+        return await self._through_gate(
+            creds, ip, lambda t, by: self._account(t, max_age, fresh, by)
+        )
 
     async def profile(
         self, creds: Credentials, fresh: bool = False, ip: str = ""
     ) -> Answer[AccountInfo]:
         """The account page, fresh enough for name, card number, department."""
         max_age = self._settings.cache.fresh_s.profile
-        return await self._through_gate(creds, ip, lambda t: self._account(t, max_age, fresh))
+        return await self._through_gate(
+            creds, ip, lambda t, by: self._account(t, max_age, fresh, by)
+        )
 
     async def today_transactions(
         self, creds: Credentials, fresh: bool = False, ip: str = ""
     ) -> Answer[list[Transaction]]:
         """Today's transactions, newest first."""
-        return await self._through_gate(creds, ip, lambda t: self._today(t, fresh))
+        return await self._through_gate(creds, ip, lambda t, by: self._today(t, fresh, by))
 
     async def transactions(
         self, creds: Credentials, start: date, end: date, fresh: bool = False, ip: str = ""
@@ -193,7 +230,9 @@ class CardService:
         Raises BadInput for a range that cannot be a real question, before anything else.
         """
         start, end = self.check_range(start, end)
-        return await self._through_gate(creds, ip, lambda t: self._range(t, start, end, fresh))
+        return await self._through_gate(
+            creds, ip, lambda t, by: self._range(t, start, end, fresh, by)
+        )
 
     def check_range(self, start: date, end: date) -> tuple[date, date]:
         """The range to ask for. Raises BadInput for a reversed, too early, future or too
@@ -212,26 +251,29 @@ class CardService:
             raise BadInput("invalid_range", f"a range may cover at most {days} days")
         return start, end
 
-    async def _account(self, ticket: Ticket, max_age_s: float, fresh: bool) -> Answer[AccountInfo]:
+    async def _account(
+        self, ticket: Ticket, max_age_s: float, fresh: bool, deadline: float
+    ) -> Answer[AccountInfo]:
         key = CacheKey("account", ticket.presented.student_id)
-        return await self._query(
-            ticket, Query(key, max_age_s, self._client.account, ACCOUNT, fresh)
-        )
+        q = Query(key, max_age_s, self._client.account, ACCOUNT, fresh, deadline)
+        return await self._query(ticket, q)
 
-    async def _today(self, ticket: Ticket, fresh: bool) -> Answer[list[Transaction]]:
+    async def _today(
+        self, ticket: Ticket, fresh: bool, deadline: float
+    ) -> Answer[list[Transaction]]:
         key = CacheKey("today", ticket.presented.student_id)
         max_age = self._settings.cache.fresh_s.today
         return await self._query(
-            ticket, Query(key, max_age, self._client.today, TRANSACTIONS, fresh)
+            ticket, Query(key, max_age, self._client.today, TRANSACTIONS, fresh, deadline)
         )
 
     async def _range(
-        self, ticket: Ticket, start: date, end: date, fresh: bool
+        self, ticket: Ticket, start: date, end: date, fresh: bool, deadline: float
     ) -> Answer[list[Transaction]]:
         today = self.today()
         parts: list[Answer[list[Transaction]]] = []
         if end >= today:
-            parts.append(await self._today(ticket, fresh))
+            parts.append(await self._today(ticket, fresh, deadline))
         if start < today:
             last = min(end, today - timedelta(days=1))
             key = CacheKey("history", ticket.presented.student_id, f"{start:%Y%m%d}-{last:%Y%m%d}")
@@ -240,7 +282,8 @@ class CardService:
                 return await self._client.history(session, start, last)
 
             ttl = self._settings.cache.fresh_s.history
-            parts.append(await self._query(ticket, Query(key, ttl, fetch, TRANSACTIONS, fresh)))
+            q = Query(key, ttl, fetch, TRANSACTIONS, fresh, deadline)
+            parts.append(await self._query(ticket, q))
         rows = [row for part in parts for row in part.value]
         oldest = min(parts, key=lambda p: p.as_of)
         return Answer(
@@ -254,16 +297,21 @@ class CardService:
     # The gate: every query passes here -------------------------------------------------------
 
     async def _through_gate(
-        self, creds: Credentials, ip: str, run: Callable[[Ticket], Awaitable[Answer[T]]]
+        self,
+        creds: Credentials,
+        ip: str,
+        run: Callable[[Ticket, float], Awaitable[Answer[T]]],
     ) -> Answer[T]:
-        """Admit the request, answer it, tell the gate what the school said, close the ticket.
+        """Admit the request, answer it by its deadline, tell the gate what the school
+        said, close the ticket.
 
         Raises RateLimited while the student or address is locked out, InvalidPassword
         when the school refuses the password, and school or service errors otherwise.
         """
+        deadline = self._deadline()
         ticket = await self._gate.admit(SYSTEM, creds, ip)
         try:
-            return await run(ticket)
+            return await run(ticket, deadline)
         except InvalidCredentials as exc:
             await ticket.rejected()
             raise InvalidPassword() from exc
@@ -278,6 +326,26 @@ class CardService:
         release = asyncio.ensure_future(ticket.release())
         self._background.add(release)
         release.add_done_callback(self._background.discard)
+
+    def _deadline(self) -> float:
+        """When a query starting now must be answered (time.monotonic())."""
+        return time.monotonic() + self._settings.api.deadline_s
+
+    def _until(self, deadline: float) -> float:
+        """A query's deadline, or sooner if this worker is stopping meanwhile."""
+        stop_by = self._stop_by()
+        return deadline if stop_by is None else min(deadline, stop_by)
+
+    def _too_late(self) -> Exception:
+        """What a client gets when the school did not answer by the deadline (no stale answer)."""
+        if self._stop_by() is not None:
+            return ShuttingDown("this worker is stopping")
+        return DeadlineExceeded(self._settings.api.deadline_s)
+
+    async def recover(self) -> None:
+        """At start: free the school budget and student leases this host's dead processes
+        held (a killed worker's slots are usable again as soon as it is replaced)."""
+        await self._leases.release_dead_holders()
 
     # The path of one query -----------------------------------------------------------------
 
@@ -297,21 +365,29 @@ class CardService:
                     cached.value, cached.fetched_at, "cache", False, f"jnufm; hit; ttl={ttl}"
                 )
         not_before = started if q.fresh else started - timedelta(seconds=q.max_age_s)
-        fetching = self._coalesced(ticket, q, not_before)
+        stale_ready = self._may_serve_stale(ticket, cached, started)
+        # The fetch runs as its own task, with the query's deadline for school requests:
+        # the client is answered by the deadline (or sooner, with a stale answer at hand)
+        # while a school request already sent runs on, holding its budget slot, and its
+        # result refreshes the cache for the next query.
+        with requests_until(lambda: self._until(q.deadline)):
+            task = asyncio.ensure_future(self._coalesced(ticket, q, not_before))
+        stale_by = time.monotonic() + self._settings.cache.stale_wait_s if stale_ready else inf
         try:
-            if self._may_serve_stale(ticket, cached, started):
-                # A stale answer is ready: wait for the school only so long; the fetch
-                # goes on (holding the ticket) and refreshes the cache for the next query.
-                task = asyncio.ensure_future(fetching)
-                done, _ = await asyncio.wait({task}, timeout=self._settings.cache.stale_wait_s)
-                if not done:
-                    ticket.hold()
-                    task.add_done_callback(lambda t: self._finish_background(t, ticket))
+            while not task.done():
+                # Asked again and again: a worker that starts stopping brings it closer.
+                left = min(self._until(q.deadline), stale_by) - time.monotonic()
+                if left <= 0:
+                    break
+                await asyncio.wait({task}, timeout=min(left, STOP_POLL_S))
+            if not task.done():
+                ticket.hold()
+                task.add_done_callback(lambda t: self._finish_background(t, ticket))
+                if stale_ready:
                     assert cached is not None
                     return self._stale(q, cached, started, "stale-while-revalidate")
-                entry, collapsed = task.result()
-            else:
-                entry, collapsed = await fetching
+                raise self._too_late()
+            entry, collapsed = task.result()
         except STALE_IF as exc:
             stale = cached
             if stale is None and cache_on:
@@ -388,7 +464,7 @@ class CardService:
             return None
         if row is None:
             return None
-        return CacheEntry(codec.decode(row.payload), row.fetched_at)
+        return CacheEntry(codec.decode(row.payload), row.fetched_at, estimated_size(row.payload))
 
     async def _coalesced(
         self, ticket: Ticket, q: Query[T], not_before: datetime
@@ -426,8 +502,7 @@ class CardService:
         The lease is per student, so one student never holds more than one budget
         slot: their requests cannot fill the school's line for everyone else.
         """
-        if self.breaker.state == "open":
-            self.breaker.before_call()  # raises BreakerOpen without waiting in any line
+        self.breaker.raise_if_open()  # fail fast, without waiting in any line
         student = q.key.student_id
         waiting = self._waiting.get(student, 0)
         if waiting >= self._settings.budget.per_student_queue:
@@ -448,7 +523,7 @@ class CardService:
         c = self._settings.coalescing
         name = f"{SYSTEM}:{q.key.student_id}"
         holder = new_holder_id()
-        deadline = time.monotonic() + c.lease_s + self._settings.budget.wait_s
+        give_up = time.monotonic() + c.lease_s + self._settings.budget.wait_s
         while True:
             if await self._leases.try_acquire(name, holder, c.lease_s):
                 try:
@@ -458,12 +533,12 @@ class CardService:
                         return done, True
                     return await self._from_school(ticket, q), False
                 finally:
-                    await asyncio.shield(self._leases.release(name, holder))
+                    await asyncio.shield(self._leases.release(name, holder, c.lease_s))
             await asyncio.sleep(c.poll_s)
             done = await self._result_for(ticket, q, not_before)
             if done is not None:
                 return done, True
-            if time.monotonic() > deadline:
+            if time.monotonic() > min(give_up, self._until(q.deadline)):
                 raise BudgetExhausted(SYSTEM, c.lease_s)
 
     async def _result_for(
@@ -490,26 +565,35 @@ class CardService:
         # The whole operation ends before our lease does, so no one else fetches meanwhile.
         limit = max(1.0, self._settings.coalescing.lease_s - 1.0)
         student = q.key.student_id
+        # Wait in line no longer than the query's deadline: a slot taken after it could
+        # only do work nobody waits for.
+        wait = min(self._settings.budget.wait_s, self._until(q.deadline) - time.monotonic())
+        if wait <= 0:
+            raise BudgetExhausted(SYSTEM, 0.0)
+        call: BreakerCall | None = None
         try:
-            async with asyncio.timeout(limit), self.budget.slot(self._settings.budget.wait_s):
-                self.breaker.before_call()
-                try:
-                    value, session, opened = await self._with_session(ticket, q.fetch)
-                except (SchoolUnavailable, SchoolPageError):
-                    self.breaker.failure(student)
-                    raise
-                except BaseException:
-                    # A wrong password or a refused query is the school answering, not failing.
-                    self.breaker.release_probe()
-                    raise
-                self.breaker.success()
+            async with asyncio.timeout(limit), self.budget.slot(wait):
+                call = self.breaker.begin(student)
+                value, session, opened = await self._with_session(ticket, q.fetch)
+                call.ok()
+        except (SchoolUnavailable, SchoolPageError):
+            if call is not None:
+                call.failed()
+            raise
         except TimeoutError:
-            self.breaker.failure(student)
+            if call is not None:
+                call.failed()
             raise SchoolTimeout(f"the card center did not finish within {limit:.0f}s") from None
+        except BaseException:
+            # A wrong password, a refused query, a deadline passed: the school is not failing.
+            if call is not None:
+                call.neutral()
+            raise
         fetched_at = self._now()
-        entry = CacheEntry(value, fetched_at)
+        payload = q.codec.encode(value)
+        entry = CacheEntry(value, fetched_at, estimated_size(payload))
         name = value.name if isinstance(value, AccountInfo) else None
-        await self._store(q.key, name, q.codec.encode(value), session, opened, fetched_at)
+        await self._store(q.key, name, payload, session, opened, fetched_at)
         self._memory.put(q.key, entry)
         return entry
 
@@ -593,17 +677,29 @@ class CardService:
     ) -> None:
         """Result and sealed session in one transaction: all or nothing.
 
-        A storage failure is logged, not raised: the student still gets the
-        answer the school just gave.
+        A storage failure is not raised: the student still gets the answer the
+        school just gave, which stays in memory and is written when storage is back.
         """
         sealed = self._vault.seal(key.student_id, SYSTEM, session.cookie)
-        try:
-            async with self._sessions.begin() as db:
-                pk = await queries.upsert_student(db, key.student_id, name, fetched_at)
-                await queries.save_card_result(db, pk, key.kind, key.params, payload, fetched_at)
-                if self._settings.sessions.enabled:
-                    await queries.save_school_session(
-                        db, pk, SYSTEM, sealed, fetched_at, opened=opened
+        keep_session = self._settings.sessions.enabled
+
+        async def write() -> None:
+            try:
+                async with self._sessions.begin() as db:
+                    pk = await queries.upsert_student(db, key.student_id, name, fetched_at)
+                    await queries.save_card_result(
+                        db, pk, key.kind, key.params, payload, fetched_at
                     )
-        except SQLAlchemyError as exc:
-            log.warning("could not store a %s result: %s", key.kind, type(exc).__name__)
+                    if keep_session:
+                        await queries.save_school_session(
+                            db, pk, SYSTEM, sealed, fetched_at, opened=opened
+                        )
+            except SQLAlchemyError as exc:
+                raise StorageUnavailable(f"{key.kind} result: {type(exc).__name__}") from exc
+
+        try:
+            await write()
+        except StorageUnavailable as exc:
+            # The answer is good and the client gets it; storage gets it when it is back.
+            log.warning("could not store a %s result now (%s); kept for later", key.kind, exc)
+            self._deferred.add("result", write)

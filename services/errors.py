@@ -3,8 +3,13 @@
 ServiceError
 ├── BadInput        input that can never succeed: 400 (or 401 when credentials are missing)
 ├── InvalidPassword the school refused the credentials: 401
-└── RateLimited     too many failed logins, or too many requests from one client: 429
-                    with Retry-After
+├── RateLimited     too many failed logins, or too many requests from one client: 429
+│                   with Retry-After
+├── StorageUnavailable
+│                   our database cannot be used right now (down, disk full): 503
+├── DeadlineExceeded
+│                   the school did not answer within the query's deadline: 504
+└── ShuttingDown    the worker is stopping and the query could not finish in time: 503
 """
 
 from __future__ import annotations
@@ -44,3 +49,21 @@ class InvalidPassword(ServiceError):
 
     def __init__(self) -> None:
         super().__init__("the student number or password is wrong")
+
+
+class StorageUnavailable(ServiceError):
+    """Our database cannot be used right now (unreachable, disk full, read-only)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"storage unavailable: {what}")
+
+
+class DeadlineExceeded(ServiceError):
+    """The school did not answer within the query's deadline (and no older answer stands in)."""
+
+    def __init__(self, deadline_s: float) -> None:
+        super().__init__(f"no answer from the school within {deadline_s:g}s")
+
+
+class ShuttingDown(ServiceError):
+    """This worker is stopping and the query could not be answered before it must."""

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import httpx
 
 from db.engine import make_engine, make_sessionmaker
-from handlers.base import AppDeps
-from observability.probes import make_ops_deps
+from handlers.base import AppDeps, WorkerState
+from observability.probes import StorageState, make_ops_deps
 from school.card import CardCenterClient, CardCenterSettings
 from services.card import CardService
-from services.gate import CredentialGate, GateStore, GateTable
+from services.deferred import DeferredWrites
+from services.gate import CredentialGate, GateStore, GateTable, OutageTable
 from services.limits import RequestRateLimiter, SharedRateTable
 from settings import Settings
 
@@ -58,6 +59,11 @@ class HostTables:
 
     rates: SharedRateTable
     gate: GateTable
+    outage: OutageTable
+
+    def close(self) -> None:
+        for table in (self.rates, self.gate, self.outage):
+            table.close()
 
 
 def make_host_tables(settings: Settings) -> HostTables:
@@ -65,6 +71,8 @@ def make_host_tables(settings: Settings) -> HostTables:
     return HostTables(
         rates=SharedRateTable.create(limits.rate_table_slots),
         gate=GateTable.create(limits.gate_table_slots),
+        # Only subjects that fail while the database is away: a quarter is plenty.
+        outage=OutageTable.create(max(64, limits.gate_table_slots // 4)),
     )
 
 
@@ -80,7 +88,16 @@ async def build_worker_services(
     http = make_http_client(settings)
     limits = settings.limits
     tables = host_tables or make_host_tables(settings)
-    gate = CredentialGate(GateStore(sessions), tables.gate, limits, settings.secret_key.encode())
+    db = settings.database
+    deferred = DeferredWrites(db.deferred_writes, db.deferred_retry_s)
+    gate = CredentialGate(
+        GateStore(sessions),
+        tables.gate,
+        limits,
+        settings.secret_key.encode(),
+        outage=tables.outage,
+        deferred=deferred,
+    )
     limiter = None
     school_limiter = None
     if limits.enabled:
@@ -95,23 +112,37 @@ async def build_worker_services(
             namespace="school|",
             message="too many queries from this address need the card center; slow down",
         )
+    state = WorkerState()
     service = CardService(
-        card_client(settings, http), sessions, settings, gate, school_limiter=school_limiter
+        card_client(settings, http),
+        sessions,
+        settings,
+        gate,
+        school_limiter=school_limiter,
+        deferred=deferred,
+        stop_by=lambda: state.stop_by,
     )
     deps = AppDeps(
         card=service,
+        state=state,
         retry_after_s=settings.api.retry_after_s,
         worker_index=worker_index,
         rate_limiter=limiter,
         trusted_proxies=limits.trusted_networks,
         legacy_body=settings.api.legacy_body,
         ops=make_ops_deps(
-            settings, engine, breaker_states=lambda: {service.breaker.system: service.breaker.state}
+            settings,
+            engine,
+            breaker_states=lambda: {service.breaker.system: service.breaker.state},
+            storage=lambda: StorageState(len(deferred), degraded=not gate.storage_ok),
         ),
     )
 
     async def close() -> None:
+        await deferred.drain(settings.shutdown_grace_s)
         await http.aclose()
         await engine.dispose()
+        if host_tables is None:
+            tables.close()  # made here, not inherited from the master
 
     return WorkerServices(deps, close)

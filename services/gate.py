@@ -46,21 +46,24 @@ import contextlib
 import hmac
 import logging
 import mmap
+import random
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, TypeVar
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import queries
+from db.errors import is_contention
 from db.models import LoginFailure
 from observability import metrics
 from services.credentials import Credentials, make_verifier
-from services.errors import InvalidPassword, RateLimited
+from services.deferred import DeferredWrites
+from services.errors import InvalidPassword, RateLimited, StorageUnavailable
 from services.limits import address_key
 from services.shared_slots import SharedSlots, key_hash
 from settings import LimitsSettings
@@ -87,9 +90,14 @@ PENDING_POLL_S: Final = 0.002
 # may be free again in moments (their passwords may be accepted): retry after this.
 PENDING_RETRY_S: Final = 2.0
 
-# tag, verifier_at, verifier (first bytes; zeros = none), lock_at, locked_until, pending,
-# pending_at, used_at. Times are wall-clock seconds, comparable across processes and hosts.
-GATE_SLOT: Final = struct.Struct("=Qd16sddidd")
+# tag, verifier_at, verifier (first bytes; zeros = none), lock_at, locked_until, failures
+# (distinct failed passwords in the window as of lock_at), pending, pending_at, used_at.
+# Times are wall-clock seconds, comparable across processes and hosts.
+GATE_SLOT: Final = struct.Struct("=Qd16sddiidd")
+# Failed passwords a host remembers per subject while its database is away:
+# tag, then (attempt hash, when) pairs.
+OUTAGE_ATTEMPTS: Final = 8
+OUTAGE_SLOT: Final = struct.Struct("=Q" + "Qd" * OUTAGE_ATTEMPTS)
 
 
 def utc_now() -> datetime:
@@ -104,10 +112,11 @@ class HostRecord:
     verifier: bytes
     lock_at: float  # when the lockout state was last computed from the database; 0 never
     locked_until: float
+    failures: int  # distinct failed passwords in the window, as of lock_at
     pending: int  # reservations being decided on this host right now
 
 
-EMPTY: Final = HostRecord(0.0, NO_VERIFIER, 0.0, 0.0, 0)
+EMPTY: Final = HostRecord(0.0, NO_VERIFIER, 0.0, 0.0, 0, 0)
 
 
 class GateTable(SharedSlots):
@@ -122,13 +131,13 @@ class GateTable(SharedSlots):
         first = self.chain_start(tag)
         with self.locked(first) as memory:
             for offset in self.chain(first):
-                found, v_at, verifier, l_at, until, pending, p_at, _ = GATE_SLOT.unpack_from(
-                    memory, offset
+                found, v_at, verifier, l_at, until, failures, pending, p_at, _ = (
+                    GATE_SLOT.unpack_from(memory, offset)
                 )
                 if found == tag:
                     if pending and now - p_at > PENDING_TTL_S:
                         pending = 0
-                    return HostRecord(v_at, verifier, l_at, until, pending)
+                    return HostRecord(v_at, verifier, l_at, until, failures, pending)
         return EMPTY
 
     def write(
@@ -140,6 +149,7 @@ class GateTable(SharedSlots):
         verifier: bytes | None = None,
         lock_at: float | None = None,
         locked_until: float | None = None,
+        failures: int | None = None,
         pending: int = 0,
     ) -> None:
         """Change the given fields of key's record (creating it); `pending` is a delta."""
@@ -147,9 +157,11 @@ class GateTable(SharedSlots):
         first = self.chain_start(tag)
         with self.locked(first) as memory:
             offset = self._slot(memory, first, tag, now)
-            found, v_at, old, l_at, until, count, p_at, _ = GATE_SLOT.unpack_from(memory, offset)
+            found, v_at, old, l_at, until, known, count, p_at, _ = GATE_SLOT.unpack_from(
+                memory, offset
+            )
             if found != tag:
-                v_at, old, l_at, until, count, p_at = 0.0, NO_VERIFIER, 0.0, 0.0, 0, 0.0
+                v_at, old, l_at, until, known, count, p_at = 0.0, NO_VERIFIER, 0.0, 0.0, 0, 0, 0.0
             if count and now - p_at > PENDING_TTL_S:
                 count = 0
             if pending > 0:
@@ -162,6 +174,7 @@ class GateTable(SharedSlots):
                 old if verifier is None else verifier,
                 l_at if lock_at is None else lock_at,
                 until if locked_until is None else locked_until,
+                known if failures is None else failures,
                 max(0, count + pending),
                 p_at,
                 now,
@@ -172,7 +185,7 @@ class GateTable(SharedSlots):
         recently used that is neither locked nor being decided, else the least recently used."""
         best, best_rank = first, (3, 0.0)
         for offset in self.chain(first):
-            found, _, _, _, until, pending, p_at, used = GATE_SLOT.unpack_from(memory, offset)
+            found, _, _, _, until, _, pending, p_at, used = GATE_SLOT.unpack_from(memory, offset)
             if found == tag:
                 return offset
             busy = until > now or (pending > 0 and now - p_at <= PENDING_TTL_S)
@@ -180,6 +193,57 @@ class GateTable(SharedSlots):
             if rank < best_rank:
                 best, best_rank = offset, rank
         return best
+
+
+class OutageTable(SharedSlots):
+    """Failed passwords per student and address, counted by this host while its database
+    is away (at most OUTAGE_ATTEMPTS each; the oldest is forgotten first)."""
+
+    slot_size = OUTAGE_SLOT.size
+    table_name = "jnufm-gate-outage"
+
+    def add(self, key: str, attempt: int, now: float) -> None:
+        tag = key_hash(key)
+        first = self.chain_start(tag)
+        with self.locked(first) as memory:
+            offset = self._slot(memory, first, tag)
+            values = list(OUTAGE_SLOT.unpack_from(memory, offset))
+            pairs = [] if values[0] != tag else list(zip(values[1::2], values[2::2], strict=True))
+            pairs = [(a, at) for a, at in pairs if a and a != attempt]
+            pairs = [*pairs, (attempt, now)][-OUTAGE_ATTEMPTS:]
+            pairs += [(0, 0.0)] * (OUTAGE_ATTEMPTS - len(pairs))
+            OUTAGE_SLOT.pack_into(memory, offset, tag, *(x for pair in pairs for x in pair))
+
+    def attempts(self, key: str, since: float) -> set[int]:
+        """The distinct attempts recorded for key after `since`."""
+        tag = key_hash(key)
+        first = self.chain_start(tag)
+        with self.locked(first) as memory:
+            for offset in self.chain(first):
+                values = OUTAGE_SLOT.unpack_from(memory, offset)
+                if values[0] == tag:
+                    return {
+                        a
+                        for a, at in zip(values[1::2], values[2::2], strict=True)
+                        if a and at > since
+                    }
+        return set()
+
+    def _slot(self, memory: mmap.mmap, first: int, tag: int) -> int:
+        """Key's slot, else an empty one, else the one whose newest entry is oldest."""
+        best, best_at = first, float("inf")
+        for offset in self.chain(first):
+            values = OUTAGE_SLOT.unpack_from(memory, offset)
+            if values[0] == tag:
+                return offset
+            newest = 0.0 if values[0] == 0 else max(values[2::2])
+            if newest < best_at:
+                best, best_at = offset, newest
+        return best
+
+
+def attempt_hash(attempt: str) -> int:
+    return int(attempt[:16], 16) or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,57 +267,95 @@ class Presented:
         return bytes.fromhex(self.verifier[: 2 * HOST_VERIFIER_BYTES])
 
 
+# A transaction that lost a race (an InnoDB deadlock, a busy SQLite) is tried this
+# many times in all before the database counts as unavailable.
+CONTENTION_TRIES: Final = 4
+
+R = TypeVar("R")
+
+
 class GateStore:
-    """The gate's door to the database: verifiers, failed-login rows, dropped sessions."""
+    """The gate's door to the database: verifiers, failed-login rows, dropped sessions.
+
+    Each method is one short transaction, tried again when it only lost a race
+    (concurrent inserts and deletes of failure rows deadlock now and then on
+    InnoDB); it raises StorageUnavailable when the database cannot be used.
+    """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
+    async def _run(
+        self, what: str, work: Callable[[AsyncSession], Awaitable[R]], write: bool = True
+    ) -> R:
+        for attempt in range(CONTENTION_TRIES):
+            try:
+                if write:
+                    async with self._sessions.begin() as db:
+                        return await work(db)
+                async with self._sessions() as db:
+                    return await work(db)
+            except SQLAlchemyError as exc:
+                if is_contention(exc) and attempt + 1 < CONTENTION_TRIES:
+                    await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+                    continue
+                raise StorageUnavailable(f"{what}: {type(exc).__name__}") from exc
+        raise AssertionError("unreachable")
+
     async def verifier(self, system: str, student_id: str) -> str | None:
-        async with self._sessions() as db:
-            return await queries.get_verifier(db, system, student_id)
+        return await self._run(
+            "verifier", lambda db: queries.get_verifier(db, system, student_id), write=False
+        )
 
     async def groups(
         self, scope: str, subject: str, since: datetime, exclude: Sequence[int], limit: int
     ) -> list[queries.FailureGroup]:
-        async with self._sessions() as db:
-            return await queries.failure_groups(db, scope, subject, since, exclude, limit)
+        return await self._run(
+            "failed logins",
+            lambda db: queries.failure_groups(db, scope, subject, since, exclude, limit),
+            write=False,
+        )
 
     async def add(
         self, subjects: Sequence[tuple[str, str]], attempt: str, now: datetime
     ) -> list[int]:
-        async with self._sessions.begin() as db:
-            return await queries.add_login_failures(db, subjects, attempt, now)
+        return await self._run(
+            "failed logins", lambda db: queries.add_login_failures(db, subjects, attempt, now)
+        )
 
     async def withdraw(self, ids: Sequence[int]) -> None:
-        async with self._sessions.begin() as db:
-            await queries.delete_login_failures_by_id(db, ids)
+        await self._run("failed logins", lambda db: queries.delete_login_failures_by_id(db, ids))
 
     async def settle(self, ids: Sequence[int], outcome: int) -> None:
-        async with self._sessions.begin() as db:
-            await queries.settle_login_failures(db, ids, outcome)
+        await self._run("failed logins", lambda db: queries.settle_login_failures(db, ids, outcome))
 
     async def accept(self, p: Presented, name: str | None, now: datetime) -> bool:
         """Withdraw every failure of the password and make it the verifier; True if it
         replaced another one (whose sessions are then dropped)."""
-        async with self._sessions.begin() as db:
+
+        async def work(db: AsyncSession) -> bool:
             await queries.delete_login_failures_of_attempt(db, p.attempt)
             pk = await queries.upsert_student(db, p.student_id, name, now)
             changed = await queries.set_verifier(db, pk, p.system, p.verifier, now)
             if changed:
                 await queries.delete_school_sessions(db, p.system, p.student_id)
-        return changed
+            return changed
+
+        return await self._run("verifier", work)
 
     async def forget(self, p: Presented) -> None:
         """The school refused the password the verifier stood for: drop both and the sessions."""
-        async with self._sessions.begin() as db:
+
+        async def work(db: AsyncSession) -> None:
             await queries.delete_verifier(db, p.system, p.student_id)
             await queries.delete_school_sessions(db, p.system, p.student_id)
 
+        await self._run("verifier", work)
+
     async def prune(self, before: datetime) -> None:
-        # Opportunistic housekeeping: losing a race for the lock (deadlock,
-        # busy SQLite) only delays it to the next reservation.
-        with contextlib.suppress(OperationalError):
+        # Opportunistic housekeeping: losing a race for the lock (deadlock, busy
+        # SQLite) or a database gone away only delays it to the next reservation.
+        with contextlib.suppress(SQLAlchemyError):
             async with self._sessions.begin() as db:
                 await queries.prune_login_failures(db, before, PRUNE_BATCH)
 
@@ -294,9 +396,17 @@ class CredentialGate:
         settings: LimitsSettings,
         secret_key: bytes,
         now: Callable[[], datetime] = utc_now,
+        *,
+        outage: OutageTable | None = None,
+        deferred: DeferredWrites | None = None,
     ) -> None:
         self._store = store
         self._table = table
+        self._outage = outage if outage is not None else OutageTable.create(1024)
+        self._deferred = deferred if deferred is not None else DeferredWrites(1000, 0.5)
+        # False while the database refuses us: the gate then works from this host's memory.
+        self.storage_ok = True
+        self._reserving: dict[tuple[str, str], asyncio.Future[tuple[int, ...]]] = {}
         self._secret_key = secret_key
         self._now = now
         self._window = timedelta(seconds=settings.failed_logins_window_s)
@@ -379,7 +489,15 @@ class CredentialGate:
         record = self._table.read(self._student_key(p), t)
         if self._fresh(record.verifier_at, t):
             return None if record.verifier == NO_VERIFIER else record.verifier
-        stored = await self._store.verifier(p.system, p.student_id)
+        try:
+            stored = await self._store.verifier(p.system, p.student_id)
+        except StorageUnavailable:
+            # Degraded: the last verifier this host saw still decides (None if it saw none).
+            self._storage(ok=False)
+            return None if record.verifier == NO_VERIFIER else record.verifier
+        if not len(self._deferred):
+            # A read proves little while writes wait (a full disk still reads).
+            self._storage(ok=True)
         host = NO_VERIFIER if stored is None else bytes.fromhex(stored[: 2 * HOST_VERIFIER_BYTES])
         self._table.write(self._student_key(p), t, verifier_at=t, verifier=host)
         return None if stored is None else host
@@ -395,10 +513,18 @@ class CredentialGate:
             if self._fresh(self._table.read(key, t).lock_at, t):
                 continue
             limit = self._limits[scope]
-            groups = await self._store.groups(scope, subject, now - self._window, (), 2 * limit)
+            try:
+                groups = await self._store.groups(scope, subject, now - self._window, (), 2 * limit)
+            except StorageUnavailable:
+                self._storage(ok=False)
+                return  # degraded: what this host knows stands
             end = lock_end(groups, limit, self._window, now)
             self._table.write(
-                key, t, lock_at=t, locked_until=end.timestamp() if end is not None else 0.0
+                key,
+                t,
+                lock_at=t,
+                locked_until=end.timestamp() if end is not None else 0.0,
+                failures=len(groups),
             )
 
     async def _await_pending(self, keys: Sequence[str]) -> None:
@@ -416,16 +542,43 @@ class CredentialGate:
     async def _reserve(self, p: Presented) -> tuple[int, ...]:
         """Count the attempt as a failure of the student and the address, before it is judged.
 
-        Raises RateLimited if either already has its limit of other failed passwords,
-        InvalidPassword if the school already refused this password to this address.
+        Concurrent requests of this worker with the same password from the same
+        address share one reservation (they are one attempt, and a burst of them
+        must not queue a burst of writes). Raises RateLimited if the student or the
+        address already has its limit of other failed passwords, InvalidPassword if
+        the school already refused this password to this address.
         """
+        key = (p.attempt, p.address)
+        shared = self._reserving.get(key)
+        if shared is not None:
+            return await asyncio.shield(shared)
+        future: asyncio.Future[tuple[int, ...]] = asyncio.get_running_loop().create_future()
+        self._reserving[key] = future
+        try:
+            ids = await self._reserve_now(p)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: there may be no one else waiting
+            raise
+        else:
+            future.set_result(ids)
+            return ids
+        finally:
+            del self._reserving[key]
+
+    async def _reserve_now(self, p: Presented) -> tuple[int, ...]:
         now = self._now()
         t = now.timestamp()
         keys = (self._student_key(p), self._address_key(p))
         for key in keys:
             self._table.write(key, t, pending=1)
         try:
-            return await self._count_in(p, now)
+            try:
+                return await self._count_in(p, now)
+            except StorageUnavailable:
+                self._storage(ok=False)
+                self._count_on_host(p, now)
+                raise
         finally:
             for key in keys:
                 self._table.write(key, self._now().timestamp(), pending=-1)
@@ -433,6 +586,7 @@ class CredentialGate:
     async def _count_in(self, p: Presented, now: datetime) -> tuple[int, ...]:
         subjects = ((STUDENT, p.student_subject), (IP, p.address))
         ids = tuple(await self._store.add(subjects, p.attempt, now))
+        self._storage(ok=True)
         since = now - self._window
         refused: dict[str, float] = {}
         formed: dict[str, float] = {}
@@ -458,6 +612,7 @@ class CredentialGate:
             end = lock_end(with_mine, limit, self._window, now)
             if end is not None:
                 formed[scope] = end.timestamp()
+            self._table.write(self._subject_key(p, scope), now.timestamp(), failures=len(with_mine))
         t = now.timestamp()
         if refused or known_wrong:
             await self._store.withdraw(ids)
@@ -470,6 +625,53 @@ class CredentialGate:
         await self._store.prune(since)
         return ids
 
+    def _count_on_host(self, p: Presented, now: datetime) -> None:
+        """The database is away: count the attempt in this host's memory instead, and
+        write it to the database when it is back. Raises RateLimited if the student or
+        the address reached its limit (what the database last said, plus what this host
+        counted since)."""
+        t = now.timestamp()
+        since = t - self._window.total_seconds()
+        mine = attempt_hash(p.attempt)
+        window_end = t + self._window.total_seconds()
+        counts: dict[str, int] = {}
+        for scope in (STUDENT, IP):
+            key = self._subject_key(p, scope)
+            known = self._table.read(key, t).failures
+            others = self._outage.attempts(key, since) - {mine}
+            if known + len(others) >= self._limits[scope]:
+                for locked in (STUDENT, IP):
+                    self._table.write(
+                        self._subject_key(p, locked), t, lock_at=t, locked_until=window_end
+                    )
+                raise locked_out(window_end - t)
+            counts[scope] = known + len(others) + 1
+        for scope in (STUDENT, IP):
+            key = self._subject_key(p, scope)
+            self._outage.add(key, mine, t)
+            if counts[scope] >= self._limits[scope]:
+                self._table.write(key, t, lock_at=t, locked_until=window_end)
+        subjects = ((STUDENT, p.student_subject), (IP, p.address))
+        self._defer("failed_login", lambda: self._store_unjudged(subjects, p.attempt, now))
+
+    async def _store_unjudged(
+        self, subjects: Sequence[tuple[str, str]], attempt: str, at: datetime
+    ) -> None:
+        ids = await self._store.add(subjects, attempt, at)
+        await self._store.settle(ids, LoginFailure.UNJUDGED)
+
+    def _storage(self, ok: bool) -> None:
+        if ok != self.storage_ok:
+            self.storage_ok = ok
+            metrics.set_storage_degraded(not ok)
+            if ok:
+                log.info("the database answers again: the gate works from it")
+            else:
+                log.warning("the database is away: the gate works from this host's memory")
+
+    def _defer(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
+        self._deferred.add(what, write)
+
     def _mark_locked(self, p: Presented, ends: dict[str, float], t: float) -> None:
         for scope, until in ends.items():
             self._table.write(self._subject_key(p, scope), t, lock_at=t, locked_until=until)
@@ -479,11 +681,17 @@ class CredentialGate:
     async def _accepted(self, p: Presented) -> None:
         metrics.record_gate(p.system, "accepted")
         now = self._now()
-        await self._store.accept(p, None, now)
+        stored = True
+        try:
+            await self._store.accept(p, None, now)
+        except StorageUnavailable:
+            stored = False
+            self._storage(ok=False)
+            self._defer("verifier", lambda: self._store_accept(p, now))
         t = now.timestamp()
         # The new verifier holds at once for every worker of this host. The attempt no
-        # longer counts, so the lockout states are read again from the database (a
-        # lockout that still holds is found there again) at the next request.
+        # longer counts, so the lockout states (and counts) are read again from the
+        # database, where a lockout that still holds is found again.
         self._table.write(
             self._student_key(p),
             t,
@@ -493,15 +701,28 @@ class CredentialGate:
             locked_until=0.0,
         )
         self._table.write(self._address_key(p), t, lock_at=0.0, locked_until=0.0)
+        if stored:
+            await self._sync_locks(p)
+
+    async def _store_accept(self, p: Presented, now: datetime) -> None:
+        await self._store.accept(p, None, now)
 
     async def _rejected(self, p: Presented, ids: Sequence[int], matched: bool) -> None:
         metrics.record_gate(p.system, "refused")
         if matched:
-            await self._store.forget(p)
             t = self._now().timestamp()
             self._table.write(self._student_key(p), t, verifier_at=t, verifier=NO_VERIFIER)
+            await self._write("verifier", lambda: self._store.forget(p))
         if ids:
-            await self._store.settle(ids, LoginFailure.REFUSED)
+            await self._write("failed_login", lambda: self._store.settle(ids, LoginFailure.REFUSED))
+
+    async def _write(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
+        """Write now, or later if the database is away."""
+        try:
+            await write()
+        except StorageUnavailable:
+            self._storage(ok=False)
+            self._defer(what, write)
 
 
 class Ticket:
@@ -590,8 +811,11 @@ class Ticket:
         if self._holders > 0 or self._settled or not self._ids:
             return
         self._settled = True
+        gate, ids = self._gate, self._ids
         if self.matches:
-            await asyncio.shield(self._gate._store.withdraw(self._ids))
+            await asyncio.shield(gate._write("failed_login", lambda: gate._store.withdraw(ids)))
         else:
             metrics.record_gate(self.presented.system, "unjudged")
-            await asyncio.shield(self._gate._store.settle(self._ids, LoginFailure.UNJUDGED))
+            await asyncio.shield(
+                gate._write("failed_login", lambda: gate._store.settle(ids, LoginFailure.UNJUDGED))
+            )

@@ -87,6 +87,17 @@ LIFTED_LIMITS: dict[str, Any] = {
 }
 
 
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """A fresh MySQL database, for tests of what only a server database can do (die)."""
+    base = os.environ.get(MYSQL_ENV)
+    if not base:
+        if os.environ.get("JNUFM_REQUIRE_MYSQL"):
+            pytest.fail(f"{MYSQL_ENV} is not set but MySQL tests are required")
+        pytest.skip(f"{MYSQL_ENV} not set")
+    yield from _mysql_database(base)
+
+
 def make_settings(db_url: str, sim_url: str, **overrides: Any) -> Settings:
     """Settings for a test: the given database and school, no bundled simulator, and the
     per-address limits lifted."""

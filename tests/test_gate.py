@@ -387,7 +387,7 @@ def test_host_table_fields_and_pending_expiry() -> None:
         table.write("s|card:1", 100.5, lock_at=100.5, locked_until=50.0)
         table.write("s|card:1", 101.0, pending=1)
         record = table.read("s|card:1", 101.0)
-        assert record == HostRecord(100.0, b"v" * 16, 100.5, 50.0, 1)
+        assert record == HostRecord(100.0, b"v" * 16, 100.5, 50.0, 0, 1)
         # A count left by a worker killed mid-reservation does not block forever.
         assert table.read("s|card:1", 101.0 + PENDING_TTL_S + 1).pending == 0
         table.write("s|card:1", 102.0, pending=-1)

@@ -37,9 +37,9 @@ async def test_one_holder_at_a_time_and_release(sessions: async_sessionmaker[Asy
     assert await leases.try_acquire("card:1", "a", 30)
     assert not await leases.try_acquire("card:1", "b", 30)
     assert await leases.is_held("card:1")
-    await leases.release("card:1", "b")  # not the holder: nothing happens
+    await leases.release("card:1", "b", 30)  # not the holder: nothing happens
     assert not await leases.try_acquire("card:1", "b", 30)
-    await leases.release("card:1", "a")
+    await leases.release("card:1", "a", 30)
     assert await leases.try_acquire("card:1", "b", 30)
 
 
@@ -54,7 +54,7 @@ async def test_a_crashed_holder_loses_its_lease_when_it_expires(
     clock.now += timedelta(seconds=2)
     assert not await leases.is_held("card:2")
     assert await leases.try_acquire("card:2", "next", 30)
-    await leases.release("card:2", "crashed")  # the old holder coming back cannot free it
+    await leases.release("card:2", "crashed", 30)  # the old holder coming back cannot free it
     assert await leases.is_held("card:2")
 
 

@@ -323,12 +323,13 @@ def test_master_killed_with_sigkill_takes_workers_and_simulator_along(
 def test_crash_loop_stops_the_master_with_a_clear_message(
     start: Callable[..., Server], sim: Proc, db_url: str
 ) -> None:
+    # Deaths within boot_window_s of serving count as failures to start.
     server = start(
         base_config(
             db_url,
             sim.url,
             free_port(),
-            supervisor={"crash_loop_deaths": 3, "crash_loop_window_s": 60},
+            supervisor={"crash_loop_deaths": 3, "crash_loop_window_s": 60, "boot_window_s": 60},
         )
     )
     killed: set[int] = set()
@@ -342,7 +343,42 @@ def test_crash_loop_stops_the_master_with_a_clear_message(
         if len(killed) < 3:
             wait_until(lambda: server.log().count("starting a new one") >= len(killed))
     assert server.popen.wait(15) == 1
-    assert "crash loop: 3 worker deaths within 60s" in server.log()
+    assert "crash loop: 3 workers died before serving (or within 60s of it) within 60s" in (
+        server.log()
+    )
+
+
+def test_workers_killed_after_serving_are_replaced_forever(
+    start: Callable[..., Server], sim: Proc, db_url: str
+) -> None:
+    # The OOM killer or a bad input killing served workers again and again: not a crash
+    # loop, however many; each is replaced (with a growing delay).
+    server = start(
+        base_config(
+            db_url,
+            sim.url,
+            free_port(),
+            supervisor={
+                "crash_loop_deaths": 2,
+                "boot_window_s": 0.2,
+                "backoff_initial_s": 0.05,
+                "backoff_max_s": 0.2,
+            },
+        )
+    )
+    killed: set[int] = set()
+    for _ in range(4):
+        pid = wait_until(
+            lambda: next((p for p in workers_seen(server.url, 2).values() if p not in killed), 0),
+            what="a worker that served",
+        )
+        time.sleep(0.3)  # let it serve past boot_window_s
+        os.kill(pid, signal.SIGKILL)
+        killed.add(pid)
+        wait_until(lambda: server.log().count("after serving (pid") >= len(killed))
+    assert server.popen.poll() is None, "still running"
+    assert len(workers_seen(server.url, 2)) == 2
+    assert "crash loop" not in server.log()
 
 
 def test_systemd_notify_protocol(tmp_path: Path, sim: Proc, db_url: str) -> None:

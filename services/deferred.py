@@ -1,0 +1,88 @@
+"""Writes that must not be lost when the database is away: kept in memory, retried until it returns.
+
+A result the school gave us, a verifier it accepted, a failed login it judged:
+if storage refuses them (down, disk full), the answer still goes to the
+client, and the write waits here. A worker keeps at most `limit` of them (the
+oldest is dropped and counted past that); one task retries the oldest every
+`retry_s` while any wait, in order, so a later write never lands before an
+earlier one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from observability import metrics
+from services.errors import StorageUnavailable
+
+log = logging.getLogger("jnufm.deferred")
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    what: str  # for logs and metrics: "result", "verifier", "failed_login", ...
+    write: Callable[[], Awaitable[None]]
+
+
+class DeferredWrites:
+    """A bounded, ordered queue of writes retried until storage takes them."""
+
+    def __init__(self, limit: int, retry_s: float) -> None:
+        self._queue: deque[Deferred] = deque()
+        self._limit = limit
+        self._retry_s = retry_s
+        self._flusher: asyncio.Task[None] | None = None
+        self.dropped = 0
+        self.written = 0
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
+        """Keep a write for later (dropping the oldest past the limit) and make sure a
+        flusher runs."""
+        if len(self._queue) >= self._limit:
+            lost = self._queue.popleft()
+            self.dropped += 1
+            metrics.record_deferred_write(lost.what, "dropped")
+            log.error("dropped a deferred %s write: %d waiting already", lost.what, self._limit)
+        self._queue.append(Deferred(what, write))
+        metrics.record_deferred_write(what, "queued")
+        metrics.set_deferred_writes(len(self._queue))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._queue:
+            await asyncio.sleep(self._retry_s)
+            while self._queue:
+                head = self._queue[0]
+                try:
+                    await head.write()
+                except StorageUnavailable:
+                    break
+                except Exception:
+                    # A write that fails for another reason will never succeed: drop it.
+                    log.exception("a deferred %s write failed; dropped", head.what)
+                    self._queue.popleft()
+                    self.dropped += 1
+                    metrics.record_deferred_write(head.what, "dropped")
+                    continue
+                self._queue.popleft()
+                self.written += 1
+                metrics.record_deferred_write(head.what, "written")
+            metrics.set_deferred_writes(len(self._queue))
+        if self.written:
+            log.info("storage is back: %d deferred write(s) done", self.written)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Give waiting writes up to timeout_s to land (on stop)."""
+        if self._flusher is not None and not self._flusher.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._flusher), timeout_s)
+            except TimeoutError:
+                log.warning("stopping with %d deferred write(s) not done", len(self._queue))
