@@ -113,7 +113,7 @@ class DatabaseSettings(_Section):
 class CardCenterConfig(_Section):
     base_url: str = "http://127.0.0.1:8100"
     connect_timeout_s: Annotated[float, Field(gt=0)] = 3.0
-    total_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    total_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     clock_offset_minutes: int = 55
     max_pages: Annotated[int, Field(ge=1, le=1000)] = 50
     user_agent: str = "jnufm/0.1 (+campus API server)"
@@ -178,12 +178,12 @@ class BudgetSettings(_Section):
 
 
 class BreakerSettings(_Section):
-    failures: Annotated[int, Field(ge=1)] = 5
-    window: Annotated[int, Field(ge=1, le=1000)] = 10
+    failures: Annotated[int, Field(ge=1)] = 3
+    window: Annotated[int, Field(ge=1, le=64)] = 10
     failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
-    slow_call_s: Annotated[float, Field(gt=0)] = 8
+    slow_call_s: Annotated[float, Field(gt=0)] = 5
     min_students: Annotated[int, Field(ge=1)] = 3
-    open_s: Annotated[float, Field(gt=0)] = 30
+    open_s: Annotated[float, Field(gt=0)] = 5
 
 
 class RetrySettings(_Section):

@@ -77,6 +77,8 @@ class Load:
     started: float = field(default_factory=time.monotonic)
     replies: list[tuple[float, float, int, str]] = field(default_factory=list)
 
+    codes: Counter[str] = field(default_factory=Counter)
+
     def add(self, began: float, status: int, source: str) -> None:
         self.replies.append((began - self.started, time.monotonic() - began, status, source))
 
@@ -91,6 +93,7 @@ class Load:
             "p99_latency_s": round(latencies[int(0.99 * (len(latencies) - 1))], 3)
             if latencies
             else 0.0,
+            "error_codes": dict(self.codes.most_common()),
         }
 
 
@@ -104,6 +107,9 @@ async def ask(
         )
         status = reply.status_code
         source = reply.headers.get("Cache-Status", "")
+        if status >= 400:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                load.codes[f"{status} {reply.json()['error']['code']}"] += 1
     except httpx.HTTPError:
         status, source = 599, "cut"
     load.add(began, status, source)
@@ -120,7 +126,7 @@ async def steady(
         async def loop() -> None:
             rng = random.Random()
             while time.monotonic() < stop_at:
-                student = rng.choice(warm) if rng.random() < 0.8 else next(cold)
+                student = rng.choice(warm) if warm and rng.random() < 0.8 else next(cold)
                 await ask(client, url, student, load)
                 await asyncio.sleep(0.02)
 
@@ -144,9 +150,10 @@ async def first_cold_ok(url: str, cold: Iterator[str], since: float, limit_s: fl
 
 
 def students(prefix: str) -> Iterator[str]:
+    """Student numbers the simulated school knows (20[01] and 7 more digits)."""
     n = 0
     while True:
-        yield f"{prefix}{n:05d}"
+        yield f"{prefix}{n:04d}"
         n += 1
 
 
@@ -258,9 +265,9 @@ async def drill_db_kill(tmp: Path, seconds: float) -> dict[str, Any]:
         extra_config={"database": {"connect_timeout_s": 1}},
     )  # fmt: skip
     try:
-        warm = [f"20120{i:05d}" for i in range(50)]
+        warm = [f"201000{i:04d}" for i in range(50)]
         await warm_up(system.url, warm)
-        cold = students("20130")
+        cold = students("201001")
         load = Load()
         running = asyncio.ensure_future(steady(system.url, warm, cold, seconds, load))
         await asyncio.sleep(seconds / 3)
@@ -270,7 +277,7 @@ async def drill_db_kill(tmp: Path, seconds: float) -> dict[str, Any]:
         await asyncio.sleep(10 - (time.monotonic() - killed))
         db.start()
         restored = time.monotonic()
-        recovery = await first_cold_ok(system.url, students("20140"), restored)
+        recovery = await first_cold_ok(system.url, students("201002"), restored)
         await running
         await asyncio.sleep(2)  # deferred writes land within their retry interval
         outage = [
@@ -305,20 +312,17 @@ async def drill_school_slow(tmp: Path, seconds: float) -> dict[str, Any]:
     school = start_school(tmp, "fast", overrides=["latency_ms_median=9000", "latency_ms_min=9000"])
     system = jnufm(tmp, school, "school-slow")
     try:
-        cold = students("20150")
         load = Load()
         began = time.monotonic()
-        async with httpx.AsyncClient() as client:
-            await asyncio.gather(*(ask(client, system.url, next(cold), load) for _ in range(12)))
-        elapsed = time.monotonic() - began
-        opened = any(
-            state == "open" for state in http_json(system.url + "/readyz")["school"].values()
+        running = asyncio.ensure_future(
+            steady(system.url, [], students("201003"), seconds, load, clients=12)
         )
+        opened_after = await breaker_opens(system.url, began, seconds)
+        await running
         school.wait_idle(60)
         return {
             **load.summary(),
-            "all_answered_within_s": round(elapsed, 2),
-            "breaker_open_after": opened,
+            "breaker_open_after_s": opened_after,
             "school_peak_in_flight": school.stats()["peak_in_flight"],
             "budget": 2,
             "deadline_s": DEADLINE_S,
@@ -328,15 +332,27 @@ async def drill_school_slow(tmp: Path, seconds: float) -> dict[str, Any]:
         school.stop()
 
 
+async def breaker_opens(url: str, since: float, limit_s: float) -> float:
+    """Seconds from `since` until a worker's breaker says open (readyz, any worker)."""
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() - since < limit_s:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                states = (await client.get(url + "/readyz", timeout=2)).json()["school"]
+                if "open" in states.values():
+                    return round(time.monotonic() - since, 2)
+            await asyncio.sleep(0.1)
+    return float("inf")
+
+
 async def drill_school_kill(tmp: Path, seconds: float) -> dict[str, Any]:
     school = start_school(tmp, "fast")
     port = int(school.url.rsplit(":", 1)[1])
     system = jnufm(tmp, school, "school-kill", cache={"fresh_min_interval_s": 0})
     try:
-        warm = [f"20160{i:05d}" for i in range(50)]
+        warm = [f"201004{i:04d}" for i in range(50)]
         await warm_up(system.url, warm)
         load = Load()
-        running = asyncio.ensure_future(steady(system.url, warm, students("20170"), seconds, load))
+        running = asyncio.ensure_future(steady(system.url, warm, students("201005"), seconds, load))
         await asyncio.sleep(seconds / 3)
         school.child.popen.send_signal(signal.SIGKILL)
         school.child.popen.wait(10)
@@ -344,7 +360,7 @@ async def drill_school_kill(tmp: Path, seconds: float) -> dict[str, Any]:
         await asyncio.sleep(10)
         school = restart_school(tmp, port)
         restored = time.monotonic()
-        recovery = await first_cold_ok(system.url, students("20180"), restored)
+        recovery = await first_cold_ok(system.url, students("201006"), restored)
         await running
         outage = [
             r for r in load.replies if killed - load.started <= r[0] < restored - load.started
@@ -380,10 +396,10 @@ async def drill_worker_kill(tmp: Path, seconds: float) -> dict[str, Any]:
     system = jnufm(tmp, school, "worker-kill")
     master = system.children[0]
     try:
-        warm = [f"20190{i:05d}" for i in range(50)]
+        warm = [f"201007{i:04d}" for i in range(50)]
         await warm_up(system.url, warm)
         load = Load()
-        running = asyncio.ensure_future(steady(system.url, warm, students("20200"), seconds, load))
+        running = asyncio.ensure_future(steady(system.url, warm, students("201008"), seconds, load))
         kills = 0
         stop_at = time.monotonic() + seconds - 3
         while time.monotonic() < stop_at and master.popen.poll() is None:
@@ -411,7 +427,7 @@ async def drill_sigterm(tmp: Path, seconds: float) -> dict[str, Any]:
     try:
         http_json(school.url + "/__sim/control", {"down": True, "down_mode": "hang"})
         load = Load()
-        cold = students("20210")
+        cold = students("201009")
         async with httpx.AsyncClient() as client:
             asking = [
                 asyncio.ensure_future(ask(client, system.url, next(cold), load)) for _ in range(60)
@@ -440,7 +456,7 @@ async def drill_disk_full(tmp: Path, seconds: float) -> dict[str, Any]:
     mount.mkdir()
     try:
         subprocess.run(  # noqa: ASYNC221 - set-up, before any load
-            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+            ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
             check=True,
             capture_output=True,
         )
@@ -452,23 +468,26 @@ async def drill_disk_full(tmp: Path, seconds: float) -> dict[str, Any]:
         tmp, "disk-full", DEFAULT_OVERLAY, school.url, 2, database_url=database_url
     )
     try:
-        warm = [f"20220{i:05d}" for i in range(50)]
+        warm = [f"201010{i:04d}" for i in range(50)]
         await warm_up(system.url, warm)
         filler = mount / "filler"
         with contextlib.suppress(OSError), filler.open("wb") as out:
             while True:
-                out.write(b"\0" * 65536)
+                out.write(b"\0" * 4096)
         full_at = time.monotonic()
-        ready_503_s = await until_status(system.url + "/readyz", 503, full_at, 5)
         load = Load()
-        await steady(system.url, warm, students("20230"), seconds / 2, load)
+        running = asyncio.ensure_future(
+            steady(system.url, warm, students("201011"), seconds / 2, load)
+        )
+        ready_503_s = await until_status(system.url + "/readyz", 503, full_at, seconds / 2)
         async with httpx.AsyncClient() as client:
             readyz = (await client.get(system.url + "/readyz")).json()
+        await running
         filler.unlink()
         freed = time.monotonic()
         writes_back_s = await until_status(system.url + "/readyz", 200, freed, 60)
-        recovery = await first_cold_ok(system.url, students("20240"), freed)
-        await asyncio.sleep(2)
+        recovery = await first_cold_ok(system.url, students("201012"), freed)
+        await asyncio.sleep(3)  # deferred writes land within their retry interval
         return {
             **load.summary(),
             "readyz_while_full": {k: readyz[k] for k in ("ready", "writes", "deferred_writes")},
@@ -490,9 +509,9 @@ async def drill_memory(tmp: Path, seconds: float) -> dict[str, Any]:
     try:
         before = {"workers_mb": system.rss(), "school_mb": rss_mb(school.child.pid)}
         load = Load()
-        warm = [f"20250{i:05d}" for i in range(200)]
+        warm = [f"201013{i:04d}" for i in range(200)]
         await warm_up(system.url, warm)
-        await steady(system.url, warm, students("20260"), seconds * 3, load, clients=16)
+        await steady(system.url, warm, students("201014"), seconds * 3, load, clients=16)
         after = {"workers_mb": system.rss(), "school_mb": rss_mb(school.child.pid)}
         return {**load.summary(), "before": before, "after": after}
     finally:

@@ -109,7 +109,7 @@ class Readiness:
                 reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
                 database, migrations, ready = f"unreachable ({reason})", "unknown", False
         storage = self.storage()
-        writes = "failing" if storage.deferred_writes else "ok"
+        writes = "failing" if storage.writes_failing else "ok"
         return {
             "ready": ready and writes == "ok",
             "degraded": database != "ok" or storage.degraded or writes != "ok",
@@ -127,6 +127,9 @@ class StorageState:
 
     deferred_writes: int = 0
     degraded: bool = False
+    # Writes wait, or one was refused moments ago (a nearly full disk takes some
+    # writes and refuses others: the queue alone would flicker).
+    writes_failing: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,8 @@ _DIGITS = re.compile(r"[0-9]+")
 _REDIRECTS = (301, 302, 303, 307, 308)
 # Path labels of metrics stay bounded whatever paths the card center's forms name.
 _METRIC_PATH = re.compile(r"/(?:[A-Za-z0-9_]{1,40}\.(?:action|jsp))?")
+# Weight of the newest request in the moving average of request times.
+LATENCY_WEIGHT = 0.2
 # The name of this school system in metrics and breaker states.
 SYSTEM = "card"
 
@@ -199,6 +201,9 @@ class CardCenterClient:
         self._portal = settings.referer or f"{base.scheme}://{portal_host}{PORTAL_PATH}"
         self._timeout = httpx.Timeout(settings.total_timeout, connect=settings.connect_timeout)
         self.requests_sent = 0
+        # How long a school request has been taking lately (moving average): a query
+        # whose deadline is nearer than this starts no further request.
+        self.typical_s = 0.0
 
     # --- transport -------------------------------------------------------------
 
@@ -214,7 +219,7 @@ class CardCenterClient:
     async def _exchange(self, request: httpx.Request, where: str) -> httpx.Response:
         """Send one request; map every failure to a SchoolError; count and time it."""
         path = urlsplit(str(request.url)).path
-        deadline.check(f"{request.method} {path}")
+        deadline.check(f"{request.method} {path}", self.typical_s)
         self.requests_sent += 1
         label = path if _METRIC_PATH.fullmatch(path) else "/other"
         where = f"{request.method} {label} ({where})"
@@ -243,6 +248,8 @@ class CardCenterClient:
             elapsed = time.perf_counter() - started
             add_time("school", elapsed)
             metrics.observe_school_request(SYSTEM, label, outcome, elapsed)
+            if outcome == "ok":
+                self.typical_s += LATENCY_WEIGHT * (elapsed - self.typical_s)
         return response
 
     async def _send(

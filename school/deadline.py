@@ -2,9 +2,10 @@
 
 A query (login, then pages) has one deadline. A request already sent runs to
 its own timeout (the school is working on it, and we keep our budget slot
-until it ends, so the school never sees more than the budget), but once the
-deadline has passed no further request of that query is sent: its answer
-could no longer reach anyone in time.
+until it ends, so the school never sees more than the budget), but no further
+request of that query is sent once it could not end before the deadline (the
+client passes how long its requests have been taking): its answer could no
+longer reach anyone in time, and its budget slot is better given to another.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ def requests_until(deadline: Callable[[], float]) -> Iterator[None]:
         _deadline.reset(token)
 
 
-def check(where: str) -> None:
-    """Raise DeadlinePassed if the current deadline has passed."""
+def check(where: str, expected_s: float = 0.0) -> None:
+    """Raise DeadlinePassed if a request expected to take `expected_s` could not end
+    before the current deadline."""
     deadline = _deadline.get()
-    if deadline is not None and time.monotonic() >= deadline():
-        raise DeadlinePassed(f"{where}: not sent, the query's deadline has passed")
+    if deadline is not None and time.monotonic() + expected_s >= deadline():
+        raise DeadlinePassed(f"{where}: not sent, it could not end before the query's deadline")

@@ -46,7 +46,7 @@ from school.errors import (
     SessionExpired,
 )
 from school.models import AccountInfo, CardSession, Transaction
-from services.breaker import BreakerCall, BreakerOpen, CircuitBreaker
+from services.breaker import BreakerCall, BreakerOpen, BreakerTable, CircuitBreaker
 from services.budget import BudgetExhausted, UpstreamBudget
 from services.cache import CacheEntry, CacheKey, MemoryCache, estimated_size
 from services.credentials import Credentials
@@ -161,6 +161,7 @@ class CardService:
         school_limiter: RequestRateLimiter | None = None,
         deferred: DeferredWrites | None = None,
         stop_by: Callable[[], float | None] = lambda: None,
+        breakers: BreakerTable | None = None,
     ) -> None:
         self._client = client
         self._sessions = sessions
@@ -173,7 +174,7 @@ class CardService:
         self._stop_by = stop_by
         c = settings.cache
         self._memory = MemoryCache(c.memory_entries, c.max_stale_s, int(c.memory_mb * 1024 * 1024))
-        self._leases = LeaseStore(sessions, now)
+        self._leases = LeaseStore(sessions, now, self._deferred.health)
         b = settings.budget
         self.budget = UpstreamBudget(self._leases, SYSTEM, b.card, b.slot_lease_s, b.poll_s)
         br = settings.breaker
@@ -181,6 +182,7 @@ class CardService:
             SYSTEM,
             br.failures,
             br.open_s,
+            table=breakers,
             min_students=br.min_students,
             window=br.window,
             failure_rate=br.failure_rate,

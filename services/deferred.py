@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +21,23 @@ from observability import metrics
 from services.errors import StorageUnavailable
 
 log = logging.getLogger("jnufm.deferred")
+
+
+class WriteHealth:
+    """Whether the database refuses writes, as every store of a worker sees them.
+
+    A nearly full disk takes some writes and refuses others: "failing" lasts a
+    few seconds after any refusal, so readiness does not flicker.
+    """
+
+    def __init__(self) -> None:
+        self.failed_at = 0.0  # time.monotonic() of the last refused write, 0 never
+
+    def refused(self) -> None:
+        self.failed_at = time.monotonic()
+
+    def failing(self, within_s: float) -> bool:
+        return self.failed_at > 0 and time.monotonic() - self.failed_at < within_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +49,8 @@ class Deferred:
 class DeferredWrites:
     """A bounded, ordered queue of writes retried until storage takes them."""
 
-    def __init__(self, limit: int, retry_s: float) -> None:
+    def __init__(self, limit: int, retry_s: float, health: WriteHealth | None = None) -> None:
+        self.health = health if health is not None else WriteHealth()
         self._queue: deque[Deferred] = deque()
         self._limit = limit
         self._retry_s = retry_s
@@ -42,9 +61,14 @@ class DeferredWrites:
     def __len__(self) -> int:
         return len(self._queue)
 
+    def failing(self, within_s: float) -> bool:
+        """Writes are waiting, or storage refused one within the last `within_s`."""
+        return bool(self._queue) or self.health.failing(within_s)
+
     def add(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
         """Keep a write for later (dropping the oldest past the limit) and make sure a
         flusher runs."""
+        self.health.refused()
         if len(self._queue) >= self._limit:
             lost = self._queue.popleft()
             self.dropped += 1
@@ -64,6 +88,7 @@ class DeferredWrites:
                 try:
                     await head.write()
                 except StorageUnavailable:
+                    self.health.refused()
                     break
                 except Exception:
                     # A write that fails for another reason will never succeed: drop it.

@@ -11,6 +11,7 @@ from db.engine import make_engine, make_sessionmaker
 from handlers.base import AppDeps, WorkerState
 from observability.probes import StorageState, make_ops_deps
 from school.card import CardCenterClient, CardCenterSettings
+from services.breaker import BreakerTable
 from services.card import CardService
 from services.deferred import DeferredWrites
 from services.gate import CredentialGate, GateStore, GateTable, OutageTable
@@ -53,6 +54,10 @@ def card_client(settings: Settings, http: httpx.AsyncClient) -> CardCenterClient
     )
 
 
+# /readyz says writes are failing for this long after one was refused.
+WRITE_FAILURE_MEMORY_S = 5.0
+
+
 @dataclass(frozen=True, slots=True)
 class HostTables:
     """Memory shared by every worker of a host: made in the master, before the fork."""
@@ -60,9 +65,10 @@ class HostTables:
     rates: SharedRateTable
     gate: GateTable
     outage: OutageTable
+    breakers: BreakerTable
 
     def close(self) -> None:
-        for table in (self.rates, self.gate, self.outage):
+        for table in (self.rates, self.gate, self.outage, self.breakers):
             table.close()
 
 
@@ -73,6 +79,7 @@ def make_host_tables(settings: Settings) -> HostTables:
         gate=GateTable.create(limits.gate_table_slots),
         # Only subjects that fail while the database is away: a quarter is plenty.
         outage=OutageTable.create(max(64, limits.gate_table_slots // 4)),
+        breakers=BreakerTable.create(64),
     )
 
 
@@ -91,7 +98,7 @@ async def build_worker_services(
     db = settings.database
     deferred = DeferredWrites(db.deferred_writes, db.deferred_retry_s)
     gate = CredentialGate(
-        GateStore(sessions),
+        GateStore(sessions, deferred.health),
         tables.gate,
         limits,
         settings.secret_key.encode(),
@@ -121,6 +128,7 @@ async def build_worker_services(
         school_limiter=school_limiter,
         deferred=deferred,
         stop_by=lambda: state.stop_by,
+        breakers=tables.breakers,
     )
     deps = AppDeps(
         card=service,
@@ -134,7 +142,11 @@ async def build_worker_services(
             settings,
             engine,
             breaker_states=lambda: {service.breaker.system: service.breaker.state},
-            storage=lambda: StorageState(len(deferred), degraded=not gate.storage_ok),
+            storage=lambda: StorageState(
+                len(deferred),
+                degraded=not gate.storage_ok,
+                writes_failing=deferred.failing(WRITE_FAILURE_MEMORY_S),
+            ),
         ),
     )
 

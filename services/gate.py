@@ -62,7 +62,7 @@ from db.errors import is_contention
 from db.models import LoginFailure
 from observability import metrics
 from services.credentials import Credentials, make_verifier
-from services.deferred import DeferredWrites
+from services.deferred import DeferredWrites, WriteHealth
 from services.errors import InvalidPassword, RateLimited, StorageUnavailable
 from services.limits import address_key
 from services.shared_slots import SharedSlots, key_hash
@@ -282,8 +282,11 @@ class GateStore:
     InnoDB); it raises StorageUnavailable when the database cannot be used.
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], health: WriteHealth | None = None
+    ) -> None:
         self._sessions = sessions
+        self._health = health if health is not None else WriteHealth()
 
     async def _run(
         self, what: str, work: Callable[[AsyncSession], Awaitable[R]], write: bool = True
@@ -299,6 +302,8 @@ class GateStore:
                 if is_contention(exc) and attempt + 1 < CONTENTION_TRIES:
                     await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
                     continue
+                if write:
+                    self._health.refused()
                 raise StorageUnavailable(f"{what}: {type(exc).__name__}") from exc
         raise AssertionError("unreachable")
 

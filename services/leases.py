@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import queries
 from db.errors import is_contention
+from services.deferred import WriteHealth
 from services.errors import StorageUnavailable
 
 log = logging.getLogger("jnufm.leases")
@@ -63,10 +64,14 @@ class LeaseStore:
     """Acquire and release leases in the `leases` table."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], now: Callable[[], datetime]
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        now: Callable[[], datetime],
+        health: WriteHealth | None = None,
     ) -> None:
         self._sessions = sessions
         self._now = now
+        self._health = health if health is not None else WriteHealth()
         self._releasing: set[asyncio.Task[None]] = set()
 
     async def try_acquire(self, name: str, holder: str, ttl_s: float) -> bool:
@@ -88,6 +93,7 @@ class LeaseStore:
         except SQLAlchemyError as exc:
             if is_contention(exc):
                 return False
+            self._health.refused()
             raise StorageUnavailable(f"lease {name}: {type(exc).__name__}") from exc
 
     async def release(self, name: str, holder: str, expires_in_s: float) -> None:
@@ -107,6 +113,7 @@ class LeaseStore:
             async with self._sessions.begin() as db:
                 await queries.delete_lease(db, name, holder)
         except SQLAlchemyError:
+            self._health.refused()
             return False
         return True
 
