@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -19,25 +20,55 @@ from dataclasses import dataclass
 
 from observability import metrics
 from services.errors import StorageUnavailable
+from services.shared_slots import CHAIN, SharedSlots
+
+# time.monotonic() of the last refused write (CLOCK_MONOTONIC: one clock per host).
+_STAMP = struct.Struct("=d")
 
 log = logging.getLogger("jnufm.deferred")
 
 
+class HostWrites(SharedSlots):
+    """When any worker of this host last had a write refused (one record), so that a
+    worker with nothing to write still reports a full disk on /readyz."""
+
+    slot_size = _STAMP.size
+    table_name = "jnufm-host-writes"
+
+    @classmethod
+    def make(cls) -> HostWrites:
+        return cls.create(CHAIN)
+
+    def mark(self, at: float) -> None:
+        with self.locked(0) as memory:
+            _STAMP.pack_into(memory, 0, at)
+
+    def last(self) -> float:
+        with self.locked(0) as memory:
+            value: float = _STAMP.unpack_from(memory, 0)[0]
+        return value
+
+
 class WriteHealth:
-    """Whether the database refuses writes, as every store of a worker sees them.
+    """Whether the database refuses writes, as every store of the host sees them.
 
     A nearly full disk takes some writes and refuses others: "failing" lasts a
     few seconds after any refusal, so readiness does not flicker.
     """
 
-    def __init__(self) -> None:
-        self.failed_at = 0.0  # time.monotonic() of the last refused write, 0 never
+    def __init__(self, host: HostWrites | None = None) -> None:
+        self._host = host  # None: this process alone (tests, tools)
+        self._local = 0.0
 
     def refused(self) -> None:
-        self.failed_at = time.monotonic()
+        now = time.monotonic()
+        self._local = now
+        if self._host is not None:
+            self._host.mark(now)
 
     def failing(self, within_s: float) -> bool:
-        return self.failed_at > 0 and time.monotonic() - self.failed_at < within_s
+        failed_at = self._host.last() if self._host is not None else self._local
+        return failed_at > 0 and time.monotonic() - failed_at < within_s
 
 
 @dataclass(frozen=True, slots=True)

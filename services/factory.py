@@ -13,7 +13,7 @@ from observability.probes import StorageState, make_ops_deps
 from school.card import CardCenterClient, CardCenterSettings
 from services.breaker import BreakerTable
 from services.card import CardService
-from services.deferred import DeferredWrites
+from services.deferred import DeferredWrites, HostWrites, WriteHealth
 from services.gate import CredentialGate, GateStore, GateTable, OutageTable
 from services.limits import RequestRateLimiter, SharedRateTable
 from settings import Settings
@@ -66,9 +66,10 @@ class HostTables:
     gate: GateTable
     outage: OutageTable
     breakers: BreakerTable
+    writes: HostWrites
 
     def close(self) -> None:
-        for table in (self.rates, self.gate, self.outage, self.breakers):
+        for table in (self.rates, self.gate, self.outage, self.breakers, self.writes):
             table.close()
 
 
@@ -80,6 +81,7 @@ def make_host_tables(settings: Settings) -> HostTables:
         # Only subjects that fail while the database is away: a quarter is plenty.
         outage=OutageTable.create(max(64, limits.gate_table_slots // 4)),
         breakers=BreakerTable.create(64),
+        writes=HostWrites.make(),
     )
 
 
@@ -96,7 +98,7 @@ async def build_worker_services(
     limits = settings.limits
     tables = host_tables or make_host_tables(settings)
     db = settings.database
-    deferred = DeferredWrites(db.deferred_writes, db.deferred_retry_s)
+    deferred = DeferredWrites(db.deferred_writes, db.deferred_retry_s, WriteHealth(tables.writes))
     gate = CredentialGate(
         GateStore(sessions, deferred.health),
         tables.gate,

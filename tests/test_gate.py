@@ -24,7 +24,8 @@ from db.engine import make_engine, make_sessionmaker
 from db.migrate import migrate
 from db.models import LoginFailure, SchoolSession
 from services.credentials import Credentials
-from services.errors import InvalidPassword, RateLimited
+from services.deferred import DeferredWrites
+from services.errors import InvalidPassword, RateLimited, StorageUnavailable
 from services.gate import (
     EMPTY,
     GATE_SLOT,
@@ -33,6 +34,7 @@ from services.gate import (
     GateStore,
     GateTable,
     HostRecord,
+    OutageTable,
     Ticket,
 )
 from settings import DatabaseSettings, LimitsSettings
@@ -407,3 +409,49 @@ def test_host_table_keeps_locked_records_when_full() -> None:
         assert table.read("locked", 100.0).locked_until == 10_000.0
     finally:
         table.close()
+
+
+# -- without the database -------------------------------------------------------------------
+
+
+async def test_without_its_database_a_host_still_holds_the_limits(
+    hosts: list[Host], clock: Clock
+) -> None:
+    good = hosts[0]
+    assert await attempt(good, RIGHT) == "200"
+    # The same host (same shared memory) with its database gone: a port nothing listens on.
+    dead_engine = make_engine(
+        DatabaseSettings(url="mysql+aiomysql://root@127.0.0.1:1/gone", connect_timeout_s=1)
+    )
+    outage = OutageTable.create(64)
+    deferred = DeferredWrites(100, 60)
+    dead = Host(
+        CredentialGate(
+            GateStore(make_sessionmaker(dead_engine)),
+            good.table,
+            limits(),
+            b"k" * 32,
+            clock,
+            outage=outage,
+            deferred=deferred,
+        ),
+        good.table,
+        dead_engine,
+    )
+    try:
+        clock.advance(2)  # past verifier_sync_s: the database would be asked, and fails
+        ticket = await judged(dead, RIGHT)
+        assert ticket.matches, "the verifier this host knows still decides"
+        await ticket.release()
+        assert not dead.gate.storage_ok
+        for n in range(1, 6):
+            with pytest.raises(StorageUnavailable):
+                await judged(dead, wrong(n))  # counted here, not judged
+        with pytest.raises(RateLimited):
+            await judged(dead, wrong(6))
+        with pytest.raises(RateLimited):
+            await judged(dead, RIGHT)  # locked out: the right one too
+        assert len(deferred) == 5, "each counted attempt waits to be written"
+    finally:
+        outage.close()
+        await dead_engine.dispose()
