@@ -13,7 +13,6 @@ from 2013.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 from handlers.base import AppDeps, JsonHandler, describe_error
@@ -112,9 +111,7 @@ class MonthHandler(LegacyCardHandler):
     async def get(self) -> None:
         creds = self.credentials()
         card = self.deps.card
-        today = card.today()
-        start = today - timedelta(days=MONTH_DAYS)
-        answer = await card.transactions(creds, start, today, self.wants_fresh(), self.client_ip())
+        answer = await card.recent_days(creds, MONTH_DAYS, self.wants_fresh(), self.client_ip())
         self.write_answer(answer, {"data": legacy_rows(answer.value)})
 
     post = get

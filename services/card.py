@@ -193,6 +193,8 @@ class CardService:
         self._flights: dict[tuple[CacheKey, str], asyncio.Future[tuple[CacheEntry[Any], bool]]] = {}
         self._waiting: dict[str, int] = {}
         self._background: set[asyncio.Future[None]] = set()
+        # Fetches that outlived their request (they run on for the cache).
+        self._fetches: set[asyncio.Future[Any]] = set()
 
     # Queries -----------------------------------------------------------------------------
 
@@ -227,14 +229,39 @@ class CardService:
     async def transactions(
         self, creds: Credentials, start: date, end: date, fresh: bool = False, ip: str = ""
     ) -> Answer[list[Transaction]]:
-        """Transactions from start to end inclusive (history, plus today's list if included).
+        """Transactions whose (clock-corrected) campus date is from start to end inclusive.
 
+        The card center's calendar runs `clock_offset` behind ours, so the days
+        asked of it are shifted, and its rows filtered by their corrected time.
         Raises BadInput for a range that cannot be a real question, before anything else.
         """
         start, end = self.check_range(start, end)
+        offset = self._settings.school.card.clock_offset
+        first = (datetime.combine(start, datetime.min.time()) - offset).date()
+        last = (datetime.combine(end, datetime.max.time()) - offset).date()
+
+        async def run(ticket: Ticket, deadline: float) -> Answer[list[Transaction]]:
+            shown = await self._school_days(ticket, first, last, fresh, deadline)
+            rows = [r for r in shown.value if start <= r.time.astimezone(CHINA).date() <= end]
+            return Answer(rows, shown.as_of, shown.source, shown.stale, shown.cache_status)
+
+        return await self._through_gate(creds, ip, run)
+
+    async def recent_days(
+        self, creds: Credentials, days: int, fresh: bool = False, ip: str = ""
+    ) -> Answer[list[Transaction]]:
+        """The card center's today and the `days` days before it, in its own calendar (as
+        the 2013 `/card/month` asked: today-7 .. today)."""
+        school_today = self.school_today()
+        first = school_today - timedelta(days=days)
         return await self._through_gate(
-            creds, ip, lambda t, by: self._range(t, start, end, fresh, by)
+            creds, ip, lambda t, by: self._school_days(t, first, school_today, fresh, by)
         )
+
+    def school_today(self) -> date:
+        """Today in the card center's calendar (its clock runs `clock_offset` behind)."""
+        offset = self._settings.school.card.clock_offset
+        return (self._now().astimezone(CHINA) - offset).date()
 
     def check_range(self, start: date, end: date) -> tuple[date, date]:
         """The range to ask for. Raises BadInput for a reversed, too early, future or too
@@ -269,19 +296,22 @@ class CardService:
             ticket, Query(key, max_age, self._client.today, TRANSACTIONS, fresh, deadline)
         )
 
-    async def _range(
-        self, ticket: Ticket, start: date, end: date, fresh: bool, deadline: float
+    async def _school_days(
+        self, ticket: Ticket, first: date, last: date, fresh: bool, deadline: float
     ) -> Answer[list[Transaction]]:
-        today = self.today()
+        """The rows of the card center's days first..last (its calendar): its today page if
+        last is its today, and its history for the days before."""
+        school_today = self.school_today()
+        last = min(last, school_today)
         parts: list[Answer[list[Transaction]]] = []
-        if end >= today:
+        if last >= school_today:
             parts.append(await self._today(ticket, fresh, deadline))
-        if start < today:
-            last = min(end, today - timedelta(days=1))
-            key = CacheKey("history", ticket.presented.student_id, f"{start:%Y%m%d}-{last:%Y%m%d}")
+        if first < school_today:
+            until = min(last, school_today - timedelta(days=1))
+            key = CacheKey("history", ticket.presented.student_id, f"{first:%Y%m%d}-{until:%Y%m%d}")
 
             async def fetch(session: CardSession) -> list[Transaction]:
-                return await self._client.history(session, start, last)
+                return await self._client.history(session, first, until)
 
             ttl = self._settings.cache.fresh_s.history
             q = Query(key, ttl, fetch, TRANSACTIONS, fresh, deadline)
@@ -344,6 +374,17 @@ class CardService:
             return ShuttingDown("this worker is stopping")
         return DeadlineExceeded(self._settings.api.deadline_s)
 
+    async def aclose(self, timeout_s: float) -> None:
+        """Let fetches that outlived their requests end (at most timeout_s, then cancel
+        them), before the engine and the HTTP client they use are closed."""
+        pending = set(self._fetches) | set(self._background)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=timeout_s)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
+
     async def recover(self) -> None:
         """At start: free the school budget and student leases this host's dead processes
         held (a killed worker's slots are usable again as soon as it is replaced)."""
@@ -384,6 +425,8 @@ class CardService:
                 await asyncio.wait({task}, timeout=min(left, STOP_POLL_S))
             if not task.done():
                 ticket.hold()
+                self._fetches.add(task)
+                task.add_done_callback(self._fetches.discard)
                 task.add_done_callback(lambda t: self._finish_background(t, ticket))
                 if stale_ready:
                     assert cached is not None

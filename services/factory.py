@@ -153,6 +153,7 @@ async def build_worker_services(
     )
 
     async def close() -> None:
+        await service.aclose(settings.shutdown_grace_s)
         await deferred.drain(settings.shutdown_grace_s)
         await http.aclose()
         await engine.dispose()

@@ -40,7 +40,9 @@ def quiet_log(_handler: tornado.web.RequestHandler) -> None:
 
 
 def report() -> None:
-    print(f"served {os.getpid()} {served}", flush=True)
+    # One write(2) per line: the workers share stdout, and print() may write the text
+    # and its newline separately, interleaving two workers' lines.
+    os.write(sys.stdout.fileno(), f"served {os.getpid()} {served}\n".encode())
 
 
 async def serve(sockets: list[socket.socket]) -> None:
@@ -58,6 +60,8 @@ async def serve(sockets: list[socket.socket]) -> None:
 
 
 def child(sockets: list[socket.socket]) -> None:
+    # At once: SIGUSR1's default action would kill a worker asked before its loop runs.
+    signal.signal(signal.SIGUSR1, lambda _signum, _frame: report())
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
