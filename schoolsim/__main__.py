@@ -1,8 +1,15 @@
-"""Command line: `python -m schoolsim --host H --port P --profile fast [--set k=v ...]`."""
+"""Command line: `python -m schoolsim --host H --port P --profile fast [--set k=v ...]`.
+
+One process, one port: the card center at `/`, and each other system of
+`schoolsim.systems.MOUNTED` under its own prefix with its own overload layer.
+`--set key=value` changes a card center setting, `--set <system>.key=value` one
+of another system (every system starts from the same profile).
+"""
 
 import argparse
 import asyncio
 import contextlib
+import importlib
 import signal
 import sys
 
@@ -10,6 +17,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from schoolsim.app import make_app
+from schoolsim.overload import Mount
 from schoolsim.profiles import (
     PROFILE_NAMES,
     SettingError,
@@ -19,6 +27,7 @@ from schoolsim.profiles import (
     with_overrides,
 )
 from schoolsim.state import AppState
+from schoolsim.systems import MOUNTED, mounted_profile
 
 # Longest wait for open connections to close on shutdown, so SIGTERM stays prompt.
 _SHUTDOWN_GRACE_S = 2.0
@@ -44,17 +53,39 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def build_settings(name: str, seed: int | None, assignments: list[str]) -> SimSettings:
-    """The profile's settings with --seed and then every --set applied."""
+    """The card center's settings: the profile's, with --seed and then every --set
+    that names no other system applied."""
     settings = profile(name)
     if seed is not None:
         settings = with_overrides(settings, {"seed": seed})
-    return with_overrides(settings, parse_assignments(assignments))
+    mine = {k: v for k, v in parse_assignments(assignments).items() if "." not in k}
+    return with_overrides(settings, mine)
 
 
-async def serve(host: str, port: int, name: str, settings: SimSettings) -> int:
+def build_mounts(name: str, seed: int | None, assignments: list[str]) -> list[Mount]:
+    """Every other system, each with its profile settings and its own --set overrides."""
+    overrides = parse_assignments(assignments)
+    unknown = {k.partition(".")[0] for k in overrides if "." in k} - set(MOUNTED)
+    if unknown:
+        raise SettingError(f"no simulated system {', '.join(sorted(unknown))}")
+    mounts = []
+    for system, module_name in MOUNTED.items():
+        settings = mounted_profile(system, name)
+        if seed is not None:
+            settings = with_overrides(settings, {"seed": seed})
+        prefix = system + "."
+        mine = {k[len(prefix) :]: v for k, v in overrides.items() if k.startswith(prefix)}
+        module = importlib.import_module(module_name)
+        mounts.append(module.mount(name, with_overrides(settings, mine)))
+    return mounts
+
+
+async def serve(
+    host: str, port: int, name: str, settings: SimSettings, mounts: list[Mount] | None = None
+) -> int:
     """Run until SIGTERM or SIGINT, then close connections and return 0."""
     state = AppState(name, settings)
-    server = HTTPServer(make_app(state))
+    server = HTTPServer(make_app(state, mounts or []))
     sockets = bind_sockets(port, host)
     server.add_sockets(sockets)
     bound = sockets[0].getsockname()[1]
@@ -76,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = build_settings(args.profile, args.seed, args.overrides)
+        mounts = build_mounts(args.profile, args.seed, args.overrides)
     except SettingError as exc:
         print(f"schoolsim: error: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(serve(args.host, args.port, args.profile, settings))
+    return asyncio.run(serve(args.host, args.port, args.profile, settings, mounts))
 
 
 if __name__ == "__main__":

@@ -1,22 +1,18 @@
 """The Tornado application: card center pages behind the overload layer, plus /__sim/."""
 
-import asyncio
-import contextlib
-import json
 import re
-import socket
-import struct
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import tornado.web
-from tornado.iostream import IOStream
 
 from schoolsim import pages
 from schoolsim.dataset import Row, Student, money
 from schoolsim.keypad import render_captcha, render_keypad
-from schoolsim.profiles import SettingError
+from schoolsim.overload import Mount, OverloadHandler, side_routes
+from schoolsim.overload import SimHandler as BaseSimHandler
 from schoolsim.sessions import Session
 from schoolsim.state import AppState
 
@@ -32,59 +28,20 @@ def _no_log(handler: tornado.web.RequestHandler) -> None:
     """Keep the access log quiet: benchmarks send tens of thousands of requests."""
 
 
-class SchoolHandler(tornado.web.RequestHandler):
+class SchoolHandler(OverloadHandler):
     """Base of every card center page: overload layer, sessions, GBK pages."""
 
     state: AppState
     # Extra latency multiplier of this page (login and history cost more).
     latency_kind = ""
 
-    def initialize(self, state: AppState) -> None:
-        """Bind the shared simulator state."""
-        self.state = state
-        self._arrived = False
-        self._slot = False
-        self._silent = False
-        self._gone: asyncio.Future[None] | None = None
-
-    def compute_etag(self) -> str | None:
-        """No ETags: every page is dynamic and the 2013 server sent none."""
-        return None
-
     def set_default_headers(self) -> None:
         """Look like the 2013 Tomcat rather than Tornado."""
         self.set_header("Server", "Apache-Coyote/1.1")
 
-    async def prepare(self) -> None:
-        """The overload layer: count, maybe refuse, wait for a slot, sleep the latency."""
-        state = self.state
-        self._gone = asyncio.get_running_loop().create_future()
-        state.stats.arrive(self.request.path)
-        self._arrived = True
-        settings = state.settings
-        if settings.down:
-            state.stats.errors["down"] += 1
-            if settings.down_mode == "reset":
-                self._reset()
-            elif settings.down_mode == "error":
-                self._plain(503, pages.unavailable_page())
-            else:
-                await self._hang()
-            return
-        if not await state.gate.acquire(settings):
-            state.stats.errors["overload"] += 1
-            if state.settings.overload_action == "reset":
-                self._reset()
-            else:
-                self._plain(500, pages.tomcat_error(500))
-            return
-        self._slot = True
-        delay = state.latency_s(self.latency_factor())
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if state.rng.random() < state.settings.failure_rate:
-            state.stats.errors["random_failure"] += 1
-            self._plain(500, pages.tomcat_error(500))
+    def error_page(self, status: int) -> str:
+        """Tomcat's reports (500 overload and failures), Apache's 503 page when down."""
+        return pages.unavailable_page() if status == 503 else pages.tomcat_error(status)
 
     def latency_factor(self) -> float:
         """This page's latency multiplier (login and history queries cost more)."""
@@ -97,53 +54,6 @@ class SchoolHandler(tornado.web.RequestHandler):
     def decode_argument(self, value: bytes, name: str | None = None) -> str:
         """Form values arrive in GBK (the pages' charset), e.g. Submit=+%C8%B7+%B6%A8+."""
         return value.decode("gb18030", errors="replace")
-
-    def on_finish(self) -> None:
-        """Account for the answer and free the slot."""
-        if self._arrived:
-            self._arrived = False
-            self.state.stats.depart(None if self._silent else self.get_status())
-        if self._slot:
-            self._slot = False
-            self.state.gate.release(self.state.settings.capacity)
-
-    def on_connection_close(self) -> None:
-        """The client went away (ends a hang)."""
-        if self._gone is not None and not self._gone.done():
-            self._gone.set_result(None)
-
-    def _stream(self) -> IOStream | None:
-        stream = getattr(self.request.connection, "stream", None)
-        return stream if isinstance(stream, IOStream) else None
-
-    def _reset(self) -> None:
-        """Abort the TCP connection with an RST (SO_LINGER 0), answering nothing."""
-        stream = self._stream()
-        if stream is not None and not stream.closed():
-            with contextlib.suppress(OSError):
-                stream.socket.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
-            stream.close()
-        self._silent = True
-        self.finish()
-
-    async def _hang(self) -> None:
-        """Answer nothing until the client goes away (or the simulator stops)."""
-        stream = self._stream()
-        if self._gone is not None and stream is not None and not stream.closed():
-            await self._gone
-        self._silent = True
-        self.finish()
-
-    def _plain(self, status: int, body: str) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "text/html;charset=utf-8")
-        self.finish(body.encode("utf-8"))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Errors look like Tomcat's reports."""
-        self._plain(status_code, pages.tomcat_error(status_code))
 
     def html(self, body: str) -> None:
         """Send a GBK page declaring its charset in the header (and in the page)."""
@@ -554,43 +464,10 @@ class PagingHandler(SchoolHandler):
 # ---- /__sim/ side endpoints ------------------------------------------------
 
 
-class SimHandler(tornado.web.RequestHandler):
-    """Base of the JSON side endpoints (outside the overload layer)."""
+class SimHandler(BaseSimHandler):
+    """Base of the card center's JSON side endpoints (outside the overload layer)."""
 
     state: AppState
-
-    def initialize(self, state: AppState) -> None:
-        """Bind the shared simulator state."""
-        self.state = state
-
-    def compute_etag(self) -> str | None:
-        """No ETags on live counters."""
-        return None
-
-    def send(self, data: object, status: int = 200) -> None:
-        """Answer with JSON."""
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(data, ensure_ascii=False).encode("utf-8"))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Errors as JSON too."""
-        self.send({"error": self._reason}, status_code)
-
-    def body(self) -> dict[str, Any] | None:
-        """The JSON object body ({} if empty); None after answering 400."""
-        raw = self.request.body
-        if not raw.strip():
-            return {}
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            self.send({"error": "body is not valid JSON"}, 400)
-            return None
-        if not isinstance(data, dict):
-            self.send({"error": "body must be a JSON object"}, 400)
-            return None
-        return data
 
     def student(self, stuid: str) -> Student | None:
         """The student, or None after answering 404."""
@@ -598,44 +475,6 @@ class SimHandler(tornado.web.RequestHandler):
         if st is None:
             self.send({"error": f"no such student {stuid}"}, 404)
         return st
-
-
-class StatsHandler(SimHandler):
-    """GET /__sim/stats."""
-
-    def get(self) -> None:
-        """The counters."""
-        self.send(self.state.stats_json())
-
-
-class ResetHandler(SimHandler):
-    """POST /__sim/reset: zero the counters, optionally forget the sessions."""
-
-    def post(self) -> None:
-        """Zero the counters (and peaks); {"sessions": true} also drops all sessions."""
-        data = self.body()
-        if data is None:
-            return
-        self.state.stats.zero()
-        if data.get("sessions") is True:
-            self.state.sessions.clear()
-        self.send({"ok": True})
-
-
-class ControlHandler(SimHandler):
-    """POST /__sim/control: change settings at run time."""
-
-    def post(self) -> None:
-        """Apply a JSON object of setting overrides (all or nothing)."""
-        data = self.body()
-        if data is None:
-            return
-        try:
-            settings = self.state.apply(data)
-        except SettingError as exc:
-            self.send({"error": str(exc)}, 400)
-            return
-        self.send({"ok": True, "settings": settings.as_dict()})
 
 
 def _row_json(row: Row) -> dict[str, Any]:
@@ -765,15 +604,17 @@ class SimNotFoundHandler(SimHandler):
         self.send({"error": "unknown simulator endpoint"}, 404)
 
 
-def make_app(state: AppState) -> tornado.web.Application:
-    """The Tornado application serving the card center and the side endpoints."""
+def make_app(state: AppState, mounts: Sequence[Mount] = ()) -> tornado.web.Application:
+    """The Tornado application serving the card center, the other systems (each under
+    its prefix, with its own overload layer) and the side endpoints."""
     s = {"state": state}
     stu = r"/__sim/students/([^/]+)"
     return tornado.web.Application(
         [
-            (r"/__sim/stats", StatsHandler, s),
-            (r"/__sim/reset", ResetHandler, s),
-            (r"/__sim/control", ControlHandler, s),
+            *(rule for mount in mounts for rule in mount.rules()),
+            # The card center's side endpoints, also under /__sim/card/.
+            *side_routes(r"/__sim", state),
+            *side_routes(r"/__sim/card", state),
             (stu, StudentHandler, s),
             (stu + "/password", PasswordHandler, s),
             (stu + "/spend", SpendHandler, s),
