@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from handlers.base import AppDeps, JsonHandler, describe_error
-from school.models import Transaction
+from school.card.models import Transaction
 from services.card import CHINA
 from services.credentials import Credentials
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from handlers.base import JsonHandler
-from school.models import Transaction
+from school.card.models import Transaction
 from services.card import CHINA, Answer
 from services.credentials import MAX_FIELD_LENGTH, Credentials
 from services.errors import BadInput

@@ -223,7 +223,7 @@ def record_connection_shed() -> None:
     _m().connections_shed.inc()
 
 
-# --- School systems (school/card.py) --------------------------------------------
+# --- School systems (school/card/client.py) --------------------------------------------
 
 
 def observe_school_request(system: str, path: str, outcome: str, seconds: float) -> None:

@@ -33,7 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db import queries
 from observability import metrics
 from observability.timing import timed
-from school.card import CardCenterClient
+from school.card.client import CardCenterClient
+from school.card.models import AccountInfo, CardSession, Transaction
 from school.deadline import requests_until
 from school.errors import (
     DeadlinePassed,
@@ -45,7 +46,6 @@ from school.errors import (
     SchoolUnavailable,
     SessionExpired,
 )
-from school.models import AccountInfo, CardSession, Transaction
 from services.breaker import BreakerCall, BreakerOpen, BreakerTable, CircuitBreaker
 from services.budget import BudgetExhausted, UpstreamBudget
 from services.cache import CacheEntry, CacheKey, MemoryCache, estimated_size

@@ -10,7 +10,7 @@ import httpx
 from db.engine import make_engine, make_sessionmaker
 from handlers.base import AppDeps, WorkerState
 from observability.probes import StorageState, make_ops_deps
-from school.card import CardCenterClient, CardCenterSettings
+from school.card.client import CardCenterClient, CardCenterSettings
 from services.breaker import BreakerTable
 from services.card import CardService
 from services.deferred import DeferredWrites, HostWrites, WriteHealth

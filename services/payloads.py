@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from school.models import AccountInfo, Transaction
+from school.card.models import AccountInfo, Transaction
 
 
 def encode_account(info: AccountInfo) -> str:

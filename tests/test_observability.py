@@ -278,7 +278,7 @@ def test_no_module_imports_prometheus_client_before_the_master_sets_it_up() -> N
     """prometheus_client picks single- or multi-process storage when first imported."""
     code = (
         "import sys, server, handlers, runtime.master, runtime.worker, services.factory, "
-        "school.card, db.engine; "
+        "school.card.client, db.engine; "
         "sys.exit('prometheus_client' in sys.modules)"
     )
     result = subprocess.run(

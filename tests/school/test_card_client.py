@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from handlers.base import describe_error
-from school.card import CardCenterClient, CardCenterSettings, CookieJar
+from school.card.client import CardCenterClient, CardCenterSettings
+from school.card.models import CardSession
 from school.errors import (
     InvalidCredentials,
     QueryRejected,
@@ -24,7 +25,7 @@ from school.errors import (
     SchoolUnavailable,
     SessionExpired,
 )
-from school.models import CardSession
+from school.web import CookieJar
 from tests.procs import free_port
 from tests.school.fakeschool import (
     FakeSchool,
@@ -344,10 +345,11 @@ async def test_every_cookie_is_kept(school: FakeSchool, http: httpx.AsyncClient)
 
 
 def test_cookie_jar_session_values() -> None:
-    assert CookieJar.from_session("ABC").session_value() == "ABC"
-    both = CookieJar.from_session("JSESSIONID=ABC; lb=1")
+    main = "JSESSIONID"
+    assert CookieJar.from_session("ABC", main).session_value(main) == "ABC"
+    both = CookieJar.from_session("JSESSIONID=ABC; lb=1", main)
     assert both.header() == "JSESSIONID=ABC; lb=1"
-    assert both.session_value() == "JSESSIONID=ABC; lb=1"
+    assert both.session_value(main) == "JSESSIONID=ABC; lb=1"
     assert "lb" in both
 
 

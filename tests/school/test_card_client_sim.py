@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from school.card import CardCenterClient, CardCenterSettings
+from school.card.client import CardCenterClient, CardCenterSettings
+from school.card.models import CardSession, Transaction
 from school.errors import InvalidCredentials, SessionExpired
-from school.models import CardSession, Transaction
 from tests.procs import Proc, schoolsim, sim_json
 
 STUDENT, PASSWORD = "2012052690", "052690"

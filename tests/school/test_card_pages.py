@@ -14,12 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from school.card_pages import (
-    Form,
-    decode_page,
+from school.card.pages import (
     is_login_page,
     is_result_page,
-    page_charset,
     parse_account,
     parse_forms,
     parse_login_answer,
@@ -34,6 +31,7 @@ from school.errors import (
     SchoolServerError,
     SessionExpired,
 )
+from school.html import Form, decode_page, page_charset
 
 PAGES = Path(__file__).resolve().parent.parent / "fixtures" / "card_pages"
 OFFSET = timedelta(minutes=55)

@@ -8,8 +8,7 @@ import random
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
-from school.errors import SchoolPageError
-from school.keypad import (
+from school.card.keypad import (
     CLEAR,
     CLOSE,
     MAX_DISTANCE,
@@ -19,7 +18,8 @@ from school.keypad import (
     decode_keypad,
     map_password,
 )
-from school.keypad_glyphs import FACES
+from school.card.keypad_glyphs import FACES
+from school.errors import SchoolPageError
 from tests.school.keypad_render import (
     SAMPLE,
     SAMPLE_DIR,

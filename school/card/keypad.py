@@ -10,7 +10,7 @@ order, two show 清除 and 关闭 (cells 10 and 11 in every sample seen, which w
 do not rely on).
 
 Each crop is matched to the nearest of the twelve known faces
-(school/keypad_glyphs.py) by the number of differing pixels, allowing a shift
+(school/card/keypad_glyphs.py) by the number of differing pixels, allowing a shift
 of one pixel, instead of the 2013 exact MD5 match that any re-encoding breaks.
 A key is read only when its nearest face is near enough and clearly nearer
 than the runner-up; the ten digits must each be read exactly once, or the
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from school.card.keypad_glyphs import CLEAR, CLOSE, FACE_SIZE, FACES
 from school.errors import SchoolPageError
-from school.keypad_glyphs import CLEAR, CLOSE, FACE_SIZE, FACES
 
 KEYPAD_SIZE = (117, 180)
 THRESHOLD = 118

@@ -10,14 +10,14 @@ be either known one or absent, labels may be padded or missing.
 
 from __future__ import annotations
 
-import codecs
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from school.card.models import AccountInfo, Transaction
 from school.errors import (
     InvalidCredentials,
     QueryRejected,
@@ -25,16 +25,18 @@ from school.errors import (
     SchoolServerError,
     SessionExpired,
 )
-from school.models import AccountInfo, Transaction
-
-Page = bytes | str
+from school.html import (
+    Form,
+    Page,
+    body_text,
+    forms_of,
+    squeezed,
+    text_of,
+    tree_of,
+)
 
 CHINA_TZ = timezone(timedelta(hours=8), "CST")
-# Evidence: the card center declares GBK in the HTTP header.
-DEFAULT_CHARSET = "gbk"
 
-_HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
-_META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
 _HTML_END = re.compile(r"</html\s*>\s*$", re.IGNORECASE)
 _OVERLOAD_MARKS = ("HTTP Status 5", "Service Temporarily Unavailable", "Service Unavailable")
 # Login refusals: the later platform's words are "登陆失败，密码错误" and
@@ -46,7 +48,6 @@ _INPUT_ERRORS = ("日期不合法", "日期非法", "日期格式", "日期错�
 # Where error messages sit: #errorInfo (guess), p.biaotou (evidence: a later
 # platform's result page puts its message there).
 _MESSAGE_SELECTORS = ("#errorInfo", ".biaotou")
-_SPACES = re.compile(r"[\s\u3000\xa0]+")
 
 # Money like -5.50, 1,234.00, +100 (evidence: two decimals, expenses negative;
 # thousands separators: a later client strips them).
@@ -104,25 +105,6 @@ COLUMNS_2013 = {"time": 0, "way": 1, "position": 2, "amount": 3, "balance": 4}
 
 
 @dataclass(frozen=True, slots=True)
-class Form:
-    """A form as a browser would submit it: where, how, and its successful fields."""
-
-    action: str
-    method: str
-    fields: tuple[tuple[str, str], ...]
-
-    def names(self) -> set[str]:
-        """The names of its fields."""
-        return {name for name, _ in self.fields}
-
-    def with_values(self, values: dict[str, str]) -> Form:
-        """A copy with these fields set (replaced where present, else added)."""
-        left = dict(values)
-        fields = [(n, left.pop(n) if n in left else v) for n, v in self.fields]
-        return replace(self, fields=(*fields, *left.items()))
-
-
-@dataclass(frozen=True, slots=True)
 class ResultPage:
     """One parsed result page: its rows, what its pager says (None: no pager), its forms."""
 
@@ -133,69 +115,9 @@ class ResultPage:
     forms: tuple[Form, ...] = ()
 
 
-# --- decoding ---------------------------------------------------------------
-
-
-def page_charset(body: bytes, content_type: str | None = None) -> str:
-    """The declared charset: the Content-Type header first, then the meta tag, else GBK."""
-    if content_type:
-        found = _HEADER_CHARSET.search(content_type)
-        if found:
-            return found.group(1).lower()
-    meta = _META_CHARSET.search(body[:4096])
-    if meta:
-        return meta.group(1).decode("ascii").lower()
-    return DEFAULT_CHARSET
-
-
-def codec_of(charset: str) -> str:
-    """The Python codec for a declared charset; SchoolPageError if unknown.
-
-    Browsers (WHATWG) decode pages labelled GBK/GB2312 with the GB18030
-    decoder, a superset; old Java servers send such characters under the GBK label.
-    """
-    try:
-        codec = codecs.lookup(charset).name
-    except LookupError as exc:
-        raise SchoolPageError(f"page declares an unknown charset {charset!r}") from exc
-    return "gb18030" if codec in ("gbk", "gb2312") else codec
-
-
-def decode_page(page: Page, content_type: str | None = None) -> str:
-    """The page as text, decoded by its declared charset; SchoolPageError if it does not decode."""
-    if isinstance(page, str):
-        return page
-    charset = page_charset(page, content_type)
-    try:
-        return page.decode(codec_of(charset))
-    except UnicodeDecodeError as exc:
-        raise SchoolPageError(f"page does not decode as {charset}") from exc
-
-
-def _tree(page: Page, content_type: str | None) -> tuple[str, LexborHTMLParser]:
-    text = decode_page(page, content_type)
-    return text, LexborHTMLParser(text)
-
-
-def _text(node: LexborNode | None) -> str:
-    """A node's text, with runs of spaces (also full-width and no-break ones) made one space."""
-    if node is None:
-        return ""
-    return _SPACES.sub(" ", node.text(deep=True, separator="", strip=False)).strip()
-
-
-def _squeezed(text: str) -> str:
-    """The text without any spaces, to compare labels padded with spaces ("卡  状  态：")."""
-    return _SPACES.sub("", text)
-
-
-def _body_text(tree: LexborHTMLParser) -> str:
-    return _text(tree.body) if tree.body is not None else _text(tree.root)
-
-
 def _check_overload(tree: LexborHTMLParser) -> None:
     for node in tree.css("title, h1"):
-        title = _text(node)
+        title = text_of(node)
         if any(mark in title for mark in _OVERLOAD_MARKS):
             raise SchoolServerError(f"card center overloaded: {title[:80]}")
 
@@ -207,7 +129,7 @@ def _check_complete(text: str) -> None:
 
 def _message(tree: LexborHTMLParser) -> str:
     for selector in _MESSAGE_SELECTORS:
-        found = " ".join(t for t in (_text(n) for n in tree.css(selector)) if t)
+        found = " ".join(t for t in (text_of(n) for n in tree.css(selector)) if t)
         if found:
             return found
     return ""
@@ -216,63 +138,9 @@ def _message(tree: LexborHTMLParser) -> str:
 # --- forms --------------------------------------------------------------------
 
 
-def _form_fields(form: LexborNode) -> tuple[tuple[str, str], ...]:
-    """The fields a browser submits with the form's first submit button.
-
-    Evidence: 2013 sent every input with its value and the first option of
-    each select; later clients send `Submit=" 确 定 "` (the button). As a
-    browser: unchecked boxes, other buttons and disabled fields are not sent.
-    """
-    fields: list[tuple[str, str]] = []
-    clicked = False
-    for node in form.css("input, select, textarea"):
-        attrs = node.attributes
-        name = attrs.get("name")
-        if not name or "disabled" in attrs:
-            continue
-        if node.tag == "select":
-            options = node.css("option")
-            chosen = [o for o in options if "selected" in o.attributes] or options[:1]
-            if chosen:
-                value = chosen[0].attributes.get("value")
-                # As a browser does: an option without a value attribute submits its text.
-                fields.append((name, (value if value is not None else _text(chosen[0])).strip()))
-            continue
-        if node.tag == "textarea":
-            fields.append((name, node.text(deep=True)))
-            continue
-        kind = (attrs.get("type") or "text").strip().lower()
-        value = attrs.get("value") or ""
-        if kind in ("checkbox", "radio") and "checked" not in attrs:
-            continue
-        if kind in ("reset", "button", "file", "image"):
-            continue
-        if kind == "submit":
-            if clicked:
-                continue
-            clicked = True
-        fields.append((name, value))
-    return tuple(fields)
-
-
-def _forms(tree: LexborHTMLParser) -> tuple[Form, ...]:
-    forms = []
-    for node in tree.css("form"):
-        method = (node.attributes.get("method") or "get").strip().upper()
-        forms.append(
-            Form(
-                action=(node.attributes.get("action") or "").strip(),
-                # HTML's default is GET; anything but POST is sent as GET.
-                method="POST" if method == "POST" else "GET",
-                fields=_form_fields(node),
-            )
-        )
-    return tuple(forms)
-
-
 def parse_forms(page: Page, content_type: str | None = None) -> tuple[Form, ...]:
     """Every form of a data page, as a browser would submit it; SchoolError for error pages."""
-    return _forms(_data_tree(page, content_type))
+    return forms_of(_data_tree(page, content_type))
 
 
 def _is_login_form(form: Form) -> bool:
@@ -282,18 +150,18 @@ def _is_login_form(form: Form) -> bool:
 
 
 def _login_form(tree: LexborHTMLParser) -> Form | None:
-    return next((f for f in _forms(tree) if _is_login_form(f)), None)
+    return next((f for f in forms_of(tree) if _is_login_form(f)), None)
 
 
 def is_login_page(page: Page, content_type: str | None = None) -> bool:
     """Whether the page holds the login form."""
-    _, tree = _tree(page, content_type)
+    _, tree = tree_of(page, content_type)
     return _login_form(tree) is not None
 
 
 def _data_tree(page: Page, content_type: str | None) -> LexborHTMLParser:
     """A complete data page's tree, or the SchoolError its content means."""
-    text, tree = _tree(page, content_type)
+    text, tree = tree_of(page, content_type)
     _check_overload(tree)
     if _login_form(tree) is not None:
         raise SessionExpired("card center returned its login page: session not logged in")
@@ -301,7 +169,7 @@ def _data_tree(page: Page, content_type: str | None) -> LexborHTMLParser:
     message = _message(tree)
     # A page without forms and rows may hold its message anywhere (guess).
     bare = not tree.css("form") and not _data_rows(tree)
-    text = message or (_body_text(tree) if bare else "")
+    text = message or (body_text(tree) if bare else "")
     if any(mark in text for mark in _INPUT_ERRORS):
         raise QueryRejected(f"card center refused the query: {text[:80]}")
     if bare and message and _pager(tree)[1] is None and not _header(tree, []):
@@ -314,7 +182,7 @@ def _data_tree(page: Page, content_type: str | None) -> LexborHTMLParser:
 
 def parse_money(text: str) -> Decimal:
     """A money cell like `-5.50` or `1,234.00元` as a Decimal; SchoolPageError if it is not one."""
-    cleaned = _squeezed(text).replace(",", "").replace("，", "").replace("－", "-")
+    cleaned = squeezed(text).replace(",", "").replace("，", "").replace("－", "-")
     cleaned = cleaned.removesuffix("元").lstrip("¥￥")
     if not _MONEY.fullmatch(cleaned):
         raise SchoolPageError(f"not an amount of money: {text.strip()[:40]!r}")
@@ -352,9 +220,9 @@ def parse_login_answer(page: Page, content_type: str | None = None) -> None:
     form given back for another or no reason. Returning is not success: only
     the account data that follows proves it.
     """
-    _, tree = _tree(page, content_type)
+    _, tree = tree_of(page, content_type)
     _check_overload(tree)
-    text = _body_text(tree)
+    text = body_text(tree)
     if _WRONG_PASSWORD in text:
         raise InvalidCredentials("wrong_password", "card center: wrong password")
     if any(mark in text for mark in _UNKNOWN_STUDENT):
@@ -369,9 +237,9 @@ def parse_login_answer(page: Page, content_type: str | None = None) -> None:
 
 def _label(text: str) -> str | None:
     """The label a cell holds ("卡  状  态：" -> "卡状态"), or None for a value cell."""
-    squeezed = _squeezed(text)
-    if squeezed.endswith(("：", ":")) and 0 < len(squeezed) <= 12:
-        return squeezed[:-1]
+    label = squeezed(text)
+    if label.endswith(("：", ":")) and 0 < len(label) <= 12:
+        return label[:-1]
     return None
 
 
@@ -384,7 +252,7 @@ def parse_account(page: Page, student_id: str, content_type: str | None = None) 
     """
     tree = _data_tree(page, content_type)
     nodes = tree.css("td.neiwen") or tree.css("td")
-    cells = tuple(_text(node) for node in nodes)
+    cells = tuple(text_of(node) for node in nodes)
     values: dict[str, str] = {}
     balance_text: str | None = None
     for i, cell in enumerate(cells):
@@ -434,7 +302,7 @@ def _data_rows(tree: LexborHTMLParser) -> list[LexborNode]:
 def _columns(texts: list[str]) -> dict[str, int]:
     """Which header cell is which column; needs at least the time and the amount."""
     found: dict[str, int] = {}
-    for index, text in enumerate(_squeezed(t) for t in texts):
+    for index, text in enumerate(squeezed(t) for t in texts):
         for column, marks in _COLUMNS:
             if column not in found and any(mark in text for mark in marks):
                 found[column] = index
@@ -455,7 +323,7 @@ def _header(tree: LexborHTMLParser, rows: list[LexborNode]) -> dict[str, int]:
     for tr in candidates:
         if rows and tr == rows[0]:
             break
-        columns = _columns([_text(c) for c in tr.css("td, th")])
+        columns = _columns([text_of(c) for c in tr.css("td, th")])
         if columns:
             header = columns
     return header
@@ -463,9 +331,9 @@ def _header(tree: LexborHTMLParser, rows: list[LexborNode]) -> dict[str, int]:
 
 def _pager(tree: LexborHTMLParser) -> tuple[int | None, int | None, int | None]:
     """(page, pages, total rows) from a pager: tr.bl first (evidence), else the page's text."""
-    texts = [_text(tr) for tr in tree.css("tr.bl")]
+    texts = [text_of(tr) for tr in tree.css("tr.bl")]
     texts.reverse()
-    texts.append(_body_text(tree))
+    texts.append(body_text(tree))
     for text in texts:
         pages = _PAGES.search(text)
         if pages is None:
@@ -510,14 +378,14 @@ def parse_result(
     columns = header or COLUMNS_2013
     if rows and "balance" not in columns:
         raise SchoolPageError("result table names no balance column")
-    parsed = tuple(_row([_text(td) for td in tr.css("td")], columns, clock_offset) for tr in rows)
+    parsed = tuple(_row([text_of(td) for td in tr.css("td")], columns, clock_offset) for tr in rows)
     if pages is not None:
         pages = max(pages, 1)  # a later client saw 共0页 for no rows
         if page_no is not None and not 1 <= page_no <= pages:
             raise SchoolPageError(f"pager says page {page_no} of {pages}")
         if total is not None and len(parsed) > total:
             raise SchoolPageError(f"page holds {len(parsed)} rows but the pager says {total}")
-    return ResultPage(rows=parsed, page=page_no, pages=pages, total=total, forms=_forms(tree))
+    return ResultPage(rows=parsed, page=page_no, pages=pages, total=total, forms=forms_of(tree))
 
 
 def is_result_page(page: Page, content_type: str | None = None) -> bool:

@@ -4,47 +4,37 @@ The client walks the card center as a browser does, because that is all the
 evidence shows (docs/card-center-protocol.md): it submits each page's own
 form (action, method, fields), follows redirects within the card center,
 keeps every cookie the card center sets, and reads pages leniently
-(school/card_pages.py). Only the entry points are fixed URLs (evidence: the
+(school/card/pages.py). Only the entry points are fixed URLs (evidence: the
 2013 client and later ones request them directly).
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from email.utils import parsedate_to_datetime
-from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
-from observability import metrics
-from observability.timing import add_time
-from school import deadline
-from school.card_pages import (
-    Form,
+from school.card.keypad import decode_keypad, map_password
+from school.card.models import AccountInfo, CardSession, Transaction
+from school.card.pages import (
     ResultPage,
-    codec_of,
     is_result_page,
-    page_charset,
     parse_account,
     parse_forms,
     parse_login_answer,
     parse_result,
 )
 from school.errors import (
-    SchoolConnectionError,
-    SchoolError,
     SchoolPageError,
-    SchoolServerError,
-    SchoolTimeout,
     SessionExpired,
 )
-from school.keypad import decode_keypad, map_password
-from school.models import AccountInfo, CardSession, Transaction
+from school.html import Form, page_charset
+from school.web import Browser, BrowserSettings, CookieJar, Reply
 
 COOKIE_NAME = "JSESSIONID"
 # Evidence: the 2013 client fetched `getCheckpic.action?rand=8000.` and posted
@@ -61,24 +51,11 @@ HISTORY_PATH = "/accounthisTrjn.action"
 PAGING_PATH = "/accountconsubBrows.action"
 # Evidence: the 2013 client sent this Referer (the school portal that framed the card center).
 PORTAL_PATH = "/platform/cc/index"
-_FORM_TYPE = "application/x-www-form-urlencoded"
 _DIGITS = re.compile(r"[0-9]+")
-_REDIRECTS = (301, 302, 303, 307, 308)
 # Path labels of metrics stay bounded whatever paths the card center's forms name.
 _METRIC_PATH = re.compile(r"/(?:[A-Za-z0-9_]{1,40}\.(?:action|jsp))?")
-# Weight of the newest request in the moving average of request times.
-LATENCY_WEIGHT = 0.2
 # The name of this school system in metrics and breaker states.
 SYSTEM = "card"
-
-
-# Outcome label of jnufm_school_requests for each error _exchange raises.
-_OUTCOMES: dict[type[SchoolError], str] = {
-    SchoolTimeout: "timeout",
-    SchoolConnectionError: "connection",
-    SchoolServerError: "server_error",
-    SchoolPageError: "bad_page",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,140 +94,42 @@ class CardCenterSettings:
             raise ValueError("max_redirects must be >= 0 and max_steps >= 1")
 
 
-class CookieJar:
-    """The cookies of one card center session, in the order they were set.
-
-    Path and domain are ignored: every cookie of the card center's host goes
-    back to it (evidence: Tomcat's JSESSIONID has Path=/; the rest: guess).
-    """
-
-    def __init__(self, cookies: Mapping[str, str] | None = None) -> None:
-        self._cookies: dict[str, str] = dict(cookies or {})
-
-    @classmethod
-    def from_session(cls, value: str) -> CookieJar:
-        """The jar a CardSession.cookie stands for (a bare JSESSIONID or a Cookie header)."""
-        if "=" not in value:
-            return cls({COOKIE_NAME: value})
-        pairs = (part.strip().partition("=") for part in value.split(";"))
-        return cls({name: v for name, _, v in pairs if name})
-
-    def session_value(self) -> str:
-        """What CardSession.cookie holds for this jar."""
-        if list(self._cookies) == [COOKIE_NAME]:
-            return self._cookies[COOKIE_NAME]
-        return self.header()
-
-    def header(self) -> str:
-        return "; ".join(f"{name}={value}" for name, value in self._cookies.items())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._cookies
-
-    def update(self, response: httpx.Response) -> None:
-        """Take the cookies a response sets (and drop those it expires)."""
-        for header in response.headers.get_list("set-cookie"):
-            first, *attributes = header.split(";")
-            name, sep, value = first.partition("=")
-            name, value = name.strip(), value.strip().strip('"')
-            if not sep or not name:
-                continue
-            if _expired(attributes):
-                self._cookies.pop(name, None)
-            else:
-                self._cookies[name] = value
-
-
-def _expired(attributes: Sequence[str]) -> bool:
-    for attribute in attributes:
-        key, _, value = attribute.strip().partition("=")
-        key = key.strip().lower()
-        if key == "max-age":
-            try:
-                return int(value.strip()) <= 0
-            except ValueError:
-                continue
-        if key == "expires":
-            try:
-                return parsedate_to_datetime(value.strip()).timestamp() <= time.time()
-            except (TypeError, ValueError):
-                continue
-    return False
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    """A 200 answer: where it came from (after redirects), its body and Content-Type."""
-
-    url: str
-    body: bytes
-    content_type: str | None
-
-
 class CardCenterClient:
     """One card center client per worker process, shared by all students."""
 
     def __init__(self, settings: CardCenterSettings, http: httpx.AsyncClient) -> None:
         """Use the caller's httpx client; its cookie jar is never relied upon."""
         self.settings = settings
-        self._http = http
-        self._base = settings.base_url.rstrip("/")
-        base = urlsplit(self._base)
-        self._origin = (base.scheme, base.netloc.lower())
-        portal_host = base.hostname or ""
-        self._portal = settings.referer or f"{base.scheme}://{portal_host}{PORTAL_PATH}"
-        self._timeout = httpx.Timeout(settings.total_timeout, connect=settings.connect_timeout)
-        self.requests_sent = 0
-        # How long a school request has been taking lately (moving average): a query
-        # whose deadline is nearer than this starts no further request.
-        self.typical_s = 0.0
+        base = urlsplit(settings.base_url)
+        self._portal = settings.referer or f"{base.scheme}://{base.hostname or ''}{PORTAL_PATH}"
+        self._browser = Browser(
+            SYSTEM,
+            BrowserSettings(
+                settings.base_url,
+                settings.connect_timeout,
+                settings.total_timeout,
+                settings.user_agent,
+                settings.host,
+                settings.max_redirects,
+            ),
+            http,
+            _METRIC_PATH,
+        )
 
-    # --- transport -------------------------------------------------------------
+    @property
+    def requests_sent(self) -> int:
+        return self._browser.requests_sent
+
+    @requests_sent.setter
+    def requests_sent(self, value: int) -> None:
+        self._browser.requests_sent = value
+
+    @property
+    def typical_s(self) -> float:
+        return self._browser.typical_s
 
     def _url(self, target: str, page_url: str | None = None) -> str:
-        """target resolved against the page it came from (else the base), if on the card center."""
-        url = urljoin(page_url or self._base + "/", target)
-        parts = urlsplit(url)
-        if (parts.scheme, parts.netloc.lower()) != self._origin:
-            # Never send a session cookie or form data to another host.
-            raise SchoolPageError(f"card center points away from itself: {parts.netloc[:60]}")
-        return urlunsplit(parts._replace(fragment=""))
-
-    async def _exchange(self, request: httpx.Request, where: str) -> httpx.Response:
-        """Send one request; map every failure to a SchoolError; count and time it."""
-        path = urlsplit(str(request.url)).path
-        deadline.check(f"{request.method} {path}", self.typical_s)
-        self.requests_sent += 1
-        label = path if _METRIC_PATH.fullmatch(path) else "/other"
-        where = f"{request.method} {label} ({where})"
-        started = time.perf_counter()
-        outcome = "ok"
-        try:
-            try:
-                async with asyncio.timeout(self.settings.total_timeout):
-                    response = await self._http.send(request, follow_redirects=False)
-            except TimeoutError as exc:
-                raise SchoolTimeout(f"{where}: no answer within the total timeout") from exc
-            except httpx.TimeoutException as exc:
-                raise SchoolTimeout(f"{where}: {type(exc).__name__}") from exc
-            except httpx.DecodingError as exc:
-                raise SchoolPageError(f"{where}: undecodable body") from exc
-            except httpx.RequestError as exc:
-                raise SchoolConnectionError(f"{where}: {type(exc).__name__}") from exc
-            if response.status_code >= 500:
-                raise SchoolServerError(
-                    f"{where}: HTTP {response.status_code}", response.status_code
-                )
-        except SchoolError as exc:
-            outcome = _OUTCOMES.get(type(exc), "error")
-            raise
-        finally:
-            elapsed = time.perf_counter() - started
-            add_time("school", elapsed)
-            metrics.observe_school_request(SYSTEM, label, outcome, elapsed)
-            if outcome == "ok":
-                self.typical_s += LATENCY_WEIGHT * (elapsed - self.typical_s)
-        return response
+        return self._browser.url(target, page_url)
 
     async def _send(
         self,
@@ -260,65 +139,16 @@ class CardCenterClient:
         referer: str,
         form: Sequence[tuple[str, str]] | None = None,
         charset: str = "gbk",
-    ) -> _Reply:
-        """One request and the redirects it draws (within the card center), cookies kept."""
-        content: bytes | None = None
-        if method == "POST":
-            # Evidence: form values go in the pages' charset (clients send
-            # Submit=+%C8%B7+%B6%A8+, " 确 定 " in GBK).
-            content = urlencode(list(form or ()), encoding=codec_of(charset)).encode("ascii")
-        for hop in range(self.settings.max_redirects + 1):
-            headers = {
-                "User-Agent": self.settings.user_agent,
-                "Accept-Encoding": "identity",
-                "Referer": referer,
-            }
-            if self.settings.host:
-                headers["Host"] = self.settings.host
-            if jar.header():
-                headers["Cookie"] = jar.header()
-            if content is not None:
-                headers["Content-Type"] = _FORM_TYPE
-            # A bare Request (not build_request) so the shared client's cookie jar,
-            # filled by other students' answers, is never merged into this request.
-            request = httpx.Request(
-                method,
-                url,
-                headers=headers,
-                content=content,
-                extensions={"timeout": self._timeout.as_dict()},
-            )
-            response = await self._exchange(request, "redirected" if hop else "asked")
-            jar.update(response)
-            status = response.status_code
-            if status == 200:
-                return _Reply(url, response.content, response.headers.get("content-type"))
-            location = response.headers.get("location")
-            if status not in _REDIRECTS or not location:
-                raise SchoolPageError(f"{method} {urlsplit(url).path}: unexpected HTTP {status}")
-            # Browsers keep the Referer of the redirected request.
-            url = self._url(location, url)
-            if status in (301, 302, 303):
-                # As browsers do: the redirect is fetched with GET, without the form.
-                method, content = "GET", None
-        raise SchoolPageError(f"more than {self.settings.max_redirects} redirects")
+    ) -> Reply:
+        return await self._browser.send(method, url, jar, referer, form, charset)
 
-    async def _get(self, path: str, jar: CookieJar, referer: str | None = None) -> _Reply:
-        return await self._send("GET", self._url(path), jar, referer or self._portal)
+    async def _get(self, path: str, jar: CookieJar, referer: str | None = None) -> Reply:
+        return await self._browser.get(path, jar, referer or self._portal)
 
     async def _submit(
-        self, form: Form, page: _Reply, jar: CookieJar, values: Mapping[str, str] | None = None
-    ) -> _Reply:
-        """Submit a page's form as a browser does (its action resolved against the page)."""
-        if values:
-            form = form.with_values(dict(values))
-        charset = page_charset(page.body, page.content_type)
-        target = self._url(form.action, page.url)
-        if form.method == "POST":
-            return await self._send("POST", target, jar, page.url, form.fields, charset)
-        parts = urlsplit(target)
-        query = urlencode(list(form.fields), encoding=codec_of(charset))
-        return await self._send("GET", urlunsplit(parts._replace(query=query)), jar, page.url)
+        self, form: Form, page: Reply, jar: CookieJar, values: Mapping[str, str] | None = None
+    ) -> Reply:
+        return await self._browser.submit(form, page, jar, values)
 
     # --- operations ------------------------------------------------------------
 
@@ -350,9 +180,9 @@ class CardCenterClient:
         parse_login_answer(answer.body, answer.content_type)
         # Never assume success (the 2013 client did): the account data must follow.
         account = await self._confirm(student_id, answer, jar)
-        return CardSession(student_id, jar.session_value(), account, time.monotonic())
+        return CardSession(student_id, jar.session_value(COOKIE_NAME), account, time.monotonic())
 
-    async def _confirm(self, student_id: str, answer: _Reply, jar: CookieJar) -> AccountInfo:
+    async def _confirm(self, student_id: str, answer: Reply, jar: CookieJar) -> AccountInfo:
         """The account page proving the login: the answer itself if it was redirected there."""
         if urlsplit(answer.url).path.endswith(ACCOUNT_PATH):
             page = answer
@@ -370,13 +200,13 @@ class CardCenterClient:
         age = time.monotonic() - session.account_read_at
         if session.account is not None and age <= self.settings.login_page_reuse_s:
             return session.account
-        jar = CookieJar.from_session(session.cookie)
+        jar = CookieJar.from_session(session.cookie, COOKIE_NAME)
         reply = await self._get(ACCOUNT_PATH, jar)
         return parse_account(reply.body, session.student_id, reply.content_type)
 
     async def today(self, session: CardSession) -> list[Transaction]:
         """Today's transactions, newest first: the query form, its answer, further pages."""
-        jar = CookieJar.from_session(session.cookie)
+        jar = CookieJar.from_session(session.cookie, COOKIE_NAME)
         page = await self._get(TODAY_PATH, jar)
         answer = await self._submit(self._query_form(page), page, jar)
         return await self._results(answer, jar)
@@ -385,7 +215,7 @@ class CardCenterClient:
         """Transactions of the days start..end (before today), newest first."""
         if start > end:
             raise ValueError("history start date is after its end date")
-        jar = CookieJar.from_session(session.cookie)
+        jar = CookieJar.from_session(session.cookie, COOKIE_NAME)
         page = await self._get(HISTORY_PATH, jar)
         dates_page = await self._submit(self._query_form(page), page, jar)
         dates = {"inputStartDate": f"{start:%Y%m%d}", "inputEndDate": f"{end:%Y%m%d}"}
@@ -397,11 +227,11 @@ class CardCenterClient:
 
     # --- pages ----------------------------------------------------------------------
 
-    def _form_with(self, page: _Reply, names: set[str]) -> Form | None:
+    def _form_with(self, page: Reply, names: set[str]) -> Form | None:
         forms = parse_forms(page.body, page.content_type)
         return next((f for f in forms if names <= f.names()), None)
 
-    def _query_form(self, page: _Reply) -> Form:
+    def _query_form(self, page: Reply) -> Form:
         """The account-choice form (evidence: it has a field `account`), else the only form."""
         forms = parse_forms(page.body, page.content_type)
         found = next((f for f in forms if "account" in f.names()), None)
@@ -411,7 +241,7 @@ class CardCenterClient:
             raise SchoolPageError(f"{urlsplit(page.url).path}: no query form")
         return found
 
-    async def _results(self, answer: _Reply, jar: CookieJar) -> list[Transaction]:
+    async def _results(self, answer: Reply, jar: CookieJar) -> list[Transaction]:
         """The rows of a query: past its self-submitting pages, through every result page."""
         for _ in range(self.settings.max_steps):
             if is_result_page(answer.body, answer.content_type):
@@ -425,12 +255,12 @@ class CardCenterClient:
             raise SchoolPageError(f"no result page after {self.settings.max_steps} forms")
         return await self._collect(answer, jar)
 
-    def _parse(self, reply: _Reply) -> ResultPage:
+    def _parse(self, reply: Reply) -> ResultPage:
         return parse_result(reply.body, self.settings.clock_offset, reply.content_type)
 
     async def _next_page(
-        self, reply: _Reply, page: ResultPage, number: int, jar: CookieJar
-    ) -> _Reply:
+        self, reply: Reply, page: ResultPage, number: int, jar: CookieJar
+    ) -> Reply:
         """Ask for result page `number` with the paging form of the page before it."""
         for form in page.forms:
             field = next((n for n in form.names() if n.endswith("pageNum")), None)
@@ -442,7 +272,7 @@ class CardCenterClient:
         charset = page_charset(reply.body, reply.content_type)
         return await self._send("POST", target, jar, reply.url, fields, charset)
 
-    async def _collect(self, first: _Reply, jar: CookieJar) -> list[Transaction]:
+    async def _collect(self, first: Reply, jar: CookieJar) -> list[Transaction]:
         """Every row of a query from its first result page.
 
         With a pager: exactly its pages, checked against its counts. Without

@@ -1,0 +1,1 @@
+"""The card center (synjones platform): its client, page parsers, keypad reader and models."""
