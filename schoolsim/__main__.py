@@ -16,7 +16,8 @@ import sys
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from schoolsim.app import make_app
+from schoolsim.card.app import make_app
+from schoolsim.card.state import AppState
 from schoolsim.overload import Mount
 from schoolsim.profiles import (
     PROFILE_NAMES,
@@ -26,7 +27,6 @@ from schoolsim.profiles import (
     profile,
     with_overrides,
 )
-from schoolsim.state import AppState
 from schoolsim.systems import MOUNTED, mounted_profile
 
 # Longest wait for open connections to close on shutdown, so SIGTERM stays prompt.

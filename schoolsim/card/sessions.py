@@ -6,7 +6,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date
 
-from schoolsim.dataset import Row
+from schoolsim.card.dataset import Row
 
 
 @dataclass

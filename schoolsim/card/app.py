@@ -8,13 +8,13 @@ from typing import Any
 
 import tornado.web
 
-from schoolsim import pages
-from schoolsim.dataset import Row, Student, money
-from schoolsim.keypad import render_captcha, render_keypad
+from schoolsim.card import pages
+from schoolsim.card.dataset import Row, Student, money
+from schoolsim.card.keypad import render_captcha, render_keypad
+from schoolsim.card.sessions import Session
+from schoolsim.card.state import AppState
 from schoolsim.overload import Mount, OverloadHandler, side_routes
 from schoolsim.overload import SimHandler as BaseSimHandler
-from schoolsim.sessions import Session
-from schoolsim.state import AppState
 
 COOKIE = "JSESSIONID"
 # The load balancer's cookie (setting extra_cookie; not evidence).

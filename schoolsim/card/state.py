@@ -4,10 +4,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from schoolsim.dataset import CHINA, Dataset
+from schoolsim.card.dataset import CHINA, Dataset
+from schoolsim.card.sessions import SessionStore
 from schoolsim.overload import SystemState
 from schoolsim.profiles import SimSettings
-from schoolsim.sessions import SessionStore
 
 
 class AppState(SystemState):

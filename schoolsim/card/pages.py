@@ -13,7 +13,7 @@ from decimal import Decimal
 from html import escape
 from typing import Literal
 
-from schoolsim.dataset import Row, Student, money
+from schoolsim.card.dataset import Row, Student, money
 
 Markup = Literal["2013", "platform"]
 

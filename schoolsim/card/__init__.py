@@ -1,0 +1,1 @@
+"""The simulated card center: its pages, students, sessions and keypad."""
