@@ -162,17 +162,17 @@ def jnufm(tmp: Path, school: School, key: str, **config: Any) -> System:
 
 
 def stored_results(database_url: str) -> int:
-    """Rows in card_results now (SQLite file or MySQL)."""
+    """Stored results now (SQLite file or MySQL)."""
     if database_url.startswith("sqlite"):
         path = database_url.split("///", 1)[1]
         with contextlib.closing(sqlite3.connect(path)) as db:
-            return int(db.execute("SELECT COUNT(*) FROM card_results").fetchone()[0])
+            return int(db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
     host_port, _, name = database_url.split("@", 1)[1].partition("/")
     host, _, port = host_port.partition(":")
     conn = pymysql.connect(host=host, port=int(port), user="root", database=name)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT COUNT(*) FROM card_results")
+            cur.execute("SELECT COUNT(*) FROM results")
             row = cur.fetchone()
             return int(row[0]) if row else 0
     finally:

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from observability.timing import instrument_engine
 from settings import DatabaseSettings
 
 
@@ -54,8 +53,6 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
             connect_args={"connect_timeout": settings.connect_timeout_s},
         )
     engine = create_async_engine(url, **kwargs)
-    # Statement time counts as "db" in the current request's Server-Timing.
-    instrument_engine(engine.sync_engine)
     if is_sqlite(url):
         busy_ms = int(settings.sqlite_busy_timeout_s * 1000)
         wal_bytes = int(settings.sqlite_wal_max_mb * 1024 * 1024)

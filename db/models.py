@@ -1,5 +1,5 @@
-"""Tables: students, their keyed credential verifiers (never a password), card results,
-leases, sealed school sessions and recent failed logins."""
+"""Tables: students, their keyed credential verifiers (never a password), stored results
+of every school system, leases, sealed school sessions and recent failed logins."""
 
 from __future__ import annotations
 
@@ -91,19 +91,26 @@ class Verifier(Base):
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class CardResult(Base):
-    """The latest good answer of one kind of card query for one student."""
+class Result(Base):
+    """The latest good answer of one question to one school system.
 
-    __tablename__ = "card_results"
+    `subject` is the student it belongs to, or "" for an answer every student
+    shares (a library search); `key` is the SHA-256 of system, subject, kind and
+    parameters (db.queries.result_key), the one unique index whatever their length.
+    """
+
+    __tablename__ = "results"
     __table_args__ = (
-        UniqueConstraint("student_pk", "kind", "params"),
+        UniqueConstraint("key"),
         {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    student_pk: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    system: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(16))
-    params: Mapped[str] = mapped_column(String(32), default="")
+    params: Mapped[str] = mapped_column(String(255))
     payload: Mapped[str] = mapped_column(LongText)
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

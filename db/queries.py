@@ -3,6 +3,7 @@ They never commit: the caller owns the transaction."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import CardResult, Lease, LoginFailure, SchoolSession, Student, Verifier
+from db.models import Lease, LoginFailure, Result, SchoolSession, Student, Verifier
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
@@ -83,23 +84,34 @@ async def delete_verifier(session: AsyncSession, system: str, student_id: str) -
     )
 
 
-async def save_card_result(
+def result_key(system: str, subject: str, kind: str, params: str) -> str:
+    """The unique key of a stored result (see db.models.Result)."""
+    return hashlib.sha256(f"{system}\0{subject}\0{kind}\0{params}".encode()).hexdigest()
+
+
+async def save_result(
     session: AsyncSession,
-    student_pk: int,
+    system: str,
+    subject: str,
     kind: str,
     params: str,
     payload: str,
     fetched_at: datetime,
 ) -> None:
-    """Store the newest good result of one query, replacing the previous one."""
-    stmt = _insert(session, CardResult).values(
-        student_pk=student_pk, kind=kind, params=params, payload=payload, fetched_at=fetched_at
+    """Store the newest good result of one question, replacing the previous one."""
+    key = result_key(system, subject, kind, params)
+    stmt = _insert(session, Result).values(
+        key=key,
+        system=system,
+        subject=subject,
+        kind=kind,
+        params=params[:255],
+        payload=payload,
+        fetched_at=fetched_at,
     )
     changes = {"payload": payload, "fetched_at": fetched_at}
     if session.get_bind().dialect.name == "sqlite":
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["student_pk", "kind", "params"], set_=changes
-        )
+        stmt = stmt.on_conflict_do_update(index_elements=["key"], set_=changes)
     else:
         stmt = stmt.on_duplicate_key_update(**changes)
     await session.execute(stmt)
@@ -113,17 +125,13 @@ class CachedRow:
     fetched_at: datetime
 
 
-async def get_cached_result(
-    session: AsyncSession, student_id: str, kind: str, params: str = ""
+async def get_result(
+    session: AsyncSession, system: str, subject: str, kind: str, params: str
 ) -> CachedRow | None:
     row = (
         await session.execute(
-            select(CardResult.payload, CardResult.fetched_at)
-            .join(Student, Student.id == CardResult.student_pk)
-            .where(
-                Student.student_id == student_id,
-                CardResult.kind == kind,
-                CardResult.params == params,
+            select(Result.payload, Result.fetched_at).where(
+                Result.key == result_key(system, subject, kind, params)
             )
         )
     ).first()

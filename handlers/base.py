@@ -1,20 +1,17 @@
 """The base handler: JSON answers, and the one place where errors become HTTP.
 
-school.errors.InvalidCredentials -> 401 invalid_credentials
-school.errors.SchoolTimeout      -> 504 school_timeout        (Retry-After)
-school.errors.SchoolUnavailable  -> 502 school_unavailable    (Retry-After)
-school.errors.SessionExpired     -> 502 school_session_lost   (Retry-After)
-school.errors.SchoolPageError    -> 502 school_bad_page       (Retry-After)
-services.errors.BadInput         -> its status (400/401), its code
-tornado HTTPError 404/405/...    -> not_found / method_not_allowed / ...
-anything else                    -> 500 internal_error, logged with its traceback
+services.errors.ServiceError  -> its status, code and message (the tree is in
+                                 services/errors.py); Retry-After its own, or
+                                 api.retry_after_s for a 5xx
+SQLAlchemyError (escaped)     -> 503 storage_unavailable
+tornado HTTPError 404/405/... -> not_found / method_not_allowed / ...
+anything else                 -> 500 internal_error, logged with its traceback
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,28 +26,10 @@ from tornado.web import HTTPError, RequestHandler
 from observability import metrics
 from observability.probes import OpsDeps
 from observability.timing import RequestTimer, activate, request_id_from
-from school.errors import (
-    DeadlinePassed,
-    InvalidCredentials,
-    QueryRejected,
-    SchoolError,
-    SchoolPageError,
-    SchoolTimeout,
-    SchoolUnavailable,
-    SessionExpired,
-)
-from services.breaker import BreakerOpen
-from services.budget import BudgetExhausted
-from services.card import Answer, CardService
-from services.errors import (
-    BadInput,
-    DeadlineExceeded,
-    InvalidPassword,
-    RateLimited,
-    ShuttingDown,
-    StorageUnavailable,
-)
+from services.card import CardService
+from services.errors import BadInput, RateLimited, ServiceError, StorageUnavailable
 from services.limits import RequestRateLimiter, client_ip
+from services.pipeline import Answer
 
 access_log = logging.getLogger("jnufm.access")
 error_log = logging.getLogger("jnufm.error")
@@ -169,35 +148,19 @@ def describe_error(
     exc: BaseException | None, status: int, retry_after_s: int
 ) -> tuple[int, str, str, dict[str, str]]:
     """Map an exception to (status, code, message, extra headers)."""
-    retry = {"Retry-After": str(retry_after_s)}
-    if isinstance(exc, BadInput):
-        headers = {"WWW-Authenticate": 'Basic realm="jnufm"'} if exc.status == 401 else {}
+    if isinstance(exc, SQLAlchemyError):
+        # A database error that escaped storage's door (services/storage.py).
+        exc = StorageUnavailable(type(exc).__name__)
+    if isinstance(exc, ServiceError):
+        headers: dict[str, str] = {}
+        if isinstance(exc, BadInput) and exc.status == 401:
+            # Credentials are missing (a wrong password gets none: no browser prompt).
+            headers["WWW-Authenticate"] = 'Basic realm="jnufm"'
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
+        elif exc.status >= 500:
+            headers["Retry-After"] = str(retry_after_s)
         return exc.status, exc.code, exc.message, headers
-    if isinstance(exc, InvalidCredentials | InvalidPassword):
-        return 401, "invalid_credentials", "the student number or card password is wrong", {}
-    if isinstance(exc, RateLimited):
-        return 429, exc.code, exc.message, {"Retry-After": str(exc.retry_after_s)}
-    if isinstance(exc, SQLAlchemyError | StorageUnavailable):
-        return 503, "storage_unavailable", "our database is unavailable; try again shortly", retry
-    if isinstance(exc, ShuttingDown):
-        return 503, "shutting_down", "this server is restarting; try again", {"Retry-After": "1"}
-    if isinstance(exc, DeadlineExceeded | DeadlinePassed):
-        return 504, "school_timeout", "the card center did not answer in time", retry
-    if isinstance(exc, BudgetExhausted):
-        return 503, "school_busy", "the card center is busy; try again shortly", retry
-    if isinstance(exc, BreakerOpen):
-        wait = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
-        return 503, "school_unavailable", "the card center is failing; not asking it for now", wait
-    if isinstance(exc, SchoolTimeout):
-        return 504, "school_timeout", "the card center did not answer in time", retry
-    if isinstance(exc, SchoolUnavailable):
-        return 502, "school_unavailable", "the card center is unavailable", retry
-    if isinstance(exc, SessionExpired):
-        return 502, "school_session_lost", "the card center dropped the session; try again", retry
-    if isinstance(exc, QueryRejected):
-        return 400, "query_rejected", "the card center refused this query as invalid", {}
-    if isinstance(exc, SchoolPageError | SchoolError):
-        return 502, "school_bad_page", "the card center answered with a page we cannot read", retry
     if isinstance(exc, HTTPError) and exc.status_code < 500:
         code = HTTP_CODES.get(exc.status_code, "bad_request")
         message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
@@ -321,18 +284,12 @@ class JsonHandler(RequestHandler):
         if isinstance(value, RateLimited):
             metrics.record_rate_limited(value.code)
             return
-        if isinstance(value, BadInput | InvalidPassword | HTTPError):
+        if isinstance(value, HTTPError) or (isinstance(value, ServiceError) and value.status < 500):
             return
-        if isinstance(
-            value,
-            SchoolError
-            | BudgetExhausted
-            | BreakerOpen
-            | StorageUnavailable
-            | DeadlineExceeded
-            | ShuttingDown,
-        ):
-            error_log.warning("%s: %s: %s", where, type(value).__name__, value)
+        if isinstance(value, ServiceError):
+            # The cause (a school or storage error) says more than the client's message.
+            cause = value.__cause__ or value
+            error_log.warning("%s: %s: %s", where, type(cause).__name__, cause)
             return
         if isinstance(value, SQLAlchemyError):
             # The statement's parameters may hold user input; log the class and the reason only.

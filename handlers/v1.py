@@ -15,9 +15,10 @@ from typing import Any
 
 from handlers.base import JsonHandler
 from school.card.models import Transaction
-from services.card import CHINA, Answer
+from services.card import CHINA
 from services.credentials import MAX_FIELD_LENGTH, Credentials
 from services.errors import BadInput
+from services.pipeline import Answer
 
 CURRENCY = "CNY"
 

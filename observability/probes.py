@@ -76,19 +76,14 @@ class Readiness:
         timeout_s: float,
         breaker_states: Callable[[], Mapping[str, str]] = default_breaker_states,
         storage: Callable[[], StorageState] | None = None,
+        head_revision: str | None = None,
     ) -> None:
         self._engine = engine
         self._timeout_s = timeout_s
         self.breaker_states = breaker_states
         self.storage = storage or (lambda: StorageState())
-        self._head: str | None = None
-
-    def _head_revision(self) -> str | None:
-        if self._head is None:
-            from db.migrate import head_revision
-
-            self._head = head_revision()
-        return self._head
+        # The newest migration, which the database must be at to be ready.
+        self._head = head_revision
 
     async def check(self) -> dict[str, Any]:
         """{"ready", "database", "migrations", "school"}; never raises."""
@@ -102,7 +97,7 @@ class Readiness:
                     revision = (
                         await conn.execute(text("SELECT version_num FROM alembic_version"))
                     ).scalar()
-                head = self._head_revision()
+                head = self._head
                 if revision != head:
                     migrations, ready = f"at {revision}, newest is {head}", False
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
@@ -146,9 +141,12 @@ def make_ops_deps(
     engine: AsyncEngine,
     breaker_states: Callable[[], Mapping[str, str]] = default_breaker_states,
     storage: Callable[[], StorageState] | None = None,
+    head_revision: str | None = None,
 ) -> OpsDeps:
     return OpsDeps(
-        readiness=Readiness(engine, settings.database.connect_timeout_s, breaker_states, storage),
+        readiness=Readiness(
+            engine, settings.database.connect_timeout_s, breaker_states, storage, head_revision
+        ),
         metrics=MetricsAccess.from_settings(settings.metrics),
         debug_block_route=settings.debug.block_route and settings.mode != "production",
     )

@@ -42,8 +42,8 @@ from runtime.heartbeat import HeartbeatTable
 from runtime.restarts import DeathHistory, WorkerExit, decide
 from runtime.simulator import SimulatorProcess
 from runtime.systemd import Notifier
+from runtime.wiring import HostTables, make_host_tables
 from runtime.worker import EXIT_FATAL, MasterLink, run_worker
-from services.factory import HostTables, make_host_tables
 from settings import ConfigError, Settings
 
 log = logging.getLogger("jnufm.master")

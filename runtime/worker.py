@@ -46,7 +46,7 @@ from handlers import make_app
 from observability import metrics
 from observability.logs import configure_logging, reopen_log_files
 from runtime.heartbeat import HeartbeatTable
-from services.factory import HostTables, build_worker_services
+from runtime.wiring import HostTables, build_worker_services
 from settings import HttpSettings, Settings
 
 log = logging.getLogger("jnufm.worker")
@@ -182,7 +182,7 @@ async def serve(
     services = await build_worker_services(settings, index, host_tables)
     deps = services.deps
     deps.state.generation = link.generation if link is not None else 0
-    await deps.card.recover()
+    await services.recover()
     server = make_http_server(make_app(deps, settings.http), settings.http, cap)
     server.add_sockets(sockets)
     stop = asyncio.Event()

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import Final, Literal
 
 from observability import metrics
-from services.errors import ServiceError
+from services.errors import SchoolFailing
 from services.shared_slots import SharedSlots, key_hash
 
 State = Literal["closed", "open", "half_open"]
@@ -48,13 +48,12 @@ HEAD: Final = struct.Struct("=Qddi")
 CALL: Final = struct.Struct("=dQB")
 
 
-class BreakerOpen(ServiceError):
+class BreakerOpen(SchoolFailing):
     """The school system failed repeatedly; we are not asking it for a while."""
 
     def __init__(self, system: str, retry_after_s: float) -> None:
-        super().__init__(f"{system}: circuit open, retry in {retry_after_s:.0f}s")
+        super().__init__(f"{system}: circuit open, retry in {retry_after_s:.0f}s", retry_after_s)
         self.system = system
-        self.retry_after_s = retry_after_s
 
 
 class BreakerTable(SharedSlots):

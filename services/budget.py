@@ -16,11 +16,11 @@ import time
 from collections.abc import AsyncIterator
 
 from observability import metrics
-from services.errors import ServiceError
+from services.errors import SchoolBusy
 from services.leases import LeaseStore, new_holder_id
 
 
-class BudgetExhausted(ServiceError):
+class BudgetExhausted(SchoolBusy):
     """No slot to the school freed up before the deadline."""
 
     def __init__(self, system: str, waited_s: float) -> None:

@@ -19,8 +19,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class CacheKey:
-    kind: str  # what the school page was: account, today, history
-    student_id: str
+    """What a stored answer answers: a question of a kind, with parameters, to a school
+    system, about a subject (a student number, or "" for an answer every student shares)."""
+
+    system: str
+    kind: str
+    subject: str
     params: str = ""
 
 

@@ -27,8 +27,8 @@ from db.engine import make_engine
 from db.migrate import migrate
 from handlers import make_app
 from handlers.base import AppDeps
+from runtime.wiring import build_worker_services
 from runtime.worker import make_http_server
-from services.factory import build_worker_services
 from settings import Settings, load_settings
 from tests.procs import Proc, schoolsim
 

@@ -155,7 +155,7 @@ async def test_a_result_fetched_as_the_database_dies_is_answered_and_written_lat
             await proxy.cut()
             answer = await asking
             assert answer.status_code == 200, "the school's answer is not thrown away"
-            results = "SELECT COUNT(*) FROM card_results"
+            results = "SELECT COUNT(*) FROM results"
             assert mysql_count(mysql_url, results) == 0
             await proxy.start()
             restored = time.monotonic()
@@ -299,7 +299,7 @@ async def test_a_full_disk_fails_fast_keeps_answers_and_recovers(
         assert time.monotonic() - started < 3
         # Room again (an operator cleans up): writes resume without a restart.
         with sqlite3.connect(path) as db:
-            db.execute("DELETE FROM card_results WHERE kind = 'today'")
+            db.execute("DELETE FROM results WHERE kind = 'today'")
 
         async def writes_ok() -> bool:
             return (await client.get("/readyz")).status_code == 200

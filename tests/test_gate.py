@@ -232,7 +232,7 @@ async def test_logins_still_under_way_lock_only_for_moments(
     under_way = [await judged(host, s[-6:], student=s) for s in students[:3]]
     with pytest.raises(RateLimited) as caught:
         await judged(host, students[3][-6:], student=students[3])
-    assert caught.value.retry_after_s <= 2, "not a 15-minute lockout: they may be right"
+    assert (caught.value.retry_after or 0) <= 2, "not a 15-minute lockout: they may be right"
     for ticket in under_way:
         await school_says(ticket, right=True)
     assert (

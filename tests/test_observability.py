@@ -25,8 +25,8 @@ from observability import metrics
 from observability.logs import JsonFormatter, RequestIdFilter, TextFormatter
 from observability.probes import MetricsAccess, OpsDeps, Readiness
 from observability.timing import RequestTimer, activate, request_id_from
+from runtime.wiring import build_worker_services
 from runtime.worker import make_http_server
-from services.factory import build_worker_services
 from settings import ConfigError, Settings, load_settings
 from tests.conftest import make_settings, serve_app
 from tests.procs import ROOT, Proc
@@ -277,7 +277,7 @@ def test_log_lines_carry_the_request_id_as_text_and_as_json() -> None:
 def test_no_module_imports_prometheus_client_before_the_master_sets_it_up() -> None:
     """prometheus_client picks single- or multi-process storage when first imported."""
     code = (
-        "import sys, server, handlers, runtime.master, runtime.worker, services.factory, "
+        "import sys, server, handlers, runtime.master, runtime.worker, runtime.wiring, "
         "school.card.client, db.engine; "
         "sys.exit('prometheus_client' in sys.modules)"
     )

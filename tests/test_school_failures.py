@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from db.engine import make_engine
-from db.models import CardResult, Student
+from db.models import Result, Student
 from handlers.base import AppDeps
 from settings import Settings
 from tests.conftest import make_settings, serve_app
@@ -37,9 +37,7 @@ async def count_rows(settings: Settings) -> tuple[int, int]:
     try:
         async with engine.connect() as conn:
             students = (await conn.execute(select(func.count()).select_from(Student))).scalar_one()
-            results = (
-                await conn.execute(select(func.count()).select_from(CardResult))
-            ).scalar_one()
+            results = (await conn.execute(select(func.count()).select_from(Result))).scalar_one()
             return students, results
     finally:
         await engine.dispose()

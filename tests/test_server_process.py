@@ -263,4 +263,4 @@ def test_migrate_subcommand(tmp_path: Path) -> None:
     con = sqlite3.connect(tmp_path / "data" / "x.sqlite3")
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     con.close()
-    assert {"students", "card_results", "login_failures", "alembic_version"} <= tables
+    assert {"students", "results", "login_failures", "alembic_version"} <= tables

@@ -26,6 +26,7 @@ from school.errors import (
     SessionExpired,
 )
 from school.web import CookieJar
+from services.errors import from_school
 from tests.procs import free_port
 from tests.school.fakeschool import (
     FakeSchool,
@@ -189,7 +190,8 @@ async def test_unreadable_keypad_stops_before_posting(
     assert client.requests_sent == 2
     assert ("POST", "/loginstudent.action") not in paths(school)
     # What the API answers for it.
-    assert describe_error(info.value, 500, 30)[:2] == (502, "school_bad_page")
+    answer = from_school(info.value, "the card center", "card password")
+    assert describe_error(answer, 500, 30)[:2] == (502, "school_bad_page")
 
 
 async def test_keypad_with_a_digit_beyond_key_9_stops_before_posting(

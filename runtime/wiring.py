@@ -1,29 +1,38 @@
-"""Build one worker's service objects from the settings; called after the fork."""
+"""The app factory: build one worker's services and handlers' dependencies from the
+settings, after the fork. It sits above everything it builds (handlers, services,
+storage, school clients, observability) and nothing below imports it."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
 from db.engine import make_engine, make_sessionmaker
+from db.migrate import head_revision
 from handlers.base import AppDeps, WorkerState
 from observability.probes import StorageState, make_ops_deps
+from observability.timing import instrument_engine
 from school.card.client import CardCenterClient, CardCenterSettings
+from school.card.models import CardSession
 from services.breaker import BreakerTable
-from services.card import CardService
+from services.card import CardConnector, CardService, utc_now
 from services.deferred import DeferredWrites, HostWrites, WriteHealth
 from services.gate import CredentialGate, GateStore, GateTable, OutageTable
 from services.limits import RequestRateLimiter, SharedRateTable
+from services.pipeline import Pipeline, SystemSpec
+from services.storage import Storage
 from settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerServices:
-    """What a worker serves with, and how to release it at the end."""
+    """What a worker serves with, what to do once it runs, and how to release it at the end."""
 
     deps: AppDeps
+    recover: Callable[[], Awaitable[None]]
     close: Callable[[], Awaitable[None]]
 
 
@@ -93,6 +102,8 @@ async def build_worker_services(
     Without tables from the master (tests, `processes: 1`), the worker makes its own.
     """
     engine = make_engine(settings.database)
+    # Statement time counts as "db" in the current request's Server-Timing.
+    instrument_engine(engine.sync_engine)
     sessions = make_sessionmaker(engine)
     http = make_http_client(settings)
     limits = settings.limits
@@ -119,19 +130,23 @@ async def build_worker_services(
             limits.school_burst,
             ipv6_prefix=limits.ipv6_prefix,
             namespace="school|",
-            message="too many queries from this address need the card center; slow down",
+            message="too many queries from this address need the school; slow down",
         )
+    storage = Storage(sessions, settings, deferred, utc_now)
     state = WorkerState()
-    service = CardService(
-        card_client(settings, http),
-        sessions,
+    client = card_client(settings, http)
+    card_pipeline: Pipeline[CardSession] = Pipeline(
+        SystemSpec("card", "the card center", "card password", settings.budget.card),
+        CardConnector(client),
+        storage,
         settings,
         gate,
         school_limiter=school_limiter,
-        deferred=deferred,
         stop_by=lambda: state.stop_by,
         breakers=tables.breakers,
     )
+    pipelines: list[Pipeline[Any]] = [card_pipeline]
+    service = CardService(client, card_pipeline, settings)
     deps = AppDeps(
         card=service,
         state=state,
@@ -143,21 +158,28 @@ async def build_worker_services(
         ops=make_ops_deps(
             settings,
             engine,
-            breaker_states=lambda: {service.breaker.system: service.breaker.state},
+            breaker_states=lambda: {p.spec.system: p.breaker.state for p in pipelines},
             storage=lambda: StorageState(
                 len(deferred),
                 degraded=not gate.storage_ok,
                 writes_failing=deferred.failing(WRITE_FAILURE_MEMORY_S),
             ),
+            head_revision=head_revision(),
         ),
     )
 
+    async def recover() -> None:
+        """Free the school budget and student leases this host's dead processes held
+        (a killed worker's slots are usable again as soon as it is replaced)."""
+        await storage.leases.release_dead_holders()
+
     async def close() -> None:
-        await service.aclose(settings.shutdown_grace_s)
+        for pipeline in pipelines:
+            await pipeline.aclose(settings.shutdown_grace_s)
         await deferred.drain(settings.shutdown_grace_s)
         await http.aclose()
         await engine.dispose()
         if host_tables is None:
             tables.close()  # made here, not inherited from the master
 
-    return WorkerServices(deps, close)
+    return WorkerServices(deps, recover, close)
