@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable
 from ipaddress import ip_network
 
+from services.addresses import client_ip
 from services.errors import RateLimited
-from services.limits import CHAIN, SLOT, RequestRateLimiter, SharedRateTable, client_ip
+from services.rates import CHAIN, SLOT, RequestRateLimiter, SharedRateTable
 
 
 def ns_per_call(call: Callable[[int], object], count: int) -> float:

@@ -26,10 +26,11 @@ from tornado.web import HTTPError, RequestHandler
 from observability import metrics
 from observability.probes import OpsDeps
 from observability.timing import RequestTimer, activate, request_id_from
+from services.addresses import client_ip
 from services.card import CardService
 from services.errors import BadInput, RateLimited, ServiceError, StorageUnavailable
-from services.limits import RequestRateLimiter, client_ip
 from services.pipeline import Answer
+from services.rates import RequestRateLimiter
 
 access_log = logging.getLogger("jnufm.access")
 error_log = logging.getLogger("jnufm.error")

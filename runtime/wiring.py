@@ -20,9 +20,10 @@ from school.card.models import CardSession
 from services.breaker import BreakerTable
 from services.card import CardConnector, CardService, utc_now
 from services.deferred import DeferredWrites, HostWrites, WriteHealth
-from services.gate import CredentialGate, GateStore, GateTable, OutageTable
-from services.limits import RequestRateLimiter, SharedRateTable
+from services.gate import CredentialGate, GateStore
+from services.lockout import GateTable, OutageTable
 from services.pipeline import Pipeline, SystemSpec
+from services.rates import RequestRateLimiter, SharedRateTable
 from services.storage import Storage
 from settings import Settings
 

@@ -23,7 +23,7 @@ address is answered 401 without asking the school again. While a student or
 an address is locked out, every password, right or wrong, gets 429: a right
 one getting 200 would turn the lockout into an oracle.
 
-Per-host state (`GateTable`, shared memory across the workers of a host)
+Per-host state (`GateTable` in services/lockout.py, shared memory across the workers of a host)
 keeps the warm path off the database: the current verifier, when it was last
 read from the database, lockouts seen, and how many reservations are being
 decided right now. A request whose password matches the verifier waits for
@@ -45,9 +45,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import mmap
 import random
-import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -61,189 +59,35 @@ from db import queries
 from db.errors import is_contention
 from db.models import LoginFailure
 from observability import metrics
+from services.addresses import address_key
 from services.credentials import Credentials, make_verifier
 from services.deferred import DeferredWrites, WriteHealth
 from services.errors import InvalidPassword, RateLimited, StorageUnavailable
-from services.limits import address_key
-from services.shared_slots import SharedSlots, key_hash
+from services.lockout import (
+    HOST_VERIFIER_BYTES,
+    IP,
+    NO_VERIFIER,
+    STUDENT,
+    GateTable,
+    OutageTable,
+    attempt_hash,
+    lock_end,
+    locked_out,
+)
 from settings import LimitsSettings
 
 log = logging.getLogger("jnufm.gate")
 
-STUDENT: Final = "student"
-IP: Final = "ip"
-
 # A password is identified in failure rows by this many hex digits of its verifier.
 ATTEMPT_CHARS: Final = 32
-# Verifier bytes kept per student in the host table (128 bits: no accidental match).
-HOST_VERIFIER_BYTES: Final = 16
-NO_VERIFIER: Final = bytes(HOST_VERIFIER_BYTES)
 # Expired failure rows deleted per reservation. Anything above 1 makes pruning
 # outrun inserts, so the table stays near "failures within one window".
 PRUNE_BATCH: Final = 64
-# A reservation being decided takes two short transactions. A count left behind
-# by a worker killed in between is ignored after this long.
-PENDING_TTL_S: Final = 10.0
 PENDING_POLL_S: Final = 0.002
-
-# A subject whose limit is reached only because requests are still being judged
-# may be free again in moments (their passwords may be accepted): retry after this.
-PENDING_RETRY_S: Final = 2.0
-
-# tag, verifier_at, verifier (first bytes; zeros = none), lock_at, locked_until, failures
-# (distinct failed passwords in the window as of lock_at), pending, pending_at, used_at.
-# Times are wall-clock seconds, comparable across processes and hosts.
-GATE_SLOT: Final = struct.Struct("=Qd16sddiidd")
-# Failed passwords a host remembers per subject while its database is away:
-# tag, then (attempt hash, when) pairs.
-OUTAGE_ATTEMPTS: Final = 8
-OUTAGE_SLOT: Final = struct.Struct("=Q" + "Qd" * OUTAGE_ATTEMPTS)
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class HostRecord:
-    """What this host knows about one student or address, and since when."""
-
-    verifier_at: float  # when the verifier was read from (or written to) the database; 0 never
-    verifier: bytes
-    lock_at: float  # when the lockout state was last computed from the database; 0 never
-    locked_until: float
-    failures: int  # distinct failed passwords in the window, as of lock_at
-    pending: int  # reservations being decided on this host right now
-
-
-EMPTY: Final = HostRecord(0.0, NO_VERIFIER, 0.0, 0.0, 0, 0)
-
-
-class GateTable(SharedSlots):
-    """Per-host gate state for students and addresses, shared by every worker of the host."""
-
-    slot_size = GATE_SLOT.size
-    table_name = "jnufm-gate-table"
-
-    def read(self, key: str, now: float) -> HostRecord:
-        """The record of key (an empty one if this host holds none)."""
-        tag = key_hash(key)
-        first = self.chain_start(tag)
-        with self.locked(first) as memory:
-            for offset in self.chain(first):
-                found, v_at, verifier, l_at, until, failures, pending, p_at, _ = (
-                    GATE_SLOT.unpack_from(memory, offset)
-                )
-                if found == tag:
-                    if pending and now - p_at > PENDING_TTL_S:
-                        pending = 0
-                    return HostRecord(v_at, verifier, l_at, until, failures, pending)
-        return EMPTY
-
-    def write(
-        self,
-        key: str,
-        now: float,
-        *,
-        verifier_at: float | None = None,
-        verifier: bytes | None = None,
-        lock_at: float | None = None,
-        locked_until: float | None = None,
-        failures: int | None = None,
-        pending: int = 0,
-    ) -> None:
-        """Change the given fields of key's record (creating it); `pending` is a delta."""
-        tag = key_hash(key)
-        first = self.chain_start(tag)
-        with self.locked(first) as memory:
-            offset = self._slot(memory, first, tag, now)
-            found, v_at, old, l_at, until, known, count, p_at, _ = GATE_SLOT.unpack_from(
-                memory, offset
-            )
-            if found != tag:
-                v_at, old, l_at, until, known, count, p_at = 0.0, NO_VERIFIER, 0.0, 0.0, 0, 0, 0.0
-            if count and now - p_at > PENDING_TTL_S:
-                count = 0
-            if pending > 0:
-                p_at = now
-            GATE_SLOT.pack_into(
-                memory,
-                offset,
-                tag,
-                v_at if verifier_at is None else verifier_at,
-                old if verifier is None else verifier,
-                l_at if lock_at is None else lock_at,
-                until if locked_until is None else locked_until,
-                known if failures is None else failures,
-                max(0, count + pending),
-                p_at,
-                now,
-            )
-
-    def _slot(self, memory: mmap.mmap, first: int, tag: int, now: float) -> int:
-        """Key's slot in its chain, else the one to take over: empty, else the least
-        recently used that is neither locked nor being decided, else the least recently used."""
-        best, best_rank = first, (3, 0.0)
-        for offset in self.chain(first):
-            found, _, _, _, until, _, pending, p_at, used = GATE_SLOT.unpack_from(memory, offset)
-            if found == tag:
-                return offset
-            busy = until > now or (pending > 0 and now - p_at <= PENDING_TTL_S)
-            rank = (0, 0.0) if found == 0 else ((2 if busy else 1), used)
-            if rank < best_rank:
-                best, best_rank = offset, rank
-        return best
-
-
-class OutageTable(SharedSlots):
-    """Failed passwords per student and address, counted by this host while its database
-    is away (at most OUTAGE_ATTEMPTS each; the oldest is forgotten first)."""
-
-    slot_size = OUTAGE_SLOT.size
-    table_name = "jnufm-gate-outage"
-
-    def add(self, key: str, attempt: int, now: float) -> None:
-        tag = key_hash(key)
-        first = self.chain_start(tag)
-        with self.locked(first) as memory:
-            offset = self._slot(memory, first, tag)
-            values = list(OUTAGE_SLOT.unpack_from(memory, offset))
-            pairs = [] if values[0] != tag else list(zip(values[1::2], values[2::2], strict=True))
-            pairs = [(a, at) for a, at in pairs if a and a != attempt]
-            pairs = [*pairs, (attempt, now)][-OUTAGE_ATTEMPTS:]
-            pairs += [(0, 0.0)] * (OUTAGE_ATTEMPTS - len(pairs))
-            OUTAGE_SLOT.pack_into(memory, offset, tag, *(x for pair in pairs for x in pair))
-
-    def attempts(self, key: str, since: float) -> set[int]:
-        """The distinct attempts recorded for key after `since`."""
-        tag = key_hash(key)
-        first = self.chain_start(tag)
-        with self.locked(first) as memory:
-            for offset in self.chain(first):
-                values = OUTAGE_SLOT.unpack_from(memory, offset)
-                if values[0] == tag:
-                    return {
-                        a
-                        for a, at in zip(values[1::2], values[2::2], strict=True)
-                        if a and at > since
-                    }
-        return set()
-
-    def _slot(self, memory: mmap.mmap, first: int, tag: int) -> int:
-        """Key's slot, else an empty one, else the one whose newest entry is oldest."""
-        best, best_at = first, float("inf")
-        for offset in self.chain(first):
-            values = OUTAGE_SLOT.unpack_from(memory, offset)
-            if values[0] == tag:
-                return offset
-            newest = 0.0 if values[0] == 0 else max(values[2::2])
-            if newest < best_at:
-                best, best_at = offset, newest
-        return best
-
-
-def attempt_hash(attempt: str) -> int:
-    return int(attempt[:16], 16) or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,32 +207,6 @@ class GateStore:
         with contextlib.suppress(SQLAlchemyError):
             async with self._sessions.begin() as db:
                 await queries.prune_login_failures(db, before, PRUNE_BATCH)
-
-
-def lock_end(
-    groups: Sequence[queries.FailureGroup], limit: int, window: timedelta, now: datetime
-) -> datetime | None:
-    """Until when a subject with these distinct failed passwords (newest first) is locked
-    out, or None if it is below its limit.
-
-    Passwords whose requests are still under way count (else a burst could overshoot),
-    but they may yet be accepted and withdrawn: a lockout that needs them to reach the
-    limit is held only PENDING_RETRY_S at a time.
-    """
-    if len(groups) < limit:
-        return None
-    settled = [g for g in groups if g.settled]
-    if len(settled) >= limit:
-        return settled[limit - 1].latest + window
-    return min(groups[limit - 1].latest + window, now + timedelta(seconds=PENDING_RETRY_S))
-
-
-def locked_out(retry_after_s: float) -> RateLimited:
-    return RateLimited(
-        "too_many_failed_logins",
-        "too many failed logins for this student number or from this address; try again later",
-        max(1, int(retry_after_s + 0.999)),
-    )
 
 
 class CredentialGate:

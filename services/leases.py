@@ -151,7 +151,3 @@ class LeaseStore:
         if freed:
             log.info("freed %d lease(s) of processes that died on this host", freed)
         return freed
-
-    async def is_held(self, name: str) -> bool:
-        async with self._sessions() as db:
-            return await queries.lease_holder(db, name, self._now()) is not None

@@ -64,7 +64,7 @@ from services.errors import (
 )
 from services.gate import CredentialGate, Ticket
 from services.leases import new_holder_id
-from services.limits import RequestRateLimiter
+from services.rates import RequestRateLimiter
 from services.retry import RetryBudget, backoff_s
 from services.storage import Codec, SessionToKeep, Storage
 from settings import Settings

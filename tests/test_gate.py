@@ -26,16 +26,14 @@ from db.models import LoginFailure, SchoolSession
 from services.credentials import Credentials
 from services.deferred import DeferredWrites
 from services.errors import InvalidPassword, RateLimited, StorageUnavailable
-from services.gate import (
+from services.gate import CredentialGate, GateStore, Ticket
+from services.lockout import (
     EMPTY,
     GATE_SLOT,
     PENDING_TTL_S,
-    CredentialGate,
-    GateStore,
     GateTable,
     HostRecord,
     OutageTable,
-    Ticket,
 )
 from settings import DatabaseSettings, LimitsSettings
 

@@ -12,13 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from services.addresses import address_key, client_ip
 from services.errors import RateLimited
-from services.limits import (
-    RequestRateLimiter,
-    SharedRateTable,
-    address_key,
-    client_ip,
-)
+from services.rates import RequestRateLimiter, SharedRateTable
 from settings import ConfigError, LimitsSettings, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -153,12 +153,6 @@ def _login_form(tree: LexborHTMLParser) -> Form | None:
     return next((f for f in forms_of(tree) if _is_login_form(f)), None)
 
 
-def is_login_page(page: Page, content_type: str | None = None) -> bool:
-    """Whether the page holds the login form."""
-    _, tree = tree_of(page, content_type)
-    return _login_form(tree) is not None
-
-
 def _data_tree(page: Page, content_type: str | None) -> LexborHTMLParser:
     """A complete data page's tree, or the SchoolError its content means."""
     text, tree = tree_of(page, content_type)

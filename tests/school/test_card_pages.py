@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from school.card.pages import (
-    is_login_page,
     is_result_page,
     parse_account,
     parse_forms,
@@ -86,10 +85,13 @@ def test_unknown_charset_is_a_page_error() -> None:
 
 
 @pytest.mark.parametrize("markup", MARKUPS)
-def test_login_pages_are_login_pages(markup: str) -> None:
-    assert is_login_page(page(f"login{markup}.html"), GBK_TYPE)
-    assert not is_login_page(page(f"frame{markup}.html"))
-    assert not is_login_page(page(f"account{markup}.html"))
+def test_a_login_page_where_data_was_asked_means_the_session_is_lost(markup: str) -> None:
+    with pytest.raises(SessionExpired):
+        parse_account(page(f"login{markup}.html"), STUDENT, GBK_TYPE)
+    with pytest.raises(SchoolPageError) as caught:
+        parse_account(page(f"frame{markup}.html"), STUDENT)
+    assert not isinstance(caught.value, SessionExpired)
+    assert parse_account(page(f"account{markup}.html"), STUDENT).balance is not None
 
 
 @pytest.mark.parametrize("markup", MARKUPS)

@@ -1,0 +1,213 @@
+"""Lockouts: what every worker of a host knows about a student or an address (its
+current verifier, whether it is locked out and how many of its passwords are
+being judged right now), and the rule that says until when a subject is locked.
+
+`GateTable` and `OutageTable` live in memory the master maps before forking
+(services/shared_slots.py), so the warm path of the credential gate
+(services/gate.py) never waits for the database; the database stays the truth
+that every host shares.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from db import queries
+from services.errors import RateLimited
+from services.shared_slots import SharedSlots, key_hash
+
+STUDENT: Final = "student"
+IP: Final = "ip"
+
+# Verifier bytes kept per student in the host table (128 bits: no accidental match).
+HOST_VERIFIER_BYTES: Final = 16
+NO_VERIFIER: Final = bytes(HOST_VERIFIER_BYTES)
+# A reservation being decided takes two short transactions. A count left behind
+# by a worker killed in between is ignored after this long.
+PENDING_TTL_S: Final = 10.0
+
+# A subject whose limit is reached only because requests are still being judged
+# may be free again in moments (their passwords may be accepted): retry after this.
+PENDING_RETRY_S: Final = 2.0
+
+# tag, verifier_at, verifier (first bytes; zeros = none), lock_at, locked_until, failures
+# (distinct failed passwords in the window as of lock_at), pending, pending_at, used_at.
+# Times are wall-clock seconds, comparable across processes and hosts.
+GATE_SLOT: Final = struct.Struct("=Qd16sddiidd")
+# Failed passwords a host remembers per subject while its database is away:
+# tag, then (attempt hash, when) pairs.
+OUTAGE_ATTEMPTS: Final = 8
+OUTAGE_SLOT: Final = struct.Struct("=Q" + "Qd" * OUTAGE_ATTEMPTS)
+
+
+@dataclass(frozen=True, slots=True)
+class HostRecord:
+    """What this host knows about one student or address, and since when."""
+
+    verifier_at: float  # when the verifier was read from (or written to) the database; 0 never
+    verifier: bytes
+    lock_at: float  # when the lockout state was last computed from the database; 0 never
+    locked_until: float
+    failures: int  # distinct failed passwords in the window, as of lock_at
+    pending: int  # reservations being decided on this host right now
+
+
+EMPTY: Final = HostRecord(0.0, NO_VERIFIER, 0.0, 0.0, 0, 0)
+
+
+class GateTable(SharedSlots):
+    """Per-host gate state for students and addresses, shared by every worker of the host."""
+
+    slot_size = GATE_SLOT.size
+    table_name = "jnufm-gate-table"
+
+    def read(self, key: str, now: float) -> HostRecord:
+        """The record of key (an empty one if this host holds none)."""
+        tag = key_hash(key)
+        first = self.chain_start(tag)
+        with self.locked(first) as memory:
+            for offset in self.chain(first):
+                found, v_at, verifier, l_at, until, failures, pending, p_at, _ = (
+                    GATE_SLOT.unpack_from(memory, offset)
+                )
+                if found == tag:
+                    if pending and now - p_at > PENDING_TTL_S:
+                        pending = 0
+                    return HostRecord(v_at, verifier, l_at, until, failures, pending)
+        return EMPTY
+
+    def write(
+        self,
+        key: str,
+        now: float,
+        *,
+        verifier_at: float | None = None,
+        verifier: bytes | None = None,
+        lock_at: float | None = None,
+        locked_until: float | None = None,
+        failures: int | None = None,
+        pending: int = 0,
+    ) -> None:
+        """Change the given fields of key's record (creating it); `pending` is a delta."""
+        tag = key_hash(key)
+        first = self.chain_start(tag)
+        with self.locked(first) as memory:
+            offset = self._slot(memory, first, tag, now)
+            found, v_at, old, l_at, until, known, count, p_at, _ = GATE_SLOT.unpack_from(
+                memory, offset
+            )
+            if found != tag:
+                v_at, old, l_at, until, known, count, p_at = 0.0, NO_VERIFIER, 0.0, 0.0, 0, 0, 0.0
+            if count and now - p_at > PENDING_TTL_S:
+                count = 0
+            if pending > 0:
+                p_at = now
+            GATE_SLOT.pack_into(
+                memory,
+                offset,
+                tag,
+                v_at if verifier_at is None else verifier_at,
+                old if verifier is None else verifier,
+                l_at if lock_at is None else lock_at,
+                until if locked_until is None else locked_until,
+                known if failures is None else failures,
+                max(0, count + pending),
+                p_at,
+                now,
+            )
+
+    def _slot(self, memory: mmap.mmap, first: int, tag: int, now: float) -> int:
+        """Key's slot in its chain, else the one to take over: empty, else the least
+        recently used that is neither locked nor being decided, else the least recently used."""
+        best, best_rank = first, (3, 0.0)
+        for offset in self.chain(first):
+            found, _, _, _, until, _, pending, p_at, used = GATE_SLOT.unpack_from(memory, offset)
+            if found == tag:
+                return offset
+            busy = until > now or (pending > 0 and now - p_at <= PENDING_TTL_S)
+            rank = (0, 0.0) if found == 0 else ((2 if busy else 1), used)
+            if rank < best_rank:
+                best, best_rank = offset, rank
+        return best
+
+
+class OutageTable(SharedSlots):
+    """Failed passwords per student and address, counted by this host while its database
+    is away (at most OUTAGE_ATTEMPTS each; the oldest is forgotten first)."""
+
+    slot_size = OUTAGE_SLOT.size
+    table_name = "jnufm-gate-outage"
+
+    def add(self, key: str, attempt: int, now: float) -> None:
+        tag = key_hash(key)
+        first = self.chain_start(tag)
+        with self.locked(first) as memory:
+            offset = self._slot(memory, first, tag)
+            values = list(OUTAGE_SLOT.unpack_from(memory, offset))
+            pairs = [] if values[0] != tag else list(zip(values[1::2], values[2::2], strict=True))
+            pairs = [(a, at) for a, at in pairs if a and a != attempt]
+            pairs = [*pairs, (attempt, now)][-OUTAGE_ATTEMPTS:]
+            pairs += [(0, 0.0)] * (OUTAGE_ATTEMPTS - len(pairs))
+            OUTAGE_SLOT.pack_into(memory, offset, tag, *(x for pair in pairs for x in pair))
+
+    def attempts(self, key: str, since: float) -> set[int]:
+        """The distinct attempts recorded for key after `since`."""
+        tag = key_hash(key)
+        first = self.chain_start(tag)
+        with self.locked(first) as memory:
+            for offset in self.chain(first):
+                values = OUTAGE_SLOT.unpack_from(memory, offset)
+                if values[0] == tag:
+                    return {
+                        a
+                        for a, at in zip(values[1::2], values[2::2], strict=True)
+                        if a and at > since
+                    }
+        return set()
+
+    def _slot(self, memory: mmap.mmap, first: int, tag: int) -> int:
+        """Key's slot, else an empty one, else the one whose newest entry is oldest."""
+        best, best_at = first, float("inf")
+        for offset in self.chain(first):
+            values = OUTAGE_SLOT.unpack_from(memory, offset)
+            if values[0] == tag:
+                return offset
+            newest = 0.0 if values[0] == 0 else max(values[2::2])
+            if newest < best_at:
+                best, best_at = offset, newest
+        return best
+
+
+def attempt_hash(attempt: str) -> int:
+    return int(attempt[:16], 16) or 1
+
+
+def lock_end(
+    groups: Sequence[queries.FailureGroup], limit: int, window: timedelta, now: datetime
+) -> datetime | None:
+    """Until when a subject with these distinct failed passwords (newest first) is locked
+    out, or None if it is below its limit.
+
+    Passwords whose requests are still under way count (else a burst could overshoot),
+    but they may yet be accepted and withdrawn: a lockout that needs them to reach the
+    limit is held only PENDING_RETRY_S at a time.
+    """
+    if len(groups) < limit:
+        return None
+    settled = [g for g in groups if g.settled]
+    if len(settled) >= limit:
+        return settled[limit - 1].latest + window
+    return min(groups[limit - 1].latest + window, now + timedelta(seconds=PENDING_RETRY_S))
+
+
+def locked_out(retry_after_s: float) -> RateLimited:
+    return RateLimited(
+        "too_many_failed_logins",
+        "too many failed logins for this student number or from this address; try again later",
+        max(1, int(retry_after_s + 0.999)),
+    )
