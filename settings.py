@@ -110,14 +110,28 @@ class DatabaseSettings(_Section):
         return value
 
 
-class CardCenterConfig(_Section):
-    base_url: str = "http://127.0.0.1:8100"
+class SystemConfig(_Section):
+    """Where one school system is and how we talk to it; each system's section in
+    `school:` starts with these keys."""
+
+    base_url: str
     connect_timeout_s: Annotated[float, Field(gt=0)] = 3.0
     total_timeout_s: Annotated[float, Field(gt=0)] = 30.0
-    clock_offset_minutes: int = 55
-    max_pages: Annotated[int, Field(ge=1, le=1000)] = 50
     user_agent: str = "jnufm/0.1 (+campus API server)"
     max_connections: Annotated[int, Field(ge=1)] = 32
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+class CardCenterConfig(SystemConfig):
+    base_url: str = "http://127.0.0.1:8100"
+    clock_offset_minutes: int = 55
+    max_pages: Annotated[int, Field(ge=1, le=1000)] = 50
 
     @property
     def clock_offset(self) -> timedelta:
@@ -126,6 +140,10 @@ class CardCenterConfig(_Section):
 
 class SchoolSettings(_Section):
     card: CardCenterConfig = CardCenterConfig()
+
+
+# Where each system is served by the bundled simulator, under its address.
+SIMULATOR_PATHS: dict[str, str] = {"card": ""}
 
 
 class SimulatorSettings(_Section):
@@ -317,12 +335,12 @@ class Settings(_Section):
     metrics: MetricsSettings = MetricsSettings()
     debug: DebugSettings = DebugSettings()
 
-    @property
-    def card_base_url(self) -> str:
-        """Where the card client goes: the bundled simulator when it is on."""
+    def base_url(self, system: str) -> str:
+        """Where a school system's client goes: the bundled simulator when it is on."""
         if self.simulator.enabled:
-            return f"http://{self.simulator.host}:{self.simulator.port}"
-        return self.school.card.base_url
+            return f"http://{self.simulator.host}:{self.simulator.port}{SIMULATOR_PATHS[system]}"
+        config: SystemConfig = getattr(self.school, system)
+        return config.base_url
 
     def worker_count(self) -> int:
         return self.processes or (os.cpu_count() or 1)

@@ -1,5 +1,6 @@
 """Tables: students, their keyed credential verifiers (never a password), stored results
-of every school system, leases, sealed school sessions and recent failed logins."""
+of every school system, calendar feed tokens (hashed), leases, sealed school sessions
+and recent failed logins."""
 
 from __future__ import annotations
 
@@ -113,6 +114,27 @@ class Result(Base):
     params: Mapped[str] = mapped_column(String(255))
     payload: Mapped[str] = mapped_column(LongText)
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CalendarToken(Base):
+    """A revocable calendar feed URL of one student: only its SHA-256 is kept (the URL
+    itself is shown once, at creation). It reads stored answers; it cannot log in."""
+
+    __tablename__ = "calendar_tokens"
+    __table_args__ = (
+        UniqueConstraint("token_hash"),
+        Index("ix_calendar_tokens_student_id", "student_id"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    student_id: Mapped[str] = mapped_column(String(32))
+    # What the feed holds: "all" (classes and exams), "timetable" or "exams".
+    feed: Mapped[str] = mapped_column(String(16))
+    year: Mapped[int] = mapped_column(Integer)
+    term: Mapped[int] = mapped_column(SmallInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Lease(Base):

@@ -14,7 +14,15 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Lease, LoginFailure, Result, SchoolSession, Student, Verifier
+from db.models import (
+    CalendarToken,
+    Lease,
+    LoginFailure,
+    Result,
+    SchoolSession,
+    Student,
+    Verifier,
+)
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
@@ -337,3 +345,55 @@ async def prune_login_failures(session: AsyncSession, before: datetime, limit: i
     )
     await delete_login_failures_by_id(session, ids)
     return len(ids)
+
+
+async def add_calendar_token(
+    session: AsyncSession,
+    token_hash: str,
+    student_id: str,
+    feed: str,
+    year: int,
+    term: int,
+    now: datetime,
+    keep: int,
+) -> None:
+    """Store a new feed token; beyond `keep` tokens of the student, the oldest are revoked."""
+    session.add(
+        CalendarToken(
+            token_hash=token_hash,
+            student_id=student_id,
+            feed=feed,
+            year=year,
+            term=term,
+            created_at=now,
+        )
+    )
+    await session.flush()
+    ids = (
+        (
+            await session.execute(
+                select(CalendarToken.id)
+                .where(CalendarToken.student_id == student_id)
+                .order_by(CalendarToken.id.desc())
+                .offset(keep)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if ids:
+        await session.execute(delete(CalendarToken).where(CalendarToken.id.in_(ids)))
+
+
+async def get_calendar_token(session: AsyncSession, token_hash: str) -> CalendarToken | None:
+    return (
+        await session.execute(select(CalendarToken).where(CalendarToken.token_hash == token_hash))
+    ).scalar_one_or_none()
+
+
+async def delete_calendar_token(session: AsyncSession, token_hash: str) -> bool:
+    """Revoke a token; False if there was none."""
+    result = await session.execute(
+        delete(CalendarToken).where(CalendarToken.token_hash == token_hash)
+    )
+    return bool(getattr(result, "rowcount", 0))

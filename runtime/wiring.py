@@ -53,7 +53,7 @@ def card_client(settings: Settings, http: httpx.AsyncClient) -> CardCenterClient
     card = settings.school.card
     return CardCenterClient(
         CardCenterSettings(
-            base_url=settings.card_base_url,
+            base_url=settings.base_url("card"),
             connect_timeout=card.connect_timeout_s,
             total_timeout=card.total_timeout_s,
             clock_offset=card.clock_offset,
