@@ -7,9 +7,11 @@ from typing import Any
 
 from tornado.web import Application
 
-from handlers import legacy, ops, pages, v1
+from handlers import ops, pages
 from handlers.base import AppDeps, NotFoundHandler, log_request
 from handlers.guards import GuardedApplication
+from handlers.legacy import card as legacy_card
+from handlers.v1 import card as v1_card
 from settings import HttpSettings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -21,14 +23,14 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
     static = {"path": str(STATIC_DIR)}
     return [
         # The 2013 endpoints, unchanged for old clients.
-        (r"/card/rest", legacy.BalanceHandler, d),
-        (r"/card/today", legacy.TodayHandler, d),
-        (r"/card/month", legacy.MonthHandler, d),
-        (r"/card/personalinfo", legacy.PersonalInfoHandler, d),
+        (r"/card/rest", legacy_card.BalanceHandler, d),
+        (r"/card/today", legacy_card.TodayHandler, d),
+        (r"/card/month", legacy_card.MonthHandler, d),
+        (r"/card/personalinfo", legacy_card.PersonalInfoHandler, d),
         # The clean API.
-        (r"/v1/card/balance", v1.V1BalanceHandler, d),
-        (r"/v1/card/transactions", v1.V1TransactionsHandler, d),
-        (r"/v1/card/profile", v1.V1ProfileHandler, d),
+        (r"/v1/card/balance", v1_card.V1BalanceHandler, d),
+        (r"/v1/card/transactions", v1_card.V1TransactionsHandler, d),
+        (r"/v1/card/profile", v1_card.V1ProfileHandler, d),
         # Operations: liveness, readiness, Prometheus metrics (see docs/operations.md).
         (r"/healthz", pages.HealthHandler, d),
         (r"/readyz", ops.ReadyHandler, d),

@@ -5,17 +5,11 @@
 -> {"data": [<the account page's value cells>]}. Credentials are `stuid` and
 `password`, in the query string as in 2013, or in a POST body. `/card/rest`
 and `/card/month` take GET and POST, the other two GET only, as in 2013.
-Every error body is {"data": null, "error": {...}}, so a 2013 client reading
-["data"] shows nothing instead of crashing. README lists every difference
-from 2013.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from handlers.base import AppDeps, JsonHandler, describe_error
+from handlers.legacy import LegacyHandler
 from school.card.models import Transaction
 from services.card import CHINA
 from services.credentials import Credentials
@@ -42,52 +36,12 @@ def value_cells(cells: tuple[str, ...]) -> list[str]:
     return [cell for cell in cells if "：" not in cell]
 
 
-def body_style(deps: AppDeps) -> str:
-    """`api.legacy_body` of this worker's settings ("compact" or "2013")."""
-    return "2013" if deps.legacy_body == "2013" else "compact"
-
-
-def encode(body: Any, style: str) -> str:
-    """A legacy body: compact, or the 2013 server's bytes.
-
-    2013 answered with Flask 0.10's jsonify on Python 2.7: indent 2, ASCII
-    escapes, sorted keys, and Python 2's ", " item separator (a space at the
-    end of every line but a block's last). The log's balance answers were 20
-    bytes: `{\\n  "data": "6.50"\\n}`, a balance of 4 characters.
-    """
-    if style == "2013":
-        return json.dumps(
-            body, indent=2, ensure_ascii=True, sort_keys=True, separators=(", ", ": ")
-        )
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-
-
-class LegacyCardHandler(JsonHandler):
-    def initialize(self, deps: AppDeps) -> None:
-        super().initialize(deps)
-        self.style = body_style(deps)
-
+class LegacyCardHandler(LegacyHandler):
     def credentials(self) -> Credentials:
         # The query string (2013), or a form-encoded POST body.
         return Credentials.parse(
             self.get_argument("stuid", None), self.get_argument("password", None)
         )
-
-    def write_json(self, body: Any, status: int = 200) -> None:
-        self.set_status(status)
-        self.finish(encode(body, self.style))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc_info = kwargs.get("exc_info")
-        exc = exc_info[1] if exc_info else None
-        status, code, message, headers = describe_error(exc, status_code, self.deps.retry_after_s)
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        for name, value in headers.items():
-            self.set_header(name, value)
-        # "data" beside "error": a 2013 client reads body["data"] and finds nothing.
-        body = {"data": None, "error": {"code": code, "message": message}}
-        self.finish(encode(body, self.style))
 
 
 class BalanceHandler(LegacyCardHandler):

@@ -1,8 +1,8 @@
-"""The clean API under /v1/: credentials by HTTP Basic auth or a POST body, typed answers.
+"""The clean API under /v1/: credentials by HTTP Basic auth or a POST body, typed answers,
+one module per school system.
 
-Money is a decimal string with `currency`, times are ISO 8601 with their
-offset, and every answer says `as_of` (when the school produced it) and
-`source`.
+Times are ISO 8601 with their offset, and every answer about a student says
+`as_of` (when the school produced it), `source` and `stale`.
 """
 
 from __future__ import annotations
@@ -10,25 +10,17 @@ from __future__ import annotations
 import base64
 import json
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from handlers.base import JsonHandler
-from school.card.models import Transaction
 from services.card import CHINA
 from services.credentials import MAX_FIELD_LENGTH, Credentials
 from services.errors import BadInput
 from services.pipeline import Answer
 
-CURRENCY = "CNY"
-
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(CHINA).isoformat(timespec="seconds")
-
-
-def money(amount: Decimal) -> str:
-    return f"{amount:.2f}"
 
 
 class V1Handler(JsonHandler):
@@ -103,33 +95,6 @@ class V1Handler(JsonHandler):
         }
 
 
-class V1BalanceHandler(V1Handler):
-    async def get(self) -> None:
-        creds = self.credentials()
-        answer = await self.deps.card.balance(creds, self.wants_fresh(), self.client_ip())
-        body = {"balance": {"amount": money(answer.value.balance), "currency": CURRENCY}}
-        self.write_answer(answer, self.envelope(creds, answer, body))
-
-    post = get
-
-
-class V1ProfileHandler(V1Handler):
-    async def get(self) -> None:
-        creds = self.credentials()
-        answer = await self.deps.card.profile(creds, self.wants_fresh(), self.client_ip())
-        info = answer.value
-        body = {
-            "name": info.name,
-            "card_number": info.card_number,
-            "identity": info.identity,
-            "department": info.department,
-            "status": info.status,
-        }
-        self.write_answer(answer, self.envelope(creds, answer, body))
-
-    post = get
-
-
 def parse_date(name: str, value: str | None, default: date) -> date:
     if value is None or value == "":
         return default
@@ -141,36 +106,3 @@ def parse_date(name: str, value: str | None, default: date) -> date:
 
 def _bad_date(name: str) -> date:
     raise BadInput("invalid_date", f"{name} must be a date written YYYY-MM-DD")
-
-
-def v1_rows(rows: list[Transaction]) -> list[dict[str, str]]:
-    return [
-        {
-            "time": iso(row.time),
-            "kind": row.way,
-            "place": row.position,
-            "amount": money(row.amount),
-            "balance_after": money(row.balance_after),
-        }
-        for row in rows
-    ]
-
-
-class V1TransactionsHandler(V1Handler):
-    async def get(self) -> None:
-        creds = self.credentials()
-        today = self.deps.card.today()
-        start = parse_date("start", self.param("start"), today)
-        end = parse_date("end", self.param("end"), today)
-        fresh, ip = self.wants_fresh(), self.client_ip()
-        answer = await self.deps.card.transactions(creds, start, end, fresh, ip)
-        body = {
-            "start": start.isoformat(),
-            "end": end.isoformat(),
-            "currency": CURRENCY,
-            "count": len(answer.value),
-            "transactions": v1_rows(answer.value),
-        }
-        self.write_answer(answer, self.envelope(creds, answer, body))
-
-    post = get
