@@ -203,7 +203,13 @@ async def test_the_breaker_opens_after_failures_then_probes_and_closes(
 
 
 async def test_the_budget_caps_concurrent_school_requests(db_url: str, school: Proc) -> None:
-    settings = make_settings(db_url, school.url, **{"budget.card": 3, "budget.wait_s": 30})
+    # 50 cold students through 3 slots take longer than a query's default total
+    # deadline on a slow machine; the deadline is not what this test is about.
+    settings = make_settings(
+        db_url,
+        school.url,
+        **{"budget.card": 3, "budget.wait_s": 30, "school.card.total_timeout_s": 60},
+    )
     async with serve_app(settings) as (client, _):
         sim_json(school.url, "/__sim/reset", {})
         students = [f"20110{i:05d}" for i in range(50)]
