@@ -12,7 +12,7 @@ import itertools
 import math
 import os
 from collections import Counter
-from datetime import timedelta
+from datetime import date, time, timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -138,12 +138,72 @@ class CardCenterConfig(SystemConfig):
         return timedelta(minutes=self.clock_offset_minutes)
 
 
+class GpaSettings(_Section):
+    """How a grade point average is computed (see school/academic/models.py GpaRule)."""
+
+    # The office's 学分绩点 cell holds credits x grade point (as on the 2013 grade list).
+    points_include_credits: bool = True
+    count_failed: bool = True
+    # Only these course categories count (e.g. ["必修"]); null: all of them.
+    categories: list[str] | None = None
+    places: Annotated[int, Field(ge=0, le=6)] = 2
+
+
+class AcademicOfficeConfig(SystemConfig):
+    base_url: str = "http://127.0.0.1:8100/jwc/"
+    total_timeout_s: Annotated[float, Field(gt=0)] = 15.0
+    max_captcha_tries: Annotated[int, Field(ge=1, le=10)] = 5
+    term_weeks: Annotated[int, Field(ge=1, le=30)] = 16
+    gpa: GpaSettings = GpaSettings()
+
+
+class MainCatalogueConfig(SystemConfig):
+    """The main library's INNOPAC / Millennium WebPAC catalogue."""
+
+    base_url: str = "http://127.0.0.1:8100/opac"
+    total_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+
+
+class ZhuhaiCatalogueConfig(SystemConfig):
+    """The Zhuhai campus library's ILAS catalogue."""
+
+    base_url: str = "http://127.0.0.1:8100/ilas"
+    total_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    # Deepest result page asked: ILAS pages by following each page's "next" form, so
+    # page N costs N requests.
+    max_pages: Annotated[int, Field(ge=1, le=50)] = 10
+    # Result rows whose detail page is read for the ISBN and copies (each one request).
+    isbn_lookups: Annotated[int, Field(ge=0, le=20)] = 0
+
+
+class CoverServiceConfig(SystemConfig):
+    """Where book covers come from, by ISBN."""
+
+    base_url: str = "http://127.0.0.1:8100/covers"
+    total_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    max_bytes: Annotated[int, Field(ge=1024, le=8 * 1024 * 1024)] = 512 * 1024
+
+
 class SchoolSettings(_Section):
     card: CardCenterConfig = CardCenterConfig()
+    academic: AcademicOfficeConfig = AcademicOfficeConfig()
+    library: MainCatalogueConfig = MainCatalogueConfig()
+    library_zhuhai: ZhuhaiCatalogueConfig = ZhuhaiCatalogueConfig()
+    covers: CoverServiceConfig = CoverServiceConfig()
+
+    def systems(self) -> dict[str, SystemConfig]:
+        """Every school system's section, by name."""
+        return {name: getattr(self, name) for name in type(self).model_fields}
 
 
 # Where each system is served by the bundled simulator, under its address.
-SIMULATOR_PATHS: dict[str, str] = {"card": ""}
+SIMULATOR_PATHS: dict[str, str] = {
+    "card": "",
+    "academic": "/jwc/",
+    "library": "/opac",
+    "library_zhuhai": "/ilas",
+    "covers": "/covers",
+}
 
 
 class SimulatorSettings(_Section):
@@ -153,6 +213,81 @@ class SimulatorSettings(_Section):
     profile: Literal["fast", "jnu-2013"] = "fast"
     seed: int = 2013
     start_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+
+
+class TermSettings(_Section):
+    """One term of the campus calendar: `year` is its academic year's first calendar year
+    (2026 = 2026-2027), `starts` the Monday of its teaching week 1."""
+
+    year: Annotated[int, Field(ge=2000, le=2100)]
+    term: Literal[1, 2]
+    starts: date
+
+    @field_validator("starts")
+    @classmethod
+    def _a_monday(cls, value: date) -> date:
+        if value.weekday() != 0:
+            raise ValueError("must be a Monday (the first day of teaching week 1)")
+        return value
+
+
+def _period(text: str) -> tuple[time, time]:
+    first, sep, last = text.partition("-")
+    try:
+        start, end = time.fromisoformat(first.strip()), time.fromisoformat(last.strip())
+    except ValueError:
+        start = end = time()
+    if not sep or len(first.strip()) != 5 or len(last.strip()) != 5 or start >= end:
+        raise ValueError(f"{text!r} is not a period written HH:MM-HH:MM")
+    return start, end
+
+
+class CampusSettings(_Section):
+    """The campus calendar: when terms start and when each class period is."""
+
+    terms: list[TermSettings] = [
+        TermSettings(year=2025, term=1, starts=date(2025, 9, 1)),
+        TermSettings(year=2025, term=2, starts=date(2026, 3, 2)),
+        TermSettings(year=2026, term=1, starts=date(2026, 9, 7)),
+        TermSettings(year=2026, term=2, starts=date(2027, 3, 1)),
+    ]
+    # Period n of a day is the n-th entry, "HH:MM-HH:MM" (campus time).
+    periods: list[str] = [
+        "08:00-08:45",
+        "08:50-09:35",
+        "10:00-10:45",
+        "10:50-11:35",
+        "11:40-12:25",
+        "14:30-15:15",
+        "15:20-16:05",
+        "16:30-17:15",
+        "17:20-18:05",
+        "19:30-20:15",
+        "20:20-21:05",
+        "21:10-21:55",
+    ]
+
+    @field_validator("periods")
+    @classmethod
+    def _periods(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must list at least one period")
+        spans = [_period(text) for text in value]
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            if start < end:
+                raise ValueError("periods must be in order and must not overlap")
+        return value
+
+    @field_validator("terms")
+    @classmethod
+    def _terms(cls, value: list[TermSettings]) -> list[TermSettings]:
+        keys = [(t.year, t.term) for t in value]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a term is listed twice")
+        return sorted(value, key=lambda t: t.starts)
+
+    def period_times(self) -> list[tuple[time, time]]:
+        return [_period(text) for text in self.periods]
 
 
 class ApiSettings(_Section):
@@ -169,6 +304,12 @@ class FreshnessSettings(_Section):
     today: Annotated[float, Field(ge=0)] = 60
     history: Annotated[float, Field(ge=0)] = 600
     profile: Annotated[float, Field(ge=0)] = 86400
+    timetable: Annotated[float, Field(ge=0)] = 21600
+    exams: Annotated[float, Field(ge=0)] = 3600
+    grades: Annotated[float, Field(ge=0)] = 300
+    search: Annotated[float, Field(ge=0)] = 600
+    book: Annotated[float, Field(ge=0)] = 600
+    cover: Annotated[float, Field(ge=0)] = 604800
 
 
 class CacheSettings(_Section):
@@ -189,6 +330,10 @@ class CoalescingSettings(_Section):
 
 class BudgetSettings(_Section):
     card: Annotated[int, Field(ge=1, le=1000)] = 2
+    academic: Annotated[int, Field(ge=1, le=1000)] = 2
+    library: Annotated[int, Field(ge=1, le=1000)] = 2
+    library_zhuhai: Annotated[int, Field(ge=1, le=1000)] = 1
+    covers: Annotated[int, Field(ge=1, le=1000)] = 4
     wait_s: Annotated[float, Field(ge=0)] = 10
     per_student_queue: Annotated[int, Field(ge=1, le=1000)] = 4
     slot_lease_s: Annotated[float, Field(gt=0)] = 30
@@ -321,6 +466,7 @@ class Settings(_Section):
     secret_key: Annotated[str, Field(min_length=16, repr=False)] = DEFAULT_SECRET_KEY
     school: SchoolSettings = SchoolSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    campus: CampusSettings = CampusSettings()
     api: ApiSettings = ApiSettings()
     cache: CacheSettings = CacheSettings()
     coalescing: CoalescingSettings = CoalescingSettings()
@@ -339,8 +485,7 @@ class Settings(_Section):
         """Where a school system's client goes: the bundled simulator when it is on."""
         if self.simulator.enabled:
             return f"http://{self.simulator.host}:{self.simulator.port}{SIMULATOR_PATHS[system]}"
-        config: SystemConfig = getattr(self.school, system)
-        return config.base_url
+        return self.school.systems()[system].base_url
 
     def worker_count(self) -> int:
         return self.processes or (os.cpu_count() or 1)

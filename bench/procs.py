@@ -249,7 +249,10 @@ def start_jnufm(
         "shutdown_grace_s": 2,
         "database": {"url": database_url or f"sqlite+aiosqlite:///{workdir / 'jnufm.sqlite3'}"},
         "simulator": {"enabled": False},
-        "school": {"card": {"base_url": school_url}},
+        "school": {
+            "card": {"base_url": school_url},
+            "academic": {"base_url": f"{school_url}/jwc/"},
+        },
         "log": {"level": "INFO"},
     }
     config = deep_merge(config, yaml.safe_load(overlay.read_text()) or {})

@@ -10,8 +10,13 @@ from tornado.web import Application
 from handlers import ops, pages
 from handlers.base import AppDeps, NotFoundHandler, log_request
 from handlers.guards import GuardedApplication
+from handlers.legacy import academic as legacy_academic
 from handlers.legacy import card as legacy_card
+from handlers.legacy import library as legacy_library
+from handlers.v1 import academic as v1_academic
 from handlers.v1 import card as v1_card
+from handlers.v1 import library as v1_library
+from observability import metrics
 from settings import HttpSettings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -27,10 +32,25 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/card/today", legacy_card.TodayHandler, d),
         (r"/card/month", legacy_card.MonthHandler, d),
         (r"/card/personalinfo", legacy_card.PersonalInfoHandler, d),
+        (r"/class/get", legacy_academic.ClassHandler, d),
+        (r"/kaoshi/get", legacy_academic.ExamHandler, d),
+        (r"/book/search/([^/]{1,200})", legacy_library.BookSearchHandler, d),
+        (r"/web/book", legacy_library.BookPageHandler, d),
+        (r"/isbn/image/([0-9Xx-]{10,17})", legacy_library.CoverHandler, d),
         # The clean API.
         (r"/v1/card/balance", v1_card.V1BalanceHandler, d),
         (r"/v1/card/transactions", v1_card.V1TransactionsHandler, d),
         (r"/v1/card/profile", v1_card.V1ProfileHandler, d),
+        (r"/v1/timetable", v1_academic.TimetableHandler, d),
+        (r"/v1/timetable\.ics", v1_academic.TimetableIcsHandler, d),
+        (r"/v1/exams", v1_academic.ExamsHandler, d),
+        (r"/v1/exams\.ics", v1_academic.ExamsIcsHandler, d),
+        (r"/v1/grades", v1_academic.GradesHandler, d),
+        (r"/v1/library/search", v1_library.LibrarySearchHandler, d),
+        (r"/v1/library/books/((?:zh-)?[0-9A-Za-z.]{1,24})", v1_library.LibraryBookHandler, d),
+        # Calendar apps cannot send Basic auth: a revocable token in the URL instead.
+        (r"/v1/calendar/tokens", v1_academic.CalendarTokensHandler, d),
+        (r"/v1/calendar/([A-Za-z0-9_-]{20,64})\.ics", v1_academic.CalendarFeedHandler, d),
         # Operations: liveness, readiness, Prometheus metrics (see docs/operations.md).
         (r"/healthz", pages.HealthHandler, d),
         (r"/readyz", ops.ReadyHandler, d),
@@ -47,6 +67,7 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
 
 def make_app(deps: AppDeps, http: HttpSettings) -> Application:
     """The Tornado application for one worker; every request passes handlers/guards.py."""
+    metrics.set_worker_generation(deps.worker_index, deps.state.generation)
     return GuardedApplication(
         routes(deps),
         deps,

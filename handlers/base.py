@@ -26,9 +26,12 @@ from tornado.web import HTTPError, RequestHandler
 from observability import metrics
 from observability.probes import OpsDeps
 from observability.timing import RequestTimer, activate, request_id_from
+from services.academic import AcademicService
 from services.addresses import client_ip
+from services.calendar import FeedTokens
 from services.card import CardService
 from services.errors import BadInput, RateLimited, ServiceError, StorageUnavailable
+from services.library import LibraryService
 from services.pipeline import Answer
 from services.rates import RequestRateLimiter
 
@@ -65,11 +68,15 @@ class AppDeps:
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     # How the 2013 endpoints write their JSON: "compact", or the 2013 server's bytes.
     legacy_body: str = "compact"
+    academic: AcademicService | None = None
+    feeds: FeedTokens | None = None
+    library: LibraryService | None = None
 
 
 def redacted_uri(uri: str) -> str:
-    """The request URI with secret query values replaced, for logs."""
+    """The request URI with secret query values (and feed tokens) replaced, for logs."""
     path, sep, query = uri.partition("?")
+    path = _FEED_TOKEN.sub(r"\1***\2", path)
     if not sep:
         return path
     if "%" not in query:
@@ -81,6 +88,9 @@ def redacted_uri(uri: str) -> str:
     ]
     return f"{path}?{urlencode(pairs, safe='*')}"
 
+
+# A calendar feed's token in a path: as good as a password to the feed.
+_FEED_TOKEN = re.compile(r"^(/v1/calendar/)(?!tokens(?:/|$))[^/?]+?(\.ics)?$", re.IGNORECASE)
 
 # A secret parameter's value, in a raw query string (any case, any position).
 _SECRET_VALUE = re.compile(r"(^|[&;])(" + "|".join(SECRET_PARAMS) + r")=[^&;]*", re.IGNORECASE)
@@ -249,8 +259,8 @@ class JsonHandler(RequestHandler):
         forwarded = self.request.headers.get("X-Forwarded-For")
         return client_ip(remote, forwarded, self.deps.trusted_proxies)
 
-    def write_answer(self, answer: Answer[Any], body: Any) -> None:
-        """The JSON body with the answer's `Age` and `Cache-Status` (RFC 9211) headers."""
+    def mark_answer(self, answer: Answer[Any]) -> None:
+        """The answer's `Age` and `Cache-Status` (RFC 9211) headers."""
         age = (datetime.now(UTC) - answer.as_of).total_seconds()
         self.set_header("Age", str(max(0, int(age))))
         self.set_header("Cache-Status", answer.cache_status)
@@ -258,6 +268,10 @@ class JsonHandler(RequestHandler):
         self.timer.cache_status = (
             "stale" if answer.stale else ("hit" if answer.source == "cache" else "miss")
         )
+
+    def write_answer(self, answer: Answer[Any], body: Any) -> None:
+        """The JSON body with the answer's `Age` and `Cache-Status` headers."""
+        self.mark_answer(answer)
         self.write_json(body)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -15,17 +15,25 @@ from db.migrate import head_revision
 from handlers.base import AppDeps, WorkerState
 from observability.probes import StorageState, make_ops_deps
 from observability.timing import instrument_engine
+from school.academic.client import AcademicOfficeClient, AcademicOfficeSettings
 from school.card.client import CardCenterClient, CardCenterSettings
-from school.card.models import CardSession
+from school.library.covers import CoverClient
+from school.library.ilas import IlasClient
+from school.library.innopac import CatalogueSettings, InnopacClient
+from services.academic import AcademicConnector, AcademicService
 from services.breaker import BreakerTable
+from services.calendar import FeedTokens
 from services.card import CardConnector, CardService, utc_now
 from services.deferred import DeferredWrites, HostWrites, WriteHealth
 from services.gate import CredentialGate, GateStore
+from services.library import LibraryService
 from services.lockout import GateTable, OutageTable
-from services.pipeline import Pipeline, SystemSpec
+from services.pipeline import Connector, Pipeline, SystemSpec
 from services.rates import RequestRateLimiter, SharedRateTable
 from services.storage import Storage
-from settings import Settings
+from settings import Settings, SystemConfig
+
+S = TypeVar("S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +45,13 @@ class WorkerServices:
     close: Callable[[], Awaitable[None]]
 
 
-def make_http_client(settings: Settings) -> httpx.AsyncClient:
-    card = settings.school.card
+def make_http_client(system: SystemConfig) -> httpx.AsyncClient:
+    """One school system's HTTP client: its own connection pool and timeouts."""
     return httpx.AsyncClient(
-        timeout=httpx.Timeout(card.total_timeout_s, connect=card.connect_timeout_s),
+        timeout=httpx.Timeout(system.total_timeout_s, connect=system.connect_timeout_s),
         limits=httpx.Limits(
-            max_connections=card.max_connections, max_keepalive_connections=card.max_connections
+            max_connections=system.max_connections,
+            max_keepalive_connections=system.max_connections,
         ),
         follow_redirects=False,
         trust_env=False,
@@ -61,6 +70,51 @@ def card_client(settings: Settings, http: httpx.AsyncClient) -> CardCenterClient
             user_agent=card.user_agent,
         ),
         http,
+    )
+
+
+def academic_client(settings: Settings, http: httpx.AsyncClient) -> AcademicOfficeClient:
+    office = settings.school.academic
+    return AcademicOfficeClient(
+        AcademicOfficeSettings(
+            base_url=settings.base_url("academic"),
+            connect_timeout=office.connect_timeout_s,
+            total_timeout=office.total_timeout_s,
+            user_agent=office.user_agent,
+            max_captcha_tries=office.max_captcha_tries,
+            term_weeks=office.term_weeks,
+        ),
+        http,
+    )
+
+
+def catalogue_settings(settings: Settings, system: str) -> CatalogueSettings:
+    config = settings.school.systems()[system]
+    return CatalogueSettings(
+        base_url=settings.base_url(system),
+        connect_timeout=config.connect_timeout_s,
+        total_timeout=config.total_timeout_s,
+        user_agent=config.user_agent,
+    )
+
+
+def library_clients(
+    settings: Settings, clients: dict[str, httpx.AsyncClient]
+) -> tuple[InnopacClient, IlasClient, CoverClient]:
+    zhuhai = settings.school.library_zhuhai
+    return (
+        InnopacClient(catalogue_settings(settings, "library"), clients["library"]),
+        IlasClient(
+            catalogue_settings(settings, "library_zhuhai"),
+            clients["library_zhuhai"],
+            max_pages=zhuhai.max_pages,
+            isbn_lookups=zhuhai.isbn_lookups,
+        ),
+        CoverClient(
+            catalogue_settings(settings, "covers"),
+            clients["covers"],
+            max_bytes=settings.school.covers.max_bytes,
+        ),
     )
 
 
@@ -106,7 +160,7 @@ async def build_worker_services(
     # Statement time counts as "db" in the current request's Server-Timing.
     instrument_engine(engine.sync_engine)
     sessions = make_sessionmaker(engine)
-    http = make_http_client(settings)
+    clients = {name: make_http_client(system) for name, system in settings.school.systems().items()}
     limits = settings.limits
     tables = host_tables or make_host_tables(settings)
     db = settings.database
@@ -135,21 +189,52 @@ async def build_worker_services(
         )
     storage = Storage(sessions, settings, deferred, utc_now)
     state = WorkerState()
-    client = card_client(settings, http)
-    card_pipeline: Pipeline[CardSession] = Pipeline(
+
+    def pipeline(spec: SystemSpec, connector: Connector[S] | None) -> Pipeline[S]:
+        """A school system on the shared pipeline: this worker's storage, limits and, for
+        a system with passwords, the credential gate."""
+        return Pipeline(
+            spec,
+            connector,
+            storage,
+            settings,
+            gate if spec.password is not None else None,
+            school_limiter=school_limiter,
+            stop_by=lambda: state.stop_by,
+            breakers=tables.breakers,
+        )
+
+    card = card_client(settings, clients["card"])
+    card_pipeline = pipeline(
         SystemSpec("card", "the card center", "card password", settings.budget.card),
-        CardConnector(client),
-        storage,
-        settings,
-        gate,
-        school_limiter=school_limiter,
-        stop_by=lambda: state.stop_by,
-        breakers=tables.breakers,
+        CardConnector(card),
     )
-    pipelines: list[Pipeline[Any]] = [card_pipeline]
-    service = CardService(client, card_pipeline, settings)
+    office = academic_client(settings, clients["academic"])
+    academic_pipeline = pipeline(
+        SystemSpec(
+            "academic", "the academic office", "academic office password", settings.budget.academic
+        ),
+        AcademicConnector(office),
+    )
+    budget = settings.budget
+    library_pipelines: dict[str, Pipeline[None]] = {
+        "library": pipeline(
+            SystemSpec("library", "the library catalogue", None, budget.library), None
+        ),
+        "library_zhuhai": pipeline(
+            SystemSpec(
+                "library_zhuhai", "the Zhuhai library catalogue", None, budget.library_zhuhai
+            ),
+            None,
+        ),
+        "covers": pipeline(SystemSpec("covers", "the cover service", None, budget.covers), None),
+    }
+    pipelines: list[Pipeline[Any]] = [card_pipeline, academic_pipeline, *library_pipelines.values()]
     deps = AppDeps(
-        card=service,
+        card=CardService(card, card_pipeline, settings),
+        academic=AcademicService(office, academic_pipeline, settings),
+        feeds=FeedTokens(sessions, utc_now),
+        library=LibraryService(*library_clients(settings, clients), library_pipelines, settings),
         state=state,
         retry_after_s=settings.api.retry_after_s,
         worker_index=worker_index,
@@ -178,7 +263,8 @@ async def build_worker_services(
         for pipeline in pipelines:
             await pipeline.aclose(settings.shutdown_grace_s)
         await deferred.drain(settings.shutdown_grace_s)
-        await http.aclose()
+        for http in clients.values():
+            await http.aclose()
         await engine.dispose()
         if host_tables is None:
             tables.close()  # made here, not inherited from the master

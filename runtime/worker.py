@@ -101,7 +101,7 @@ def connection_cap(settings: Settings, open_files: int) -> int:
     """`http.max_connections`, lowered so that the worker's other files fit under open_files."""
     others = (
         BASE_FILES
-        + settings.school.card.max_connections
+        + sum(system.max_connections for system in settings.school.systems().values())
         + 2 * settings.database.pool_size  # the pool, and as many again in overflow
     )
     return max(1, min(settings.http.max_connections, open_files - others))

@@ -175,8 +175,13 @@ class Browser:
             raise SchoolPageError(f"{self.system} points away from itself: {parts.netloc[:60]}")
         return urlunsplit(parts._replace(fragment=""))
 
-    async def exchange(self, request: httpx.Request, where: str) -> httpx.Response:
-        """Send one request; map every failure to a SchoolError; count and time it."""
+    async def exchange(
+        self, request: httpx.Request, where: str, max_bytes: int | None = None
+    ) -> httpx.Response:
+        """Send one request; map every failure to a SchoolError; count and time it.
+
+        With `max_bytes`, a body longer than that is not read on (SchoolPageError).
+        """
         path = urlsplit(str(request.url)).path
         deadline.check(f"{request.method} {path}", self.typical_s)
         self.requests_sent += 1
@@ -187,7 +192,10 @@ class Browser:
         try:
             try:
                 async with asyncio.timeout(self.settings.total_timeout):
-                    response = await self._http.send(request, follow_redirects=False)
+                    if max_bytes is None:
+                        response = await self._http.send(request, follow_redirects=False)
+                    else:
+                        response = await self._capped(request, max_bytes)
             except TimeoutError as exc:
                 raise SchoolTimeout(f"{where}: no answer within the total timeout") from exc
             except httpx.TimeoutException as exc:
@@ -210,6 +218,21 @@ class Browser:
             if outcome == "ok":
                 self.typical_s += LATENCY_WEIGHT * (elapsed - self.typical_s)
         return response
+
+    async def _capped(self, request: httpx.Request, max_bytes: int) -> httpx.Response:
+        """The answer with its body read up to max_bytes (SchoolPageError past that)."""
+        response = await self._http.send(request, follow_redirects=False, stream=True)
+        body = bytearray()
+        try:
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise SchoolPageError(f"answer longer than {max_bytes} bytes")
+        finally:
+            await response.aclose()
+        return httpx.Response(
+            response.status_code, headers=response.headers, content=bytes(body), request=request
+        )
 
     async def send(
         self,

@@ -8,7 +8,8 @@ endpoints under /__sim/<name>/.
 from schoolsim.profiles import SimSettings, profile
 
 # name -> module
-MOUNTED: dict[str, str] = {}
+MOUNTED: dict[str, str] = {"academic": "schoolsim.academic.app"}
+MOUNTED |= {n: f"schoolsim.library.{n}" for n in ("opac", "ilas", "covers")}
 
 
 def mounted_profile(system: str, name: str) -> SimSettings:

@@ -10,11 +10,12 @@ runs `school.card.clock_offset_minutes` behind ours.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from school.card.client import CardCenterClient
 from school.card.models import AccountInfo, CardSession, Transaction
 from services.breaker import CircuitBreaker
+from services.campus import CHINA
 from services.credentials import Credentials
 from services.errors import BadInput
 from services.gate import Ticket
@@ -22,7 +23,6 @@ from services.pipeline import Answer, Pipeline, Question, combined
 from services.storage import Codec
 from settings import Settings
 
-CHINA = timezone(timedelta(hours=8), "CST")
 SYSTEM = "card"
 # Card data before this day cannot exist (the card center went live later).
 EARLIEST = date(2000, 1, 1)

@@ -10,29 +10,54 @@ from dataclasses import dataclass, field
 from services.errors import BadInput
 
 STUDENT_ID = re.compile(r"[0-9]{6,16}")
-PASSWORD = re.compile(r"[0-9]{6}")
 MAX_FIELD_LENGTH = 64
 
 
 @dataclass(frozen=True, slots=True)
+class PasswordRule:
+    """What a school system's password looks like, and what it is called."""
+
+    name: str
+    shape: re.Pattern[str]
+    described: str
+
+
+PASSWORD_RULES = {
+    # The card center's keypad has digits only; its passwords are 6 of them (evidence).
+    "card": PasswordRule("card password", re.compile(r"[0-9]{6}"), "exactly 6 digits"),
+    # The academic office's is a text field (guess: printable ASCII, as its GBK form posts it).
+    "academic": PasswordRule(
+        "academic office password",
+        re.compile(r"[\x20-\x7e]{1,32}"),
+        "1 to 32 printable ASCII characters",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
 class Credentials:
-    """A student number and card password; the password never appears in repr or logs."""
+    """A student number and a school system's password; the password never appears in repr
+    or logs."""
 
     student_id: str
     password: str = field(repr=False)
 
     @classmethod
-    def parse(cls, student_id: str | None, password: str | None) -> Credentials:
-        """Check both fields' shape. Raises BadInput naming the first bad field."""
+    def parse(
+        cls, student_id: str | None, password: str | None, system: str = "card"
+    ) -> Credentials:
+        """Check both fields' shape for a school system's password. Raises BadInput
+        naming the first bad field."""
+        rule = PASSWORD_RULES[system]
         if student_id is None or student_id.strip() == "":
             raise BadInput("missing_student_id", "a student number is required")
         if password is None or password == "":
-            raise BadInput("missing_password", "a card password is required")
+            raise BadInput("missing_password", f"a {rule.name} is required")
         student_id = student_id.strip()
         if len(student_id) > MAX_FIELD_LENGTH or not STUDENT_ID.fullmatch(student_id):
             raise BadInput("invalid_student_id", "the student number must be 6 to 16 digits")
-        if len(password) > MAX_FIELD_LENGTH or not PASSWORD.fullmatch(password):
-            raise BadInput("invalid_password", "the card password must be exactly 6 digits")
+        if len(password) > MAX_FIELD_LENGTH or not rule.shape.fullmatch(password):
+            raise BadInput("invalid_password", f"the {rule.name} must be {rule.described}")
         return cls(student_id, password)
 
 

@@ -147,6 +147,9 @@ class Question(Generic[T, S]):
     deadline: float  # time.monotonic() by which the client gets an answer
     # The student's name, when the answer carries it (kept with the student).
     name_of: Callable[[T], str | None] | None = None
+    # The client's address, for the per-address limit on school requests of systems
+    # without credentials (with credentials, the gate's ticket carries it).
+    address: str = ""
 
 
 def utc_now() -> datetime:
@@ -299,6 +302,18 @@ class Pipeline(Generic[S]):
                 await asyncio.wait(late, timeout=1.0)
 
     # The path of one question -------------------------------------------------------------------
+
+    async def last_answer(
+        self, kind: str, subject: str, params: str, codec: Codec[T]
+    ) -> Answer[T] | None:
+        """The last good answer stored for a question, whatever its age, without asking
+        the school (None if there is none, or storage cannot be read)."""
+        key = CacheKey(self.spec.system, kind, subject, params)
+        now = self._now()
+        entry = await self._storage.lookup(key, now, inf, codec)
+        if entry is None:
+            return None
+        return Answer(entry.value, entry.fetched_at, "cache", False, "jnufm; hit")
 
     def key_of(self, ticket: Ticket | None, q: Question[T, S]) -> CacheKey:
         subject = ticket.presented.student_id if ticket is not None else ""
@@ -520,8 +535,9 @@ class Pipeline(Generic[S]):
         self, ticket: Ticket | None, key: CacheKey, q: Question[T, S]
     ) -> CacheEntry[T]:
         """Fetch within one budget slot, through the breaker; store and return the result."""
-        if self._school_limiter is not None and ticket is not None:
-            self._school_limiter.check(ticket.address)
+        address = ticket.address if ticket is not None else q.address
+        if self._school_limiter is not None and address:
+            self._school_limiter.check(address)
         # The whole operation ends before our lease does, so no one else fetches meanwhile.
         limit = max(1.0, self._settings.coalescing.lease_s - 1.0)
         # Wait in line no longer than the query's deadline: a slot taken after it could

@@ -109,6 +109,7 @@ def settings_with_default_limits(db_url: str, sim_url: str, **overrides: Any) ->
     values: dict[str, Any] = {
         "database.url": db_url,
         "school.card.base_url": sim_url,
+        "school.academic.base_url": f"{sim_url}/jwc/",
         "simulator.enabled": False,
         "secret_key": TEST_SECRET,
         "processes": 1,

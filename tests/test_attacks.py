@@ -23,7 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from observability import metrics
-from services.card import CHINA
+from services.campus import CHINA
 from tests.conftest import make_settings, serve_app, settings_with_default_limits
 from tests.procs import Proc, jnufm_server, schoolsim, sim_json
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from handlers.legacy import LegacyHandler
 from school.card.models import Transaction
-from services.card import CHINA
+from services.campus import CHINA
 from services.credentials import Credentials
 
 # The 2013 "month" was the days today-7 .. today (its query's dates).

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from handlers.base import JsonHandler
-from services.card import CHINA
+from services.campus import CHINA
 from services.credentials import MAX_FIELD_LENGTH, Credentials
 from services.errors import BadInput
 from services.pipeline import Answer
@@ -26,7 +26,8 @@ def iso(moment: datetime) -> str:
 class V1Handler(JsonHandler):
     """Credentials from `Authorization: Basic` or a JSON / form POST body."""
 
-    def credentials(self) -> Credentials:
+    def credentials(self, system: str = "card") -> Credentials:
+        """The credentials for a school system's password (card, academic)."""
         header = self.request.headers.get("Authorization")
         if header is not None:
             scheme, _, token = header.partition(" ")
@@ -45,10 +46,10 @@ class V1Handler(JsonHandler):
                 raise BadInput(
                     "invalid_authorization", "Basic credentials must be student_id:password", 401
                 )
-            return Credentials.parse(student_id, password)
-        if self.request.method == "POST":
+            return Credentials.parse(student_id, password, system)
+        if self.request.method == "POST" and self.request.body:
             body = self.body_fields()
-            return Credentials.parse(body.get("student_id"), body.get("password"))
+            return Credentials.parse(body.get("student_id"), body.get("password"), system)
         raise BadInput(
             "missing_credentials", "send credentials by HTTP Basic auth or a POST body", 401
         )
@@ -72,6 +73,8 @@ class V1Handler(JsonHandler):
             return {k: v for k, v in fields.items() if v is not None}
         if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
             return {k: self.get_body_argument(k) for k in self.request.body_arguments}
+        if not self.request.body:
+            return {}  # nothing sent: no fields (the query string may hold them)
         raise BadInput("unsupported_body", "send a JSON or form-encoded body")
 
     def param(self, name: str) -> str | None:

@@ -1,0 +1,268 @@
+"""/v1/timetable, /v1/exams, /v1/grades (and their .ics feeds), and calendar feed tokens.
+
+`?year=&term=` name the term (2026 = 2026-2027, term 1 or 2); without them,
+the current term of `campus.terms`. Credentials are the academic office's
+(HTTP Basic or a POST body). Weeks are lists, times `HH:MM` campus time by the
+`campus.periods` table, dates ISO.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.v1 import V1Handler, iso
+from school.academic.models import Course, Exam, Grade, Timetable
+from services.academic import AcademicService
+from services.calendar import (
+    FEEDS,
+    Events,
+    Feed,
+    FeedTokens,
+    calendar,
+    class_events,
+    exam_events,
+    stamp_of,
+)
+from services.campus import Campus, Term
+from services.credentials import Credentials
+from services.errors import BadInput, StorageUnavailable
+from services.pipeline import Answer
+
+
+def term_body(term: Term, campus: Campus) -> dict[str, Any]:
+    starts = campus.starts(term)
+    return {
+        "year": term.year,
+        "term": term.term,
+        "term_name": term.label,
+        "term_starts": None if starts is None else starts.isoformat(),
+    }
+
+
+def v1_course(course: Course, campus: Campus) -> dict[str, Any]:
+    meetings = []
+    for m in course.meetings:
+        span = campus.span(m.periods)
+        meetings.append(
+            {
+                "weeks": list(m.weeks),
+                "weekday": m.weekday,
+                "periods": list(m.periods),
+                "starts": None if span is None else f"{span[0]:%H:%M}",
+                "ends": None if span is None else f"{span[1]:%H:%M}",
+                "place": m.place,
+                "text": m.text,
+            }
+        )
+    return {
+        "id": course.course_id,
+        "name": course.name,
+        "class": course.class_id,
+        "credits": None if course.credits is None else str(course.credits),
+        "category": course.category,
+        "teacher": course.teacher,
+        "meetings": meetings,
+        "unparsed": list(course.unparsed),
+        "schedule": course.schedule,
+        "place": course.place,
+        "remarks": course.remarks,
+    }
+
+
+def v1_exam(exam: Exam) -> dict[str, Any]:
+    return {
+        "course_id": exam.course_id,
+        "course_name": exam.course_name,
+        "date": exam.date.isoformat(),
+        "starts": f"{exam.start:%H:%M}",
+        "ends": f"{exam.end:%H:%M}",
+        "starts_at": iso(exam.starts_at),
+        "ends_at": iso(exam.ends_at),
+        "place": exam.place,
+    }
+
+
+def v1_grade(grade: Grade) -> dict[str, Any]:
+    return {
+        "course_id": grade.code,
+        "course_name": grade.name,
+        "category": grade.category,
+        "score": grade.score_text,
+        "score_value": None if grade.score is None else str(grade.score),
+        "credits": None if grade.credits is None else str(grade.credits),
+        "grade_points": None if grade.grade_points is None else str(grade.grade_points),
+        "remarks": grade.remarks,
+    }
+
+
+class V1AcademicHandler(V1Handler):
+    def academic(self) -> AcademicService:
+        if self.deps.academic is None:
+            raise BadInput("not_configured", "the academic office is not configured here", 404)
+        return self.deps.academic
+
+    def feeds(self) -> FeedTokens:
+        if self.deps.feeds is None:
+            raise BadInput("not_configured", "calendar feeds are not configured here", 404)
+        return self.deps.feeds
+
+    def asked_term(self, academic: AcademicService) -> Term:
+        return academic.term(self.param("year"), self.param("term"))
+
+    def academic_credentials(self) -> Credentials:
+        return self.credentials("academic")
+
+
+class TimetableHandler(V1AcademicHandler):
+    async def get(self) -> None:
+        academic = self.academic()
+        creds = self.academic_credentials()
+        term = self.asked_term(academic)
+        answer = await academic.timetable(creds, term, self.wants_fresh(), self.client_ip())
+        body = {
+            **term_body(term, academic.campus),
+            "courses": [v1_course(c, academic.campus) for c in answer.value.courses],
+        }
+        self.write_answer(answer, self.envelope(creds, answer, body))
+
+    post = get
+
+
+class ExamsHandler(V1AcademicHandler):
+    async def get(self) -> None:
+        academic = self.academic()
+        creds = self.academic_credentials()
+        term = self.asked_term(academic)
+        answer = await academic.exams(creds, term, self.wants_fresh(), self.client_ip())
+        exams = sorted(answer.value, key=lambda e: (e.date, e.start))
+        body = {**term_body(term, academic.campus), "exams": [v1_exam(e) for e in exams]}
+        self.write_answer(answer, self.envelope(creds, answer, body))
+
+    post = get
+
+
+class GradesHandler(V1AcademicHandler):
+    async def get(self) -> None:
+        academic = self.academic()
+        creds = self.academic_credentials()
+        term = self.asked_term(academic)
+        answer = await academic.grades(creds, term, self.wants_fresh(), self.client_ip())
+        gpa = academic.gpa(answer.value)
+        body = {
+            **term_body(term, academic.campus),
+            "grades": [v1_grade(g) for g in answer.value],
+            "gpa": None if gpa is None else str(gpa),
+        }
+        self.write_answer(answer, self.envelope(creds, answer, body))
+
+    post = get
+
+
+# Calendar feeds -----------------------------------------------------------------------------
+
+
+class IcsMixin(V1AcademicHandler):
+    def write_ics(self, name: str, parts: list[Events], answer: Answer[Any]) -> None:
+        academic = self.academic()
+        self.mark_answer(answer)
+        self.set_header("Content-Type", "text/calendar; charset=utf-8")
+        self.set_header("Content-Disposition", 'inline; filename="jnufm.ics"')
+        self.finish(calendar(name, parts, academic.feed_refresh_s))
+
+
+def feed_parts(
+    feed: Feed,
+    student_id: str,
+    term: Term,
+    campus: Campus,
+    timetable: Answer[Timetable] | None,
+    exams: Answer[list[Exam]] | None,
+) -> list[Events]:
+    parts = []
+    if timetable is not None and feed in ("all", "timetable"):
+        stamp = stamp_of(timetable.as_of)
+        parts.append(class_events(student_id, term, timetable.value, campus, stamp))
+    if exams is not None and feed in ("all", "exams"):
+        parts.append(exam_events(student_id, term, exams.value, stamp_of(exams.as_of)))
+    return parts
+
+
+class TimetableIcsHandler(IcsMixin):
+    async def get(self) -> None:
+        academic = self.academic()
+        creds = self.academic_credentials()
+        term = self.asked_term(academic)
+        answer = await academic.timetable(creds, term, self.wants_fresh(), self.client_ip())
+        parts = feed_parts("timetable", creds.student_id, term, academic.campus, answer, None)
+        self.write_ics(f"Classes {term.label}", parts, answer)
+
+    post = get
+
+
+class ExamsIcsHandler(IcsMixin):
+    async def get(self) -> None:
+        academic = self.academic()
+        creds = self.academic_credentials()
+        term = self.asked_term(academic)
+        answer = await academic.exams(creds, term, self.wants_fresh(), self.client_ip())
+        parts = feed_parts("exams", creds.student_id, term, academic.campus, None, answer)
+        self.write_ics(f"Exams {term.label}", parts, answer)
+
+    post = get
+
+
+class CalendarTokensHandler(V1AcademicHandler):
+    """POST: a new feed URL for the student's term (fetching the term's classes and exams
+    once, so the feed has them)."""
+
+    async def post(self) -> None:
+        academic = self.academic()
+        creds = self.academic_credentials()
+        term = self.asked_term(academic)
+        asked = self.param("feed") or "all"
+        feed = next((f for f in FEEDS if f == asked), None)
+        if feed is None:
+            raise BadInput("invalid_feed", "feed is all, timetable or exams")
+        await academic.term_events(creds, term, False, self.client_ip())
+        token = await self.feeds().create(creds.student_id, feed, term)
+        path = f"/v1/calendar/{token}.ics"
+        self.set_header("Location", path)
+        body = {
+            "student_id": creds.student_id,
+            **term_body(term, academic.campus),
+            "feed": feed,
+            "token": token,
+            "path": path,
+            "url": f"{self.request.protocol}://{self.request.host}{path}",
+        }
+        self.write_json(body, 201)
+
+
+class CalendarFeedHandler(IcsMixin):
+    """GET: the feed a token opens, from stored answers only. DELETE: revoke the token
+    (holding the URL is enough: whoever has it can read the feed anyway)."""
+
+    rate_limited = True
+
+    async def get(self, token: str) -> None:
+        academic = self.academic()
+        found = await self.feeds().find(token)
+        if found is None:
+            raise BadInput("unknown_token", "no such calendar feed (revoked or never made)", 404)
+        timetable, exams = await academic.stored_term(found.student_id, found.term)
+        if (found.feed != "exams" and timetable is None) or (
+            found.feed != "timetable" and exams is None
+        ):
+            raise StorageUnavailable("feed answers")
+        parts = feed_parts(
+            found.feed, found.student_id, found.term, academic.campus, timetable, exams
+        )
+        answer = timetable if timetable is not None else exams
+        assert answer is not None
+        self.write_ics(f"jnufm {found.term.label}", parts, answer)
+
+    async def delete(self, token: str) -> None:
+        if not await self.feeds().revoke(token):
+            raise BadInput("unknown_token", "no such calendar feed (revoked or never made)", 404)
+        self.set_status(204)
+        self.finish()

@@ -1,0 +1,1 @@
+"""Async client of the school's academic office (教务处): timetable, exams, grades."""

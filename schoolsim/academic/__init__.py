@@ -1,0 +1,1 @@
+"""The simulated academic office (ASP.NET WebForms), mounted under /jwc/."""

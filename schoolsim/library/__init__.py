@@ -1,0 +1,1 @@
+"""The simulated library: the main catalogue (INNOPAC WebPAC), the Zhuhai ILAS, covers."""

@@ -1,0 +1,174 @@
+"""The academic office's questions: a term's timetable, exams and grades.
+
+The academic office is the second school system on the shared pipeline
+(services/pipeline.py): this module says what it asks (one question per
+term and kind), how fresh each answer must be (`cache.fresh_s`), and how a
+term is named (services/campus.py). Its client is school/academic/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from school.academic.client import AcademicOfficeClient
+from school.academic.models import (
+    AcademicSession,
+    Exam,
+    GpaRule,
+    Grade,
+    Timetable,
+    grade_point_average,
+)
+from services.breaker import CircuitBreaker
+from services.campus import Campus, Term, campus_today
+from services.credentials import Credentials
+from services.gate import Ticket
+from services.pipeline import Answer, Pipeline, Question
+from services.storage import Codec
+from settings import Settings
+
+SYSTEM = "academic"
+
+TIMETABLE: Codec[Timetable] = Codec(Timetable)
+EXAMS: Codec[list[Exam]] = Codec(list[Exam])
+GRADES: Codec[list[Grade]] = Codec(list[Grade])
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AcademicConnector:
+    """How the pipeline logs in to the academic office and keeps its sessions."""
+
+    def __init__(self, client: AcademicOfficeClient) -> None:
+        self._client = client
+
+    async def login(self, student_id: str, password: str) -> AcademicSession:
+        return await self._client.login(student_id, password)
+
+    def session_value(self, session: AcademicSession) -> str:
+        return session.cookie
+
+    def session_from(self, student_id: str, value: str) -> AcademicSession:
+        return AcademicSession(student_id, value)
+
+
+class AcademicService:
+    """Answers timetable, exam and grade queries for one worker process."""
+
+    def __init__(
+        self,
+        client: AcademicOfficeClient,
+        pipeline: Pipeline[AcademicSession],
+        settings: Settings,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._client = client
+        self.pipeline = pipeline
+        self._settings = settings
+        self._now = now
+        self.campus = Campus(settings.campus)
+        g = settings.school.academic.gpa
+        self.gpa_rule = GpaRule(
+            points_include_credits=g.points_include_credits,
+            count_failed=g.count_failed,
+            categories=frozenset(g.categories) if g.categories is not None else None,
+            places=g.places,
+        )
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self.pipeline.breaker
+
+    def today(self) -> date:
+        return campus_today(self._now())
+
+    def term(self, year: str | None, term: str | None) -> Term:
+        """The term a request names (or the current one). Raises BadInput."""
+        return self.campus.term(year, term, self.today())
+
+    # Queries -----------------------------------------------------------------------------
+
+    async def timetable(
+        self, creds: Credentials, term: Term, fresh: bool = False, ip: str = ""
+    ) -> Answer[Timetable]:
+        return await self.pipeline.ask(
+            creds, ip, lambda t, by: self.pipeline.answer(t, self._timetable_q(term, fresh, by))
+        )
+
+    async def exams(
+        self, creds: Credentials, term: Term, fresh: bool = False, ip: str = ""
+    ) -> Answer[list[Exam]]:
+        return await self.pipeline.ask(
+            creds, ip, lambda t, by: self.pipeline.answer(t, self._exams_q(term, fresh, by))
+        )
+
+    async def grades(
+        self, creds: Credentials, term: Term, fresh: bool = False, ip: str = ""
+    ) -> Answer[list[Grade]]:
+        return await self.pipeline.ask(
+            creds, ip, lambda t, by: self.pipeline.answer(t, self._grades_q(term, fresh, by))
+        )
+
+    async def term_events(
+        self, creds: Credentials, term: Term, fresh: bool = False, ip: str = ""
+    ) -> tuple[Answer[Timetable], Answer[list[Exam]]]:
+        """The timetable and the exams of a term, for one request (one pass of the gate)."""
+        Both = tuple[Answer[Timetable], Answer[list[Exam]]]
+
+        async def run(ticket: Ticket | None, deadline: float) -> Answer[Both]:
+            classes = await self.pipeline.answer(ticket, self._timetable_q(term, fresh, deadline))
+            exams = await self.pipeline.answer(ticket, self._exams_q(term, fresh, deadline))
+            return Answer((classes, exams), min(classes.as_of, exams.as_of))
+
+        return (await self.pipeline.ask(creds, ip, run)).value
+
+    async def stored_term(
+        self, student_id: str, term: Term
+    ) -> tuple[Answer[Timetable] | None, Answer[list[Exam]] | None]:
+        """The last timetable and exams stored for a student's term, whatever their age
+        (a feed read by token: it cannot log in, and costs the school nothing)."""
+        classes = await self.pipeline.last_answer("timetable", student_id, term.key, TIMETABLE)
+        exams = await self.pipeline.last_answer("exams", student_id, term.key, EXAMS)
+        return classes, exams
+
+    @property
+    def feed_refresh_s(self) -> int:
+        """How often a calendar app should read a feed again."""
+        return int(self._settings.cache.fresh_s.timetable)
+
+    def gpa(self, grades: list[Grade]) -> Decimal | None:
+        """The grade point average of these grades by `school.academic.gpa`."""
+        return grade_point_average(grades, self.gpa_rule)
+
+    # Questions -----------------------------------------------------------------------------
+
+    def _timetable_q(
+        self, term: Term, fresh: bool, deadline: float
+    ) -> Question[Timetable, AcademicSession]:
+        async def fetch(session: AcademicSession) -> Timetable:
+            return await self._client.timetable(session, term.year, term.term)
+
+        max_age = self._settings.cache.fresh_s.timetable
+        return Question("timetable", term.key, max_age, fetch, TIMETABLE, fresh, deadline)
+
+    def _exams_q(
+        self, term: Term, fresh: bool, deadline: float
+    ) -> Question[list[Exam], AcademicSession]:
+        async def fetch(session: AcademicSession) -> list[Exam]:
+            return await self._client.exams(session, term.year, term.term)
+
+        max_age = self._settings.cache.fresh_s.exams
+        return Question("exams", term.key, max_age, fetch, EXAMS, fresh, deadline)
+
+    def _grades_q(
+        self, term: Term, fresh: bool, deadline: float
+    ) -> Question[list[Grade], AcademicSession]:
+        async def fetch(session: AcademicSession) -> list[Grade]:
+            return await self._client.grades(session, term.year, term.term)
+
+        max_age = self._settings.cache.fresh_s.grades
+        return Question("grades", term.key, max_age, fetch, GRADES, fresh, deadline)

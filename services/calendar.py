@@ -1,0 +1,222 @@
+"""Calendar feeds (RFC 5545): a term's classes and exams as iCalendar events, and the
+revocable feed tokens that let a calendar app read them without a password.
+
+Events: one per class meeting of the term (each week a meeting's schedule
+names, on its weekday, from the start of its first period to the end of its
+last, by the `campus:` period table), one per exam; times in campus time
+(TZID Asia/Shanghai, with its VTIMEZONE). A class of a term whose start date
+`campus.terms` does not know cannot be placed, and is left out (the feed's
+description says how many); so is a meeting whose periods the table lacks.
+
+Tokens: `POST /v1/calendar/tokens` (with the password) makes one; only its
+SHA-256 is stored, the URL is shown once. A feed read by token is built from
+the stored answers only (it cannot log in): it costs the school nothing, and
+is as new as the student's last query (the token's creation fetches both).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal, TypeVar
+from zoneinfo import ZoneInfo
+
+from icalendar import Calendar, Event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db import queries
+from school.academic.models import Exam, Timetable
+from services.campus import CAMPUS_TZ_NAME, Campus, Term
+from services.errors import StorageUnavailable
+
+CAMPUS_TZ = ZoneInfo(CAMPUS_TZ_NAME)
+PRODID = "-//jnufm//campus calendar//EN"
+Feed = Literal["all", "timetable", "exams"]
+FEEDS: tuple[Feed, ...] = ("all", "timetable", "exams")
+# A token is 32 random bytes, URL-safe base64 without padding.
+TOKEN_BYTES = 32
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+# Tokens a student may hold at once; making one more revokes the oldest.
+TOKENS_PER_STUDENT = 5
+
+T = TypeVar("T")
+
+
+def _uid(*parts: object) -> str:
+    digest = hashlib.sha256("\0".join(str(p) for p in parts).encode()).hexdigest()[:32]
+    return f"{digest}@jnufm"
+
+
+@dataclass(frozen=True, slots=True)
+class Events:
+    """A feed's events, and how many classes could not be placed on the calendar."""
+
+    events: list[Event]
+    unplaced: int = 0
+
+
+def class_events(
+    student_id: str, term: Term, timetable: Timetable, campus: Campus, stamp: datetime
+) -> Events:
+    """One event per meeting of every course of the term."""
+    events: list[Event] = []
+    unplaced = 0
+    for course in timetable.courses:
+        unplaced += len(course.unparsed)
+        for meeting in course.meetings:
+            span = campus.span(meeting.periods)
+            for week in meeting.weeks:
+                day = campus.day_of(term, week, meeting.weekday)
+                if day is None or span is None:
+                    unplaced += 1
+                    continue
+                event = Event()
+                event.add(
+                    "uid",
+                    _uid(
+                        student_id, term.key, course.course_id, course.class_id, week, meeting.text
+                    ),
+                )
+                event.add("dtstamp", stamp)
+                event.add("dtstart", _at(day, span[0]))
+                event.add("dtend", _at(day, span[1]))
+                event.add("summary", course.name)
+                if meeting.place:
+                    event.add("location", meeting.place)
+                periods = ",".join(str(p) for p in meeting.periods)
+                details = [f"week {week}, periods {periods}"]
+                if course.teacher:
+                    details.append(course.teacher)
+                event.add("description", "; ".join(details))
+                event.add("categories", ["class"])
+                events.append(event)
+    return Events(events, unplaced)
+
+
+def exam_events(student_id: str, term: Term, exams: Iterable[Exam], stamp: datetime) -> Events:
+    events: list[Event] = []
+    for exam in exams:
+        event = Event()
+        event.add("uid", _uid(student_id, term.key, "exam", exam.course_id, exam.date))
+        event.add("dtstamp", stamp)
+        event.add("dtstart", _at(exam.date, exam.start))
+        event.add("dtend", _at(exam.date, exam.end))
+        event.add("summary", f"Exam: {exam.course_name}")
+        if exam.place:
+            event.add("location", exam.place)
+        event.add("categories", ["exam"])
+        events.append(event)
+    return Events(events)
+
+
+def _at(day: date, moment: time) -> datetime:
+    return datetime.combine(day, moment, CAMPUS_TZ)
+
+
+def calendar(name: str, parts: Iterable[Events], refresh_s: int) -> bytes:
+    """The iCalendar text of these events, with the campus VTIMEZONE."""
+    cal = Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("x-wr-calname", name)
+    cal.add("x-wr-timezone", CAMPUS_TZ_NAME)
+    # How often a calendar app should read the feed again (RFC 7986; and the de facto name).
+    hours = max(1, refresh_s // 3600)
+    cal.add("refresh-interval", timedelta(hours=hours), parameters={"VALUE": "DURATION"})
+    cal.add("x-published-ttl", f"PT{hours}H")
+    unplaced = 0
+    for part in parts:
+        unplaced += part.unplaced
+        for event in part.events:
+            cal.add_component(event)
+    if unplaced:
+        cal.add(
+            "x-wr-caldesc",
+            f"{unplaced} class meetings could not be placed (unknown term start, period "
+            "or schedule); see the timetable in the API",
+        )
+    cal.add_missing_timezones()
+    data: bytes = cal.to_ical()
+    return data
+
+
+def stamp_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+# Tokens ------------------------------------------------------------------------------------
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedToken:
+    """What a feed token opens: one student's feed of one term."""
+
+    student_id: str
+    feed: Feed
+    term: Term
+
+
+class FeedTokens:
+    """Feed tokens in the database; every storage failure becomes StorageUnavailable."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], now: Callable[[], datetime]
+    ) -> None:
+        self._sessions = sessions
+        self._now = now
+
+    async def _run(self, what: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        try:
+            async with self._sessions.begin() as db:
+                return await work(db)
+        except SQLAlchemyError as exc:
+            raise StorageUnavailable(f"{what}: {type(exc).__name__}") from exc
+
+    async def create(self, student_id: str, feed: Feed, term: Term) -> str:
+        """A new token (returned once; only its hash is kept)."""
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        digest = token_hash(token)
+        await self._run(
+            "feed token",
+            lambda db: queries.add_calendar_token(
+                db,
+                digest,
+                student_id,
+                feed,
+                term.year,
+                term.term,
+                self._now(),
+                TOKENS_PER_STUDENT,
+            ),
+        )
+        return token
+
+    async def find(self, token: str) -> FeedToken | None:
+        """What a token opens, or None if it is malformed, unknown or revoked."""
+        if not TOKEN_SHAPE.fullmatch(token):
+            return None
+        row = await self._run(
+            "feed token", lambda db: queries.get_calendar_token(db, token_hash(token))
+        )
+        if row is None or row.feed not in FEEDS:
+            return None
+        feed: Feed = row.feed
+        return FeedToken(row.student_id, feed, Term(row.year, row.term))
+
+    async def revoke(self, token: str) -> bool:
+        """Revoke a token; False if it was unknown."""
+        if not TOKEN_SHAPE.fullmatch(token):
+            return False
+        return await self._run(
+            "feed token", lambda db: queries.delete_calendar_token(db, token_hash(token))
+        )

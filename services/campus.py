@@ -1,0 +1,103 @@
+"""The campus calendar: China time, the terms and the class periods of `campus:` in
+config.yaml. Every date a student sees is a campus date."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+
+from services.errors import BadInput
+from settings import CampusSettings
+
+CHINA = timezone(timedelta(hours=8), "CST")
+# The IANA name of campus time, for calendar feeds.
+CAMPUS_TZ_NAME = "Asia/Shanghai"
+
+# Years a term may be asked for (2012 = 2012-2013, the first year of the 2013 server).
+FIRST_YEAR = 2000
+LAST_YEAR = 2100
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """A term: its academic year's first calendar year and 1 or 2."""
+
+    year: int
+    term: int
+
+    @property
+    def key(self) -> str:
+        """How the term keys cached answers: "2026-1"."""
+        return f"{self.year}-{self.term}"
+
+    @property
+    def label(self) -> str:
+        """As the academic office names it: "2026-2027 term 1"."""
+        return f"{self.year}-{self.year + 1} term {self.term}"
+
+
+class Campus:
+    """The calendar of `campus:`: which term it is, when a week starts, when a period is."""
+
+    def __init__(self, settings: CampusSettings) -> None:
+        self._terms = [(Term(t.year, t.term), t.starts) for t in settings.terms]
+        self._periods = settings.period_times()
+
+    def term(self, year: str | None, term: str | None, today: date) -> Term:
+        """The term asked for, or (both absent) the one under way on the campus today.
+
+        Raises BadInput for a malformed year or term, or when none is given and the
+        calendar knows no term started by today.
+        """
+        if not year and not term:
+            current = self.current(today)
+            if current is None:
+                raise BadInput(
+                    "missing_term", "give year and term (no term of campus.terms has started)"
+                )
+            return current
+        if not year or not term:
+            raise BadInput("missing_term", "give both year and term, or neither")
+        if not (year.isascii() and year.isdigit() and len(year) == 4):
+            raise BadInput("invalid_year", "year is the academic year's first year, e.g. 2026")
+        if term not in ("1", "2"):
+            raise BadInput("invalid_term", "term is 1 or 2")
+        number = int(year)
+        if not FIRST_YEAR <= number <= LAST_YEAR:
+            raise BadInput("invalid_year", f"year must be within {FIRST_YEAR}..{LAST_YEAR}")
+        return Term(number, int(term))
+
+    def current(self, today: date) -> Term | None:
+        """The latest term of the calendar that started by today (its holidays included)."""
+        started = [term for term, starts in self._terms if starts <= today]
+        return started[-1] if started else None
+
+    def starts(self, term: Term) -> date | None:
+        """The Monday of the term's teaching week 1, if the calendar knows the term."""
+        return next((starts for t, starts in self._terms if t == term), None)
+
+    def day_of(self, term: Term, week: int, weekday: int) -> date | None:
+        """The date of a teaching week's weekday (1 = Monday), if the term is known."""
+        starts = self.starts(term)
+        if starts is None:
+            return None
+        return starts + timedelta(weeks=week - 1, days=weekday - 1)
+
+    def period(self, number: int) -> tuple[time, time] | None:
+        """When class period `number` (1-based) starts and ends, if the table has it."""
+        if 1 <= number <= len(self._periods):
+            return self._periods[number - 1]
+        return None
+
+    def span(self, periods: tuple[int, ...]) -> tuple[time, time] | None:
+        """From the start of the first period to the end of the last, if both are known."""
+        if not periods:
+            return None
+        first, last = self.period(min(periods)), self.period(max(periods))
+        if first is None or last is None:
+            return None
+        return first[0], last[1]
+
+
+def campus_today(now: datetime) -> date:
+    return now.astimezone(CHINA).date()
