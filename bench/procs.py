@@ -252,6 +252,9 @@ def start_jnufm(
         "school": {
             "card": {"base_url": school_url},
             "academic": {"base_url": f"{school_url}/jwc/"},
+            "library": {"base_url": f"{school_url}/opac"},
+            "library_zhuhai": {"base_url": f"{school_url}/ilas"},
+            "covers": {"base_url": f"{school_url}/covers"},
         },
         "log": {"level": "INFO"},
     }

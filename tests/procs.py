@@ -161,7 +161,13 @@ def jnufm_server(
         "processes": processes,
         "shutdown_grace_s": 5,
         "database": {"url": db_url},
-        "school": {"card": {"base_url": sim_url}, "academic": {"base_url": f"{sim_url}/jwc/"}},
+        "school": {
+            "card": {"base_url": sim_url},
+            "academic": {"base_url": f"{sim_url}/jwc/"},
+            "library": {"base_url": f"{sim_url}/opac"},
+            "library_zhuhai": {"base_url": f"{sim_url}/ilas"},
+            "covers": {"base_url": f"{sim_url}/covers"},
+        },
         "simulator": {"enabled": False},
         "secret_key": "test-secret-key-0123456789abcdef",
         "limits": {}
