@@ -208,7 +208,12 @@ async def test_the_budget_caps_concurrent_school_requests(db_url: str, school: P
     settings = make_settings(
         db_url,
         school.url,
-        **{"budget.card": 3, "budget.wait_s": 30, "school.card.total_timeout_s": 60},
+        **{
+            "budget.card": 3,
+            "budget.wait_s": 30,
+            "school.card.total_timeout_s": 60,
+            "api.deadline_s": 60,
+        },
     )
     async with serve_app(settings) as (client, _):
         sim_json(school.url, "/__sim/reset", {})
