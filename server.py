@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,43 @@ def load(args: argparse.Namespace) -> Settings:
 
 
 def prepare_database(settings: Settings) -> str | None:
-    """Reach the database and apply migrations; raises ConfigError naming the problem."""
+    """Reach the database and apply migrations, in a child process so that the master
+    (and every worker forked from it) never loads Alembic; raises ConfigError naming
+    the problem."""
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: migrate, say how it went, exit
+        os.close(read_end)
+        code = 1
+        # Forked from a running master (on reload): not the master's signals.
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        try:
+            message = "ok " + (migrate_here(settings) or "")
+            code = 0
+        except ConfigError as exc:
+            message = "error " + str(exc)
+        except BaseException as exc:  # reported to the parent, which raises
+            message = f"error database: {type(exc).__name__}: {exc}"
+        finally:
+            with os.fdopen(write_end, "w", encoding="utf-8") as pipe:
+                pipe.write(message)
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, encoding="utf-8") as pipe:
+        message = pipe.read()
+    os.waitpid(pid, 0)
+    status, _, text = message.partition(" ")
+    if status != "ok":
+        raise ConfigError(text or "database: the migration process died")
+    return text or None
+
+
+def migrate_here(settings: Settings) -> str | None:
+    """Reach the database and apply migrations in this process."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from db.engine import make_engine, safe_url
@@ -201,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             print("config ok")
             return 0
         if args.command == "migrate":
-            print(f"database at revision {prepare_database(settings)}")
+            print(f"database at revision {migrate_here(settings)}")
             return 0
         return serve(settings, args)
     except ConfigError as exc:

@@ -89,6 +89,9 @@ class ListenSettings(_Section):
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     backlog: Annotated[int, Field(ge=1)] = 1024
     reuse_port: bool = False
+    # Workers on the shared socket accept only while they hold no more connections
+    # than the least loaded of them (docs/process-model.md).
+    fair_accept: bool = True
 
 
 class DatabaseSettings(_Section):
@@ -151,6 +154,7 @@ class GpaSettings(_Section):
 
 class AcademicOfficeConfig(SystemConfig):
     base_url: str = "http://127.0.0.1:8100/jwc/"
+    max_connections: Annotated[int, Field(ge=1)] = 8
     total_timeout_s: Annotated[float, Field(gt=0)] = 15.0
     max_captcha_tries: Annotated[int, Field(ge=1, le=10)] = 5
     term_weeks: Annotated[int, Field(ge=1, le=30)] = 16
@@ -161,6 +165,7 @@ class MainCatalogueConfig(SystemConfig):
     """The main library's INNOPAC / Millennium WebPAC catalogue."""
 
     base_url: str = "http://127.0.0.1:8100/opac"
+    max_connections: Annotated[int, Field(ge=1)] = 8
     total_timeout_s: Annotated[float, Field(gt=0)] = 10.0
 
 
@@ -168,6 +173,7 @@ class ZhuhaiCatalogueConfig(SystemConfig):
     """The Zhuhai campus library's ILAS catalogue."""
 
     base_url: str = "http://127.0.0.1:8100/ilas"
+    max_connections: Annotated[int, Field(ge=1)] = 4
     total_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     # Deepest result page asked: ILAS pages by following each page's "next" form, so
     # page N costs N requests.
@@ -180,6 +186,7 @@ class CoverServiceConfig(SystemConfig):
     """Where book covers come from, by ISBN."""
 
     base_url: str = "http://127.0.0.1:8100/covers"
+    max_connections: Annotated[int, Field(ge=1)] = 8
     total_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     max_bytes: Annotated[int, Field(ge=1024, le=8 * 1024 * 1024)] = 512 * 1024
 

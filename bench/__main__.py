@@ -6,6 +6,7 @@ python -m bench report bench/results/<run>.json [--docs docs/benchmarks.md]
 python -m bench profile [--seconds N]
 python -m bench loops [--rounds N]
 python -m bench drills [--only NAME ...] [--seconds N]
+python -m bench balance [--processes N] [--seconds N]
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def main(argv: list[str]) -> int:
         from bench.drills import main_drills
 
         return main_drills(rest)
+    if command == "balance":
+        from bench.worker_balance import main_balance
+
+        return main_balance(rest)
     if command == "loops":
         from bench.hotpath import main_loops
 

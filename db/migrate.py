@@ -37,7 +37,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
-def head_revision() -> str | None:
+def alembic_head() -> str | None:
+    """The head as Alembic sees it (db/revision.py reads the same without Alembic)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 

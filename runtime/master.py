@@ -24,6 +24,7 @@ only the master holds.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import select
@@ -42,7 +43,7 @@ from runtime.heartbeat import HeartbeatTable
 from runtime.restarts import DeathHistory, WorkerExit, decide
 from runtime.simulator import SimulatorProcess
 from runtime.systemd import Notifier
-from runtime.wiring import HostTables, make_host_tables
+from runtime.wiring import HostTables, make_host_tables, preload
 from runtime.worker import EXIT_FATAL, MasterLink, run_worker
 from settings import ConfigError, Settings
 
@@ -138,6 +139,11 @@ class Master:
         link = MasterLink(generation, os.getpid(), self.heartbeats, cell, self._lifeline_r)
         sys.stdout.flush()
         sys.stderr.flush()
+        # Everything imported and built so far moves to the GC's permanent generation:
+        # collections in the worker never write to those objects' headers, so their
+        # pages stay shared with the master instead of being copied into each worker.
+        gc.collect()
+        gc.freeze()
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -201,6 +207,7 @@ class Master:
         signal.set_wakeup_fd(self._wake_w)
         for sig in HANDLED_SIGNALS:
             signal.signal(sig, self._on_signal)
+        preload(self.settings)
         try:
             self._fill()
             while not self.stopping:

@@ -38,8 +38,9 @@ from typing import Any
 
 from tornado.concurrent import future_add_done_callback
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamClosedError
-from tornado.netutil import bind_sockets
+from tornado.netutil import add_accept_handler, bind_sockets
 from tornado.web import Application
 
 from handlers import make_app
@@ -130,20 +131,88 @@ def overload_answer(retry_after_s: int) -> bytes:
     return head.encode("ascii") + body
 
 
+@dataclass(slots=True)
+class FairShare:
+    """This worker's place among its peers on the shared socket (runtime/heartbeat.py):
+    it reports its open connections and asks whether it may take one more."""
+
+    table: HeartbeatTable
+    cell: int
+    stale_s: float
+
+    def report(self, connections: int, accepting: bool = True) -> None:
+        self.table.set_connections(self.cell, connections, accepting)
+
+    def fair(self, connections: int) -> bool:
+        return self.table.fair_to_accept(self.cell, connections, self.stale_s)
+
+
+# While a worker has stopped accepting (over its share), how often it looks again.
+FAIR_POLL_S = 0.002
+
+
 class DrainingHTTPServer(HTTPServer):
-    """An HTTPServer that counts its open connections, to drain them on stop and to cap them."""
+    """An HTTPServer that counts its open connections, to drain them on stop and to cap
+    them, and that accepts only while it holds no more than its peers (`share`)."""
 
     open_connections = 0
     # Beyond this many open connections a new one gets `overload` and is closed (0: no cap).
     max_connections = 0
     overload = b""
+    share: FairShare | None = None
+    _paused = False
 
     def handle_stream(self, stream: IOStream, address: Any) -> None:
         if self.max_connections and self.open_connections >= self.max_connections:
             self._shed(stream)
             return
         self.open_connections += 1
+        self._rebalance()
         super().handle_stream(stream, address)
+
+    # Fair accepting: every worker waits on the one shared socket, and the kernel wakes
+    # them in no fair order (one busy worker can take every keep-alive connection). A
+    # worker holding more connections than the least loaded of its peers stops
+    # accepting until it does not; the kernel's queue is never dropped, whatever
+    # happens to a worker (docs/process-model.md).
+
+    def _rebalance(self) -> None:
+        share = self.share
+        if share is None or self._stopped:
+            return
+        share.report(self.open_connections)
+        fair = share.fair(self.open_connections)
+        if fair and self._paused:
+            self._resume()
+        elif not fair and not self._paused:
+            self._pause()
+
+    def _pause(self) -> None:
+        for remove in self._handlers.values():
+            remove()  # also ends Tornado's accept loop for this wake-up
+        self._handlers.clear()
+        self._paused = True
+        IOLoop.current().call_later(FAIR_POLL_S, self._poll)
+
+    def _resume(self) -> None:
+        for fd, sock in self._sockets.items():
+            self._handlers[fd] = add_accept_handler(sock, self._handle_connection)
+        self._paused = False
+
+    def _poll(self) -> None:
+        if not self._paused or self._stopped:
+            return
+        self._rebalance()
+        if self._paused:
+            IOLoop.current().call_later(FAIR_POLL_S, self._poll)
+
+    def stop(self) -> None:
+        if self._paused and not self._stopped:
+            self._resume()  # stop() removes the accept handlers it finds
+        if self.share is not None:
+            self.share.report(self.open_connections, accepting=False)
+            self.share = None
+        super().stop()
 
     def _shed(self, stream: IOStream) -> None:
         metrics.record_connection_shed()
@@ -156,6 +225,7 @@ class DrainingHTTPServer(HTTPServer):
 
     def on_close(self, server_conn: object) -> None:
         self.open_connections -= 1
+        self._rebalance()
         super().on_close(server_conn)
 
 
@@ -184,6 +254,10 @@ async def serve(
     deps.state.generation = link.generation if link is not None else 0
     await services.recover()
     server = make_http_server(make_app(deps, settings.http), settings.http, cap)
+    if link is not None and settings.listen.fair_accept and not settings.listen.reuse_port:
+        stale_s = max(1.0, 3 * settings.supervisor.heartbeat_interval_s)
+        server.share = FairShare(link.heartbeats, link.cell, stale_s)
+        server.share.report(0)
     server.add_sockets(sockets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 import random
@@ -50,7 +51,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -230,6 +231,9 @@ class CredentialGate:
         # False while the database refuses us: the gate then works from this host's memory.
         self.storage_ok = True
         self._reserving: dict[tuple[str, str], asyncio.Future[tuple[int, ...]]] = {}
+        # Database reads that refresh this host's table, one at a time per key: the
+        # concurrent requests of one student that find it stale share one read.
+        self._refreshing: dict[str, asyncio.Future[Any]] = {}
         self._secret_key = secret_key
         self._now = now
         self._window = timedelta(seconds=settings.failed_logins_window_s)
@@ -305,6 +309,21 @@ class CredentialGate:
         if until > t:
             raise locked_out(until - t)
 
+    async def _once(self, key: str, read: Callable[[], Awaitable[R]]) -> R:
+        """The result of `read`, shared with every caller that asks for the same key
+        while it runs (a failure too)."""
+        running: asyncio.Future[R] | None = self._refreshing.get(key)
+        if running is None:
+            running = asyncio.ensure_future(read())
+            self._refreshing[key] = running
+
+            def forget(done: asyncio.Future[R]) -> None:
+                if self._refreshing.get(key) is done:
+                    del self._refreshing[key]
+
+            running.add_done_callback(forget)
+        return await asyncio.shield(running)
+
     async def _known_verifier(self, p: Presented) -> bytes | None:
         """The current verifier (its first bytes), from this host's table while it is
         fresh, else from the database."""
@@ -313,7 +332,10 @@ class CredentialGate:
         if self._fresh(record.verifier_at, t):
             return None if record.verifier == NO_VERIFIER else record.verifier
         try:
-            stored = await self._store.verifier(p.system, p.student_id)
+            stored = await self._once(
+                f"v|{p.system}|{p.student_id}",
+                lambda: self._store.verifier(p.system, p.student_id),
+            )
         except StorageUnavailable:
             # Degraded: the last verifier this host saw still decides (None if it saw none).
             self._storage(ok=False)
@@ -337,7 +359,12 @@ class CredentialGate:
                 continue
             limit = self._limits[scope]
             try:
-                groups = await self._store.groups(scope, subject, now - self._window, (), 2 * limit)
+                groups = await self._once(
+                    f"l|{key}",
+                    functools.partial(
+                        self._store.groups, scope, subject, now - self._window, (), 2 * limit
+                    ),
+                )
             except StorageUnavailable:
                 self._storage(ok=False)
                 return  # degraded: what this host knows stands

@@ -32,7 +32,9 @@ def book(sim: Proc, record_id: str, system: str = "opac") -> dict[str, Any]:
 
 
 def requests_to(sim: Proc, system: str) -> int:
-    return int(sim_json(sim.url, f"/__sim/{system}/stats")["requests"])
+    count = sim_json(sim.url, f"/__sim/{system}/stats")["requests"]
+    assert isinstance(count, int)
+    return count
 
 
 def b64(url: str) -> str:
@@ -198,6 +200,7 @@ async def test_web_book_refuses_a_lookalike_of_the_catalogue(
     http_client: httpx.AsyncClient, sim: Proc
 ) -> None:
     port = urllib.parse.urlsplit(sim.url).port
+    assert port is not None
     for url in (
         f"http://127.0.0.1:{port}/opac/../__sim/opac/stats",
         f"http://127.0.0.1:{port}/__sim/control",

@@ -4,7 +4,9 @@ and carry stored data over when they reshape a table."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -74,3 +76,19 @@ async def test_stored_card_answers_survive_the_move_to_one_results_table(db_url:
         (key, "card", "2012052690", "history", "20261101-20261126", "[]")
     ]
     assert "card_results" not in tables
+
+
+def test_the_head_read_without_alembic_is_alembics(tmp_path: Path) -> None:
+    from db.migrate import alembic_head
+    from db.revision import MIGRATIONS_DIR, head_revision
+
+    assert head_revision() == alembic_head() is not None
+    # A branching history is refused, not resolved by guessing.
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    for name in ("0001", "0002", "0003"):
+        down = "None" if name == "0001" else '"0001"'
+        (versions / f"{name}.py").write_text(f'revision = "{name}"\ndown_revision = {down}\n')
+    with pytest.raises(ValueError, match="several heads"):
+        head_revision(versions)
+    assert head_revision(MIGRATIONS_DIR / "versions") == alembic_head()

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from db.migrate import head_revision
+from db.revision import head_revision
 from tests.procs import ROOT, Proc, free_port, sim_json, wait_for_http
 
 TEST_SECRET = "test-secret-key-0123456789abcdef"
