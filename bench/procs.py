@@ -115,34 +115,74 @@ def spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) ->
 # --- the school ---------------------------------------------------------------
 
 
+# The simulator's systems the benchmarks use: the card center (at /, side endpoints
+# /__sim/...) and the systems mounted beside it (side endpoints /__sim/<name>/...).
+CARD = "card"
+
+
+def system_settings(system: str, name: str) -> dict[str, Any]:
+    """A simulated system's settings for a named profile, as the simulator computes them
+    at start (the card center's profile; a mounted system's own calibration over it)."""
+    from schoolsim.profiles import profile
+
+    if system == CARD:
+        return profile(name).as_dict()
+    from schoolsim.systems import mounted_profile
+
+    settings = mounted_profile(system, name)
+    try:
+        from schoolsim.library.state import CALIBRATION, calibrated
+    except ImportError:  # pragma: no cover - the library systems are part of schoolsim
+        return settings.as_dict()
+    if system in CALIBRATION:
+        settings = calibrated(system, name, settings)
+    return settings.as_dict()
+
+
 @dataclass
 class School:
-    """The simulated card center (`python -m schoolsim`)."""
+    """The simulator (`python -m schoolsim`): the card center and the systems mounted
+    beside it, each with its own profile, counters and side endpoints."""
 
     child: Child
     url: str
     profile: str
+    profiles: dict[str, str] = field(default_factory=dict)  # mounted system -> profile
 
-    def stats(self) -> dict[str, Any]:
-        return http_json(self.url + "/__sim/stats")
+    def side(self, system: str = CARD) -> str:
+        return self.url + ("/__sim" if system == CARD else f"/__sim/{system}")
 
-    def reset(self) -> None:
-        http_json(self.url + "/__sim/reset", {"sessions": True})
+    def stats(self, system: str = CARD) -> dict[str, Any]:
+        return http_json(self.side(system) + "/stats")
 
-    def use_profile(self, name: str) -> None:
-        """Switch the running simulator to a named profile's settings (seed kept)."""
-        from schoolsim.profiles import profile
+    def reset(self, system: str = CARD) -> None:
+        http_json(self.side(system) + "/reset", {"sessions": True})
 
-        settings = profile(name).as_dict()
+    def use_profile(self, name: str, system: str = CARD) -> None:
+        """Switch one simulated system to a named profile's settings (seed kept)."""
+        settings = system_settings(system, name)
         settings.pop("seed")
-        http_json(self.url + "/__sim/control", settings)
-        self.profile = name
+        http_json(self.side(system) + "/control", settings)
+        if system == CARD:
+            self.profile = name
+        else:
+            self.profiles[system] = name
 
-    def wait_idle(self, timeout: float = 40) -> None:
-        """Wait until no school request is in flight (cut-off load may still be queued)."""
+    def profile_of(self, system: str = CARD) -> str:
+        """The profile a simulated system runs (a mounted one: asked once, then tracked)."""
+        if system == CARD:
+            return self.profile
+        if system not in self.profiles:
+            self.profiles[system] = str(self.stats(system)["profile"])
+        return self.profiles[system]
+
+    def wait_idle(self, timeout: float = 40, systems: tuple[str, ...] = (CARD,)) -> None:
+        """Wait until no request is in flight at these systems (cut-off load may still be
+        queued there)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.stats()["in_flight"]:
-            time.sleep(0.2)
+        for system in systems:
+            while time.monotonic() < deadline and self.stats(system)["in_flight"]:
+                time.sleep(0.2)
 
     def stop(self) -> None:
         self.child.stop()
@@ -190,6 +230,8 @@ class System:
     served: Callable[[], collections.Counter[int]]
     uses_school: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    # Answers so far by HTTP status (from the access logs; empty where none is kept).
+    statuses: Callable[[], collections.Counter[str]] = collections.Counter
 
     def rss(self) -> dict[int, float]:
         result = {}
@@ -228,6 +270,16 @@ def count_lines(path: Path, pattern: re.Pattern[str]) -> collections.Counter[int
 
 
 JNUFM_ACCESS = re.compile(r"\[(\d+)\] jnufm\.access: \d{3} ")
+JNUFM_STATUS = re.compile(r"\[\d+\] jnufm\.access: (\d{3}) ")
+
+
+def count_statuses(paths: list[Path], pattern: re.Pattern[str]) -> collections.Counter[str]:
+    """Matches of pattern's first group (an HTTP status) over the files."""
+    found: collections.Counter[str] = collections.Counter()
+    for path in paths:
+        if path.exists():
+            found.update(pattern.findall(path.read_text(errors="replace")))
+    return found
 
 
 def start_jnufm(
@@ -283,6 +335,7 @@ def start_jnufm(
         lambda: count_lines(log, JNUFM_ACCESS),
         uses_school=True,
         extra={"config": config, "overlay": overlay.name},
+        statuses=lambda: count_statuses([log], JNUFM_STATUS),
     )
 
 
@@ -398,13 +451,47 @@ def start_nginx_fixed(tmp: Path, processes: int) -> System:
     )
 
 
-REPLICA_ACCESS = re.compile(r'"GET /card/rest')
+# The queries the replica answers (its /healthz is not counted).
+REPLICA_ACCESS = re.compile(r'"(?:GET|POST) /(?:card/rest|class/get|book/search/)')
+REPLICA_STATUS = re.compile(r'"(?:GET|POST) /(?:card/rest|class/get|book/search/)[^"]*" (\d{3}) ')
+
+
+def academic_login_lengths() -> dict[str, int] | None:
+    """The Content-Length of the simulated academic office's three login answers (wrong
+    password, logged in, wrong captcha), as 2013 knew the real office's (7819, 1325,
+    8792); None when two are alike or the pages cannot be measured (the replica then
+    judges by content).
+
+    Measured as the simulator makes them: its page builders, a view state of its own
+    (fixed length), GBK, as it sends them.
+    """
+    try:
+        from schoolsim.academic import pages
+        from schoolsim.academic.state import AcademicState
+        from schoolsim.profiles import profile
+
+        state = AcademicState("fast", profile("fast"))
+        viewstate, validation = state.viewstate("login"), state.event_validation("login")
+
+        def size(html: str) -> int:
+            return len(html.encode("gbk", errors="replace"))
+
+        lengths = {
+            "password": size(pages.login_page(viewstate, validation, pages.WRONG_PASSWORD)),
+            "ok": size(pages.home_page()),
+            "captcha": size(pages.login_page(viewstate, validation, pages.WRONG_CAPTCHA)),
+        }
+    except (ImportError, AttributeError, TypeError):
+        return None
+    return lengths if len(set(lengths.values())) == len(lengths) else None
 
 
 def start_replica(tmp: Path, school_url: str, instances: int = REPLICA_INSTANCES) -> System:
     """The 2013 replica: `instances` Flask+gevent processes behind nginx round-robin."""
     workdir = tmp / "replica"
     workdir.mkdir(parents=True, exist_ok=True)
+    lengths = academic_login_lengths()
+    judge = ["--jwc-lengths", ",".join(f"{k}={v}" for k, v in lengths.items())] if lengths else []
     backends: list[tuple[int, Child]] = []
     started: list[Child] = []
     try:
@@ -419,6 +506,7 @@ def start_replica(tmp: Path, school_url: str, instances: int = REPLICA_INSTANCES
                     str(port),
                     "--school",
                     school_url,
+                    *judge,
                 ],
                 workdir / f"instance-{i}.log",
             )
@@ -459,7 +547,17 @@ def start_replica(tmp: Path, school_url: str, instances: int = REPLICA_INSTANCES
         lambda: list(by_pid),
         served,
         uses_school=True,
-        extra={"instances": instances, "front_pid": nginx.pid},
+        extra={
+            "instances": instances,
+            "front_pid": nginx.pid,
+            # How the replica judges an academic office login answer (see replica2013.py).
+            "jwc_login_judge": (
+                "Content-Length (" + ", ".join(f"{k} {v}" for k, v in lengths.items()) + ")"
+                if lengths
+                else "content"
+            ),
+        },
+        statuses=lambda: count_statuses([c.log_path for c in by_pid.values()], REPLICA_STATUS),
     )
 
 

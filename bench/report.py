@@ -4,7 +4,10 @@
 
 Prints the tables; with --docs, also rewrites the part of that file between
 `<!-- bench:results:begin -->` and `<!-- bench:results:end -->` and the PNG
-plots beside it (docs/bench-throughput.png, docs/bench-p99.png).
+plots beside it (docs/bench-throughput.png, docs/bench-p99.png) from the card
+center's workloads, and the part between `<!-- bench:schools:begin -->` and
+`<!-- bench:schools:end -->` from the workloads on the other school systems
+(term-start, search). A run of only one kind leaves the other part as it is.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 
 BEGIN = "<!-- bench:results:begin -->"
 END = "<!-- bench:results:end -->"
+SCHOOLS_BEGIN = "<!-- bench:schools:begin -->"
+SCHOOLS_END = "<!-- bench:schools:end -->"
 SHORT = {"replica": "a", "no-reuse": "b", "default": "c", "hello": "d", "nginx": "e"}
 
 
@@ -88,6 +93,92 @@ def full_table(doc: dict[str, Any]) -> str:
                 f"| {rss_text if rss else '-'} | {'; '.join(r['notes'])} |"
             )
     return "\n".join(lines)
+
+
+SCHOOL_NAMES = {"academic": "academic office", "opac": "main catalogue"}
+
+
+def _school_counts(r: dict[str, Any]) -> str:
+    c = r.get("school_counts") or {}
+    parts = [f"{r['school_requests']} requests"] if "school_requests" in r else []
+    if "captcha_fetches" in c:
+        parts.append(f"logins {c['logins_ok']} ok / {c.get('logins_failed', 0)} refused")
+    if c.get("captcha_fetches"):
+        parts.append(f"captchas {c['captcha_fetches']} ({c.get('captcha_wrong', 0)} wrong)")
+    if "searches" in c:
+        parts.append(f"searches {c['searches']}, record pages {c.get('records', 0)}")
+    errors = r.get("school_errors") or {}
+    shed = errors.get("overload", 0)
+    if shed:
+        parts.append(f"{shed} shed (overload)")
+    return "; ".join(parts) or "-"
+
+
+def _failed_statuses(r: dict[str, Any]) -> str:
+    """The server's non-2xx answers by status (its access log), e.g. " (500: 300)"."""
+    bad = {k: v for k, v in (r.get("statuses") or {}).items() if not k.startswith("2") and v}
+    return " (" + ", ".join(f"{k}: {v}" for k, v in sorted(bad.items())) + ")" if bad else ""
+
+
+def school_table(doc: dict[str, Any]) -> str:
+    """The workloads on school systems other than the card center: jnufm (c) vs 2013 (a)."""
+    by = _by(doc)
+    lines = [
+        "| workload | system | answers/s | (c)/(a) answers/s | p50 ms | p99 ms "
+        "| failed / empty / done "
+        "| school | school req per answer | school peak in flight (jnufm budget) "
+        "| at the school | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for wl in doc["workloads"]:
+        if wl.get("school", "card") == "card":
+            continue
+        c, a = by.get(("default", wl["key"])), by.get(("replica", wl["key"]))
+        ca, aa = (c or {}).get("answers_per_s"), (a or {}).get("answers_per_s")
+        ratio = "(a) none" if ca and aa == 0 else _ratio(ca, aa)
+        for sys_key in doc["systems"]:
+            r = by.get((sys_key, wl["key"]))
+            if r is None:
+                continue
+            budget = r.get("school_budget")
+            peak = _fmt(r.get("school_peak_in_flight")) + (
+                f" ({budget})" if budget is not None else ""
+            )
+            lines.append(
+                f"| {wl['label']} | ({SHORT.get(sys_key, '?')}) {sys_key} "
+                f"| {_fmt(r.get('answers_per_s'))} | {ratio if sys_key == 'default' else ''} "
+                f"| {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} "
+                f"| {r['failed']}{_failed_statuses(r)} / {r.get('empty', 0)} / {r['completed']} "
+                f"| {SCHOOL_NAMES.get(r.get('school', ''), r.get('school', '-'))} "
+                f"| {_fmt(r.get('school_requests_per_answer'))} | {peak} "
+                f"| {_school_counts(r)} | {'; '.join(r['notes'])} |"
+            )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def search_facts(doc: dict[str, Any]) -> str:
+    """One line on the search run's queries."""
+    out = []
+    for key, q in (doc.get("search_queries") or {}).items():
+        line = (
+            f"`{key}`: {q['sequence']} queries drawn (seed {q['seed']}) over {q['vocabulary']} "
+            f"title words, Zipf s = {q['zipf_s']}: {q['distinct_queries']} distinct, the top "
+            f"word ({q['top_query']}) {100 * q['top_query_share']:.1f}% of them"
+        )
+        if "median_hits" in q:
+            line += (
+                f"; the catalogue finds a median of {q['median_hits']} books a word, "
+                f"{q['words_without_hits']} words none, and answers "
+                f"{100 * q['single_hit_share_of_sequence']:.1f}% of the queries with a record "
+                "page (one hit)"
+            )
+        out.append(line + ".")
+    judge = doc.get("replica_jwc_login_judge")
+    if judge:
+        # Older runs wrote the lengths as a Python dict.
+        judge = re.sub(r"'(\w+)': (\d+)", r"\1 \2", judge).replace("{", "(").replace("}", ")")
+        out.append(f"The replica judged academic office logins by {judge}.")
+    return " ".join(out)
 
 
 def targets_table(doc: dict[str, Any]) -> str:
@@ -175,19 +266,61 @@ def facts(doc: dict[str, Any]) -> str:
     )
 
 
-def table(doc: dict[str, Any]) -> str:
-    """The text printed at the end of a run and written into docs/benchmarks.md."""
+def _card_only(doc: dict[str, Any]) -> dict[str, Any]:
+    keys = {w["key"] for w in doc["workloads"] if w.get("school", "card") == "card"}
+    return {
+        **doc,
+        "workloads": [w for w in doc["workloads"] if w["key"] in keys],
+        "results": [r for r in doc["results"] if r["workload"] in keys],
+    }
+
+
+def has_card(doc: dict[str, Any]) -> bool:
+    return any(w.get("school", "card") == "card" for w in doc["workloads"])
+
+
+def schools_part(doc: dict[str, Any]) -> str:
+    """The workloads on the other school systems: their table and the query facts."""
+    schools = school_table(doc)
+    if not schools:
+        return ""
+    parts = [
+        "Other school systems, jnufm (c) against 2013 (a) (answers/s: 2xx answers with "
+        "data a second; school figures from the simulator's side endpoints of that "
+        "system):",
+        schools,
+    ]
+    facts_line = search_facts(doc)
+    if facts_line:
+        parts.append(facts_line)
+    return "\n\n".join(parts)
+
+
+def card_part(doc: dict[str, Any]) -> str:
+    """The card center's workloads: ratios, targets and every figure."""
+    card = _card_only(doc)
     return "\n\n".join(
         [
-            facts(doc),
             "Requests/s ratios (same run):",
-            ratio_table(doc),
+            ratio_table(card),
             "Targets (system (c) of this run):",
-            targets_table(doc),
+            targets_table(card),
             "All figures:",
-            full_table(doc),
+            full_table(card),
         ]
     )
+
+
+def table(doc: dict[str, Any]) -> str:
+    """The text printed at the end of a run (and, in two parts, written into
+    docs/benchmarks.md)."""
+    parts = [facts(doc)]
+    if has_card(doc):
+        parts.append(card_part(doc))
+    schools = schools_part(doc)
+    if schools:
+        parts.append(schools)
+    return "\n\n".join(parts)
 
 
 def plots(doc: dict[str, Any], outdir: Path) -> list[Path]:
@@ -227,18 +360,30 @@ def plots(doc: dict[str, Any], outdir: Path) -> list[Path]:
     return written
 
 
+def _replace(text: str, begin: str, end: str, body: str) -> str:
+    if begin not in text or end not in text:
+        text += f"\n{begin}\n{end}\n"
+    return re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _m: body, text, flags=re.S)
+
+
 def update_docs(doc: dict[str, Any], docs_path: Path, results_name: str) -> None:
-    """Replace the generated section of docs_path and write the plots beside it."""
-    text = docs_path.read_text() if docs_path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text:
-        text += f"\n{BEGIN}\n{END}\n"
-    paths = plots(doc, docs_path.parent)
-    images = "\n".join(f"![{p.stem}]({p.name})" for p in paths)
-    body = (
-        f"{BEGIN}\n<!-- generated by `python -m bench report {results_name} --docs "
-        f"{docs_path.name}`; do not edit by hand -->\n\n{table(doc)}\n\n{images}\n{END}"
+    """Replace the generated sections of docs_path (those this run has workloads for) and
+    write the plots of the card center's workloads beside it."""
+    text = docs_path.read_text() if docs_path.exists() else "# Benchmarks\n"
+    note = (
+        f"<!-- generated by `python -m bench report {results_name} --docs "
+        f"{docs_path.name}`; do not edit by hand -->"
     )
-    text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _m: body, text, flags=re.S)
+    if has_card(doc):
+        card = _card_only(doc)
+        paths = plots(card, docs_path.parent)
+        images = "\n".join(f"![{p.stem}]({p.name})" for p in paths)
+        body = f"{BEGIN}\n{note}\n\n{facts(doc)}\n\n{card_part(doc)}\n\n{images}\n{END}"
+        text = _replace(text, BEGIN, END, body)
+    schools = schools_part(doc)
+    if schools:
+        body = f"{SCHOOLS_BEGIN}\n{note}\n\n{facts(doc)}\n\n{schools}\n{SCHOOLS_END}"
+        text = _replace(text, SCHOOLS_BEGIN, SCHOOLS_END, body)
     docs_path.write_text(text)
 
 

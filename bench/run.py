@@ -7,6 +7,11 @@ Systems (each started, measured, stopped in turn):
 - `default`  (c) jnufm as configured by default (bench/configs/default.yaml)
 - `hello`    (d) a pre-forked Tornado hello-world, as many processes as jnufm
 - `nginx`    (e) nginx answering a fixed body
+
+Workloads: the card center's (every system), and two on other school systems,
+jnufm (c) against the replica (a) only: `term-start` (the academic office: many
+students' timetables at once) and `search` (the main library catalogue:
+Zipf-distributed title words).
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from bench import load, procs
-from bench.procs import CONFIGS, SINGLE_STUDENT, School, System
+from bench.procs import CARD, CONFIGS, SINGLE_STUDENT, School, System
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -46,12 +52,22 @@ class Workload:
 
     key: str
     label: str
-    kind: str  # "ab" | "wrk-single" | "wrk-cold" | "wrk-mixed"
+    # "ab" | "wrk-single" | "wrk-cold" | "wrk-mixed" (card center);
+    # "wrk-term-start" (academic office) | "wrk-search" (main library catalogue)
+    kind: str
     concurrency: int
-    requests: int  # ab: -n; wrk-cold: answers to stop after (0 = none)
+    requests: int  # ab: -n; wrk-cold, -term-start, -search: answers to stop after (0 = none)
     seconds: float  # time limit (ab -t, wrk -d)
     school_profile: str
     exact: bool = False  # the exact 2013 command (no time cap expected to bite)
+    school: str = CARD  # the simulated system asked (its profile, counters, figures)
+    only: tuple[str, ...] = ()  # the systems measured on it (empty: every system)
+
+
+# The workloads on the academic office and the library: jnufm against 2013 only.
+SIDE_BY_SIDE = ("replica", "default")
+# jnufm's global budget (concurrent requests) per simulated system, config key.
+BUDGET_KEYS = {CARD: "card", "academic": "academic", "opac": "library"}
 
 
 def workloads(quick: bool) -> list[Workload]:
@@ -98,7 +114,103 @@ def workloads(quick: bool) -> list[Workload]:
             3 if q else 30,
             "jnu-2013",
         ),
+        Workload(
+            "term-start",
+            "term start: 300 students' timetables, -c 20",
+            "wrk-term-start",
+            20,
+            300,
+            5 if q else 120,
+            "jnu-2013",
+            school="academic",
+            only=SIDE_BY_SIDE,
+        ),
+        Workload(
+            "search",
+            f"library search: Zipf title words, -c 20, {1000 if q else 3000:,} answers",
+            "wrk-search",
+            20,
+            1000 if q else 3000,
+            5 if q else 60,
+            "jnu-2013",
+            school="opac",
+            only=SIDE_BY_SIDE,
+        ),
     ]
+
+
+def runs_on(wl: Workload, system: str) -> bool:
+    return not wl.only or system in wl.only
+
+
+def term_start_paths(wl: Workload) -> list[str]:
+    """One distinct student per request: the count wanted plus one per connection (the
+    requests still in flight when the count is reached), so none is asked twice."""
+    return [
+        load.timetable_path(str(load.TERM_START_BASE + i))
+        for i in range(wl.requests + wl.concurrency)
+    ]
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """The search run's queries: the vocabulary (rank order) and the drawn ranks."""
+
+    words: list[str]
+    order: list[int]
+
+    def facts(self, school: School | None) -> dict[str, Any]:
+        """What the sequence asks, and (with the simulator) what the catalogue finds."""
+        counts: dict[int, int] = {}
+        for k in self.order:
+            counts[k] = counts.get(k, 0) + 1
+        top = max(counts.items(), key=lambda kv: kv[1])
+        out: dict[str, Any] = {
+            "vocabulary": len(self.words),
+            "zipf_s": load.SEARCH_ZIPF_S,
+            "seed": load.SEARCH_SEED,
+            "sequence": len(self.order),
+            "distinct_queries": len(counts),
+            "top_query": self.words[top[0]],
+            "top_query_share": round(top[1] / len(self.order), 3),
+        }
+        if school is not None:
+            hits = [
+                int(
+                    procs.http_json(school.url + "/__sim/opac/search?" + urlencode({"q": w}))[
+                        "total"
+                    ]
+                )
+                for w in self.words
+            ]
+            out["words_without_hits"] = sum(1 for h in hits if h == 0)
+            # One hit: the catalogue answers with the record page itself.
+            out["single_hit_share_of_sequence"] = round(
+                sum(1 for k in self.order if hits[k] == 1) / len(self.order), 3
+            )
+            out["median_hits"] = sorted(hits)[len(hits) // 2]
+        return out
+
+
+def search_plan(wl: Workload, catalogue_seed: int = 2013) -> SearchPlan:
+    """The Zipf query sequence of a search workload (the same every run), over the
+    vocabulary of the simulated catalogue of `catalogue_seed` (the harness's school)."""
+    words = load.search_vocabulary(catalogue_seed)
+    return SearchPlan(words, load.zipf_sequence(len(words), wl.requests + wl.concurrency))
+
+
+def budget_of(system: System, school: str) -> int | None:
+    """jnufm's budget (concurrent requests, all workers) for a simulated system."""
+    if system.key in ("replica", "hello", "nginx"):
+        return None
+    from settings import BudgetSettings
+
+    key = BUDGET_KEYS.get(school)
+    if key is None:
+        return None
+    configured = system.extra.get("config", {}).get("budget", {})
+    value = configured.get(key, getattr(BudgetSettings(), key, None))
+    return int(value) if value is not None else None
 
 
 def machine_facts() -> dict[str, Any]:
@@ -152,61 +264,108 @@ def measure(
     school: School | None,
     tmp: Path,
     log: Callable[[str], None],
+    plan: SearchPlan | None = None,
 ) -> dict[str, Any]:
     """Run one workload against one system and collect every figure."""
     url = system.url
     seconds = wl.seconds
     notes: list[str] = []
+    asked = (CARD, wl.school) if wl.school != CARD else (CARD,)
     if not system.uses_school:
         notes.append("fixed body on every path (no school)")
     if school is not None and system.uses_school:
-        school.wait_idle()
-        if school.profile != wl.school_profile:
-            school.use_profile(wl.school_profile)
+        school.wait_idle(systems=asked)
+        if school.profile_of(wl.school) != wl.school_profile:
+            school.use_profile(wl.school_profile, wl.school)
         if wl.kind == "wrk-single":
             # Warm: the same student was asked just before the measured run.
             load.ab(url + load.balance_path(SINGLE_STUDENT), 1, 1, 30)
-        school.wait_idle()
-        school.reset()
+        school.wait_idle(systems=asked)
+        for name in asked:
+            school.reset(name)
     before = system.served()
+    before_status = system.statuses()
     if wl.kind == "ab":
         r = load.ab(url + load.balance_path(SINGLE_STUDENT), wl.concurrency, wl.requests, seconds)
     elif wl.kind == "wrk-single":
         r = load.wrk(url, wl.concurrency, seconds, tmp, "single", int(SINGLE_STUDENT))
     elif wl.kind == "wrk-cold":
         r = load.wrk(url, wl.concurrency, seconds, tmp, "cold", load.COLD_BASE, wl.requests)
+    elif wl.kind == "wrk-term-start":
+        r = load.wrk_paths(
+            url, wl.concurrency, seconds, tmp, wl.key, term_start_paths(wl), limit=wl.requests
+        )
+    elif wl.kind == "wrk-search":
+        plan = plan or search_plan(wl)
+        paths = [load.search_path(w) for w in plan.words]
+        r = load.wrk_paths(
+            url, wl.concurrency, seconds, tmp, wl.key, paths, plan.order, wl.requests
+        )
     else:
         r = load.wrk(url, wl.concurrency, seconds, tmp, "mixed", load.MIXED_REPEAT_BASE)
     # School figures first: the servers go on finishing queries the load generator
     # has given up on (wrk stops with -c queries in flight).
-    stats = school.stats() if school is not None and system.uses_school else None
+    stats = school.stats(wl.school) if school is not None and system.uses_school else None
     time.sleep(0.2)
     per_worker = system.served() - before
+    by_status = system.statuses() - before_status
     counts = sorted(per_worker.values(), reverse=True)
     pids = system.worker_pids()
     while len(counts) < len(pids):
         counts.append(0)
     out: dict[str, Any] = {"system": system.key, "workload": wl.key, **r.as_dict()}
-    capped = (wl.kind == "ab" and r.completed < wl.requests) or (
-        wl.kind == "wrk-cold" and r.completed < wl.requests
-    )
+    counted = ("ab", "wrk-cold", "wrk-term-start", "wrk-search")
+    capped = wl.kind in counted and r.completed < wl.requests
     if capped:
         notes.append(f"capped at {int(seconds)} s: {r.completed} of {wl.requests} done")
     out["time_limit_s"] = seconds
     out["capped"] = capped
     out["per_worker"] = {str(pid): per_worker.get(pid, 0) for pid in pids}
+    # The server's answers by status, from its access log (includes queries wrk had
+    # given up on that ended before the count was taken).
+    out["statuses"] = dict(sorted(by_status.items()))
     out["busiest_over_least"] = round(counts[0] / counts[-1], 3) if counts and counts[-1] else None
     out["rss_mb"] = {str(pid): mb for pid, mb in system.rss().items()}
     out["school_profile"] = wl.school_profile if system.uses_school else None
+    # Answers: 2xx answers with data, per second (a fast failure is no answer, nor is
+    # an empty list where the school has data: every student has courses in the
+    # term asked, every search word finds books).
+    out["answers_per_s"] = round(r.answers / r.seconds, 2) if r.seconds else None
     if stats is not None:
+        out["school"] = wl.school
         out["school_requests"] = stats["requests"]
-        out["school_requests_per_answer"] = round(stats["requests"] / r.ok, 2) if r.ok else None
+        out["school_requests_per_answer"] = (
+            round(stats["requests"] / r.answers, 2) if r.answers else None
+        )
         out["school_peak_in_flight"] = stats["peak_in_flight"]
         out["school_errors"] = stats["errors"]
+        out["school_by_status"] = stats.get("by_status")
+        out["school_budget"] = budget_of(system, wl.school)
+        # The system's own counters (academic office: logins and captchas; catalogue:
+        # searches and record pages).
+        own = (
+            "logins_ok",
+            "logins_failed",
+            "captcha_fetches",
+            "captcha_wrong",
+            "viewstate_failures",
+            "searches",
+            "records",
+        )
+        extra = {k: stats[k] for k in own if k in stats}
+        if extra and wl.school != CARD:
+            out["school_counts"] = extra
+    if plan is not None and wl.kind == "wrk-search":
+        out["queries"] = plan.facts(None)
     out["notes"] = notes
+    budget = out.get("school_budget")
     log(
-        f"  {wl.key:<14} {r.rps:>9.2f} req/s  p50 {r.p50_ms} ms  p99 {r.p99_ms} ms  "
-        f"failed {r.bad}/{r.completed}  school/answer {out.get('school_requests_per_answer')}"
+        f"  {wl.key:<14} {r.rps:>9.2f} req/s  {out['answers_per_s']} answers/s  "
+        f"p50 {r.p50_ms} ms  p99 {r.p99_ms} ms  failed {r.bad}/{r.completed}  "
+        + (f"empty {r.empty}  " if r.empty else "")
+        + f"school/answer {out.get('school_requests_per_answer')}  "
+        f"peak {out.get('school_peak_in_flight')}"
+        + (f" (budget {budget})" if budget is not None else "")
         + (f"  [{'; '.join(notes)}]" if notes else "")
     )
     return out
@@ -253,6 +412,7 @@ def run(
     check_tools()
     processes = os.cpu_count() or 1
     wls = [w for w in workloads(quick) if not only or w.key in only]
+    plans = {w.key: search_plan(w) for w in wls if w.kind == "wrk-search"}
     started = dt.datetime.now(dt.UTC)
     doc: dict[str, Any] = {
         "started": started.isoformat(timespec="seconds"),
@@ -262,6 +422,9 @@ def run(
         "replica_instances": procs.REPLICA_INSTANCES,
         "database": "mysql" if database_url else "sqlite",
         "school_profiles": {p: school_settings(p) for p in {w.school_profile for w in wls}},
+        # Each simulated system's settings at the start of the run (the mounted ones
+        # carry their own calibration of the profile).
+        "school_systems": {},
         "systems": {k: SYSTEMS[k] for k in systems},
         "workloads": [w.__dict__ for w in wls],
         "results": [],
@@ -271,14 +434,30 @@ def run(
         tmp = Path(tmp_name)
         school = procs.start_school(tmp)
         try:
+            for name in sorted({CARD, *(w.school for w in wls)}):
+                stats = school.stats(name)
+                doc["school_systems"][name] = {
+                    "profile": stats.get("profile"),
+                    "settings": stats.get("settings"),
+                }
+            for w in wls:
+                if w.key in plans:
+                    doc.setdefault("search_queries", {})[w.key] = plans[w.key].facts(school)
             for key in systems:
+                mine = [w for w in wls if runs_on(w, key)]
+                if not mine:
+                    continue
                 log(f"{SYSTEMS[key]}")
                 school.wait_idle()
                 school.reset()
                 system = start_system(key, tmp, school, processes, database_url)
                 try:
-                    for wl in wls:
-                        doc["results"].append(measure(system, wl, school, tmp, log))
+                    for wl in mine:
+                        doc["results"].append(
+                            measure(system, wl, school, tmp, log, plans.get(wl.key))
+                        )
+                    if key == "replica":
+                        doc["replica_jwc_login_judge"] = system.extra.get("jwc_login_judge")
                 finally:
                     system.stop()
         finally:
@@ -309,6 +488,10 @@ def main_run(argv: list[str]) -> int:
         if s not in SYSTEMS:
             parser.error(f"unknown system {s!r} (known: {', '.join(SYSTEMS)})")
     only = [w for w in args.workloads.split(",") if w] or None
+    known = [w.key for w in workloads(args.quick)]
+    for w in only or []:
+        if w not in known:
+            parser.error(f"unknown workload {w!r} (known: {', '.join(known)})")
     path = run(args.quick, systems, only, args.mysql, args.out)
     from bench import report
 

@@ -2,8 +2,10 @@
 
 Starts the school, the 2013 replica (5 instances + nginx), jnufm with the
 bench overlay, the Tornado hello-world and the fixed-body nginx; asks each one
-balance query and runs the load generators for a moment; then checks that
-every process is gone and every port is free again.
+balance query (and the replica and jnufm one timetable and one library
+search, the queries of the term-start and search workloads) and runs the load
+generators for a moment; then checks that every process is gone and every port
+is free again.
 
 It needs what only the benchmarks need (bench/requirements.txt, nginx, ab and
 wrk) and is skipped, saying what is missing, where they are not installed;
@@ -81,14 +83,33 @@ def test_harness_starts_and_stops_everything(tmp_path: Path) -> None:
         # The replica logs in as 2013 did (home, captcha, keypad, login, account page);
         # jnufm skips the home page.
         assert school.stats()["requests"] == 5 + 4
+        # The academic office and the main catalogue, through the replica and jnufm.
+        words = load.search_vocabulary()
+        assert len(words) == load.SEARCH_VOCABULARY
+        for system in systems[:2]:
+            status, body = _get(system.url + load.timetable_path("2016000001"))
+            assert status == 200, system.key
+            assert json.loads(body)["data"], system.key
+            status, body = _get(system.url + load.search_path(words[0]))
+            assert status == 200, system.key
+            assert json.loads(body)["data"], system.key
+        # The replica: a login page, a captcha and a login POST per try (2013's reader
+        # misses some), the page the login leads to, the timetable form and its answer.
+        academic = school.stats("academic")
+        assert academic["logins_ok"] == 2, academic
+        assert academic["requests"] >= 6 + 4, academic
+        assert school.stats("opac")["searches"] >= 2
         nginx = systems[-1]
         r = load.ab(nginx.url + path, 2, 20, 10)
         assert (r.completed, r.bad) == (20, 0)
         assert r.rps > 0 and r.p99_ms is not None
         w = load.wrk(nginx.url, 2, 1, tmp_path, "cold", load.COLD_BASE, limit=30)
         assert w.completed >= 30 and w.bad == 0
+        paths = [load.search_path(word) for word in words[:3]]
+        w = load.wrk_paths(nginx.url, 2, 1, tmp_path, "paths", paths, [0, 1, 2, 0], limit=20)
+        assert w.completed >= 20 and w.bad == 0 and w.empty == 0
         counts = nginx.served()
-        assert sum(counts.values()) >= 51
+        assert sum(counts.values()) >= 71
     finally:
         for system in systems:
             system.stop()
