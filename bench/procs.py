@@ -61,6 +61,30 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def memory_mb(pid: int) -> dict[str, float] | None:
+    """RSS, PSS and USS of pid in MiB (from /proc/<pid>/smaps_rollup), None if it is gone.
+
+    USS (private pages) is what one more worker really costs; RSS also counts every
+    page shared with the master and the other workers, PSS a fair share of them.
+    """
+    try:
+        fields: dict[str, int] = {}
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if value.strip().endswith("kB"):
+                fields[name] = int(value.split()[0])
+    except (OSError, ValueError):
+        return None
+    if "Rss" not in fields:
+        return None
+    uss = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    return {
+        "rss": round(fields["Rss"] / 1024.0, 1),
+        "pss": round(fields.get("Pss", 0) / 1024.0, 1),
+        "uss": round(uss / 1024.0, 1),
+    }
+
+
 def alive(pid: int) -> bool:
     """True while pid exists and is not a zombie."""
     try:
@@ -239,6 +263,15 @@ class System:
             mb = rss_mb(pid)
             if mb is not None:
                 result[pid] = round(mb, 1)
+        return result
+
+    def memory(self) -> dict[int, dict[str, float]]:
+        """RSS, PSS and USS of each worker, in MiB."""
+        result = {}
+        for pid in self.worker_pids():
+            found = memory_mb(pid)
+            if found is not None:
+                result[pid] = found
         return result
 
     def all_pids(self) -> list[int]:

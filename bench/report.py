@@ -248,6 +248,21 @@ def targets_table(doc: dict[str, Any]) -> str:
         rows.append(
             ("RSS per worker <= 80 MB ((c))", f"{top[0]:.1f} MB (after {top[1]})", top[0] <= 80)
         )
+    uss = [
+        (mem["uss"], r["workload"])
+        for (s, _), r in by.items()
+        if s == "default"
+        for mem in r.get("memory_mb", {}).values()
+    ]
+    if uss:
+        top = max(uss)
+        rows.append(
+            (
+                "USS per worker <= 40 MB ((c): its private pages)",
+                f"{top[0]:.1f} MB (after {top[1]})",
+                top[0] <= 40,
+            )
+        )
     lines = ["| target | this run | met |", "|---|---|---|"]
     for name, figure, ok in rows:
         lines.append(f"| {name} | {figure} | {'yes' if ok else 'not met yet'} |")

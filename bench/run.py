@@ -326,6 +326,7 @@ def measure(
     out["statuses"] = dict(sorted(by_status.items()))
     out["busiest_over_least"] = round(counts[0] / counts[-1], 3) if counts and counts[-1] else None
     out["rss_mb"] = {str(pid): mb for pid, mb in system.rss().items()}
+    out["memory_mb"] = {str(pid): mb for pid, mb in system.memory().items()}
     out["school_profile"] = wl.school_profile if system.uses_school else None
     # Answers: 2xx answers with data, per second (a fast failure is no answer, nor is
     # an empty list where the school has data: every student has courses in the

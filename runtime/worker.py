@@ -147,8 +147,11 @@ class FairShare:
         return self.table.fair_to_accept(self.cell, connections, self.stale_s)
 
 
-# While a worker has stopped accepting (over its share), how often it looks again.
+# While a worker has stopped accepting (over its share), how often it looks again:
+# at first soon, then less often the longer nothing changes (an idle server holding
+# one keep-alive connection in one worker must not spin).
 FAIR_POLL_S = 0.002
+FAIR_POLL_MAX_S = 0.02
 
 
 class DrainingHTTPServer(HTTPServer):
@@ -161,6 +164,7 @@ class DrainingHTTPServer(HTTPServer):
     overload = b""
     share: FairShare | None = None
     _paused = False
+    _pauses = 0
 
     def handle_stream(self, stream: IOStream, address: Any) -> None:
         if self.max_connections and self.open_connections >= self.max_connections:
@@ -192,19 +196,21 @@ class DrainingHTTPServer(HTTPServer):
             remove()  # also ends Tornado's accept loop for this wake-up
         self._handlers.clear()
         self._paused = True
-        IOLoop.current().call_later(FAIR_POLL_S, self._poll)
+        self._pauses += 1  # a new pause: an earlier pause's polling ends
+        IOLoop.current().call_later(FAIR_POLL_S, self._poll, self._pauses, FAIR_POLL_S)
 
     def _resume(self) -> None:
         for fd, sock in self._sockets.items():
             self._handlers[fd] = add_accept_handler(sock, self._handle_connection)
         self._paused = False
 
-    def _poll(self) -> None:
-        if not self._paused or self._stopped:
+    def _poll(self, pause: int, delay: float) -> None:
+        if not self._paused or self._stopped or pause != self._pauses:
             return
         self._rebalance()
-        if self._paused:
-            IOLoop.current().call_later(FAIR_POLL_S, self._poll)
+        if self._paused and pause == self._pauses:
+            later = min(FAIR_POLL_MAX_S, delay * 1.5)
+            IOLoop.current().call_later(later, self._poll, pause, later)
 
     def stop(self) -> None:
         if self._paused and not self._stopped:
