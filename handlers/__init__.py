@@ -7,7 +7,7 @@ from typing import Any
 
 from tornado.web import Application
 
-from handlers import ops, pages
+from handlers import docs, ops, pages
 from handlers.base import AppDeps, NotFoundHandler, log_request
 from handlers.guards import GuardedApplication
 from handlers.legacy import academic as legacy_academic
@@ -17,6 +17,7 @@ from handlers.v1 import academic as v1_academic
 from handlers.v1 import card as v1_card
 from handlers.v1 import library as v1_library
 from observability import metrics
+from observability.dashboard import ReadingHistory
 from settings import HttpSettings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -34,7 +35,9 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/card/personalinfo", legacy_card.PersonalInfoHandler, d),
         (r"/class/get", legacy_academic.ClassHandler, d),
         (r"/kaoshi/get", legacy_academic.ExamHandler, d),
-        (r"/book/search/([^/]{1,200})", legacy_library.BookSearchHandler, d),
+        # No length in the pattern: it sees the percent-encoded path (a Chinese character
+        # is 9 characters there); the handler bounds the decoded query (400 invalid_query).
+        (r"/book/search/([^/]+)", legacy_library.BookSearchHandler, d),
         (r"/web/book", legacy_library.BookPageHandler, d),
         (r"/isbn/image/([0-9Xx-]{10,17})", legacy_library.CoverHandler, d),
         # The clean API.
@@ -55,6 +58,9 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/healthz", pages.HealthHandler, d),
         (r"/readyz", ops.ReadyHandler, d),
         (r"/metrics", ops.MetricsHandler, d),
+        # The API contract (api/routes.py describes every route) and the page's dashboard.
+        (r"/openapi\.json", docs.OpenApiHandler, d),
+        (r"/ops/dashboard\.json", docs.DashboardHandler, {**d, "history": ReadingHistory()}),
         # Test only: blocks the worker's loop; routed only when debug.block_route is on.
         *([(r"/debug/block", ops.DebugBlockHandler, d)] if deps.ops.debug_block_route else []),
         # Static files: the index page and the favicon.

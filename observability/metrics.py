@@ -26,6 +26,7 @@ Recording functions (all cheap, safe to call anywhere, in any process):
     record_rate_limited(scope)
     record_worker_restart(reason)        (master)
     set_worker_count(count)              (master)
+    set_worker_generation(index, generation)  (each worker, as its app is made)
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class _Metrics:
     storage_degraded: Gauge
     worker_restarts: Counter
     workers: Gauge
+    worker_generation: Gauge
 
 
 _metrics: _Metrics | None = None
@@ -197,6 +199,13 @@ def _m() -> _Metrics:
                 "Worker processes alive.",
                 multiprocess_mode="livesum",
             ),
+            worker_generation=Gauge(
+                "jnufm_worker_generation",
+                "The configuration generation each live worker serves (bumped by each "
+                "reload), by worker index and pid.",
+                ["worker"],
+                multiprocess_mode="liveall",
+            ),
         )
     return _metrics
 
@@ -300,6 +309,11 @@ def record_worker_restart(reason: str) -> None:
 
 def set_worker_count(count: int) -> None:
     _m().workers.set(count)
+
+
+def set_worker_generation(index: int, generation: int) -> None:
+    """Which configuration generation this worker serves (shown per worker, with its pid)."""
+    _m().worker_generation.labels(str(index)).set(generation)
 
 
 # --- Storage and exposition ---------------------------------------------------------

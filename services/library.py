@@ -123,6 +123,10 @@ class LibraryService:
     def pipeline(self, campus: Campus) -> Pipeline[None]:
         return self._pipelines["library" if campus == "main" else "library_zhuhai"]
 
+    def pipelines(self) -> dict[str, Pipeline[None]]:
+        """Each system's pipeline by its name (`library`, `library_zhuhai`, `covers`)."""
+        return dict(self._pipelines)
+
     async def _ask(
         self,
         pipeline: Pipeline[None],

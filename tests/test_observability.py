@@ -108,7 +108,9 @@ async def test_readyz_reports_database_migrations_and_breakers(
     assert body["database"] == "ok"
     assert body["migrations"] == "current"
     assert body["draining"] is False
-    assert body["school"] == {"card": "closed"}
+    assert body["school"] == {
+        system: "closed" for system in ("card", "academic", "library", "library_zhuhai", "covers")
+    }
 
 
 async def test_readyz_is_false_when_the_database_is_unreachable(tmp_path: object) -> None:

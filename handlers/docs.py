@@ -1,0 +1,73 @@
+"""The API contract (`/openapi.json`, built from api/routes.py) and the operator
+dashboard's figures (`/ops/dashboard.json`, from the metrics /metrics serves)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from typing import Any
+
+from tornado.web import HTTPError
+
+from api.routes import openapi
+from handlers.base import AppDeps, JsonHandler
+from observability import metrics
+from observability.dashboard import ReadingHistory, figures, read
+from services.pipeline import Pipeline
+
+
+@functools.cache
+def openapi_body() -> bytes:
+    """The document as served: built and encoded once per process."""
+    return json.dumps(openapi(), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class OpenApiHandler(JsonHandler):
+    """The OpenAPI 3.1 document of every route."""
+
+    def get(self) -> None:
+        # Public, and the same for everyone until the next deployment.
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(openapi_body())
+
+
+def school_budgets(deps: AppDeps) -> dict[str, int]:
+    """Each school system's budget of concurrent requests (`budget.<system>`)."""
+    pipelines: list[Pipeline[Any]] = []
+    if deps.card is not None:
+        pipelines.append(deps.card.pipeline)
+    if deps.academic is not None:
+        pipelines.append(deps.academic.pipeline)
+    if deps.library is not None:
+        pipelines.extend(deps.library.pipelines().values())
+    return {p.spec.system: p.spec.budget for p in pipelines}
+
+
+class DashboardHandler(JsonHandler):
+    """Requests/s, cache hit ratio, school load against budgets, breakers, latency and
+    workers, for whoever may read /metrics (the same rule: loopback or the token)."""
+
+    def initialize(self, deps: AppDeps, history: ReadingHistory) -> None:  # type: ignore[override]
+        super().initialize(deps)
+        self.history = history
+
+    def get(self) -> None:
+        access = self.deps.ops.metrics
+        if not access.enabled:
+            raise HTTPError(404, "metrics are disabled")
+        if not access.allows(self.client_ip(), self.request.headers.get("Authorization")):
+            raise HTTPError(403, "the dashboard is not available to this client")
+        exposition, _ = metrics.render()
+        reading = read(exposition.decode("utf-8"), time.monotonic())
+        baseline = self.history.baseline(reading)
+        breakers = dict(self.deps.ops.readiness.breaker_states())
+        state = self.deps.state
+        body = figures(
+            baseline,
+            reading,
+            school_budgets(self.deps),
+            breakers,
+            (self.deps.worker_index, state.generation),
+        )
+        self.write_json(body)

@@ -1,0 +1,509 @@
+// jnufm's page: the API reference (rendered from /openapi.json), a try-it console and
+// the operator dashboard (/ops/dashboard.json). Plain script, no build step, nothing
+// inline (the page's Content-Security-Policy allows only scripts and styles from
+// this server), and no innerHTML: every node is built, so answers show as text.
+"use strict";
+
+(function () {
+  const LANG = new URLSearchParams(location.search).get("lang") === "en" ? "en" : "zh";
+
+  const TEXT = {
+    zh: {
+      tagline: "校园 API 服务：校园卡余额与消费、课表、考试、成绩，来自学校的旧系统，经由一条保护管线（缓存、合并、预算、熔断、凭据闸门）快速、安全地回答。",
+      "nav.try": "试一试", "nav.reference": "接口参考", "nav.dashboard": "运行状态",
+      "try.title": "试一试",
+      "try.note": "内置模拟器里，每个 20[01]NNNNNNN 形式的学号都存在，密码是学号的后 6 位（例如 2012052690 / 052690），校园卡和教务处相同。",
+      "try.student": "学号", "try.password": "密码", "try.endpoint": "接口",
+      "try.fresh": "要求学校重新查询（fresh=1）", "try.send": "发送",
+      "try.headers": "响应头", "try.body": "响应体", "try.curl": "用 curl 调用",
+      "try.sending": "发送中…", "try.failed": "请求失败：",
+      "ref.title": "接口参考", "ref.intro1": "由",
+      "ref.intro2": "（OpenAPI 3.1）生成：每个接口的参数、认证、回答、响应头和错误码。",
+      loading: "加载中…", "ref.failed": "无法读取 /openapi.json：",
+      "ref.params": "参数", "ref.body": "请求体", "ref.responses": "回答",
+      "ref.name": "名称", "ref.in": "位置", "ref.required": "必填", "ref.type": "类型",
+      "ref.about": "说明", "ref.yes": "是", "ref.no": "否", "ref.headers": "响应头",
+      "ref.example": "示例", "ref.auth": "认证", "ref.noauth": "不需要",
+      "ref.anon": "或不认证（POST 请求体里的凭据 / 本机访问）",
+      "ref.schemes.studentBasic": "HTTP Basic：学号 : 密码",
+      "ref.schemes.metricsToken": "Bearer 令牌（metrics.bearer_token），本机访问不需要",
+      "ref.codes": "错误码", "ref.optional": "（可能没有）",
+      "dash.title": "运行状态", "dash.waiting": "等待第一次读数…",
+      "dash.denied": "运行状态只对本机（metrics.allow_networks）或持有 metrics 令牌的客户端开放，与 /metrics 相同。",
+      "dash.token": "令牌", "dash.use": "使用",
+      "dash.rps": "请求/秒", "dash.hit": "缓存命中率", "dash.inflight": "处理中的请求",
+      "dash.workers": "工作进程", "dash.school": "学校系统", "dash.system": "系统",
+      "dash.srps": "请求/秒", "dash.failures": "失败/秒", "dash.flight": "进行中 / 预算",
+      "dash.queue": "排队", "dash.breaker": "熔断器", "dash.live": "工作进程与配置代数",
+      "dash.worker": "进程", "dash.generation": "代数",
+      "dash.about": "数据来自与 /metrics 相同的指标（所有工作进程合计），每 2 秒刷新；速率覆盖最近约 10 秒；“进行中”是学校请求在这段时间的平均并发数。",
+      "dash.updated": "更新于 {time} · 由进程 {worker}（第 {generation} 代）回答 · 窗口 {window}",
+      "dash.nowindow": "第一次读数，速率稍后出现",
+      "dash.error": "无法读取运行状态：",
+      "breaker.closed": "闭合（正常）", "breaker.half_open": "半开（试探中）", "breaker.open": "打开（暂停请求）",
+      other: "English", otherLang: "en",
+    },
+    en: {
+      tagline: "A campus API server: card balance and spending, timetable, exams and grades, from the school's legacy systems, answered fast and safely through one protection pipeline (cache, coalescing, budget, breaker, the credential gate).",
+      "nav.try": "Try it", "nav.reference": "API reference", "nav.dashboard": "Dashboard",
+      "try.title": "Try it",
+      "try.note": "In the bundled simulator every student number 20[01]NNNNNNN exists, and its password is the last 6 digits of the number (e.g. 2012052690 / 052690), for the card center and the academic office alike.",
+      "try.student": "Student number", "try.password": "Password", "try.endpoint": "Endpoint",
+      "try.fresh": "Ask the school again (fresh=1)", "try.send": "Send",
+      "try.headers": "Headers", "try.body": "Body", "try.curl": "With curl",
+      "try.sending": "Sending…", "try.failed": "The request failed: ",
+      "ref.title": "API reference", "ref.intro1": "Rendered from",
+      "ref.intro2": "(OpenAPI 3.1): every endpoint's parameters, authentication, answers, headers and error codes.",
+      loading: "Loading…", "ref.failed": "Could not read /openapi.json: ",
+      "ref.params": "Parameters", "ref.body": "Request body", "ref.responses": "Answers",
+      "ref.name": "name", "ref.in": "in", "ref.required": "required", "ref.type": "type",
+      "ref.about": "meaning", "ref.yes": "yes", "ref.no": "no", "ref.headers": "Headers",
+      "ref.example": "Example", "ref.auth": "Authentication", "ref.noauth": "none",
+      "ref.anon": "or none (credentials in a POST body / from loopback)",
+      "ref.schemes.studentBasic": "HTTP Basic: student number : password",
+      "ref.schemes.metricsToken": "Bearer token (metrics.bearer_token); none needed from loopback",
+      "ref.codes": "Error codes", "ref.optional": " (may be absent)",
+      "dash.title": "Dashboard", "dash.waiting": "Waiting for the first reading…",
+      "dash.denied": "The dashboard is open to loopback (metrics.allow_networks) or to clients with the metrics token, as /metrics is.",
+      "dash.token": "Token", "dash.use": "Use",
+      "dash.rps": "requests/s", "dash.hit": "cache hit ratio", "dash.inflight": "requests in flight",
+      "dash.workers": "workers", "dash.school": "School systems", "dash.system": "system",
+      "dash.srps": "requests/s", "dash.failures": "failures/s", "dash.flight": "in flight / budget",
+      "dash.queue": "waiting", "dash.breaker": "breaker", "dash.live": "Workers and their configuration generation",
+      "dash.worker": "worker", "dash.generation": "generation",
+      "dash.about": "From the same metrics as /metrics (all workers together), refreshed every 2 s; rates cover about the last 10 s; \"in flight\" is the school requests' average concurrency over that time.",
+      "dash.updated": "Updated {time} · answered by worker {worker} (generation {generation}) · window {window}",
+      "dash.nowindow": "first reading, rates come next",
+      "dash.error": "Could not read the dashboard: ",
+      "breaker.closed": "closed (normal)", "breaker.half_open": "half open (probing)", "breaker.open": "open (paused)",
+      other: "中文", otherLang: "zh",
+    },
+  };
+
+  function t(key) {
+    const value = TEXT[LANG][key];
+    return value === undefined ? key : value;
+  }
+
+  function fill(template, values) {
+    return template.replace(/\{(\w+)\}/g, (_, name) => String(values[name]));
+  }
+
+  // h("tag", {attributes}, ...children): children are nodes or text (never HTML).
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === "text") node.textContent = value;
+      else node.setAttribute(name, value === true ? "" : String(value));
+    }
+    for (const child of children.flat(Infinity)) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  // `code` spans in the contract's descriptions, as <code> elements.
+  function prose(text) {
+    const parts = String(text || "").split("`");
+    return parts.map((part, i) => (i % 2 ? h("code", {}, part) : part));
+  }
+
+  // --- language and views -------------------------------------------------------
+
+  function applyLanguage() {
+    document.documentElement.lang = LANG === "en" ? "en" : "zh-CN";
+    document.title = LANG === "en" ? "jnufm: campus API server" : "jnufm：校园 API 服务";
+    for (const node of document.querySelectorAll("[data-i18n]")) {
+      node.textContent = t(node.dataset.i18n);
+    }
+    updateLanguageLink();
+  }
+
+  function updateLanguageLink() {
+    const link = document.getElementById("lang-switch");
+    const other = t("otherLang");
+    const query = other === "en" ? "?lang=en" : "?lang=zh";
+    link.href = query + location.hash;
+    link.textContent = t("other");
+    link.hreflang = other === "en" ? "en" : "zh-CN";
+    link.lang = other === "en" ? "en" : "zh-CN";
+  }
+
+  const VIEWS = ["try", "reference", "dashboard"];
+
+  function currentView() {
+    const name = location.hash.replace("#", "");
+    return VIEWS.includes(name) ? name : "try";
+  }
+
+  function showView() {
+    const view = currentView();
+    for (const name of VIEWS) {
+      document.getElementById(name).hidden = name !== view;
+    }
+    for (const link of document.querySelectorAll(".tabs a")) {
+      if (link.dataset.view === view) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+    updateLanguageLink();
+    if (view === "dashboard") dashboard.start();
+    else dashboard.stop();
+  }
+
+  // --- the contract ----------------------------------------------------------------
+
+  let spec = null;
+
+  function resolve(schema) {
+    let seen = 0;
+    while (schema && schema.$ref && seen++ < 10) {
+      const path = schema.$ref.replace("#/", "").split("/");
+      schema = path.reduce((node, key) => node[key], spec);
+    }
+    return schema || {};
+  }
+
+  function operations() {
+    const out = [];
+    for (const [path, item] of Object.entries(spec.paths)) {
+      for (const [method, op] of Object.entries(item)) out.push({ path, method, op });
+    }
+    return out;
+  }
+
+  function summaryOf(op) {
+    return LANG === "en" ? op.summary : op["x-summary-zh"] || op.summary;
+  }
+
+  function errorMeaning(status, code) {
+    const entry = (spec["x-errors"] || []).find((e) => e.code === code && String(e.status) === String(status));
+    if (!entry) return "";
+    return LANG === "en" ? entry.when : entry.when_zh;
+  }
+
+  function typeOf(schema) {
+    schema = resolve(schema);
+    if (schema.anyOf) return schema.anyOf.map(typeOf).join(" | ");
+    if (schema.allOf) return schema.allOf.map(typeOf).join(" & ");
+    if (schema.const !== undefined) return JSON.stringify(schema.const);
+    if (schema.enum) return schema.enum.map((v) => JSON.stringify(v)).join(" | ");
+    let type = schema.type || "object";
+    if (type === "array") type = typeOf(schema.items || {}) + "[]";
+    if (schema.format) type += " (" + schema.format + ")";
+    if (schema.pattern) type += " /" + schema.pattern + "/";
+    return type;
+  }
+
+  // A schema as a nested list of its fields.
+  function schemaTree(schema, depth) {
+    schema = resolve(schema);
+    if ((depth || 0) > 4) return null;
+    if (schema.allOf) {
+      const merged = { type: "object", properties: {}, required: [] };
+      for (const part of schema.allOf.map(resolve)) {
+        Object.assign(merged.properties, part.properties || {});
+        merged.required.push(...(part.required || []));
+      }
+      return schemaTree(merged, depth);
+    }
+    if (schema.type === "array") return schemaTree(schema.items || {}, depth);
+    const properties = schema.properties || {};
+    const rows = Object.entries(properties).map(([name, field]) => {
+      const resolved = resolve(field);
+      const nested = resolved.type === "object" || resolved.type === "array" || resolved.additionalProperties
+        ? schemaTree(field, (depth || 0) + 1) : null;
+      const required = (schema.required || []).includes(name);
+      return h("li", {},
+        h("code", {}, name), required ? "" : "?", ": ",
+        h("span", { class: "type" }, typeOf(field)),
+        resolved.description ? [" — ", ...prose(resolved.description)] : [],
+        nested);
+    });
+    if (schema.additionalProperties && typeof schema.additionalProperties === "object") {
+      rows.push(h("li", {}, h("code", {}, "{key}"), ": ",
+        h("span", { class: "type" }, typeOf(schema.additionalProperties)),
+        schemaTree(schema.additionalProperties, (depth || 0) + 1)));
+    }
+    return rows.length ? h("ul", { class: "tree" }, rows) : null;
+  }
+
+  function example(value) {
+    if (value === undefined) return null;
+    const text = typeof value === "string" ? value : JSON.stringify(value, null, 2);
+    return h("details", { class: "example" }, h("summary", { text: t("ref.example") }), h("pre", {}, text));
+  }
+
+  function authLine(op) {
+    const schemes = (op.security || []).filter((s) => Object.keys(s).length).map((s) => Object.keys(s)[0]);
+    const anonymous = (op.security || []).some((s) => !Object.keys(s).length);
+    const text = schemes.length ? schemes.map((s) => t("ref.schemes." + s)).join("; ") + (anonymous ? "; " + t("ref.anon") : "") : t("ref.noauth");
+    return h("p", { class: "auth" }, h("strong", {}, t("ref.auth") + ": "), text);
+  }
+
+  function paramsTable(params) {
+    if (!params || !params.length) return null;
+    return h("div", { class: "scroll" }, h("table", { class: "grid params" },
+      h("thead", {}, h("tr", {}, ["ref.name", "ref.in", "ref.required", "ref.type", "ref.about"].map((k) => h("th", { text: t(k) })))),
+      h("tbody", {}, params.map((p) => h("tr", {},
+        h("td", {}, h("code", {}, p.name)), h("td", { text: p.in }),
+        h("td", { text: p.required ? t("ref.yes") : t("ref.no") }),
+        h("td", {}, h("span", { class: "type" }, typeOf(p.schema || {}))),
+        h("td", {}, prose(p.description)))))));
+  }
+
+  function responseBlock(status, response) {
+    const json = (response.content || {})["application/json"];
+    const codes = [];
+    if (Number(status) >= 400 && json) {
+      const enumSchema = ((((json.schema || {}).allOf || [])[1] || {}).properties || {}).error;
+      const listed = enumSchema ? enumSchema.properties.code.enum : [];
+      for (const code of listed) codes.push(h("li", {}, h("code", {}, code), " — ", prose(errorMeaning(status, code))));
+    }
+    const headers = Object.entries(response.headers || {}).map(([name, header]) => {
+      const resolved = resolve(header);
+      return h("li", {}, h("code", {}, name), resolved.required ? "" : t("ref.optional"), " — ", prose(resolved.description));
+    });
+    const media = Object.entries(response.content || {});
+    return h("div", { class: "response", "data-status": status },
+      h("h5", {}, h("span", { class: "status s" + String(status)[0] }, status), " ",
+        Number(status) >= 400 ? "" : prose(response.description)),
+      codes.length ? h("ul", { class: "codes" }, codes) : null,
+      media.map(([type, content]) => [
+        h("p", { class: "media" }, h("code", {}, type)),
+        Number(status) < 400 ? schemaTree(content.schema || {}) : null,
+        Number(status) < 400 ? example(content.example) : null,
+      ]),
+      headers.length ? [h("p", { class: "sub", text: t("ref.headers") }), h("ul", { class: "headers" }, headers)] : null);
+  }
+
+  function renderOperation(path, method, op) {
+    const body = op.requestBody;
+    return h("details", { class: "op", id: "op-" + op.operationId, "data-path": path, "data-method": method },
+      h("summary", {},
+        h("span", { class: "method " + method }, method.toUpperCase()), " ",
+        h("code", { class: "path" }, path), " ",
+        h("span", { class: "summary" }, summaryOf(op))),
+      h("div", { class: "op-body" },
+        op.description ? h("p", {}, prose(op.description)) : null,
+        authLine(op),
+        op.parameters && op.parameters.length ? [h("h4", { text: t("ref.params") }), paramsTable(op.parameters)] : null,
+        body ? [h("h4", { text: t("ref.body") }),
+          Object.entries(body.content).map(([type, content]) => [
+            h("p", { class: "media" }, h("code", {}, type)), schemaTree(content.schema || {}), example(content.example)])] : null,
+        h("h4", { text: t("ref.responses") }),
+        Object.entries(op.responses).map(([status, response]) => responseBlock(status, response))));
+  }
+
+  function renderReference() {
+    const list = document.getElementById("reference-list");
+    const byTag = new Map(spec.tags.map((tag) => [tag.name, []]));
+    for (const { path, method, op } of operations()) {
+      const tag = (op.tags || ["other"])[0];
+      if (!byTag.has(tag)) byTag.set(tag, []);
+      byTag.get(tag).push(renderOperation(path, method, op));
+    }
+    const sections = [];
+    for (const [name, ops] of byTag) {
+      const tag = spec.tags.find((x) => x.name === name) || { name };
+      sections.push(h("section", { class: "tag", "data-tag": name },
+        h("h3", {}, LANG === "en" ? tag.description || name : tag["x-name-zh"] || name),
+        ops));
+    }
+    list.replaceChildren(...sections);
+  }
+
+  // --- try it ----------------------------------------------------------------------
+
+  const CREDENTIAL_PARAMS = ["stuid", "user", "student_id", "password", "fresh"];
+
+  function tryable() {
+    const all = operations().filter(({ op }) => {
+      const names = (op.parameters || []).map((p) => p.name);
+      const basic = (op.security || []).some((s) => "studentBasic" in s);
+      return basic || names.includes("stuid") || names.includes("user");
+    });
+    // One entry per path: GET where it exists, else the other method.
+    return all.filter(({ path, method }) => method === "get" || !all.some((o) => o.path === path && o.method === "get"));
+  }
+
+  function setUpTry() {
+    const select = document.getElementById("try-endpoint");
+    const entries = tryable();
+    select.replaceChildren(...entries.map(({ path, method, op }, i) =>
+      h("option", { value: String(i), selected: path === "/v1/card/balance" }, method.toUpperCase() + " " + path + " — " + summaryOf(op))));
+    const params = document.getElementById("try-params");
+    function showParams() {
+      const { op } = entries[Number(select.value)];
+      const fields = (op.parameters || []).filter((p) => p.in === "query" && !CREDENTIAL_PARAMS.includes(p.name));
+      params.replaceChildren(...fields.map((p) => h("label", {},
+        h("span", {}, p.name),
+        h("input", { name: p.name, "data-param": p.name, placeholder: p.example === undefined ? "" : String(p.example) }))));
+    }
+    select.addEventListener("change", showParams);
+    showParams();
+    document.getElementById("try-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      send(entries[Number(select.value)]);
+    });
+  }
+
+  const SHOWN_HEADERS = ["content-type", "age", "cache-status", "x-request-id", "server-timing", "retry-after", "location", "www-authenticate"];
+
+  async function send({ path, method, op }) {
+    const student = document.getElementById("try-student").value.trim();
+    const password = document.getElementById("try-password").value;
+    const query = new URLSearchParams();
+    const names = (op.parameters || []).map((p) => p.name);
+    const headers = {};
+    const legacyId = names.includes("stuid") ? "stuid" : names.includes("user") ? "user" : null;
+    if (legacyId) {
+      query.set(legacyId, student);
+      query.set("password", password);
+    } else {
+      try {
+        headers.Authorization = "Basic " + btoa(student + ":" + password);
+      } catch (_) {
+        headers.Authorization = "Basic " + btoa(unescape(encodeURIComponent(student + ":" + password)));
+      }
+    }
+    for (const input of document.querySelectorAll("#try-params input")) {
+      if (input.value.trim()) query.set(input.dataset.param, input.value.trim());
+    }
+    if (document.getElementById("try-fresh").checked) query.set("fresh", "1");
+    const url = path + (query.toString() ? "?" + query : "");
+    const shown = url.replace(/(password=)[^&]*/, "$1***");
+    const result = document.getElementById("try-result");
+    result.hidden = false;
+    document.getElementById("try-status").textContent = t("try.sending");
+    document.getElementById("try-request").textContent = method.toUpperCase() + " " + shown;
+    document.getElementById("try-headers").replaceChildren();
+    document.getElementById("try-body").textContent = "";
+    try {
+      const response = await fetch(url, { method: method.toUpperCase(), headers, cache: "no-store", credentials: "omit" });
+      const text = await response.text();
+      document.getElementById("try-status").textContent = response.status + " " + (response.statusText || "");
+      result.dataset.status = String(response.status);
+      const rows = SHOWN_HEADERS.filter((name) => response.headers.has(name)).map((name) =>
+        h("tr", { "data-header": name }, h("th", {}, name), h("td", {}, h("code", {}, response.headers.get(name)))));
+      document.getElementById("try-headers").replaceChildren(...rows);
+      let pretty = text;
+      try {
+        pretty = JSON.stringify(JSON.parse(text), null, 2);
+      } catch (_) { /* not JSON: an iCalendar feed */ }
+      document.getElementById("try-body").textContent = pretty;
+    } catch (error) {
+      document.getElementById("try-status").textContent = t("try.failed") + error;
+    }
+  }
+
+  // --- the dashboard -------------------------------------------------------------------
+
+  const dashboard = (function () {
+    let timer = null;
+    let busy = false;
+
+    function number(value, digits) {
+      if (value === null || value === undefined) return "—";
+      return Number(value).toFixed(digits === undefined ? 1 : digits);
+    }
+
+    function set(id, text) {
+      document.getElementById(id).textContent = text;
+    }
+
+    function render(body) {
+      set("dash-rps", number(body.requests_per_s, 1));
+      set("dash-hit", body.cache_hit_ratio === null ? "—" : (100 * body.cache_hit_ratio).toFixed(1) + "%");
+      set("dash-p50", body.latency_ms.p50 === null ? "—" : number(body.latency_ms.p50, 1) + " ms");
+      set("dash-p99", body.latency_ms.p99 === null ? "—" : number(body.latency_ms.p99, 1) + " ms");
+      set("dash-inflight", number(body.in_flight, 0));
+      set("dash-workers", number(body.workers.count, 0));
+      const rows = body.school.map((s) => {
+        const meter = h("meter", { min: "0", max: String(s.budget || 1), low: String((s.budget || 1) * 0.5), high: String((s.budget || 1) * 0.9), optimum: "0" });
+        meter.value = s.in_flight || 0;
+        return h("tr", { "data-system": s.system },
+          h("td", {}, h("code", {}, s.system)),
+          h("td", { class: "num", text: number(s.requests_per_s, 2) }),
+          h("td", { class: "num", text: number(s.failures_per_s, 2) }),
+          h("td", { class: "flight" }, meter, " ", number(s.in_flight, 2) + " / " + (s.budget === null ? "—" : s.budget)),
+          h("td", { class: "num", text: number(s.waiting, 0) }),
+          h("td", {}, h("span", { class: "breaker " + s.breaker, text: t("breaker." + s.breaker) })));
+      });
+      document.querySelector("#dash-school tbody").replaceChildren(...rows);
+      const workers = body.workers.live.map((w) => h("tr", {},
+        h("td", { class: "num", text: w.worker }), h("td", { class: "num", text: w.pid === null ? "—" : w.pid }),
+        h("td", { class: "num", text: w.generation })));
+      document.querySelector("#dash-worker-list tbody").replaceChildren(...workers);
+      set("dash-updated", fill(t("dash.updated"), {
+        time: new Date().toLocaleTimeString(LANG === "en" ? "en-GB" : "zh-CN"),
+        worker: body.answered_by.worker,
+        generation: body.answered_by.generation,
+        window: body.window_s === null ? t("dash.nowindow") : body.window_s.toFixed(1) + " s",
+      }));
+    }
+
+    async function poll() {
+      if (busy || document.hidden) return;
+      busy = true;
+      try {
+        const token = sessionStorage.getItem("jnufm-metrics-token");
+        const headers = token ? { Authorization: "Bearer " + token } : {};
+        const response = await fetch("/ops/dashboard.json", { headers, cache: "no-store", credentials: "omit" });
+        document.getElementById("dash-denied").hidden = response.status !== 403;
+        if (response.ok) render(await response.json());
+        else if (response.status !== 403) set("dash-updated", t("dash.error") + response.status);
+      } catch (error) {
+        set("dash-updated", t("dash.error") + error);
+      } finally {
+        busy = false;
+      }
+    }
+
+    return {
+      start() {
+        if (timer === null) {
+          poll();
+          timer = setInterval(poll, 2000);
+        }
+      },
+      stop() {
+        if (timer !== null) clearInterval(timer);
+        timer = null;
+      },
+      setUp() {
+        document.getElementById("dash-token-form").addEventListener("submit", (event) => {
+          event.preventDefault();
+          sessionStorage.setItem("jnufm-metrics-token", document.getElementById("dash-token").value);
+          poll();
+        });
+      },
+    };
+  })();
+
+  // --- start ---------------------------------------------------------------------------
+
+  async function loadContract() {
+    const list = document.getElementById("reference-list");
+    try {
+      const response = await fetch("/openapi.json", { cache: "no-cache", credentials: "omit" });
+      if (!response.ok) throw new Error(String(response.status));
+      spec = await response.json();
+    } catch (error) {
+      list.replaceChildren(h("p", { class: "error", text: t("ref.failed") + error }));
+      return;
+    }
+    renderReference();
+    setUpTry();
+    document.body.dataset.contract = "loaded";
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    applyLanguage();
+    dashboard.setUp();
+    window.addEventListener("hashchange", showView);
+    showView();
+    loadContract();
+  });
+})();
