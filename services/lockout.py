@@ -11,11 +11,12 @@ that every host shares.
 from __future__ import annotations
 
 import mmap
+import platform
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from db import queries
 from services.errors import RateLimited
@@ -39,6 +40,15 @@ PENDING_RETRY_S: Final = 2.0
 # (distinct failed passwords in the window as of lock_at), pending, pending_at, used_at.
 # Times are wall-clock seconds, comparable across processes and hosts.
 GATE_SLOT: Final = struct.Struct("=Qd16sddiidd")
+# Each gate slot starts with a sequence number: odd while a writer (holding the chain's
+# lock) changes the slot, bumped again when it is done. Readers take no lock: they read
+# the number, the record, and the number again, and retry if it was odd or moved.
+GATE_SEQ: Final = struct.Struct("=Q")
+# A reader that keeps meeting writers takes the lock after this many tries.
+SEQ_READ_TRIES: Final = 4
+# Lock-free reads rely on the CPU keeping stores (and loads) in program order, as
+# x86-64 does; elsewhere every read takes the lock.
+LOCK_FREE_READS: Final = platform.machine().lower() in ("x86_64", "amd64")
 # Failed passwords a host remembers per subject while its database is away:
 # tag, then (attempt hash, when) pairs.
 OUTAGE_ATTEMPTS: Final = 8
@@ -60,25 +70,50 @@ class HostRecord:
 EMPTY: Final = HostRecord(0.0, NO_VERIFIER, 0.0, 0.0, 0, 0)
 
 
+def _record(values: tuple[Any, ...], now: float) -> HostRecord:
+    _, v_at, verifier, l_at, until, failures, pending, p_at, _ = values
+    if pending and now - p_at > PENDING_TTL_S:
+        pending = 0
+    return HostRecord(v_at, verifier, l_at, until, failures, pending)
+
+
 class GateTable(SharedSlots):
     """Per-host gate state for students and addresses, shared by every worker of the host."""
 
-    slot_size = GATE_SLOT.size
+    slot_size = GATE_SEQ.size + GATE_SLOT.size
     table_name = "jnufm-gate-table"
 
     def read(self, key: str, now: float) -> HostRecord:
         """The record of key (an empty one if this host holds none)."""
         tag = key_hash(key)
         first = self.chain_start(tag)
+        if LOCK_FREE_READS:
+            for _ in range(SEQ_READ_TRIES):
+                found = self._read_seq(self.memory, first, tag, now)
+                if found is not None:
+                    return found
         with self.locked(first) as memory:
-            for offset in self.chain(first):
-                found, v_at, verifier, l_at, until, failures, pending, p_at, _ = (
-                    GATE_SLOT.unpack_from(memory, offset)
-                )
-                if found == tag:
-                    if pending and now - p_at > PENDING_TTL_S:
-                        pending = 0
-                    return HostRecord(v_at, verifier, l_at, until, failures, pending)
+            return self._read_chain(memory, first, tag, now)
+
+    def _read_seq(self, memory: mmap.mmap, first: int, tag: int, now: float) -> HostRecord | None:
+        """The record read without the lock; None if a writer got in the way."""
+        for offset in self.chain(first):
+            (before,) = GATE_SEQ.unpack_from(memory, offset)
+            if before & 1:
+                return None
+            values = GATE_SLOT.unpack_from(memory, offset + GATE_SEQ.size)
+            (after,) = GATE_SEQ.unpack_from(memory, offset)
+            if after != before:
+                return None
+            if values[0] == tag:
+                return _record(values, now)
+        return EMPTY
+
+    def _read_chain(self, memory: mmap.mmap, first: int, tag: int, now: float) -> HostRecord:
+        for offset in self.chain(first):
+            values = GATE_SLOT.unpack_from(memory, offset + GATE_SEQ.size)
+            if values[0] == tag:
+                return _record(values, now)
         return EMPTY
 
     def write(
@@ -97,7 +132,8 @@ class GateTable(SharedSlots):
         tag = key_hash(key)
         first = self.chain_start(tag)
         with self.locked(first) as memory:
-            offset = self._slot(memory, first, tag, now)
+            slot = self._slot(memory, first, tag, now)
+            offset = slot + GATE_SEQ.size
             found, v_at, old, l_at, until, known, count, p_at, _ = GATE_SLOT.unpack_from(
                 memory, offset
             )
@@ -107,6 +143,8 @@ class GateTable(SharedSlots):
                 count = 0
             if pending > 0:
                 p_at = now
+            (seq,) = GATE_SEQ.unpack_from(memory, slot)
+            GATE_SEQ.pack_into(memory, slot, seq + 1)  # odd: readers wait or retry
             GATE_SLOT.pack_into(
                 memory,
                 offset,
@@ -120,13 +158,16 @@ class GateTable(SharedSlots):
                 p_at,
                 now,
             )
+            GATE_SEQ.pack_into(memory, slot, seq + 2)
 
     def _slot(self, memory: mmap.mmap, first: int, tag: int, now: float) -> int:
         """Key's slot in its chain, else the one to take over: empty, else the least
         recently used that is neither locked nor being decided, else the least recently used."""
         best, best_rank = first, (3, 0.0)
         for offset in self.chain(first):
-            found, _, _, _, until, _, pending, p_at, used = GATE_SLOT.unpack_from(memory, offset)
+            found, _, _, _, until, _, pending, p_at, used = GATE_SLOT.unpack_from(
+                memory, offset + GATE_SEQ.size
+            )
             if found == tag:
                 return offset
             busy = until > now or (pending > 0 and now - p_at <= PENDING_TTL_S)

@@ -10,6 +10,7 @@ simulated school.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,7 @@ from services.errors import InvalidPassword, RateLimited, StorageUnavailable
 from services.gate import CredentialGate, GateStore, Ticket
 from services.lockout import (
     EMPTY,
+    GATE_SEQ,
     GATE_SLOT,
     PENDING_TTL_S,
     GateTable,
@@ -393,7 +395,7 @@ def test_host_table_fields_and_pending_expiry() -> None:
         table.write("s|card:1", 102.0, pending=-1)
         assert table.read("s|card:1", 102.0).pending == 0
         assert table.read("s|card:unknown", 102.0) == EMPTY
-        assert GATE_SLOT.size == table.slot_size
+        assert GATE_SEQ.size + GATE_SLOT.size == table.slot_size
     finally:
         table.close()
 
@@ -453,3 +455,31 @@ async def test_without_its_database_a_host_still_holds_the_limits(
     finally:
         outage.close()
         await dead_engine.dispose()
+
+
+def test_lock_free_reads_never_see_a_half_written_record() -> None:
+    """A reader in one process while another process rewrites the record: every read
+    is one whole version (the verifier and its time always written together)."""
+    table = GateTable.create(64)
+    try:
+        table.write("s|card:9", 1.0, verifier_at=1.0, verifier=(1).to_bytes(16, "big"))
+        pid = os.fork()
+        if pid == 0:  # the writer
+            try:
+                for n in range(2, 20002):
+                    table.write(
+                        "s|card:9", 1.0, verifier_at=float(n), verifier=n.to_bytes(16, "big")
+                    )
+            finally:
+                os._exit(0)
+        seen = set()
+        try:
+            for _ in range(20000):
+                record = table.read("s|card:9", 1.0)
+                assert int.from_bytes(record.verifier, "big") == int(record.verifier_at)
+                seen.add(record.verifier_at)
+        finally:
+            os.waitpid(pid, 0)
+        assert len(seen) > 1, "the reader saw the writer's progress"
+    finally:
+        table.close()
