@@ -99,6 +99,9 @@ _SECRET_VALUE = re.compile(r"(^|[&;])(" + "|".join(SECRET_PARAMS) + r")=[^&;]*",
 _ROUTE_SYNTAX = re.compile(r"[()$\\^]")
 
 
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
 def route_label(handler: RequestHandler) -> str:
     """The route pattern that matched (bounded, for metrics and logs), e.g. "/v1/card/balance"."""
     for rule in getattr(handler.application.wildcard_router, "rules", []):
@@ -138,6 +141,8 @@ def log_request(handler: RequestHandler) -> None:
             "status": status,
             "duration_ms": round(1000.0 * seconds, 1),
             "cache": cache,
+            # Every part is ours or redacted already (an invented method is not).
+            "redacted": method in STANDARD_METHODS,
         },
     )
 

@@ -130,6 +130,10 @@ class RedactFilter(logging.Filter):
     _formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "redacted", False) and not record.exc_info:
+            # An access line built from redacted parts (handlers/base.py log_request:
+            # the URI through redacted_uri, the rest our own words): nothing to find.
+            return True
         try:
             message = record.getMessage()
         except Exception:  # arguments that do not fit the template: keep the template
