@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -84,24 +85,8 @@ def prepare_database(settings: Settings) -> str | None:
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
-    if pid == 0:  # the child: migrate, say how it went, exit
-        os.close(read_end)
-        code = 1
-        # Forked from a running master (on reload): not the master's signals.
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
-        try:
-            message = "ok " + (migrate_here(settings) or "")
-            code = 0
-        except ConfigError as exc:
-            message = "error " + str(exc)
-        except BaseException as exc:  # reported to the parent, which raises
-            message = f"error database: {type(exc).__name__}: {exc}"
-        finally:
-            with os.fdopen(write_end, "w", encoding="utf-8") as pipe:
-                pipe.write(message)
-            os._exit(code)
+    if pid == 0:  # the child: migrate, say how it went, exit (never return)
+        os._exit(_migrate_in_child(settings, read_end, write_end))
     os.close(write_end)
     with os.fdopen(read_end, encoding="utf-8") as pipe:
         message = pipe.read()
@@ -110,6 +95,28 @@ def prepare_database(settings: Settings) -> str | None:
     if status != "ok":
         raise ConfigError(text or "database: the migration process died")
     return text or None
+
+
+def _migrate_in_child(settings: Settings, read_end: int, write_end: int) -> int:
+    """The migration child's work: its exit code, its outcome written to the pipe."""
+    message = "error database: the migration process failed"
+    code = 1
+    try:
+        os.close(read_end)
+        # Forked from a running master (on reload): not the master's signals.
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        message = "ok " + (migrate_here(settings) or "")
+        code = 0
+    except ConfigError as exc:
+        message = "error " + str(exc)
+    except BaseException as exc:  # reported to the parent, which raises
+        message = f"error database: {type(exc).__name__}: {exc}"
+    finally:
+        with contextlib.suppress(OSError), os.fdopen(write_end, "w", encoding="utf-8") as pipe:
+            pipe.write(message)
+    return code
 
 
 def migrate_here(settings: Settings) -> str | None:
