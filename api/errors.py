@@ -19,34 +19,30 @@ class Failure:
     when_zh: str
 
 
-def _f(status: int, code: str, when: str, when_zh: str) -> Failure:
-    return Failure(status, code, when, when_zh)
-
-
 # --- the request itself -----------------------------------------------------------------
 
-BAD_REQUEST = _f(
+BAD_REQUEST = Failure(
     400,
     "bad_request",
     "a parameter that is not valid UTF-8, a malformed form body",
     "参数不是合法的 UTF-8，或表单格式错误",
 )
-PAYLOAD_TOO_LARGE = _f(
+PAYLOAD_TOO_LARGE = Failure(
     413,
     "payload_too_large",
     "a body over `http.max_body_bytes` (the connection is closed)",
     "请求体超过 http.max_body_bytes（随后关闭连接）",
 )
-RATE_LIMITED = _f(429, "rate_limited", "too many requests from this address", "该地址请求过多")
-OVERLOADED = _f(
+RATE_LIMITED = Failure(429, "rate_limited", "too many requests from this address", "该地址请求过多")
+OVERLOADED = Failure(
     503,
     "overloaded",
     "the worker already has `http.max_connections` open connections",
     "工作进程的连接数已达 http.max_connections",
 )
-SHUTTING_DOWN = _f(503, "shutting_down", "the server is stopping", "服务器正在停止")
+SHUTTING_DOWN = Failure(503, "shutting_down", "the server is stopping", "服务器正在停止")
 
-STORAGE_UNAVAILABLE = _f(
+STORAGE_UNAVAILABLE = Failure(
     503,
     "storage_unavailable",
     "our database failed and nothing in memory answers",
@@ -58,44 +54,44 @@ EVERY_ROUTE = (PAYLOAD_TOO_LARGE, OVERLOADED)
 
 # --- credentials ----------------------------------------------------------------------
 
-MISSING_STUDENT_ID = _f(400, "missing_student_id", "no student number", "缺少学号")
-MISSING_PASSWORD = _f(400, "missing_password", "no password", "缺少密码")
-INVALID_STUDENT_ID = _f(
+MISSING_STUDENT_ID = Failure(400, "missing_student_id", "no student number", "缺少学号")
+MISSING_PASSWORD = Failure(400, "missing_password", "no password", "缺少密码")
+INVALID_STUDENT_ID = Failure(
     400, "invalid_student_id", "a student number that is not 6-16 digits", "学号不是 6-16 位数字"
 )
-INVALID_PASSWORD = _f(
+INVALID_PASSWORD = Failure(
     400,
     "invalid_password",
     "a card password that is not 6 digits, or an academic office password that is not "
     "1-32 printable ASCII characters",
     "校园卡密码不是 6 位数字，或教务处密码不是 1-32 个可打印 ASCII 字符",
 )
-MISSING_CREDENTIALS = _f(
+MISSING_CREDENTIALS = Failure(
     401,
     "missing_credentials",
     "neither Basic auth nor a POST body with credentials (`WWW-Authenticate: Basic`)",
     "既没有 Basic 认证，也没有带凭据的 POST 请求体",
 )
-INVALID_AUTHORIZATION = _f(
+INVALID_AUTHORIZATION = Failure(
     401,
     "invalid_authorization",
     "an Authorization header that is not `Basic base64(student_id:password)`",
     "Authorization 头不是 Basic base64(学号:密码)",
 )
-INVALID_CREDENTIALS = _f(
+INVALID_CREDENTIALS = Failure(
     401,
     "invalid_credentials",
     "the school system refused the student number or password",
     "学校系统拒绝了学号或密码",
 )
-TOO_MANY_FAILED_LOGINS = _f(
+TOO_MANY_FAILED_LOGINS = Failure(
     429,
     "too_many_failed_logins",
     "too many wrong passwords for this student or from this address: every password is "
     "refused for now, the right one too",
     "该学号或该地址的错误密码过多：暂时拒绝所有密码，包括正确的",
 )
-STUDENT_BUSY = _f(
+STUDENT_BUSY = Failure(
     429,
     "student_busy",
     "too many of this student's queries are waiting for the school",
@@ -108,13 +104,13 @@ V1_CREDENTIALS = (
     *CREDENTIAL_SHAPE,
     MISSING_CREDENTIALS,
     INVALID_AUTHORIZATION,
-    _f(
+    Failure(
         400,
         "invalid_json",
         "a JSON body that is not an object of strings",
         "JSON 请求体不是字符串对象",
     ),
-    _f(
+    Failure(
         400,
         "unsupported_body",
         "a POST body that is neither JSON nor a form",
@@ -124,26 +120,26 @@ V1_CREDENTIALS = (
 
 # --- the school ---------------------------------------------------------------------------
 
-SCHOOL_FAILED = _f(502, "school_unavailable", "the school system failed", "学校系统出错")
-SCHOOL_BAD_PAGE = _f(
+SCHOOL_FAILED = Failure(502, "school_unavailable", "the school system failed", "学校系统出错")
+SCHOOL_BAD_PAGE = Failure(
     502, "school_bad_page", "the school sent a page we cannot read", "学校返回了无法解析的页面"
 )
-SCHOOL_SESSION_LOST = _f(
+SCHOOL_SESSION_LOST = Failure(
     502, "school_session_lost", "the school dropped the session", "学校系统丢失了会话"
 )
-SCHOOL_BUSY = _f(
+SCHOOL_BUSY = Failure(
     503,
     "school_busy",
     "over the school's budget of concurrent requests, and no stale answer",
     "超出学校系统的并发预算，且没有旧答案可用",
 )
-BREAKER_OPEN = _f(
+BREAKER_OPEN = Failure(
     503,
     "school_unavailable",
     "the breaker is open (the school failed repeatedly), and no stale answer",
     "熔断器打开（学校系统多次失败），且没有旧答案可用",
 )
-SCHOOL_TIMEOUT = _f(
+SCHOOL_TIMEOUT = Failure(
     504,
     "school_timeout",
     "the school did not answer within the query's deadline",
@@ -179,7 +175,7 @@ SHARED_SCHOOL = (
     SHUTTING_DOWN,
     SCHOOL_TIMEOUT,
 )
-QUERY_REJECTED = _f(
+QUERY_REJECTED = Failure(
     400,
     "query_rejected",
     'the card center refused the query as invalid (e.g. its "date illegal" page)',
@@ -189,59 +185,61 @@ QUERY_REJECTED = _f(
 # --- parameters ---------------------------------------------------------------------------
 
 TERM = (
-    _f(
+    Failure(
         400,
         "missing_term",
         "a year without a term, or a term without a year",
         "只给了学年或学期之一",
     ),
-    _f(400, "invalid_year", "a year that is not 2000-2100 (or is overlong)", "学年不在 2000-2100"),
-    _f(400, "invalid_term", "a term that is not 1 or 2 (or is overlong)", "学期不是 1 或 2"),
+    Failure(
+        400, "invalid_year", "a year that is not 2000-2100 (or is overlong)", "学年不在 2000-2100"
+    ),
+    Failure(400, "invalid_term", "a term that is not 1 or 2 (or is overlong)", "学期不是 1 或 2"),
 )
 DATES = (
-    _f(400, "invalid_date", "a date not written YYYY-MM-DD", "日期不是 YYYY-MM-DD"),
-    _f(
+    Failure(400, "invalid_date", "a date not written YYYY-MM-DD", "日期不是 YYYY-MM-DD"),
+    Failure(
         400,
         "invalid_range",
         "reversed, before 2000, after tomorrow, or longer than `api.history_max_days`",
         "日期范围颠倒、早于 2000 年、晚于明天或超过 api.history_max_days 天",
     ),
-    _f(400, "invalid_start", "an overlong start", "start 过长"),
-    _f(400, "invalid_end", "an overlong end", "end 过长"),
+    Failure(400, "invalid_start", "an overlong start", "start 过长"),
+    Failure(400, "invalid_end", "an overlong end", "end 过长"),
 )
-INVALID_FEED = _f(
+INVALID_FEED = Failure(
     400,
     "invalid_feed",
     "a feed other than all, timetable, exams",
     "feed 不是 all、timetable 或 exams",
 )
-NOT_CONFIGURED = _f(
+NOT_CONFIGURED = Failure(
     404,
     "not_configured",
     "the system the route needs (the academic office, calendar feeds, the library) is not "
     "configured on this server",
     "本服务器未配置该路由所需的系统（教务处、日历订阅、图书馆）",
 )
-NO_SUCH_PATH = _f(
+NO_SUCH_PATH = Failure(
     404,
     "not_found",
     "a path whose parameter (a feed token, an ISBN, a book id) does not have its shape: no "
     "such route",
     "路径参数（订阅令牌、ISBN、图书编号）格式不对：没有这个路由",
 )
-UNKNOWN_TOKEN = _f(
+UNKNOWN_TOKEN = Failure(
     404, "unknown_token", "a feed token that was revoked or never made", "订阅令牌已撤销或不存在"
 )
 
 # --- the library ----------------------------------------------------------------------------
 
-MISSING_QUERY = _f(
+MISSING_QUERY = Failure(
     400,
     "missing_query",
     "no search query (`query` or `q`; on the 2013 search, neither it nor the path's last part)",
     "缺少检索词（query 或 q）",
 )
-INVALID_QUERY = _f(
+INVALID_QUERY = Failure(
     400,
     "invalid_query",
     "a query over 200 characters, with control characters or nothing searchable, or one the "
@@ -250,48 +248,50 @@ INVALID_QUERY = _f(
     "检索词超过 200 个字符、含控制字符或没有可检索的字符，或目录无法接受（珠海校区：GBK 以外的"
     "字符、超过 max_pages 的页码）",
 )
-INVALID_PAGE = _f(
+INVALID_PAGE = Failure(
     400, "invalid_page", "a page that is not a whole number from 1 to 50", "页码不是 1-50 的整数"
 )
-INVALID_CAMPUS = _f(
+INVALID_CAMPUS = Failure(
     400,
     "invalid_campus",
     "a campus other than main or zhuhai (`iszh` other than 0 or 1)",
     "campus 不是 main 或 zhuhai（iszh 不是 0 或 1）",
 )
-INVALID_AVAILABLE = _f(
+INVALID_AVAILABLE = Failure(
     400,
     "invalid_available",
     "`available` other than 0, 1, true or false",
     "available 不是 0、1、true 或 false",
 )
-INVALID_ISBN = _f(
+INVALID_ISBN = Failure(
     400,
     "invalid_isbn",
     "not a valid ISBN-10 or ISBN-13 (a wrong check digit too): nothing is asked",
     "不是有效的 ISBN-10 或 ISBN-13（校验位错误也是）：不会查询",
 )
-INVALID_BOOK_ID = _f(
+INVALID_BOOK_ID = Failure(
     400,
     "invalid_book_id",
     "a book id that is not a record number of its catalogue (`b1234567`; Zhuhai `zh-300001`)",
     "图书编号不是该目录的记录号（b1234567；珠海校区 zh-300001）",
 )
-INVALID_URL = _f(
+INVALID_URL = Failure(
     400,
     "invalid_url",
     "a `url` that is not the URL-safe base64 of a record URL of the configured catalogues "
     "(never fetched)",
     "url 不是本服务器所配置目录的记录链接的 URL 安全 base64（不会访问）",
 )
-UNKNOWN_BOOK = _f(404, "unknown_book", "no such record in the catalogue", "目录中没有该记录")
+UNKNOWN_BOOK = Failure(404, "unknown_book", "no such record in the catalogue", "目录中没有该记录")
 
 # --- operations ---------------------------------------------------------------------------
 
-FORBIDDEN = _f(
+FORBIDDEN = Failure(
     403,
     "forbidden",
     "a client outside `metrics.allow_networks` without the bearer token",
     "客户端不在 metrics.allow_networks 内，也没有令牌",
 )
-METRICS_DISABLED = _f(404, "not_found", "`metrics.enabled` is false", "metrics.enabled 为 false")
+METRICS_DISABLED = Failure(
+    404, "not_found", "`metrics.enabled` is false", "metrics.enabled 为 false"
+)

@@ -89,8 +89,10 @@ def redacted_uri(uri: str) -> str:
     return f"{path}?{urlencode(pairs, safe='*')}"
 
 
-# A calendar feed's token in a path: as good as a password to the feed.
-_FEED_TOKEN = re.compile(r"^(/v1/calendar/)(?!tokens(?:/|$))[^/?]+?(\.ics)?$", re.IGNORECASE)
+# A calendar feed's token in a path: as good as a password to the feed. Anything under
+# /v1/calendar/ but the tokens route is hidden, also a mistyped URL (a trailing slash,
+# an encoded character) that did not reach the feed.
+_FEED_TOKEN = re.compile(r"^(/v1/calendar/)(?!tokens/?$).+?((?:\.ics)?/*)$", re.IGNORECASE)
 
 # A secret parameter's value, in a raw query string (any case, any position).
 _SECRET_VALUE = re.compile(r"(^|[&;])(" + "|".join(SECRET_PARAMS) + r")=[^&;]*", re.IGNORECASE)

@@ -16,19 +16,21 @@ from handlers.base import AppDeps, WorkerState
 from observability.probes import StorageState, make_ops_deps
 from observability.timing import instrument_engine
 from school.academic.client import AcademicOfficeClient, AcademicOfficeSettings
+from school.academic.models import AcademicSession
 from school.card.client import CardCenterClient, CardCenterSettings
+from school.card.models import CardSession
 from school.library.covers import CoverClient
 from school.library.ilas import IlasClient
 from school.library.innopac import CatalogueSettings, InnopacClient
-from services.academic import AcademicConnector, AcademicService
+from services.academic import AcademicService
 from services.breaker import BreakerTable
 from services.calendar import FeedTokens
-from services.card import CardConnector, CardService, utc_now
+from services.card import CardService
 from services.deferred import DeferredWrites, HostWrites, WriteHealth
 from services.gate import CredentialGate, GateStore
 from services.library import LibraryService
 from services.lockout import GateTable, OutageTable
-from services.pipeline import Connector, Pipeline, SystemSpec
+from services.pipeline import Connector, CookieConnector, Pipeline, SystemSpec, utc_now
 from services.rates import RequestRateLimiter, SharedRateTable
 from services.storage import Storage
 from settings import Settings, SystemConfig
@@ -225,14 +227,14 @@ async def build_worker_services(
     card = card_client(settings, clients["card"])
     card_pipeline = pipeline(
         SystemSpec("card", "the card center", "card password", settings.budget.card),
-        CardConnector(card),
+        CookieConnector(card.login, CardSession, lambda s: s.cookie),
     )
     office = academic_client(settings, clients["academic"])
     academic_pipeline = pipeline(
         SystemSpec(
             "academic", "the academic office", "academic office password", settings.budget.academic
         ),
-        AcademicConnector(office),
+        CookieConnector(office.login, AcademicSession, lambda s: s.cookie),
     )
     budget = settings.budget
     library_pipelines: dict[str, Pipeline[None]] = {

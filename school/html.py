@@ -74,7 +74,7 @@ def decode_page(page: Page, content_type: str | None = None) -> str:
     charset = page_charset(page, content_type)
     try:
         return page.decode(codec_of(charset))
-    except UnicodeDecodeError as exc:
+    except (UnicodeDecodeError, LookupError) as exc:  # LookupError: rot13, hex... not text
         raise SchoolPageError(f"page does not decode as {charset}") from exc
 
 

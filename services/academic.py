@@ -9,7 +9,7 @@ term is named (services/campus.py). Its client is school/academic/.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from school.academic.client import AcademicOfficeClient
@@ -25,7 +25,7 @@ from services.breaker import CircuitBreaker
 from services.campus import Campus, Term, campus_today
 from services.credentials import Credentials
 from services.gate import Ticket
-from services.pipeline import Answer, Pipeline, Question
+from services.pipeline import Answer, Pipeline, Question, utc_now
 from services.storage import Codec
 from settings import Settings
 
@@ -34,26 +34,6 @@ SYSTEM = "academic"
 TIMETABLE: Codec[Timetable] = Codec(Timetable)
 EXAMS: Codec[list[Exam]] = Codec(list[Exam])
 GRADES: Codec[list[Grade]] = Codec(list[Grade])
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class AcademicConnector:
-    """How the pipeline logs in to the academic office and keeps its sessions."""
-
-    def __init__(self, client: AcademicOfficeClient) -> None:
-        self._client = client
-
-    async def login(self, student_id: str, password: str) -> AcademicSession:
-        return await self._client.login(student_id, password)
-
-    def session_value(self, session: AcademicSession) -> str:
-        return session.cookie
-
-    def session_from(self, student_id: str, value: str) -> AcademicSession:
-        return AcademicSession(student_id, value)
 
 
 class AcademicService:

@@ -10,16 +10,16 @@ runs `school.card.clock_offset_minutes` behind ours.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from school.card.client import CardCenterClient
 from school.card.models import AccountInfo, CardSession, Transaction
 from services.breaker import CircuitBreaker
-from services.campus import CHINA
+from services.campus import CHINA, campus_today
 from services.credentials import Credentials
 from services.errors import BadInput
 from services.gate import Ticket
-from services.pipeline import Answer, Pipeline, Question, combined
+from services.pipeline import Answer, Pipeline, Question, combined, utc_now
 from services.storage import Codec
 from settings import Settings
 
@@ -29,26 +29,6 @@ EARLIEST = date(2000, 1, 1)
 
 ACCOUNT: Codec[AccountInfo] = Codec(AccountInfo)
 TRANSACTIONS: Codec[list[Transaction]] = Codec(list[Transaction])
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class CardConnector:
-    """How the pipeline logs in to the card center and keeps its sessions."""
-
-    def __init__(self, client: CardCenterClient) -> None:
-        self._client = client
-
-    async def login(self, student_id: str, password: str) -> CardSession:
-        return await self._client.login(student_id, password)
-
-    def session_value(self, session: CardSession) -> str:
-        return session.cookie
-
-    def session_from(self, student_id: str, value: str) -> CardSession:
-        return CardSession(student_id, value)
 
 
 class CardService:
@@ -73,7 +53,7 @@ class CardService:
 
     def today(self) -> date:
         """Today's date on the campus (China time)."""
-        return self._now().astimezone(CHINA).date()
+        return campus_today(self._now())
 
     def school_today(self) -> date:
         """Today in the card center's calendar (its clock runs `clock_offset` behind)."""

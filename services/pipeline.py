@@ -134,6 +134,28 @@ class Connector(Protocol[S]):
     def session_from(self, student_id: str, value: str) -> S: ...
 
 
+class CookieConnector(Generic[S]):
+    """A system whose session is the school's session cookie: log in with the client,
+    keep the cookie, rebuild the session from it (the card center, the academic office)."""
+
+    def __init__(
+        self,
+        login: Callable[[str, str], Awaitable[S]],
+        make: Callable[[str, str], S],
+        cookie: Callable[[S], str],
+    ) -> None:
+        self._login, self._make, self._cookie = login, make, cookie
+
+    async def login(self, student_id: str, password: str) -> S:
+        return await self._login(student_id, password)
+
+    def session_value(self, session: S) -> str:
+        return self._cookie(session)
+
+    def session_from(self, student_id: str, value: str) -> S:
+        return self._make(student_id, value)
+
+
 @dataclass(frozen=True, slots=True)
 class Question(Generic[T, S]):
     """One question to a school system for one request: what, how fresh, how to fetch it."""
@@ -430,10 +452,15 @@ class Pipeline(Generic[S]):
         if not self._settings.coalescing.enabled:
             return await self._from_school(ticket, key, q), False
         flight = (key, ticket.presented.verifier if ticket is not None else "")
-        leader = self._flights.get(flight)
-        if leader is not None:
+        while (leader := self._flights.get(flight)) is not None:
             metrics.coalesced_wait(key.kind)
-            entry, _ = await asyncio.shield(leader)
+            try:
+                entry, _ = await asyncio.shield(leader)
+            except RateLimited:
+                # The leader's own limit (its address's school requests, its student's
+                # line), not this request's: this one asks for itself (leads, or joins
+                # the next leader).
+                continue
             return entry, True
         future: asyncio.Future[tuple[CacheEntry[Any], bool]] = (
             asyncio.get_running_loop().create_future()

@@ -335,3 +335,35 @@ async def test_the_2013_ab_commands_pass_with_the_default_limits(
         async with httpx.AsyncClient(base_url=server.url, timeout=60, trust_env=False) as client:
             assert await ab(client, path, 3, 10) == [200] * 10
             assert await ab(client, path, 5, 50) == [200] * 50
+
+
+async def test_an_address_over_its_school_limit_does_not_refuse_others_the_same_search(
+    db_url: str, school: Proc
+) -> None:
+    # The attacker's address spends its school requests; then it leads searches that
+    # others ask at the same moment. Its own limit must not answer them.
+    rounds = 4
+    settings = make_settings(
+        db_url,
+        school.url,
+        **{"limits.school_requests_per_s": 0.001, "limits.school_burst": rounds + 1},
+    )
+    async with serve_app(settings) as (client, _):
+        base = str(client.base_url)
+        async with clients(base, 9) as (attacker, *others):
+            for n in range(rounds + 1):
+                spent = await attacker.get("/v1/library/search", params={"q": f"Java {n}"})
+                assert spent.status_code == 200, spent.text
+            refused = 0
+            for n in range(rounds):
+                q = f"Kotlin {n}"
+
+                async def search(c: httpx.AsyncClient, q: str = q) -> httpx.Response:
+                    return await c.get("/v1/library/search", params={"q": q})
+
+                replies = await asyncio.gather(search(attacker), *(search(c) for c in others))
+                refused += replies[0].status_code == 429
+                for reply in replies[1:]:
+                    assert reply.status_code == 200, reply.text
+            # The attacker's own searches are still refused.
+            assert refused

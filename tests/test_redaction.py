@@ -31,6 +31,28 @@ def test_secret_values_are_replaced(uri: str, logged: str) -> None:
     assert "052690" not in redacted_uri(uri).replace("2012052690", "")
 
 
+FEED = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-AbCdE"
+
+
+@pytest.mark.parametrize(
+    ("uri", "logged"),
+    [
+        (f"/v1/calendar/{FEED}.ics", "/v1/calendar/***.ics"),
+        (f"/v1/calendar/{FEED}.ics?x=1", "/v1/calendar/***.ics?x=1"),
+        # Mistyped feed URLs (no route matches them) hide the token as well.
+        (f"/v1/calendar/{FEED}.ics/", "/v1/calendar/***.ics/"),
+        (f"/v1/calendar/{FEED}", "/v1/calendar/***"),
+        (f"/v1/calendar/{FEED[:20]}%2F{FEED[20:]}.ics", "/v1/calendar/***.ics"),
+        (f"/v1/calendar/{FEED}/x.ics", "/v1/calendar/***.ics"),
+        ("/v1/calendar/tokens", "/v1/calendar/tokens"),
+        ("/v1/calendar/tokens/", "/v1/calendar/tokens/"),
+    ],
+)
+def test_feed_tokens_are_replaced(uri: str, logged: str) -> None:
+    assert redacted_uri(uri) == logged
+    assert FEED[:10] not in redacted_uri(uri)
+
+
 TOKEN = base64.b64encode(b"2012052690:052690").decode()
 
 # Requests written by hand, malformed on purpose, each carrying a credential where

@@ -21,7 +21,6 @@ import httpx
 from school.errors import SchoolPageError
 from school.library.ilas_pages import (
     RECORD_ID,
-    IlasDetail,
     IlasRow,
     parse_detail,
     parse_results,
@@ -35,7 +34,7 @@ from school.library.innopac import (
     checked_query,
 )
 from school.library.innopac_pages import year_of
-from school.library.models import BookBrief, BookRecord, SearchPage
+from school.library.models import BookBrief, BookRecord, RecordPage, SearchPage
 from school.web import Browser, CookieJar, Reply
 
 # Evidence (2013): ten rows a page.
@@ -123,7 +122,7 @@ class IlasClient:
             books.append(self._brief(row, detail))
         return SearchPage("zhuhai", text, page, total, PER_PAGE, tuple(books))
 
-    async def _detail(self, row: IlasRow) -> IlasDetail:
+    async def _detail(self, row: IlasRow) -> RecordPage:
         reply = await self._get(self.detail_url(record_id_of(row.recno, row.dbno)))
         return parse_detail(reply.body, reply.content_type)
 
@@ -132,7 +131,7 @@ class IlasClient:
             "GET", self._browser.url(url), CookieJar(), self._base + "/"
         )
 
-    def _brief(self, row: IlasRow, detail: IlasDetail | None) -> BookBrief:
+    def _brief(self, row: IlasRow, detail: RecordPage | None) -> BookBrief:
         record_id = record_id_of(row.recno, row.dbno)
         return BookBrief(
             record_id=record_id,
@@ -155,20 +154,7 @@ class IlasClient:
         url = self.detail_url(record_id)
         reply = await self._get(url)
         page = parse_detail(reply.body, reply.content_type)
-        return BookRecord(
-            catalogue="zhuhai",
-            record_id=record_id,
-            record_url=url,
-            title=page.title,
-            author=page.author,
-            publisher=page.publisher,
-            isbn=page.isbn,
-            call_number=page.call_number,
-            description=page.description,
-            notes=page.notes,
-            fields=page.fields,
-            holdings=page.holdings,
-        )
+        return page.book_record("zhuhai", record_id, url)
 
     def record_id_from_url(self, url: str) -> str | None:
         """The record id of one of this catalogue's detail links; None for any other URL."""

@@ -17,7 +17,7 @@ from school.errors import QueryRejected, SchoolPageError, SchoolServerError
 from school.html import Form, Page, body_text, forms_of, squeezed, text_of, tree_of
 from school.library.holdings import holding
 from school.library.isbn import find_isbn, normalise_isbn
-from school.library.models import Holding
+from school.library.models import Holding, RecordPage
 
 _HTML_END = re.compile(r"</html\s*>\s*$", re.IGNORECASE)
 _OVERLOAD_MARKS = ("HTTP Status 5", "Service Temporarily Unavailable", "Service Unavailable")
@@ -78,19 +78,6 @@ class IlasResults:
     rows: tuple[IlasRow, ...]
     total: int | None
     next_form: Form | None
-
-
-@dataclass(frozen=True, slots=True)
-class IlasDetail:
-    title: str
-    author: str
-    publisher: str
-    isbn: str
-    call_number: str
-    description: str
-    notes: str
-    fields: tuple[tuple[str, str], ...]
-    holdings: tuple[Holding, ...]
 
 
 def record_id_of(recno: str, dbno: str) -> str:
@@ -197,7 +184,7 @@ def _holdings(tree: LexborHTMLParser, call_number: str) -> tuple[Holding, ...]:
     return tuple(copies)
 
 
-def parse_detail(page: Page, content_type: str | None = None) -> IlasDetail:
+def parse_detail(page: Page, content_type: str | None = None) -> RecordPage:
     """A detail page: label rows (题　名 ...), the ISBN input, the copies."""
     _, tree = _checked(page, content_type)
     fields: list[tuple[str, str]] = []
@@ -228,7 +215,8 @@ def parse_detail(page: Page, content_type: str | None = None) -> IlasDetail:
         isbn = normalise_isbn(box.attributes.get("value") or "") or ""
     isbn = isbn or find_isbn(named.get("isbn", "")) or ""
     call_number = named.get("call_number", "")
-    return IlasDetail(
+    return RecordPage(
+        record_id="",
         title=title.strip(),
         author=author,
         publisher=named.get("publisher", ""),

@@ -20,14 +20,13 @@ from school.errors import SchoolPageError
 from school.html import tree_of
 from school.library.innopac_pages import (
     RECORD_ID,
-    RecordPage,
     is_record_page,
     parse_record,
     parse_search,
     record_url,
     year_of,
 )
-from school.library.models import BookBrief, BookRecord, SearchPage, normalise_query
+from school.library.models import BookBrief, BookRecord, RecordPage, SearchPage, normalise_query
 from school.web import Browser, BrowserSettings, CookieJar, Reply
 
 # Evidence (2013): twelve results a page, asked by the first one's position.
@@ -212,20 +211,7 @@ class InnopacClient:
         page = parse_record(reply.body, reply.content_type)
         if page.record_id and page.record_id[:8] != record_id[:8]:
             raise SchoolPageError(f"asked for record {record_id}, got {page.record_id}")
-        return BookRecord(
-            catalogue="main",
-            record_id=record_id,
-            record_url=url,
-            title=page.title,
-            author=page.author,
-            publisher=page.publisher,
-            isbn=page.isbn,
-            call_number=page.call_number,
-            description=page.description,
-            notes=page.notes,
-            fields=page.fields,
-            holdings=page.holdings,
-        )
+        return page.book_record("main", record_id, url)
 
     def record_id_from_url(self, url: str) -> str | None:
         """The record number of one of this catalogue's record links; None for any other

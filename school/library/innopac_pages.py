@@ -18,7 +18,7 @@ from school.errors import QueryRejected, SchoolPageError, SchoolServerError
 from school.html import Page, body_text, squeezed, text_of, tree_of
 from school.library.holdings import holding
 from school.library.isbn import find_isbn, normalise_isbn
-from school.library.models import BookBrief, Holding
+from school.library.models import BookBrief, Holding, RecordPage
 
 _HTML_END = re.compile(r"</html\s*>\s*$", re.IGNORECASE)
 _OVERLOAD_MARKS = ("HTTP Status 5", "Service Temporarily Unavailable", "Service Unavailable")
@@ -87,22 +87,6 @@ class BriefPage:
     last: int | None
     total: int | None
     books: tuple[BookBrief, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RecordPage:
-    """A record page as shown."""
-
-    record_id: str
-    title: str
-    author: str
-    publisher: str
-    isbn: str
-    call_number: str
-    description: str
-    notes: str
-    fields: tuple[tuple[str, str], ...]
-    holdings: tuple[Holding, ...]
 
 
 def record_url(base_url: str, record_id: str) -> str:

@@ -83,3 +83,37 @@ class BookRecord:
     notes: str
     fields: tuple[tuple[str, str], ...]
     holdings: tuple[Holding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPage:
+    """A record page as either catalogue shows it; `record_id` is the record number the
+    page itself shows ("" if none)."""
+
+    record_id: str
+    title: str
+    author: str
+    publisher: str
+    isbn: str
+    call_number: str
+    description: str
+    notes: str
+    fields: tuple[tuple[str, str], ...]
+    holdings: tuple[Holding, ...]
+
+    def book_record(self, catalogue: Catalogue, record_id: str, record_url: str) -> BookRecord:
+        """The record as answered, under the id and URL it was asked by."""
+        return BookRecord(
+            catalogue=catalogue,
+            record_id=record_id,
+            record_url=record_url,
+            title=self.title,
+            author=self.author,
+            publisher=self.publisher,
+            isbn=self.isbn,
+            call_number=self.call_number,
+            description=self.description,
+            notes=self.notes,
+            fields=self.fields,
+            holdings=self.holdings,
+        )

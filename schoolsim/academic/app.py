@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from schoolsim.academic import pages
@@ -25,6 +25,15 @@ _YEAR = re.compile(r"^(\d{4})-(\d{4})$")
 
 def _no_log(handler: object) -> None:
     """Quiet: benchmarks send tens of thousands of requests."""
+
+
+class PostedQuery(NamedTuple):
+    session: Session
+    stuid: str
+    year_text: str  # as posted: "2012-2013", "第一学期"
+    term_text: str
+    year: int
+    term: int
 
 
 class OfficeHandler(OverloadHandler):
@@ -141,6 +150,18 @@ class OfficeHandler(OverloadHandler):
             return None
         return year, term, int(found[1]), pages.TERM_NAMES.index(term) + 1
 
+    def posted_query(self) -> PostedQuery | None:
+        """A query form's postback: the student's session and the term asked for; None
+        after answering (the login redirect, or ASP.NET's error)."""
+        found = self.student()
+        if found is None or not self.postback_ok():
+            return None
+        posted = self.posted_term()
+        if posted is None:
+            return None
+        year_text, term_text, year, term = posted
+        return PostedQuery(found[0], found[1], year_text, term_text, year, term)
+
     def term_data(self, stuid: str, year: int, term: int) -> TermData:
         return self.state.dataset.term(stuid, year, term)
 
@@ -229,20 +250,20 @@ class TimetableHandler(OfficeHandler):
         self.html(pages.timetable_page(*self.forms(), self.years(), year, term, None))
 
     def post(self) -> None:
-        found = self.student()
-        if found is None or not self.postback_ok():
+        q = self.posted_query()
+        if q is None:
             return
-        term_found = self.posted_term()
-        if term_found is None:
-            return
-        year_text, term_text, year, term = term_found
         if "bthSearch" not in self.request.body_arguments:
             # Another button (or none): the form again, without results.
-            self.html(pages.timetable_page(*self.forms(), self.years(), year_text, term_text, None))
+            self.html(
+                pages.timetable_page(*self.forms(), self.years(), q.year_text, q.term_text, None)
+            )
             return
-        data = self.term_data(found[1], year, term)
+        data = self.term_data(q.stuid, q.year, q.term)
         self.html(
-            pages.timetable_page(*self.forms(), self.years(), year_text, term_text, data.courses)
+            pages.timetable_page(
+                *self.forms(), self.years(), q.year_text, q.term_text, data.courses
+            )
         )
 
 
@@ -258,24 +279,22 @@ class ExamsHandler(OfficeHandler):
         self.html(pages.exams_form_page(*self.forms(), self.years(), year, term))
 
     def post(self) -> None:
-        found = self.student()
-        if found is None or not self.postback_ok():
+        q = self.posted_query()
+        if q is None:
             return
-        term_found = self.posted_term()
-        if term_found is None:
-            return
-        year_text, term_text, year, term = term_found
         frame = ""
         if self.arg("btnExpKsb") == "导出或打印考试安排表":
-            sess = found[0]
+            reports = q.session.reports
             key = f"{self.state.rng.getrandbits(40):010x}"
-            sess.reports[key] = (year, term)
-            while len(sess.reports) > MAX_REPORTS:
-                sess.reports.popitem(last=False)
+            reports[key] = (q.year, q.term)
+            while len(reports) > MAX_REPORTS:
+                reports.popitem(last=False)
             # Relative to this page, as the real one (evidence: 2013 lost its session by
             # resolving it against another host).
             frame = f"../../Reports/KsbFrame.aspx?key={key}"
-        self.html(pages.exams_form_page(*self.forms(), self.years(), year_text, term_text, frame))
+        self.html(
+            pages.exams_form_page(*self.forms(), self.years(), q.year_text, q.term_text, frame)
+        )
 
 
 class ReportFrameHandler(OfficeHandler):
@@ -326,15 +345,13 @@ class GradesHandler(OfficeHandler):
         self.html(pages.grades_page(*self.forms(), self.years(), year, term, None))
 
     def post(self) -> None:
-        found = self.student()
-        if found is None or not self.postback_ok():
+        q = self.posted_query()
+        if q is None:
             return
-        term_found = self.posted_term()
-        if term_found is None:
-            return
-        year_text, term_text, year, term = term_found
-        data = self.term_data(found[1], year, term)
-        self.html(pages.grades_page(*self.forms(), self.years(), year_text, term_text, data.grades))
+        data = self.term_data(q.stuid, q.year, q.term)
+        self.html(
+            pages.grades_page(*self.forms(), self.years(), q.year_text, q.term_text, data.grades)
+        )
 
 
 class ProfileHandler(OfficeHandler):

@@ -81,6 +81,12 @@ def test_unknown_charset_is_a_page_error() -> None:
         decode_page(b"<html></html>", "text/html; charset=x-klingon")
 
 
+@pytest.mark.parametrize("charset", ["rot13", "hex", "base64"])
+def test_a_charset_that_is_no_text_encoding_is_a_page_error(charset: str) -> None:
+    with pytest.raises(SchoolPageError, match="decode"):
+        decode_page(b"<html></html>", f"text/html; charset={charset}")
+
+
 # --- login -------------------------------------------------------------------
 
 
