@@ -8,7 +8,7 @@ from typing import Any
 from tornado.web import Application
 
 from handlers import docs, ops, pages
-from handlers.base import AppDeps, NotFoundHandler, log_request
+from handlers.base import AppDeps, log_request
 from handlers.guards import GuardedApplication
 from handlers.legacy import academic as legacy_academic
 from handlers.legacy import card as legacy_card
@@ -78,9 +78,7 @@ def make_app(deps: AppDeps, http: HttpSettings) -> Application:
         routes(deps),
         deps,
         http.max_body_bytes,
-        default_handler_class=NotFoundHandler,
-        default_handler_args={"deps": deps},
-        log_function=log_request,
+        log_request,
         compress_response=False,
         xheaders=False,
     )

@@ -23,7 +23,9 @@ from urllib.parse import parse_qsl, urlencode
 from sqlalchemy.exc import SQLAlchemyError
 from tornado.web import HTTPError, RequestHandler
 
+from handlers.lean import LeanHandler
 from observability import metrics
+from observability.logs import access_lines
 from observability.probes import OpsDeps
 from observability.timing import RequestTimer, activate, request_id_from
 from services.academic import AcademicService
@@ -104,8 +106,10 @@ _ROUTE_SYNTAX = re.compile(r"[()$\\^]")
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
-def route_label(handler: RequestHandler) -> str:
+def route_label(handler: RequestHandler | LeanHandler) -> str:
     """The route pattern that matched (bounded, for metrics and logs), e.g. "/v1/card/balance"."""
+    if isinstance(handler, LeanHandler):
+        return handler.route
     for rule in getattr(handler.application.wildcard_router, "rules", []):
         if rule.matcher.match(handler.request) is not None:
             pattern = getattr(rule.matcher, "regex", None)
@@ -114,7 +118,7 @@ def route_label(handler: RequestHandler) -> str:
     return "unmatched"
 
 
-def log_request(handler: RequestHandler) -> None:
+def log_request(handler: RequestHandler | LeanHandler) -> None:
     """Access log line and HTTP metrics: status, method, redacted URI, route, duration,
     cache status, request id. Never the password."""
     status = handler.get_status()
@@ -126,26 +130,26 @@ def log_request(handler: RequestHandler) -> None:
     uri = redacted_uri(handler.request.uri or "")
     metrics.observe_http_request(route, method, status, seconds)
     level = logging.INFO if status < 500 else logging.WARNING
+    request_id = timer.request_id if timer is not None else ""
+    duration_ms = 1000.0 * seconds
+    message = f"{status} {method} {uri} {duration_ms:.1f}ms route={route} cache={cache}"
+    fields = {
+        "method": method,
+        "uri": uri,
+        "route": route,
+        "status": status,
+        "duration_ms": round(duration_ms, 1),
+        "cache": cache,
+    }
+    # Every part is ours or redacted already (an invented method is not: it goes
+    # through logging's redaction).
+    if method in STANDARD_METHODS and access_lines.write(level, message, request_id, fields):
+        return
     access_log.log(
         level,
-        "%d %s %s %.1fms route=%s cache=%s",
-        status,
-        method,
-        uri,
-        1000.0 * seconds,
-        route,
-        cache,
-        extra={
-            "request_id": timer.request_id if timer is not None else "",
-            "method": method,
-            "uri": uri,
-            "route": route,
-            "status": status,
-            "duration_ms": round(1000.0 * seconds, 1),
-            "cache": cache,
-            # Every part is ours or redacted already (an invented method is not).
-            "redacted": method in STANDARD_METHODS,
-        },
+        "%s",
+        message,
+        extra={**fields, "request_id": request_id, "redacted": method in STANDARD_METHODS},
     )
 
 
@@ -192,7 +196,7 @@ def describe_error(
     return 500, "internal_error", "an internal error occurred; it has been logged", {}
 
 
-class JsonHandler(RequestHandler):
+class JsonHandler(LeanHandler):
     """Writes JSON answers and JSON errors."""
 
     deps: AppDeps
@@ -232,7 +236,7 @@ class JsonHandler(RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Request-Id", self.timer.request_id)
 
-    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
+    def finish(self, chunk: str | bytes | None = None) -> None:
         if not self._headers_written:
             # Only successful answers say where the time went: on a refusal (wrong
             # password, lockout, bad input) the parts would tell an unauthenticated
@@ -245,7 +249,7 @@ class JsonHandler(RequestHandler):
                 connection = self.request.connection
                 if hasattr(connection, "_disconnect_on_finish"):
                     connection._disconnect_on_finish = True  # type: ignore[union-attr]
-        return super().finish(chunk)
+        super().finish(chunk)
 
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)

@@ -1,15 +1,17 @@
 """What every request passes, whatever its route: the body size limit and security headers.
 
 GuardedApplication  the Tornado application; each request's message goes through
-                    BodyLimit before its handler sees it, and every answer through
-                    SecurityHeaders.
+                    BodyLimit, which routes it (the API's handlers through
+                    handlers/lean.py, static files through tornado.web), and every
+                    answer gets security_headers.
 BodyLimit           a request whose declared Content-Length exceeds `http.max_body_bytes`
                     is answered 413 (JSON) before a byte of its body is read; a chunked
                     body is answered 413 once it passes the limit, and nothing beyond
                     the limit is kept. Either way the connection is closed after the
                     answer (the only way not to read the rest).
-SecurityHeaders     `X-Content-Type-Options: nosniff` on every answer; a strict
-                    Content-Security-Policy and `Referrer-Policy: no-referrer` on HTML.
+security_headers    `X-Content-Type-Options: nosniff` on every answer; a strict
+                    Content-Security-Policy and `Referrer-Policy: no-referrer` on HTML
+                    (SecurityHeaders applies it to tornado.web's answers).
 
 Tornado's own `max_body_size` (set to the same limit on the HTTPServer) stays as
 a backstop: it closes the connection with a bare 400, where this answers JSON.
@@ -17,14 +19,15 @@ a backstop: it closes the connection with a bare 400, where this answers JSON.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tornado import httputil
 from tornado.http1connection import HTTP1Connection
-from tornado.web import Application, HTTPError, OutputTransform, stream_request_body
+from tornado.web import Application, HTTPError, OutputTransform
 
-from handlers.base import AppDeps, JsonHandler
+from handlers.base import AppDeps, JsonHandler, NotFoundHandler
+from handlers.lean import LeanDelegate, LeanHandler, LeanRoutes
 
 # The index page loads its style sheet and icon from this server and runs no script.
 CONTENT_SECURITY_POLICY = (
@@ -36,31 +39,76 @@ CONTENT_SECURITY_POLICY = (
 _UNLIMITED = 1 << 62
 
 
+def security_headers(status: int, headers: httputil.HTTPHeaders) -> None:
+    """Headers that stop browsers from guessing content types or framing our pages."""
+    headers["X-Content-Type-Options"] = "nosniff"
+    if headers.get("Content-Type", "").startswith("text/html"):
+        headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        headers["Referrer-Policy"] = "no-referrer"
+
+
 class GuardedApplication(Application):
-    """An Application whose requests all pass the body limit and get security headers."""
+    """An Application whose requests all pass the body limit and get security headers.
+
+    Routes whose handler is a LeanHandler are matched here (handlers/lean.py); the
+    others (static files, the redirect) by tornado.web; a path neither knows gets
+    NotFoundHandler's JSON 404.
+    """
 
     def __init__(
         self,
-        handlers: list[Any],
+        handlers: list[tuple[str, type, dict[str, Any]]],
         deps: AppDeps,
         max_body_bytes: int,
+        log_function: Callable[[Any], None],
         **settings: Any,
     ) -> None:
-        super().__init__(handlers, transforms=[SecurityHeaders], **settings)
+        web = [rule for rule in handlers if not issubclass(rule[1], LeanHandler)]
+        super().__init__(web, transforms=[SecurityHeaders], log_function=log_function, **settings)
+        self.lean_routes = LeanRoutes([rule for rule in handlers if rule not in web])
         self.deps = deps
         self.max_body_bytes = max_body_bytes
+        self.log_function = log_function
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
-        return BodyLimit(
-            self, server_conn, request_conn, super().start_request(server_conn, request_conn)
+        return BodyLimit(self, server_conn, request_conn)
+
+    def lean_delegate(
+        self,
+        request: httputil.HTTPServerRequest,
+        handler: type[LeanHandler],
+        kwargs: dict[str, Any],
+        path_args: list[bytes],
+        route: str,
+        *,
+        at_headers: bool = False,
+    ) -> LeanDelegate:
+        return LeanDelegate(
+            request,
+            handler,
+            kwargs,
+            path_args,
+            route,
+            security_headers,
+            self.log_function,
+            at_headers=at_headers,
         )
 
+    def route(self, request: httputil.HTTPServerRequest) -> httputil.HTTPMessageDelegate:
+        """The delegate that answers a request, by its path."""
+        found = self.lean_routes.find(request)
+        if found is not None:
+            return self.lean_delegate(request, *found)
+        web = self.default_router.find_handler(request)
+        if web is not None:
+            return web
+        return self.lean_delegate(request, NotFoundHandler, {"deps": self.deps}, [], "unmatched")
 
-@stream_request_body
+
 class PayloadTooLargeHandler(JsonHandler):
-    """Answers 413 as soon as the headers are in (streaming: Tornado reads no body first)."""
+    """Answers 413 as soon as the headers are in (Tornado reads no body first)."""
 
     def initialize(self, deps: AppDeps, limit: int) -> None:  # type: ignore[override]
         super().initialize(deps)
@@ -74,9 +122,6 @@ class PayloadTooLargeHandler(JsonHandler):
     def prepare(self) -> None:
         super().prepare()
         raise HTTPError(413, "the request body must not exceed %d bytes", self.limit)
-
-    def data_received(self, chunk: bytes) -> None:
-        return None
 
 
 def declared_length(headers: httputil.HTTPHeaders) -> int | None:
@@ -93,14 +138,14 @@ class BodyLimit(httputil.HTTPMessageDelegate):
         app: GuardedApplication,
         server_conn: object,
         request_conn: httputil.HTTPConnection,
-        inner: httputil.HTTPMessageDelegate,
     ) -> None:
         self._app = app
         self._server_conn = server_conn
         self._conn = request_conn
-        self._inner = inner
+        self._inner: httputil.HTTPMessageDelegate = _NOWHERE
         self._refusal: httputil.HTTPMessageDelegate | None = None
         self._received = 0
+        self._request: httputil.HTTPServerRequest | None = None
         self._start_line: httputil.RequestStartLine | None = None
         self._headers = httputil.HTTPHeaders()
 
@@ -111,6 +156,12 @@ class BodyLimit(httputil.HTTPMessageDelegate):
     ) -> Awaitable[None] | None:
         assert isinstance(start_line, httputil.RequestStartLine)
         self._start_line, self._headers = start_line, headers
+        self._request = httputil.HTTPServerRequest(
+            connection=self._conn,
+            server_connection=self._server_conn,
+            start_line=start_line,
+            headers=headers,
+        )
         declared = declared_length(headers)
         if declared is not None and declared > self._app.max_body_bytes:
             # Answered without reading: Tornado must not refuse it again with a bare 400.
@@ -118,6 +169,7 @@ class BodyLimit(httputil.HTTPMessageDelegate):
             return self._refuse()
         if "Transfer-Encoding" in headers:  # chunked (Tornado refuses any other)
             self._set_connection_limit(_UNLIMITED)
+        self._inner = self._app.route(self._request)
         return self._inner.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
@@ -140,23 +192,27 @@ class BodyLimit(httputil.HTTPMessageDelegate):
             self._conn.set_max_body_size(size)
 
     def _refuse(self) -> Awaitable[None] | None:
-        assert self._start_line is not None
-        request = httputil.HTTPServerRequest(
-            connection=self._conn,
-            server_connection=self._server_conn,
-            start_line=self._start_line,
-            headers=self._headers,
-        )
-        self._refusal = self._app.get_handler_delegate(
-            request,
+        assert self._start_line is not None and self._request is not None
+        self._refusal = self._app.lean_delegate(
+            self._request,
             PayloadTooLargeHandler,
             {"deps": self._app.deps, "limit": self._app.max_body_bytes},
+            [],
+            "unmatched",
+            at_headers=True,
         )
         return self._refusal.headers_received(self._start_line, self._headers)
 
 
+class _Nowhere(httputil.HTTPMessageDelegate):
+    """Where a request's parts go before its headers are in (nothing comes first)."""
+
+
+_NOWHERE = _Nowhere()
+
+
 class SecurityHeaders(OutputTransform):
-    """Headers that stop browsers from guessing content types or framing our pages."""
+    """security_headers on the answers of tornado.web's handlers."""
 
     def transform_first_chunk(
         self,
@@ -165,8 +221,5 @@ class SecurityHeaders(OutputTransform):
         chunk: bytes,
         finishing: bool,
     ) -> tuple[int, httputil.HTTPHeaders, bytes]:
-        headers["X-Content-Type-Options"] = "nosniff"
-        if headers.get("Content-Type", "").startswith("text/html"):
-            headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-            headers["Referrer-Policy"] = "no-referrer"
+        security_headers(status_code, headers)
         return status_code, headers, chunk

@@ -14,12 +14,22 @@ way out (on the handler, so records of every logger go through them):
                      value Tornado found malformed, in the message, the
                      traceback or the access fields
     RequestIdFilter  the id of the request being handled
+
+Access lines (one per answered request) are the exception: `access_line` formats
+them itself, in the same text or JSON form, and writes them to the configured
+stream once per event loop iteration (or 64 KiB), not one write(2) per request.
+They need none of the filters: repeats are wanted, every part is ours or
+redacted by the caller, and the request id is passed in. While any other
+handler listens (a test's capture, a handler added at run time), or for a line
+whose parts are not all redacted, the line goes through `logging` as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -236,13 +246,136 @@ def configure_logging(settings: LogSettings, repeat_interval_s: float) -> None:
         old.close()
     root.addHandler(handler)
     root.setLevel(settings.level)
+    access_lines.configure(handler, settings.format == "json")
     # The HTTP client logs every request URL at INFO; the school's URLs are ours to log.
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class AccessLines:
+    """Access lines of this process, buffered and written once per loop iteration."""
+
+    # Flush at once past this many buffered characters.
+    MAX_BUFFER = 64 * 1024
+
+    def __init__(self) -> None:
+        self._handler: logging.StreamHandler[Any] | None = None
+        self._json = False
+        self._buffer: list[str] = []
+        self._size = 0
+        self._scheduled = False
+        self._second = -1
+        self._stamp = ""
+        self._pid = 0
+
+    def configure(self, handler: logging.StreamHandler[Any] | None, json_format: bool) -> None:
+        """Write to handler's stream (None: every line through logging)."""
+        self.flush()
+        self._handler, self._json = handler, json_format
+        self._second = -1  # the pid and time stamp again (a new worker after the fork)
+
+    def write(
+        self,
+        level: int,
+        message: str,
+        request_id: str,
+        fields: dict[str, Any],
+    ) -> bool:
+        """Buffer one access line; False if it must go through logging instead."""
+        handler = self._handler
+        root = logging.root
+        if (
+            handler is None
+            or len(root.handlers) != 1
+            or root.handlers[0] is not handler
+            or ACCESS_LOGGER.handlers
+        ):
+            return False
+        if not ACCESS_LOGGER.isEnabledFor(level):
+            return True
+        now = time.time()
+        line = (
+            self._json_line(now, level, message, request_id, fields)
+            if self._json
+            else self._text_line(now, level, message, request_id)
+        )
+        self._buffer.append(line)
+        self._size += len(line)
+        if self._size >= self.MAX_BUFFER:
+            self.flush()
+        elif not self._scheduled:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+                self._scheduled = True
+            except RuntimeError:  # no loop: write now
+                self.flush()
+        return True
+
+    def flush(self) -> None:
+        """Write what is buffered (at the end of the loop iteration, and before exit)."""
+        self._scheduled = False
+        if not self._buffer or self._handler is None:
+            self._buffer, self._size = [], 0
+            return
+        text = "".join(self._buffer)
+        self._buffer, self._size = [], 0
+        handler = self._handler
+        handler.acquire()
+        try:
+            stream = handler.stream
+            if stream is None and isinstance(handler, ReopenableFileHandler):
+                stream = handler.stream = handler._open()
+            stream.write(text)
+            stream.flush()
+        except Exception as exc:  # a closed or full stream: say so where it can be seen
+            sys.stderr.write(f"jnufm: access lines lost: {type(exc).__name__}\n")
+        finally:
+            handler.release()
+
+    def _clock(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+            self._pid = os.getpid()
+        return self._stamp
+
+    def _text_line(self, now: float, level: int, message: str, request_id: str) -> str:
+        stamp = self._clock(now)
+        millis = int((now - int(now)) * 1000)
+        rid = f" rid={request_id}" if request_id else ""
+        name = logging.getLevelName(level)
+        return f"{stamp},{millis:03d} {name} [{self._pid}] jnufm.access: {message}{rid}\n"
+
+    def _json_line(
+        self, now: float, level: int, message: str, request_id: str, fields: dict[str, Any]
+    ) -> str:
+        self._clock(now)
+        local = time.localtime(now)
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", local)
+            + f".{int((now - int(now)) * 1000):03d}"
+            + time.strftime("%z", local),
+            "level": logging.getLevelName(level),
+            "pid": self._pid,
+            "logger": ACCESS_LOGGER.name,
+            "message": message,
+        }
+        if request_id:
+            entry["request_id"] = request_id
+        for name in ACCESS_FIELDS:
+            if name in fields:
+                entry[name] = fields[name]
+        return json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+ACCESS_LOGGER = logging.getLogger("jnufm.access")
+access_lines = AccessLines()
+
+
 def reopen_log_files() -> None:
     """Reopen every log file of this process (SIGUSR1)."""
+    access_lines.flush()
     for handler in logging.getLogger().handlers:
         if isinstance(handler, ReopenableFileHandler):
             handler.reopen()

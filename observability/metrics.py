@@ -11,6 +11,13 @@ Dead workers' files would pile up (one set per worker ever started) and slow
 every scrape, so the master folds a dead worker's counters and histograms
 into one archive file per type (`retire_process`) and deletes its gauges.
 
+The metrics every request touches (requests, their durations, requests in flight,
+cache lookups, gate decisions) are tallied in plain dictionaries of the process and
+published into the shared files by `publish()`: every PUBLISH_S by each worker, and
+before each scrape by the worker that answers it. A scrape may so miss up to
+PUBLISH_S of another worker's increments, never lose them; a request pays a few
+dictionary updates instead of a locked write to a memory-mapped file per metric.
+
 Recording functions (all cheap, safe to call anywhere, in any process):
 
     observe_http_request(route, method, status, seconds)
@@ -210,21 +217,79 @@ def _m() -> _Metrics:
     return _metrics
 
 
+# --- Tallied in the process, published in one go -----------------------------------
+
+# How often each worker publishes its tallies (seconds).
+PUBLISH_S = 0.25
+
+_HTTP_BOUNDS = (*HTTP_BUCKETS, float("inf"))
+
+
+class _Tally:
+    """Increments not yet published: counters by (metric, labels), the HTTP duration
+    histogram by route (a count per bucket, then the sum), requests in flight."""
+
+    __slots__ = ("counts", "durations", "in_flight")
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, tuple[str, ...]], float] = {}
+        self.durations: dict[str, list[float]] = {}
+        self.in_flight = 0
+
+    def count(self, metric: str, labels: tuple[str, ...]) -> None:
+        key = (metric, labels)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def duration(self, route: str, seconds: float) -> None:
+        row = self.durations.get(route)
+        if row is None:
+            row = self.durations[route] = [0.0] * (len(_HTTP_BOUNDS) + 1)
+        for i, bound in enumerate(_HTTP_BOUNDS):
+            if seconds <= bound:
+                row[i] += 1
+                break
+        row[-1] += seconds
+
+
+_tally = _Tally()
+
+
+def publish() -> None:
+    """Write this process's tallies into the shared metric files (and start over)."""
+    global _tally
+    tally = _tally
+    if not tally.counts and not tally.durations and not tally.in_flight:
+        return
+    _tally = _Tally()
+    m = _m()
+    for (metric, labels), amount in tally.counts.items():
+        getattr(m, metric).labels(*labels).inc(amount)
+    for route, row in tally.durations.items():
+        # Histogram.observe's effect, n observations at once: one bucket each (the
+        # library keeps them per bucket, not cumulative) and the sum.
+        child = m.http_duration.labels(route)
+        for i, amount in enumerate(row[:-1]):
+            if amount:
+                child._buckets[i].inc(amount)
+        child._sum.inc(row[-1])
+    if tally.in_flight:
+        m.http_in_flight.inc(tally.in_flight)
+
+
 # --- HTTP (handlers/base.py) ------------------------------------------------------
 
 
 def observe_http_request(route: str, method: str, status: int, seconds: float) -> None:
     """Count one answered request and its duration; route is the pattern, never the raw path."""
-    m = _m()
     method_label = method if method in HTTP_METHODS else "other"
     status_label = str(status) if 100 <= status <= 599 else "other"
-    m.http_requests.labels(route, method_label, status_label).inc()
-    m.http_duration.labels(route).observe(seconds)
+    _tally.count("http_requests", (route, method_label, status_label))
+    _tally.duration(route, seconds)
 
 
 def http_in_flight(delta: int) -> None:
     """+1 when a request starts being handled, -1 when it is finished."""
-    _m().http_in_flight.inc(delta)
+    _tally.in_flight += delta
 
 
 def record_connection_shed() -> None:
@@ -248,7 +313,7 @@ def observe_school_request(system: str, path: str, outcome: str, seconds: float)
 def record_cache(kind: str, outcome: str, level: str = "memory") -> None:
     """One cache lookup: kind of data ("account", "today", "history"), outcome
     "hit", "miss" or "stale" (an expired value served anyway), level "memory" or "db"."""
-    _m().cache_lookups.labels(kind, level, outcome).inc()
+    _tally.count("cache_lookups", (kind, level, outcome))
 
 
 def coalesced_wait(kind: str) -> None:
@@ -283,7 +348,7 @@ def record_rate_limited(scope: str) -> None:
 
 def record_gate(system: str, decision: str) -> None:
     """One decision of the credential gate (services/gate.py), or a school verdict it heard."""
-    _m().gate_decisions.labels(system, decision).inc()
+    _tally.count("gate_decisions", (system, decision))
 
 
 def record_deferred_write(what: str, outcome: str) -> None:
@@ -379,6 +444,7 @@ def render() -> tuple[bytes, str]:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     _m()  # make sure this process's own metrics exist before the first scrape
+    publish()
     if os.environ.get(MULTIPROC_ENV):
         from prometheus_client import multiprocess
 

@@ -45,7 +45,7 @@ from tornado.web import Application
 
 from handlers import make_app
 from observability import metrics
-from observability.logs import configure_logging, reopen_log_files
+from observability.logs import access_lines, configure_logging, reopen_log_files
 from runtime.heartbeat import HeartbeatTable
 from runtime.wiring import HostTables, build_worker_services
 from settings import HttpSettings, Settings
@@ -273,6 +273,7 @@ async def serve(
     if link is not None:
         _watch_master(loop, link, stop)
         _beat(loop, link, settings.supervisor.heartbeat_interval_s)
+    _publish_metrics(loop)
     if on_ready is not None:
         on_ready()
     log.debug("worker %d serving (generation %d)", index, deps.state.generation)
@@ -326,6 +327,12 @@ def _beat(loop: asyncio.AbstractEventLoop, link: MasterLink, interval_s: float) 
     loop.call_later(interval_s, _beat, loop, link, interval_s)
 
 
+def _publish_metrics(loop: asyncio.AbstractEventLoop) -> None:
+    """Publish this worker's metric tallies now and every metrics.PUBLISH_S."""
+    metrics.publish()
+    loop.call_later(metrics.PUBLISH_S, _publish_metrics, loop)
+
+
 def _watch_master(loop: asyncio.AbstractEventLoop, link: MasterLink, stop: asyncio.Event) -> None:
     """Stop when the lifeline pipe reaches EOF: the master is gone (even by SIGKILL)."""
 
@@ -377,6 +384,8 @@ def run_worker(
             return EXIT_FATAL
     with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
         runner.run(serve(settings, sockets, index, link, host_tables=host_tables))
+    access_lines.flush()
+    metrics.publish()
     with contextlib.suppress(OSError):
         os.close(link.lifeline_fd)
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field
@@ -69,4 +68,4 @@ def make_verifier(secret_key: bytes, system: str, creds: Credentials) -> str:
     system has its own password.
     """
     message = f"{system}\x00{creds.student_id}\x00{creds.password}".encode()
-    return hmac.new(secret_key, message, hashlib.sha256).hexdigest()
+    return hmac.digest(secret_key, message, "sha256").hex()

@@ -70,6 +70,7 @@ from services.lockout import (
     NO_VERIFIER,
     STUDENT,
     GateTable,
+    HostRecord,
     OutageTable,
     attempt_hash,
     lock_end,
@@ -268,11 +269,14 @@ class CredentialGate:
 
     async def _admit(self, p: Presented, creds: Credentials) -> Ticket:
         keys = (self._student_key(p), self._address_key(p))
+        t = self._now().timestamp()
+        # Each record is read once here; the reads below happen again only after an await.
+        records = (self._table.read(keys[0], t), self._table.read(keys[1], t))
         if self.enabled:
-            self._raise_if_known_locked(keys, self._now().timestamp())
-        known = await self._known_verifier(p)
+            self._raise_if_locked(records, t)
+        known, waited = await self._known_verifier(p, records[0], t)
         if known is not None and hmac.compare_digest(known, p.host_verifier()):
-            if self.enabled:
+            if self.enabled and (waited or not self._settled(records, t)):
                 # Wrong passwords being counted right now may be forming a lockout.
                 await self._await_pending(keys)
                 await self._sync_locks(p)
@@ -280,6 +284,11 @@ class CredentialGate:
             return Ticket(self, p, creds, matches=True)
         ids = await self._reserve(p) if self.enabled else ()
         return Ticket(self, p, creds, matches=False, ids=ids)
+
+    def _settled(self, records: Sequence[HostRecord], t: float) -> bool:
+        """No reservation of the student or address is being decided on this host, and
+        its lockout state of both is fresh: a matching password needs no more checks."""
+        return all(r.pending == 0 and self._fresh(r.lock_at, t) for r in records)
 
     # Host-table views ---------------------------------------------------------------------
 
@@ -305,7 +314,11 @@ class CredentialGate:
         later), and one that needs attempts still under way lasts PENDING_RETRY_S.
         So a locked student costs the database nothing however hard it is hammered.
         """
-        until = max(self._table.read(key, t).locked_until for key in keys)
+        self._raise_if_locked([self._table.read(key, t) for key in keys], t)
+
+    @staticmethod
+    def _raise_if_locked(records: Sequence[HostRecord], t: float) -> None:
+        until = max(record.locked_until for record in records)
         if until > t:
             raise locked_out(until - t)
 
@@ -324,13 +337,13 @@ class CredentialGate:
             running.add_done_callback(forget)
         return await asyncio.shield(running)
 
-    async def _known_verifier(self, p: Presented) -> bytes | None:
-        """The current verifier (its first bytes), from this host's table while it is
-        fresh, else from the database."""
-        t = self._now().timestamp()
-        record = self._table.read(self._student_key(p), t)
+    async def _known_verifier(
+        self, p: Presented, record: HostRecord, t: float
+    ) -> tuple[bytes | None, bool]:
+        """The current verifier (its first bytes), from this host's record of the student
+        while it is fresh, else from the database; and whether it had to wait for it."""
         if self._fresh(record.verifier_at, t):
-            return None if record.verifier == NO_VERIFIER else record.verifier
+            return (None if record.verifier == NO_VERIFIER else record.verifier), False
         try:
             stored = await self._once(
                 f"v|{p.system}|{p.student_id}",
@@ -339,13 +352,13 @@ class CredentialGate:
         except StorageUnavailable:
             # Degraded: the last verifier this host saw still decides (None if it saw none).
             self._storage(ok=False)
-            return None if record.verifier == NO_VERIFIER else record.verifier
+            return (None if record.verifier == NO_VERIFIER else record.verifier), True
         if not len(self._deferred):
             # A read proves little while writes wait (a full disk still reads).
             self._storage(ok=True)
         host = NO_VERIFIER if stored is None else bytes.fromhex(stored[: 2 * HOST_VERIFIER_BYTES])
         self._table.write(self._student_key(p), t, verifier_at=t, verifier=host)
-        return None if stored is None else host
+        return (None if stored is None else host), True
 
     async def _sync_locks(self, p: Presented) -> None:
         """Recompute the lockout state of the student and the address from the database

@@ -69,6 +69,37 @@ def test_burst_then_refusal_then_refill(table: SharedRateTable) -> None:
     assert allowed(limiter, "2001:db8::1", 25) == 10
 
 
+def test_workers_take_tokens_ahead_only_while_the_bucket_is_plentiful(
+    table: SharedRateTable,
+) -> None:
+    """Two workers' limiters on one host (one table, one clock): a worker takes a few
+    tokens at once while the bucket holds more than half its burst, so together they
+    still pass exactly the burst; the other worker is refused only as many sooner as
+    the first holds ahead."""
+    ticks = Ticks()
+    first = RequestRateLimiter(table, rate_per_s=0.001, burst=256, clock=ticks)
+    second = RequestRateLimiter(table, rate_per_s=0.001, burst=256, clock=ticks)
+    assert allowed(first, "10.0.0.5", 1) == 1  # took 4 (256 // 64): 3 held ahead
+    assert allowed(second, "10.0.0.5", 400) == 252
+    assert allowed(first, "10.0.0.5", 10) == 3  # what it held, then refused
+    # Below half the burst, each request takes one token under the lock: nothing ahead.
+    ticks.now += 100_000.0  # refilled (0.001/s)
+    assert allowed(first, "10.0.0.6", 129) == 129
+    assert allowed(second, "10.0.0.6", 400) == 127
+    # Tokens held ahead lapse after STASH_S (never returned: the limit only tightens).
+    assert allowed(first, "10.0.0.7", 1) == 1
+    ticks.now += 2.0
+    assert allowed(second, "10.0.0.7", 400) == 252
+
+
+def test_small_bursts_never_take_tokens_ahead(table: SharedRateTable) -> None:
+    ticks = Ticks()
+    first = RequestRateLimiter(table, rate_per_s=0.001, burst=20, clock=ticks)
+    second = RequestRateLimiter(table, rate_per_s=0.001, burst=20, clock=ticks)
+    assert allowed(first, "10.0.0.8", 1) == 1
+    assert allowed(second, "10.0.0.8", 40) == 19
+
+
 def test_ipv6_shares_a_bucket_per_network(table: SharedRateTable) -> None:
     limiter = RequestRateLimiter(table, rate_per_s=1, burst=3, clock=Ticks())
     assert allowed(limiter, "2001:db8:5:6::1", 2) == 2

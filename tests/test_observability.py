@@ -247,6 +247,101 @@ def test_service_events_appear_in_the_exposition() -> None:
     metrics.set_breaker_state("card", "closed")
 
 
+def exposition() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text, _ = metrics.render()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text.decode())
+        for s in family.samples
+    }
+
+
+def test_tallied_request_metrics_publish_what_direct_observations_would() -> None:
+    route = "/healthz"  # a real route: other tests check that labels are routes
+    labels = (("route", route),)
+    requests = (("method", "PATCH"), ("route", route), ("status", "200"))
+    bounds = [(b, "+Inf" if b == float("inf") else str(float(b))) for b in metrics._HTTP_BOUNDS]
+
+    def reading() -> dict[str, float]:
+        samples = exposition()  # render() publishes this process's tallies first
+        values = {
+            "count": samples.get(("jnufm_http_request_duration_seconds_count", labels), 0.0),
+            "sum": samples.get(("jnufm_http_request_duration_seconds_sum", labels), 0.0),
+            "requests": samples.get(("jnufm_http_requests_total", requests), 0.0),
+            "in_flight": samples.get(("jnufm_http_requests_in_flight", ()), 0.0),
+        }
+        for _, le in bounds:
+            bucket = ("jnufm_http_request_duration_seconds_bucket", (("le", le), *labels))
+            values[le] = samples.get(bucket, 0.0)
+        return values
+
+    before = reading()
+    durations = [0.0004, 0.001, 0.003, 0.003, 0.2, 7.0, 45.0]
+    for seconds in durations:
+        metrics.observe_http_request(route, "PATCH", 200, seconds)
+    metrics.http_in_flight(1)
+    after = reading()
+    assert after["count"] - before["count"] == len(durations)
+    assert after["sum"] - before["sum"] == pytest.approx(sum(durations))
+    assert after["requests"] - before["requests"] == len(durations)
+    for bound, le in bounds:
+        assert after[le] - before[le] == sum(1 for d in durations if d <= bound), le
+    assert after["in_flight"] - before["in_flight"] == 1
+    metrics.http_in_flight(-1)
+    again = reading()  # published once: another scrape adds nothing
+    assert again["requests"] == after["requests"]
+    assert again["in_flight"] == before["in_flight"]
+
+
+def test_access_lines_are_written_as_the_log_formatters_write_them(tmp_path: Path) -> None:
+    from observability.logs import access_lines, configure_logging
+    from settings import LogSettings
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        for style in ("text", "json"):
+            path = tmp_path / f"{style}.log"
+            configure_logging(LogSettings(format=style, file=str(path)), 0)
+            fields = {
+                "method": "GET",
+                "uri": "/card/rest?stuid=1&password=***",
+                "route": "/card/rest",
+                "status": 200,
+                "duration_ms": 1.5,
+                "cache": "hit",
+            }
+            message = "200 GET /card/rest?stuid=1&password=*** 1.5ms route=/card/rest cache=hit"
+            assert access_lines.write(logging.INFO, message, "rid-7", fields)
+            access_lines.flush()
+            line = path.read_text().strip()
+            if style == "json":
+                entry = json.loads(line)
+                assert entry["logger"] == "jnufm.access" and entry["level"] == "INFO"
+                assert entry["request_id"] == "rid-7" and entry["message"] == message
+                assert {k: entry[k] for k in fields} == fields
+            else:
+                assert re.fullmatch(
+                    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO \[\d+\] jnufm\.access: "
+                    + re.escape(message)
+                    + " rid=rid-7",
+                    line,
+                ), line
+            # Another handler listening (a capture): the line goes through logging.
+            extra = logging.NullHandler()
+            root.addHandler(extra)
+            assert not access_lines.write(logging.INFO, message, "rid-8", fields)
+            root.removeHandler(extra)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+        access_lines.configure(None, False)
+
+
 def test_log_lines_carry_the_request_id_as_text_and_as_json() -> None:
     records = []
     for formatter in (TextFormatter(), JsonFormatter()):

@@ -25,6 +25,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from observability import metrics
 from tests.procs import ROOT, Proc, free_port, schoolsim, sim_json, wait_for_http
 from tests.test_server_process import TEST_SECRET, run_server, workers_seen, write_config
 
@@ -420,6 +421,9 @@ def test_systemd_notify_protocol(tmp_path: Path, sim: Proc, db_url: str) -> None
 
 
 def scrape(url: str) -> tuple[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
+    """/metrics, once every worker has published what it counted so far (each does every
+    metrics.PUBLISH_S; the one answering publishes first)."""
+    time.sleep(2 * metrics.PUBLISH_S)
     resp = httpx.get(url + "/metrics", headers={"Connection": "close"}, timeout=10)
     assert resp.status_code == 200
     samples = {
