@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlencode
 from sqlalchemy.exc import SQLAlchemyError
 from tornado.web import HTTPError, RequestHandler
 
-from handlers.lean import LeanHandler
+from handlers.lean import LeanHandler, header
 from observability import metrics
 from observability.logs import access_lines
 from observability.probes import OpsDeps
@@ -82,7 +82,15 @@ def redacted_uri(uri: str) -> str:
     if not sep:
         return path
     if "%" not in query:
-        return path + "?" + _SECRET_VALUE.sub(r"\1\2=***", query)
+        if ";" in query:
+            return path + "?" + _SECRET_VALUE.sub(r"\1\2=***", query)
+        # The common case, without a regular expression: name=value pairs split by "&".
+        fields = query.split("&")
+        for i, pair in enumerate(fields):
+            name, eq, _ = pair.partition("=")
+            if eq and name.lower() in SECRET_PARAMS:
+                fields[i] = name + "=***"
+        return path + "?" + "&".join(fields)
     # Percent-encoded names (pass%77ord) are decoded by the server: decode here too.
     pairs = [
         (k, "***" if k.lower() in SECRET_PARAMS else v)
@@ -213,7 +221,7 @@ class JsonHandler(LeanHandler):
         """This request's timer and id (the client's X-Request-Id if sane, else a new one)."""
         timer: RequestTimer | None = getattr(self, "_timer", None)
         if timer is None:
-            timer = RequestTimer(request_id_from(self.request.headers.get("X-Request-Id")))
+            timer = RequestTimer(request_id_from(header(self.request.headers, "X-Request-Id")))
             self._timer = timer
         return timer
 
@@ -257,7 +265,7 @@ class JsonHandler(LeanHandler):
 
     def wants_fresh(self) -> bool:
         """The client asked for fresh data (`Cache-Control: no-cache` or `?fresh=1`)."""
-        cache_control = self.request.headers.get("Cache-Control", "").lower()
+        cache_control = header(self.request.headers, "Cache-Control", "").lower()
         if "no-cache" in cache_control:
             return True
         return self.get_query_argument("fresh", "0").lower() in ("1", "true", "yes")
@@ -267,7 +275,7 @@ class JsonHandler(LeanHandler):
         remote = str(self.request.remote_ip or "")
         if not self.deps.trusted_proxies:
             return remote
-        forwarded = self.request.headers.get("X-Forwarded-For")
+        forwarded = header(self.request.headers, "X-Forwarded-For")
         return client_ip(remote, forwarded, self.deps.trusted_proxies)
 
     def mark_answer(self, answer: Answer[Any]) -> None:

@@ -56,7 +56,7 @@ class DashboardHandler(JsonHandler):
         access = self.deps.ops.metrics
         if not access.enabled:
             raise HTTPError(404, "metrics are disabled")
-        if not access.allows(self.client_ip(), self.request.headers.get("Authorization")):
+        if not access.allows(self.client_ip(), self.header("Authorization")):
             raise HTTPError(403, "the dashboard is not available to this client")
         exposition, _ = metrics.render()
         reading = read(exposition.decode("utf-8"), time.monotonic())

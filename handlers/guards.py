@@ -27,7 +27,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.web import Application, HTTPError, OutputTransform
 
 from handlers.base import AppDeps, JsonHandler, NotFoundHandler
-from handlers.lean import LeanDelegate, LeanHandler, LeanRoutes
+from handlers.lean import LeanDelegate, LeanHandler, LeanRoutes, header
 
 # The index page loads its style sheet and icon from this server and runs no script.
 CONTENT_SECURITY_POLICY = (
@@ -126,7 +126,7 @@ class PayloadTooLargeHandler(JsonHandler):
 
 def declared_length(headers: httputil.HTTPHeaders) -> int | None:
     """The Content-Length the client declared, if it is a plain number."""
-    value = headers.get("Content-Length", "").split(",")[0].strip()
+    value = header(headers, "Content-Length", "").split(",")[0].strip()
     return int(value) if value.isdigit() else None
 
 
@@ -167,7 +167,7 @@ class BodyLimit(httputil.HTTPMessageDelegate):
             # Answered without reading: Tornado must not refuse it again with a bare 400.
             self._set_connection_limit(declared)
             return self._refuse()
-        if "Transfer-Encoding" in headers:  # chunked (Tornado refuses any other)
+        if headers.get_list("Transfer-Encoding"):  # chunked (Tornado refuses any other)
             self._set_connection_limit(_UNLIMITED)
         self._inner = self._app.route(self._request)
         return self._inner.headers_received(start_line, headers)

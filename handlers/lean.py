@@ -208,6 +208,15 @@ class LeanHandler:
     # The request --------------------------------------------------------------------------
 
     @overload
+    def header(self, name: str) -> str | None: ...
+    @overload
+    def header(self, name: str, default: str) -> str: ...
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """A request header's value (default when it is missing)."""
+        values = self.request.headers.get_list(name)
+        return ",".join(values) if values else default
+
+    @overload
     def get_argument(self, name: str) -> str: ...
     @overload
     def get_argument(self, name: str, default: str, strip: bool = True) -> str: ...
@@ -296,6 +305,17 @@ class LeanHandler:
             app_log.error("Exception in exception handler", exc_info=True)
 
 
+@overload
+def header(headers: httputil.HTTPHeaders, name: str) -> str | None: ...
+@overload
+def header(headers: httputil.HTTPHeaders, name: str, default: str) -> str: ...
+def header(headers: httputil.HTTPHeaders, name: str, default: str | None = None) -> str | None:
+    """A request header's value, as HTTPHeaders.get gives it (repeated ones joined by
+    commas), without Mapping.get's KeyError for a missing one (most are missing)."""
+    values = headers.get_list(name)
+    return ",".join(values) if values else default
+
+
 def decode_argument(value: bytes, name: str) -> str:
     try:
         return value.decode("utf-8")
@@ -307,7 +327,7 @@ def parse_body(request: httputil.HTTPServerRequest) -> None:
     """Form and multipart bodies into request.body_arguments (and request.arguments)."""
     try:
         httputil.parse_body_arguments(
-            request.headers.get("Content-Type", ""),
+            header(request.headers, "Content-Type", ""),
             request.body,
             request.body_arguments,
             request.files,

@@ -35,7 +35,7 @@ class MetricsHandler(JsonHandler):
             raise HTTPError(404, "metrics are disabled")
         # The client's address as the rate limits see it: behind a trusted proxy,
         # the proxy's own (loopback) address must not open /metrics to everyone.
-        if not access.allows(self.client_ip(), self.request.headers.get("Authorization")):
+        if not access.allows(self.client_ip(), self.header("Authorization")):
             raise HTTPError(403, "metrics are not available to this client")
         body, content_type = metrics.render()
         self.set_header("Content-Type", content_type)

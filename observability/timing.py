@@ -56,11 +56,15 @@ class RequestTimer:
 
     def server_timing(self, total_s: float) -> str:
         """The Server-Timing header value, parts in a fixed order then any others."""
+        if not self.spent_ms:  # answered from memory: every part took no time
+            return f"{_NO_PARTS}, total;dur={total_s * 1000.0:.1f}"
         names = list(PARTS) + sorted(p for p in self.spent_ms if p not in PARTS)
         items = [f"{name};dur={self.spent_ms.get(name, 0.0):.1f}" for name in names]
         items.append(f"total;dur={total_s * 1000.0:.1f}")
         return ", ".join(items)
 
+
+_NO_PARTS = ", ".join(f"{name};dur=0.0" for name in PARTS)
 
 _current: contextvars.ContextVar[RequestTimer | None] = contextvars.ContextVar(
     "jnufm_request_timer", default=None

@@ -68,4 +68,13 @@ def make_verifier(secret_key: bytes, system: str, creds: Credentials) -> str:
     system has its own password.
     """
     message = f"{system}\x00{creds.student_id}\x00{creds.password}".encode()
-    return hmac.digest(secret_key, message, "sha256").hex()
+    keyed = _KEYED.get(secret_key)
+    if keyed is None:
+        keyed = _KEYED[secret_key] = hmac.new(secret_key, digestmod="sha256")
+    mac = keyed.copy()  # the key's pads hashed once, not per request
+    mac.update(message)
+    return mac.hexdigest()
+
+
+# HMAC-SHA256 objects that have taken in a key and nothing else, by key.
+_KEYED: dict[bytes, hmac.HMAC] = {}

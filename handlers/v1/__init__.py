@@ -28,7 +28,7 @@ class V1Handler(JsonHandler):
 
     def credentials(self, system: str = "card") -> Credentials:
         """The credentials for a school system's password (card, academic)."""
-        header = self.request.headers.get("Authorization")
+        header = self.header("Authorization")
         if header is not None:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "basic" or not token:
@@ -55,7 +55,7 @@ class V1Handler(JsonHandler):
         )
 
     def body_fields(self) -> dict[str, str]:
-        content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        content_type = self.header("Content-Type", "").split(";")[0].strip().lower()
         if content_type == "application/json":
             try:
                 data: Any = json.loads(self.request.body or b"{}")
