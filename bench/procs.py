@@ -315,6 +315,32 @@ def count_statuses(paths: list[Path], pattern: re.Pattern[str]) -> collections.C
     return found
 
 
+# The interpreter jnufm runs under in the benchmarks: a virtualenv holding
+# requirements.txt alone, as README's run command installs it. The benchmarks' own
+# packages are not in it, and some would change what the server loads: with click,
+# rich and pygments installed (Flask for the replica brings click, the test tools
+# rich), `import httpx` also imports its command-line tool, ~10 MB in every worker.
+# JNUFM_BENCH_PYTHON names another interpreter.
+SERVER_VENV = ROOT / "var" / "bench-server-venv"
+
+
+def server_python() -> str:
+    """The server's interpreter (made on first use, again when requirements.txt changes)."""
+    override = os.environ.get("JNUFM_BENCH_PYTHON")
+    if override:
+        return override
+    python = SERVER_VENV / "bin" / "python"
+    stamp = SERVER_VENV / "requirements.txt"
+    wanted = (ROOT / "requirements.txt").read_text()
+    if not python.exists() or not stamp.exists() or stamp.read_text() != wanted:
+        print("bench: making the server's virtualenv (requirements.txt only)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(SERVER_VENV)], check=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "-r", str(ROOT / "requirements.txt")], check=True)
+        stamp.write_text(wanted)
+    return str(python)
+
+
 def start_jnufm(
     tmp: Path,
     key: str,
@@ -348,7 +374,7 @@ def start_jnufm(
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log = workdir / "server.log"
-    child = spawn([sys.executable, "server.py", "--config", str(config_path)], log)
+    child = spawn([server_python(), "server.py", "--config", str(config_path)], log)
     url = f"http://127.0.0.1:{port}"
     wait_for_http(url + "/healthz", child.popen, 30, log=log)
     master = child.pid
