@@ -357,7 +357,7 @@ class BreakerSettings(_Section):
 
 
 class RetrySettings(_Section):
-    max_retries: Annotated[int, Field(ge=0, le=5)] = 1
+    max_retries: Annotated[int, Field(ge=0, le=5)] = 2
     budget_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
     backoff_s: Annotated[float, Field(ge=0)] = 0.2
 
