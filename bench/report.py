@@ -333,8 +333,8 @@ def card_part(doc: dict[str, Any]) -> str:
         [
             "Requests/s ratios (same run):",
             ratio_table(card),
-            "Targets (system (c) of this run):",
-            targets_table(card),
+            "Targets (system (c) of this run; spread and memory over every workload of it):",
+            targets_table(doc),
             "All figures:",
             full_table(card),
         ]

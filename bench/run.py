@@ -454,9 +454,18 @@ def run(
                 system = start_system(key, tmp, school, processes, database_url)
                 try:
                     for wl in mine:
-                        doc["results"].append(
-                            measure(system, wl, school, tmp, log, plans.get(wl.key))
-                        )
+                        result = measure(system, wl, school, tmp, log, plans.get(wl.key))
+                        if key == "hello" and one_worker_served(result):
+                            # The ceiling's plain shared socket gave every connection to
+                            # one worker (docs/process-model.md): not a ceiling. Once more.
+                            log("  (every connection on one hello-world worker: once more)")
+                            first = result
+                            result = measure(system, wl, school, tmp, log, plans.get(wl.key))
+                            result["notes"].append(
+                                "measured twice: the first time one worker served all "
+                                f"({first['rps']:.0f} req/s)"
+                            )
+                        doc["results"].append(result)
                     if key == "replica":
                         doc["replica_jwc_login_judge"] = system.extra.get("jwc_login_judge")
                 finally:
@@ -470,6 +479,16 @@ def run(
         out_path = RESULTS / f"{stamp}-{doc['mode']}.json"
     out_path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     return out_path
+
+
+def one_worker_served(result: dict[str, Any]) -> bool:
+    """Every request of a run of >= 50 went to one of several workers."""
+    per_worker = result.get("per_worker") or {}
+    return (
+        len(per_worker) > 1
+        and result.get("completed", 0) >= 50
+        and sum(1 for n in per_worker.values() if n > 0) == 1
+    )
 
 
 def main_run(argv: list[str]) -> int:
