@@ -268,7 +268,7 @@ class LeanHandler:
             method = self.request.method or ""
             if method not in self.SUPPORTED_METHODS:
                 raise HTTPError(405)
-            if method in ("POST", "PUT", "PATCH", "DELETE") and self.request.body:
+            if self.request.body:  # any method, as tornado.web does
                 parse_body(self.request)
             self.path_args = [decode_argument(arg, "url") for arg in path_args]
             result = self.prepare()
