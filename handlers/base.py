@@ -23,9 +23,9 @@ from urllib.parse import parse_qsl, urlencode
 from sqlalchemy.exc import SQLAlchemyError
 from tornado.web import HTTPError, RequestHandler
 
-from handlers.lean import LeanHandler, header
+from handlers.lean import ROUTE_SYNTAX, LeanHandler, header
 from observability import metrics
-from observability.logs import access_lines
+from observability.logs import access_lines, may_hold_secret, redact
 from observability.probes import OpsDeps
 from observability.timing import RequestTimer, activate, request_id_from
 from services.academic import AcademicService
@@ -76,39 +76,46 @@ class AppDeps:
 
 
 def redacted_uri(uri: str) -> str:
-    """The request URI with secret query values (and feed tokens) replaced, for logs."""
+    """The request URI for logs: secret query values and feed tokens replaced, and
+    anything else that looks like a credential (a password in a mistyped path, an
+    Authorization value pasted into a query) by the log filter's own rules
+    (observability.logs.redact): access lines are not filtered again."""
     path, sep, query = uri.partition("?")
     path = _FEED_TOKEN.sub(r"\1***\2", path)
     if not sep:
-        return path
-    if "%" not in query:
-        if ";" in query:
-            return path + "?" + _SECRET_VALUE.sub(r"\1\2=***", query)
-        # The common case, without a regular expression: name=value pairs split by "&".
-        fields = query.split("&")
-        for i, pair in enumerate(fields):
-            name, eq, _ = pair.partition("=")
-            if eq and name.lower() in SECRET_PARAMS:
-                fields[i] = name + "=***"
-        return path + "?" + "&".join(fields)
-    # Percent-encoded names (pass%77ord) are decoded by the server: decode here too.
-    pairs = [
-        (k, "***" if k.lower() in SECRET_PARAMS else v)
-        for k, v in parse_qsl(query, keep_blank_values=True)
-    ]
-    return f"{path}?{urlencode(pairs, safe='*')}"
+        return redact(path)
+    if "%" in query:
+        # Percent-encoded names (pass%77ord) are decoded by the server: decode here too.
+        # Each pair is redacted decoded (a "Bearer%20x" is a "Bearer x"), then encoded
+        # again, so no decoded line break reaches the log.
+        pairs = [
+            (k, "***") if k.lower() in SECRET_PARAMS else _redacted_pair(k, v)
+            for k, v in parse_qsl(query, keep_blank_values=True)
+        ]
+        return redact(f"{path}?{urlencode(pairs, safe='*')}")
+    # The common case: name=value pairs split by "&" (the server's only separator:
+    # a ";" belongs to the value), the full rules only where something looks secret.
+    suspicious = may_hold_secret(path)
+    fields = query.split("&")
+    for i, pair in enumerate(fields):
+        name, eq, _ = pair.partition("=")
+        if eq and name.lower() in SECRET_PARAMS:
+            fields[i] = name + "=***"
+        elif may_hold_secret(pair):
+            suspicious = True
+    text = path + "?" + "&".join(fields)
+    return redact(text) if suspicious else text
+
+
+def _redacted_pair(name: str, value: str) -> tuple[str, str]:
+    clean_name, _, clean_value = redact(f"{name}={value}").partition("=")
+    return clean_name, clean_value
 
 
 # A calendar feed's token in a path: as good as a password to the feed. Anything under
 # /v1/calendar/ but the tokens route is hidden, also a mistyped URL (a trailing slash,
 # an encoded character) that did not reach the feed.
 _FEED_TOKEN = re.compile(r"^(/v1/calendar/)(?!tokens/?$).+?((?:\.ics)?/*)$", re.IGNORECASE)
-
-# A secret parameter's value, in a raw query string (any case, any position).
-_SECRET_VALUE = re.compile(r"(^|[&;])(" + "|".join(SECRET_PARAMS) + r")=[^&;]*", re.IGNORECASE)
-
-
-_ROUTE_SYNTAX = re.compile(r"[()$\\^]")
 
 
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
@@ -122,7 +129,7 @@ def route_label(handler: RequestHandler | LeanHandler) -> str:
         if rule.matcher.match(handler.request) is not None:
             pattern = getattr(rule.matcher, "regex", None)
             if pattern is not None:
-                return _ROUTE_SYNTAX.sub("", pattern.pattern) or "/"
+                return ROUTE_SYNTAX.sub("", pattern.pattern) or "/"
     return "unmatched"
 
 

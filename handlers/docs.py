@@ -8,11 +8,9 @@ import json
 import time
 from typing import Any
 
-from tornado.web import HTTPError
-
 from api.routes import openapi
 from handlers.base import AppDeps, JsonHandler
-from observability import metrics
+from handlers.ops import readable_metrics
 from observability.dashboard import ReadingHistory, figures, read
 from services.pipeline import Pipeline
 
@@ -53,12 +51,7 @@ class DashboardHandler(JsonHandler):
         self.history = history
 
     def get(self) -> None:
-        access = self.deps.ops.metrics
-        if not access.enabled:
-            raise HTTPError(404, "metrics are disabled")
-        if not access.allows(self.client_ip(), self.header("Authorization")):
-            raise HTTPError(403, "the dashboard is not available to this client")
-        exposition, _ = metrics.render()
+        exposition, _ = readable_metrics(self, "the dashboard is")
         reading = read(exposition.decode("utf-8"), time.monotonic())
         baseline = self.history.baseline(reading)
         breakers = dict(self.deps.ops.readiness.breaker_states())

@@ -19,6 +19,7 @@ a backstop: it closes the connection with a bare 400, where this answers JSON.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -68,33 +69,16 @@ class GuardedApplication(Application):
         self.lean_routes = LeanRoutes([rule for rule in handlers if rule not in web])
         self.deps = deps
         self.max_body_bytes = max_body_bytes
-        self.log_function = log_function
+        # A delegate for one request to a LeanHandler: its answer gets the security
+        # headers and an access line, like tornado.web's answers.
+        self.lean_delegate = functools.partial(
+            LeanDelegate, finisher=security_headers, log=log_function
+        )
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
         return BodyLimit(self, server_conn, request_conn)
-
-    def lean_delegate(
-        self,
-        request: httputil.HTTPServerRequest,
-        handler: type[LeanHandler],
-        kwargs: dict[str, Any],
-        path_args: list[bytes],
-        route: str,
-        *,
-        at_headers: bool = False,
-    ) -> LeanDelegate:
-        return LeanDelegate(
-            request,
-            handler,
-            kwargs,
-            path_args,
-            route,
-            security_headers,
-            self.log_function,
-            at_headers=at_headers,
-        )
 
     def route(self, request: httputil.HTTPServerRequest) -> httputil.HTTPMessageDelegate:
         """The delegate that answers a request, by its path."""

@@ -101,11 +101,11 @@ class LeanHandler:
         self._log_function = log
         self._finished = False
         self._headers_written = False
-        self._status_code = 200
-        self._reason = "OK"
-        self._headers = httputil.HTTPHeaders()
+        self._headers: httputil.HTTPHeaders
+        self._status_code: int
+        self._reason: str
         self.path_args: list[str] = []
-        self.clear()
+        self.clear()  # sets the three above
         self.initialize(**kwargs)
 
     # What subclasses override -----------------------------------------------------------
@@ -184,9 +184,11 @@ class LeanHandler:
         )
         connection.finish()
         self._finished = True
-        if self._log_function is not None:
-            self._log_function(self)
-        self.on_finish()
+        try:
+            if self._log_function is not None:
+                self._log_function(self)
+        finally:
+            self.on_finish()  # the in-flight count must not leak (a drain waits on it)
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         """An error answer (write_error's), unless the answer has gone out already."""
@@ -213,8 +215,7 @@ class LeanHandler:
     def header(self, name: str, default: str) -> str: ...
     def header(self, name: str, default: str | None = None) -> str | None:
         """A request header's value (default when it is missing)."""
-        values = self.request.headers.get_list(name)
-        return ",".join(values) if values else default
+        return header(self.request.headers, name, default)
 
     @overload
     def get_argument(self, name: str) -> str: ...
@@ -309,6 +310,8 @@ class LeanHandler:
 def header(headers: httputil.HTTPHeaders, name: str) -> str | None: ...
 @overload
 def header(headers: httputil.HTTPHeaders, name: str, default: str) -> str: ...
+@overload
+def header(headers: httputil.HTTPHeaders, name: str, default: None) -> str | None: ...
 def header(headers: httputil.HTTPHeaders, name: str, default: str | None = None) -> str | None:
     """A request header's value, as HTTPHeaders.get gives it (repeated ones joined by
     commas), without Mapping.get's KeyError for a missing one (most are missing)."""
@@ -342,7 +345,8 @@ def parse_body(request: httputil.HTTPServerRequest) -> None:
 # Routing ------------------------------------------------------------------------------------
 
 _REGEX_SYNTAX = re.compile(r"[()\[\]{}*+?|^$.]")
-_ROUTE_SYNTAX = re.compile(r"[()$\\^]")
+# What a route pattern holds that its label (for metrics and logs) leaves out.
+ROUTE_SYNTAX = re.compile(r"[()$\\^]")
 
 
 class LeanRoutes:
@@ -352,7 +356,7 @@ class LeanRoutes:
         self._exact: dict[str, tuple[type[LeanHandler], dict[str, Any], str]] = {}
         self._patterns: list[tuple[PathMatches, type[LeanHandler], dict[str, Any], str]] = []
         for pattern, handler, kwargs in rules:
-            label = _ROUTE_SYNTAX.sub("", pattern) or "/"
+            label = ROUTE_SYNTAX.sub("", pattern) or "/"
             literal = re.sub(r"\\(.)", r"\1", pattern)
             if not _REGEX_SYNTAX.search(re.sub(r"\\.", "", pattern)):
                 self._exact.setdefault(literal, (handler, kwargs, label))

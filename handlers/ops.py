@@ -30,16 +30,23 @@ class MetricsHandler(JsonHandler):
     """Prometheus metrics of every worker, for the allowed networks or the bearer token."""
 
     def get(self) -> None:
-        access = self.deps.ops.metrics
-        if not access.enabled:
-            raise HTTPError(404, "metrics are disabled")
-        # The client's address as the rate limits see it: behind a trusted proxy,
-        # the proxy's own (loopback) address must not open /metrics to everyone.
-        if not access.allows(self.client_ip(), self.header("Authorization")):
-            raise HTTPError(403, "metrics are not available to this client")
-        body, content_type = metrics.render()
+        body, content_type = readable_metrics(self, "metrics are")
         self.set_header("Content-Type", content_type)
         self.finish(body)
+
+
+def readable_metrics(handler: JsonHandler, what: str) -> tuple[bytes, str]:
+    """The metrics exposition, for a client that may read it (the one rule of /metrics
+    and the dashboard): 404 while metrics are off, 403 outside the allowed networks
+    without the token. `what` names the refused thing ("metrics are")."""
+    access = handler.deps.ops.metrics
+    if not access.enabled:
+        raise HTTPError(404, "metrics are disabled")
+    # The client's address as the rate limits see it: behind a trusted proxy, the
+    # proxy's own (loopback) address must not open the metrics to everyone.
+    if not access.allows(handler.client_ip(), handler.header("Authorization")):
+        raise HTTPError(403, "%s not available to this client", what)
+    return metrics.render()
 
 
 class DebugBlockHandler(JsonHandler):

@@ -159,29 +159,29 @@ def figures(
     budgets: each school system's concurrent request budget; breakers: each system's
     breaker state as this host sees it (wins over the metrics' last report).
     """
-    seconds = new.at - old.at if old is not None else 0.0
-    window = old is not None and seconds > 0
+    before = old if old is not None else Reading(new.at)  # no older reading: no window
+    seconds = new.at - before.at
+    window = seconds > 0
 
     def rate(new_value: float, old_value: float) -> float | None:
         return _rate(new_value, old_value, seconds) if window else None
 
     latency: dict[str, float | None] = {"p50": None, "p99": None}
     hit_ratio: float | None = None
-    if old is not None and window:
+    if window:
         filled = {
-            bound: count - old.latency_buckets.get(bound, 0.0)
+            bound: count - before.latency_buckets.get(bound, 0.0)
             for bound, count in new.latency_buckets.items()
         }
         for name, q in (("p50", 0.5), ("p99", 0.99)):
             value = quantile(q, filled)
             latency[name] = None if value is None else round(1000.0 * value, 2)
-        lookups = new.cache_lookups - old.cache_lookups
+        lookups = new.cache_lookups - before.cache_lookups
         if lookups > 0:
-            hit_ratio = round(min(1.0, (new.cache_hits - old.cache_hits) / lookups), 4)
+            hit_ratio = round(min(1.0, (new.cache_hits - before.cache_hits) / lookups), 4)
     systems = sorted({*budgets, *breakers, *new.school_requests, *new.waiting})
     school = []
     for system in systems:
-        before = old if old is not None else Reading(new.at)
         school.append(
             {
                 "system": system,
@@ -202,7 +202,7 @@ def figures(
     live = [{"worker": w.worker, "pid": w.pid, "generation": w.generation} for w in new.live]
     return {
         "window_s": round(seconds, 3) if window else None,
-        "requests_per_s": rate(new.requests, old.requests) if old is not None else None,
+        "requests_per_s": rate(new.requests, before.requests),
         "requests_total": new.requests,
         "in_flight": max(0.0, new.in_flight),
         "cache_hit_ratio": hit_ratio,

@@ -100,8 +100,9 @@ _SECRET_NAME = "|".join(
     for name in ("password", "passwd", "pwd")
 )
 _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # password=052690 in a query string, form body or message
-    (re.compile(rf"((?:{_SECRET_NAME})=)[^&;\s'\"]*", re.IGNORECASE), r"\1***"),
+    # password=052690 in a query string, form body or message (up to the next "&": a
+    # server reads "x;y" as the whole value; "mypassword=" is another name)
+    (re.compile(rf"(?<![A-Za-z0-9_])((?:{_SECRET_NAME})=)[^&\s'\"]*", re.I), r"\1***"),
     # "password": "052690" (JSON) or 'password': '052690' (a Python repr)
     (
         re.compile(rf"""((?:{_SECRET_NAME})['"]?\s*:\s*)(?:'[^']*'|"[^"]*"|[^\s,}}]+)""", re.I),
@@ -123,6 +124,11 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 # Text that none of the patterns above can match is left alone at the cost of one search.
 _MAYBE_SECRET = re.compile(r"p(?:ass|wd)|%|auth|basic|bearer|digest|cookie|invalid header", re.I)
+
+
+def may_hold_secret(text: str) -> bool:
+    """Whether redact() might change text (one cheap search)."""
+    return _MAYBE_SECRET.search(text) is not None
 
 
 def redact(text: str) -> str:

@@ -453,7 +453,12 @@
         const response = await fetch("/ops/dashboard.json", { headers, cache: "no-store", credentials: "omit" });
         document.getElementById("dash-denied").hidden = response.status !== 403;
         if (response.ok) render(await response.json());
-        else if (response.status !== 403) set("dash-updated", t("dash.error") + response.status);
+        else if (response.status !== 403) {
+          // The server says why (e.g. "metrics are disabled"), as every JSON error does.
+          const failed = await response.json().catch(() => null);
+          const why = failed && failed.error ? ": " + failed.error.message : "";
+          set("dash-updated", t("dash.error") + response.status + why);
+        }
       } catch (error) {
         set("dash-updated", t("dash.error") + error);
       } finally {

@@ -24,6 +24,14 @@ from tests.procs import Proc, jnufm_server
         ("/x?pass%77ord=052690&stuid=1", "/x?password=***&stuid=1"),
         ("/x?password=05%2690&a=b", "/x?password=***&a=b"),
         ("/card/rest", "/card/rest"),
+        # The server splits only on "&": the whole "x;y" is the password.
+        ("/card/rest?a=1&password=052690;y", "/card/rest?a=1&password=***"),
+        # Credentials where no parameter is expected: the log filter's rules.
+        ("/v1/card/balance&password=052690", "/v1/card/balance&password=***"),
+        ("/v1/x;password=052690", "/v1/x;password=***"),
+        ("/card/rest?+password=052690", "/card/rest?+password=***"),
+        ("/x?Authorization=Basic%20MDUyNjkw", "/x?Authorization=***"),
+        ("/x?token=Bearer%20052690", "/x?token=Bearer+***"),
     ],
 )
 def test_secret_values_are_replaced(uri: str, logged: str) -> None:
