@@ -438,6 +438,13 @@ class SupervisorSettings(_Section):
         return self
 
 
+class MemorySettings(_Section):
+    """Each worker's C allocator (glibc only; see runtime/memory.py)."""
+
+    malloc_arenas: Annotated[int, Field(ge=0, le=64)] = 2
+    trim_interval_s: Annotated[float, Field(ge=0)] = 5.0
+
+
 class MetricsSettings(_Section):
     """The Prometheus endpoint /metrics and who may read it."""
 
@@ -485,6 +492,7 @@ class Settings(_Section):
     http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
+    memory: MemorySettings = MemorySettings()
     metrics: MetricsSettings = MetricsSettings()
     debug: DebugSettings = DebugSettings()
 

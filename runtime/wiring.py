@@ -127,12 +127,49 @@ def library_clients(
 
 
 def preload(settings: Settings) -> None:
-    """Import in the master, before the fork, what every worker would import on its first
-    use (the database driver, the HTTP client's transport, the metrics library): loaded
-    once and shared, not once per worker."""
+    """Import and build in the master, before the fork, what every worker would otherwise
+    import or build on its first request: loaded once and shared, not once per worker.
+
+    Found with `python -X importtime server.py` and a request of every kind: what was
+    imported after the fork. Each worker's first cold request cost ~10 MB of its own
+    memory before this (docs/benchmarks.md, "Memory").
+    """
+    import codecs
+
+    import anyio
+    import anyio.abc
+    import anyio.lowlevel
+    import anyio.streams.tls
     import h11  # noqa: F401
-    import httpcore  # noqa: F401
-    import prometheus_client  # noqa: F401
+    import httpcore
+    import httpcore._backends.anyio  # noqa: F401  (httpx's default async transport)
+    import prometheus_client
+    import prometheus_client.multiprocess  # noqa: F401
+    import sniffio  # noqa: F401
+    from PIL import Image
+
+    from school.academic import captcha
+    from school.card import keypad
+
+    # anyio imports its parts on first use of a name (httpcore's async backend uses these).
+    for name in (
+        "connect_tcp",
+        "create_memory_object_stream",
+        "create_task_group",
+        "get_current_task",
+        "EndOfStream",
+        "TypedAttributeSet",
+    ):
+        getattr(anyio, name)
+    # The school's pages come in GBK (decoded as GB18030); BOM-marked UTF-8 files.
+    for name in ("gbk", "gb2312", "gb18030", "utf-8-sig"):
+        codecs.lookup(name)
+    # The image formats Image.open tries first (captchas are GIF/JPEG/BMP, covers any).
+    Image.preinit()
+    captcha.glyphs()
+    keypad.prepare()
+    if settings.event_loop == "uvloop":
+        import uvloop  # noqa: F401  (each worker makes its own loop after the fork)
 
     engine = make_engine(settings.database)  # loads the dialect and its driver; connects not
     engine.sync_engine.dispose()

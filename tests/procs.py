@@ -143,6 +143,7 @@ def jnufm_server(
     processes: int = 2,
     default_limits: bool = False,
     open_files: int | None = None,
+    env: dict[str, str] | None = None,
     **sections: object,
 ) -> Iterator[Proc]:
     """Run `server.py` with its own config file on a free port, against db_url and sim_url.
@@ -150,6 +151,7 @@ def jnufm_server(
     Tests send bursts from one address, so the per-address limits are lifted
     unless `default_limits` (a `limits` section given merges over either).
     open_files: the server's limit of open file descriptors (soft and hard), if given.
+    env: added to the server's environment.
     """
     import yaml
 
@@ -190,7 +192,7 @@ def jnufm_server(
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     log_path = folder / "server.log"
-    popen = _spawn([str(ROOT / "server.py"), "--config", str(path)], log_path, None, open_files)
+    popen = _spawn([str(ROOT / "server.py"), "--config", str(path)], log_path, env, open_files)
     proc = Proc(popen, f"http://127.0.0.1:{port}", log_path)
     try:
         wait_for_http(proc.url + "/healthz", popen, timeout=30)

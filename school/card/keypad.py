@@ -94,6 +94,12 @@ def _ink_table(threshold: int) -> bytes:
     return bytes(ord("1") if value < threshold else ord("0") for value in range(256))
 
 
+def prepare() -> None:
+    """Build the face tables now (the server does it once, before forking its workers)."""
+    _faces()
+    _ink_table(THRESHOLD)
+
+
 def _crop_bits(grey: Image.Image, index: int, threshold: int) -> int:
     row, column = divmod(index, COLUMNS)
     left, top = FIRST_X + PITCH * column, FIRST_Y + PITCH * row
