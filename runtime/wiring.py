@@ -146,7 +146,9 @@ def preload(settings: Settings) -> None:
     import prometheus_client
     import prometheus_client.multiprocess  # noqa: F401
     import sniffio  # noqa: F401
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from PIL import Image
+    from sqlalchemy.orm import configure_mappers
 
     from school.academic import captcha
     from school.card import keypad
@@ -168,6 +170,10 @@ def preload(settings: Settings) -> None:
     Image.preinit()
     captcha.glyphs()
     keypad.prepare()
+    # cryptography sets OpenSSL up on first use (each worker's session vault: ~1.7 MB
+    # of its own pages), SQLAlchemy its ORM mappers on the first query (~1.3 MB).
+    AESGCM(bytes(32)).encrypt(bytes(12), b"", None)
+    configure_mappers()
     if settings.event_loop == "uvloop":
         import uvloop  # noqa: F401  (each worker makes its own loop after the fork)
 
