@@ -438,11 +438,22 @@ class SupervisorSettings(_Section):
         return self
 
 
+# A trim walks the allocator's heap (~1 ms after a burst): not many times a second.
+MIN_TRIM_INTERVAL_S = 0.5
+
+
 class MemorySettings(_Section):
     """Each worker's C allocator (glibc only; see runtime/memory.py)."""
 
     malloc_arenas: Annotated[int, Field(ge=0, le=64)] = 2
     trim_interval_s: Annotated[float, Field(ge=0)] = 5.0
+
+    @field_validator("trim_interval_s")
+    @classmethod
+    def _not_a_busy_loop(cls, value: float) -> float:
+        if 0 < value < MIN_TRIM_INTERVAL_S:
+            raise ValueError(f"0 (never) or at least {MIN_TRIM_INTERVAL_S} s")
+        return value
 
 
 class MetricsSettings(_Section):

@@ -102,6 +102,9 @@ def test_memory_settings_are_checked(tmp_path: Path) -> None:
     config.write_text("memory:\n  trim_interval_s: never\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"memory\.trim_interval_s"):
         load_settings(config)
+    config.write_text("memory:\n  trim_interval_s: 0.01\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"memory\.trim_interval_s: .*at least 0\.5 s"):
+        load_settings(config)
     config.write_text("memory:\n  malloc_arenas: 0\n  trim_interval_s: 0\n", encoding="utf-8")
     settings = load_settings(config)
     assert (settings.memory.malloc_arenas, settings.memory.trim_interval_s) == (0, 0)
