@@ -4,11 +4,14 @@
     python server.py migrate [--config PATH]
     python server.py check-config [--config PATH]
     python server.py systemd-unit [--config PATH] [--install [--unit-dir DIR]]
+    python server.py clients add|list|revoke ... [--config PATH]
 
 `serve` validates the config, migrates the database, starts the bundled
 school simulator if enabled, binds the socket and forks one worker per core.
 `systemd-unit` prints deploy/jnufm.service filled in for this installation
 (this interpreter, this directory, this config file), or installs it.
+`clients` registers the gateways and apps that speak for many students
+(runtime/admin.py).
 """
 
 from __future__ import annotations
@@ -234,8 +237,27 @@ def systemd_unit(args: argparse.Namespace) -> int:
     return 0
 
 
+def clients(argv: list[str]) -> int:
+    """`clients ...`, with `--config PATH` anywhere among its arguments."""
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", type=Path, default=None)
+    known, rest = config.parse_known_args(argv)
+    from runtime.admin import run
+
+    settings = load_settings(config_path(known))
+    migrate_here(settings)
+    return run(settings, rest)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["clients"]:
+        try:
+            return clients(argv[1:])
+        except ConfigError as exc:
+            print(f"jnufm: {exc}", file=sys.stderr)
+            return 2
+    args = parse_args(argv)
     if args.command == "systemd-unit":
         return systemd_unit(args)
     try:

@@ -371,14 +371,19 @@ class SessionReuseSettings(_Section):
 class LimitsSettings(_Section):
     enabled: bool = True
     failed_logins_max: Annotated[int, Field(ge=1, le=1000)] = 5
+    # An anonymous address: wrong passwords allowed per window, more for each distinct
+    # student proven right from it (a campus NAT), never more than the ceiling.
     failed_logins_ip_max: Annotated[int, Field(ge=1, le=100000)] = 30
+    failed_logins_ip_per_student: Annotated[float, Field(ge=0, le=10)] = 0.1
+    failed_logins_ip_ceiling: Annotated[int, Field(ge=1, le=100000)] = 150
     failed_logins_window_s: Annotated[float, Field(gt=0, le=86400)] = 900.0
     verifier_sync_s: Annotated[float, Field(ge=0, le=60)] = 1.0
     pending_wait_s: Annotated[float, Field(gt=0, le=30)] = 2.0
     gate_table_slots: Annotated[int, Field(ge=64, le=1 << 24)] = 65536
     requests_per_s: Annotated[float, Field(gt=0)] = 1000.0
     burst: Annotated[float, Field(ge=1)] = 2000.0
-    school_requests_per_s: Annotated[float, Field(gt=0)] = 2.0
+    # 0: no fixed cap per address; the school budget is shared fairly instead.
+    school_requests_per_s: Annotated[float, Field(ge=0)] = 0.0
     school_burst: Annotated[float, Field(ge=1)] = 20.0
     trusted_proxies: tuple[str, ...] = ()
     ipv6_prefix: Annotated[int, Field(ge=32, le=128)] = 64
@@ -397,6 +402,46 @@ class LimitsSettings(_Section):
     @property
     def trusted_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
         return tuple(ip_network(text) for text in self.trusted_proxies)
+
+
+class ClientsSettings(_Section):
+    """Registered clients (`python server.py clients add`): what a client gets unless its
+    own record says otherwise, and how often workers read the list again."""
+
+    refresh_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    requests_per_s: Annotated[float, Field(gt=0)] = 1000.0
+    burst: Annotated[float, Field(ge=1)] = 2000.0
+    # 0: no fixed cap; the client shares the school budget fairly with everyone else.
+    school_requests_per_s: Annotated[float, Field(ge=0)] = 0.0
+    school_burst: Annotated[float, Field(ge=1)] = 20.0
+    # Wrong passwords per lockout window before the client is slowed down.
+    failures_max: Annotated[int, Field(ge=1, le=1_000_000)] = 200
+    # While slowed: logins with passwords the school must judge, per minute.
+    slowed_logins_per_min: Annotated[float, Field(gt=0, le=6000)] = 6.0
+
+
+class TokensSettings(_Section):
+    """Bearer tokens: students' session tokens, calendar feed URLs, 2013 account logins."""
+
+    idle_s: Annotated[float, Field(gt=0)] = 30 * 86400.0
+    max_age_s: Annotated[float, Field(gt=0)] = 180 * 86400.0
+    per_student: Annotated[int, Field(ge=1, le=1000)] = 20
+    cache_s: Annotated[float, Field(ge=0, le=60)] = 1.0
+    touch_s: Annotated[float, Field(ge=0)] = 300.0
+    keep_ended_s: Annotated[float, Field(ge=0)] = 30 * 86400.0
+
+
+class AccountsSettings(_Section):
+    """The 2013 account API (/signup, /login, ...)."""
+
+    enabled: bool = True
+    max_upload_bytes: Annotated[int, Field(ge=1024, le=16 << 20)] = 1 << 20
+    max_image_side: Annotated[int, Field(ge=16, le=8192)] = 2048
+    # argon2id of account passwords: memory (KiB) and passes of one hash.
+    hash_memory_kib: Annotated[int, Field(ge=8, le=1 << 20)] = 19456
+    hash_time_cost: Annotated[int, Field(ge=1, le=20)] = 2
+    # Password hashes and picture re-encodings run in threads, this many at once per worker.
+    work_at_once: Annotated[int, Field(ge=1, le=64)] = 2
 
 
 class HttpSettings(_Section):
@@ -500,6 +545,9 @@ class Settings(_Section):
     retries: RetrySettings = RetrySettings()
     sessions: SessionReuseSettings = SessionReuseSettings()
     limits: LimitsSettings = LimitsSettings()
+    clients: ClientsSettings = ClientsSettings()
+    tokens: TokensSettings = TokensSettings()
+    accounts: AccountsSettings = AccountsSettings()
     http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()
     supervisor: SupervisorSettings = SupervisorSettings()

@@ -42,6 +42,8 @@ class Body:
     description: str
     json: Schema | None = None
     form: Schema | None = None
+    # A multipart form (a file upload).
+    multipart: Schema | None = None
     example: dict[str, Any] | None = None
     required: bool = False
 
@@ -224,6 +226,12 @@ SECURITY_SCHEMES: dict[str, Schema] = {
         "POST body with `student_id` and `password` may carry them instead. The bundled "
         "simulator's students have password = the last 6 digits of the student number.",
     },
+    "studentToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "a student's session token (`POST /v1/sessions`): stands for the "
+        "student number and the password of one school system",
+    },
     "metricsToken": {
         "type": "http",
         "scheme": "bearer",
@@ -364,6 +372,7 @@ def _body(body: Body) -> Schema:
     for media, schema in (
         ("application/json", body.json),
         ("application/x-www-form-urlencoded", body.form),
+        ("multipart/form-data", body.multipart),
     ):
         if schema is not None:
             entry: Schema = {"schema": schema}

@@ -33,7 +33,12 @@ PAYLOAD_TOO_LARGE = Failure(
     "a body over `http.max_body_bytes` (the connection is closed)",
     "请求体超过 http.max_body_bytes（随后关闭连接）",
 )
-RATE_LIMITED = Failure(429, "rate_limited", "too many requests from this address", "该地址请求过多")
+RATE_LIMITED = Failure(
+    429,
+    "rate_limited",
+    "too many requests from this address or registered client",
+    "该地址或注册客户端请求过多",
+)
 OVERLOADED = Failure(
     503,
     "overloaded",
@@ -99,11 +104,46 @@ STUDENT_BUSY = Failure(
 )
 
 CREDENTIAL_SHAPE = (MISSING_STUDENT_ID, MISSING_PASSWORD, INVALID_STUDENT_ID, INVALID_PASSWORD)
-# /v1/: Basic auth or a POST body.
+# A student's session token (`Authorization: Bearer`, /v1/sessions) that opens nothing.
+BEARER = (
+    Failure(
+        401,
+        "invalid_token",
+        "a Bearer token that is no student's session token (unknown or malformed)",
+        "Bearer 令牌不是学生的会话令牌（不存在或格式错误）",
+    ),
+    Failure(
+        401,
+        "token_expired",
+        "a session token unused for `tokens.idle_s`, or older than `tokens.max_age_s`",
+        "会话令牌闲置超过 tokens.idle_s，或超过 tokens.max_age_s",
+    ),
+    Failure(
+        401,
+        "token_revoked",
+        "a session token its student revoked, or one replaced by newer ones",
+        "会话令牌已被学生撤销，或已被更新的令牌替换",
+    ),
+    Failure(
+        401,
+        "password_changed",
+        "a session token whose password changed at the school (refused at a login, or "
+        "another one accepted): every token made with it has ended",
+        "会话令牌所存的密码已在学校修改（登录被拒，或另一密码被接受）：用它创建的令牌均已失效",
+    ),
+    Failure(
+        403,
+        "insufficient_scope",
+        "a session token of the other school system",
+        "另一个学校系统的会话令牌",
+    ),
+)
+# /v1/: Basic auth, a session token, or a POST body.
 V1_CREDENTIALS = (
     *CREDENTIAL_SHAPE,
     MISSING_CREDENTIALS,
     INVALID_AUTHORIZATION,
+    *BEARER,
     Failure(
         400,
         "invalid_json",
@@ -148,11 +188,19 @@ SCHOOL_TIMEOUT = Failure(
 
 # A school query: the school judges the password, limits apply, and the school may fail.
 # 502/503/504 are documented answers (with Retry-After), never a failure of ours.
+CLIENT_SLOWED = Failure(
+    429,
+    "client_slowed",
+    "a registered client over its failure budget (`clients.failures_max` wrong passwords): "
+    "its logins that need the school are slowed down for now",
+    "注册客户端超出其失败预算：需要学校判断的登录暂时被限速",
+)
 SCHOOL = (
     INVALID_CREDENTIALS,
     RATE_LIMITED,
     TOO_MANY_FAILED_LOGINS,
     STUDENT_BUSY,
+    CLIENT_SLOWED,
     SCHOOL_FAILED,
     SCHOOL_BAD_PAGE,
     SCHOOL_SESSION_LOST,
@@ -227,8 +275,42 @@ NO_SUCH_PATH = Failure(
     "such route",
     "路径参数（订阅令牌、ISBN、图书编号）格式不对：没有这个路由",
 )
+SESSION_INPUT = (
+    Failure(
+        400,
+        "invalid_system",
+        "a system other than card or academic",
+        "system 不是 card 或 academic",
+    ),
+    Failure(400, "invalid_label", "a label over 64 characters", "label 超过 64 个字符"),
+)
+# A feed URL whose token ended: gone, and why.
+FEED_GONE = (
+    Failure(
+        410,
+        "token_expired",
+        "a feed not read for `tokens.idle_s`, or older than `tokens.max_age_s`",
+        "订阅闲置超过 tokens.idle_s，或超过 tokens.max_age_s",
+    ),
+    Failure(
+        410,
+        "token_revoked",
+        "a feed its student revoked, or one replaced by newer tokens",
+        "订阅已被学生撤销，或已被更新的令牌替换",
+    ),
+    Failure(
+        410,
+        "password_changed",
+        "a feed made with an academic office password since changed at the school",
+        "创建订阅所用的教务处密码已在学校修改",
+    ),
+)
 UNKNOWN_TOKEN = Failure(
-    404, "unknown_token", "a feed token that was revoked or never made", "订阅令牌已撤销或不存在"
+    404,
+    "unknown_token",
+    "no such token: a feed URL's never made (or ended long ago), a session id that is "
+    "none of this student's live tokens",
+    "没有该令牌：订阅链接从未创建（或早已失效），或会话编号不属于该学生的有效令牌",
 )
 
 # --- the library ----------------------------------------------------------------------------
@@ -294,4 +376,104 @@ FORBIDDEN = Failure(
 )
 METRICS_DISABLED = Failure(
     404, "not_found", "`metrics.enabled` is false", "metrics.enabled 为 false"
+)
+
+# --- the 2013 account API -------------------------------------------------------------------
+
+MISSING_USERNAME = Failure(400, "missing_username", "no user name", "缺少用户名")
+INVALID_USERNAME = Failure(
+    400,
+    "invalid_username",
+    "a user name that is not 1-64 of a-z, 0-9 and `_.@-` starting with a letter or digit "
+    "(compared without case)",
+    "用户名不是 1-64 个 a-z、0-9 和 _.@- 字符（以字母或数字开头，不区分大小写）",
+)
+INVALID_ACCOUNT_PASSWORD = Failure(
+    400,
+    "invalid_password",
+    "an account password (`password`, `oldpassword`) that is not 6-128 characters",
+    "账户密码（password、oldpassword）不是 6-128 个字符",
+)
+INVALID_PROFILE = Failure(
+    400,
+    "invalid_profile",
+    "a profile field too long (nickname and realname 64 characters, sex 16, signature 256)",
+    "资料字段过长（昵称、真实姓名 64 个字符，性别 16，签名 256）",
+)
+MISSING_FILE = Failure(
+    400, "missing_file", "no multipart form field `file`", "缺少 multipart 表单字段 file"
+)
+INVALID_IMAGE = Failure(
+    400,
+    "invalid_image",
+    "a file that is not a PNG, JPEG or GIF picture, or a damaged one",
+    "文件不是 PNG、JPEG 或 GIF 图片，或已损坏",
+)
+IMAGE_TOO_LARGE = Failure(
+    400,
+    "image_too_large",
+    "a picture with a side over `accounts.max_image_side` pixels, or too detailed to store",
+    "图片的边长超过 accounts.max_image_side 像素，或细节过多无法保存",
+)
+UPLOAD_TOO_LARGE = Failure(
+    413,
+    "payload_too_large",
+    "an upload over `accounts.max_upload_bytes` (the connection is closed)",
+    "上传超过 accounts.max_upload_bytes（随后关闭连接）",
+)
+INVALID_TOKEN = Failure(
+    401,
+    "invalid_token",
+    "a login token that opens no account (missing, unknown, expired, or ended by a password "
+    "reset): 2013's bad token, `status` 2 (`AuthNotPass` on /class/auth and /kaoshi/auth)",
+    "登录令牌无效（缺少、不存在、已过期或因重置密码而失效）：即 2013 的 status 2（/class/auth、"
+    "/kaoshi/auth 为 AuthNotPass）",
+)
+OFFICE_BINDING_ENDED = (
+    Failure(
+        401,
+        "token_expired",
+        "the account's academic office binding expired (unused too long): `AuthNotPass`",
+        "账户绑定的教务处会话已过期：AuthNotPass",
+    ),
+    Failure(
+        401,
+        "token_revoked",
+        "the account's academic office binding was revoked by its student (/v1/sessions) "
+        "or replaced: `AuthNotPass`",
+        "账户绑定的教务处会话已被学生撤销或被替换：AuthNotPass",
+    ),
+    Failure(
+        401,
+        "password_changed",
+        "the academic office password the account's binding holds was changed at the "
+        "school: `AuthNotPass`; send `jwcpw`, or bind again with /auth_jwc",
+        "账户绑定的教务处密码已在学校修改：AuthNotPass；请提供 jwcpw 或重新 /auth_jwc",
+    ),
+)
+NOT_BOUND = Failure(
+    409,
+    "not_bound",
+    "the account has no academic office bound to it (bind one with /auth_jwc)",
+    "账户尚未绑定教务处（请先 /auth_jwc）",
+)
+UNKNOWN_UPLOAD = Failure(
+    404,
+    "unknown_upload",
+    "no such picture (replaced by a newer one, or never made)",
+    "没有该图片（已被替换或不存在）",
+)
+ACCOUNT_LOCKED_OUT = Failure(
+    429,
+    "too_many_failed_logins",
+    "too many wrong account passwords for this user name or from this address "
+    "(`limits.failed_logins_*`): every password is refused for now, the right one too",
+    "该用户名或该地址的错误账户密码过多：暂时拒绝所有密码，包括正确的",
+)
+ACCOUNTS_DISABLED = Failure(
+    404,
+    "not_configured",
+    "the 2013 account API is off (`accounts.enabled: false`), or /class/auth and "
+    "/kaoshi/auth without the academic office",
+    "未启用 2013 账户接口（accounts.enabled: false），或未配置教务处",
 )

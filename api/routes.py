@@ -28,6 +28,7 @@ from api.schemas import (
     BOOK_ISBN,
     BOOK_PAGE_EXAMPLE,
     BOOK_URL_TOKEN,
+    PICTURE,
     STUDENT,
     TOKEN,
     Schema,
@@ -50,11 +51,20 @@ TAGS = (
     Tag("2013", "2013 接口", "The 2013 endpoints, same URLs and JSON for old clients"),
     Tag("card", "校园卡", "The card center: balance, transactions, profile"),
     Tag("academic", "教务处", "The academic office: timetable, exams, grades"),
+    Tag(
+        "sessions", "令牌", "Students' session tokens: a token instead of a password on every call"
+    ),
     Tag("calendar", "日历订阅", "iCalendar feeds of the timetable and exams"),
     Tag(
         "library",
         "图书馆",
         "The library: catalogue searches, book records and covers (no credentials)",
+    ),
+    Tag(
+        "accounts",
+        "账户（2013 接口）",
+        "The 2013 account API: accounts, login tokens, profiles, pictures, and the academic "
+        "office bound to an account (`version: 1.0` and 2013's `status` values)",
     ),
     Tag("operations", "运维", "Health, readiness, metrics, the dashboard and this contract"),
 )
@@ -92,6 +102,13 @@ REQUEST_ID = Param(
     "letter or digit), else replaced by a new one (never refused)",
 )
 FRESHNESS = (FRESH, CACHE_CONTROL, REQUEST_ID)
+IF_NONE_MATCH = Param(
+    "If-None-Match", "header", "the feed's `ETag` a calendar app has: 304 while it is unchanged"
+)
+SYSTEM: Schema = {"type": "string", "enum": ["card", "academic"]}
+SYSTEM_PARAM = Param(
+    "system", "query", "the school system: card (default) or academic", SYSTEM, False, "card"
+)
 
 
 def legacy_credentials(id_name: str, password: Schema, required: bool) -> tuple[Param, ...]:
@@ -252,7 +269,7 @@ def v1(
             if method == "post"
             else None,
             every,
-            security=("studentBasic",),
+            security=("studentBasic", "studentToken"),
             # A POST body may carry the credentials instead.
             anonymous=method == "post",
         )
@@ -372,6 +389,299 @@ def legacy_search() -> tuple[Operation, ...]:
         )
         for method in ("get", "post")
     )
+
+
+# --- the 2013 account API -------------------------------------------------------------------
+
+USERNAME: Schema = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"}
+ACCOUNT_PASSWORD: Schema = {"type": "string", "minLength": 6, "maxLength": 128}
+LOGIN_TOKEN: Schema = {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"}
+ACCOUNT_NAME_EXAMPLE = "beordle"
+ACCOUNT_PASSWORD_EXAMPLE = "jnu.fm-2013"  # noqa: S105 - an example
+
+ACCOUNT_FIELDS: dict[str, tuple[str, Schema, Any]] = {
+    "username": ("the user name (compared without case)", USERNAME, ACCOUNT_NAME_EXAMPLE),
+    "password": ("the account password", ACCOUNT_PASSWORD, ACCOUNT_PASSWORD_EXAMPLE),
+    "oldpassword": ("the account's current password", ACCOUNT_PASSWORD, "not-the-password"),
+    "token": ("the login token of /signup or /login", LOGIN_TOKEN, TOKEN),
+    "jwc_username": ("the student number", STUDENT_ID, STUDENT),
+    "jwc_password": ("the academic office password", OFFICE_PASSWORD, "052690"),
+    "jwcpw": (
+        "the academic office password; without it, the one bound by /auth_jwc",
+        OFFICE_PASSWORD,
+        None,
+    ),
+    "nickname": ("the nickname", {"type": "string", "maxLength": 64}, "beordle"),
+    "realname": ("the real name", {"type": "string", "maxLength": 64}, "张三"),
+    "sex": ("as the user writes it", {"type": "string", "maxLength": 16}, "男"),
+    "signature": ("a signature", {"type": "string", "maxLength": 256}, "jnu.fm"),
+}
+# Optional on every method.
+ACCOUNT_OPTIONAL = frozenset({"jwcpw", "nickname", "realname", "sex", "signature"})
+ACCOUNT_BASE = (e.BAD_REQUEST, e.RATE_LIMITED, e.ACCOUNTS_DISABLED, e.STORAGE_UNAVAILABLE)
+ACCOUNT_NAME = (e.MISSING_USERNAME, e.INVALID_USERNAME)
+ACCOUNT_SECRET = (e.MISSING_PASSWORD, e.INVALID_ACCOUNT_PASSWORD)
+BAD_TOKEN = (e.INVALID_TOKEN,)
+OFFICE_QUERY = (
+    *BAD_TOKEN,
+    *e.OFFICE_BINDING_ENDED,
+    e.NOT_BOUND,
+    e.INVALID_PASSWORD,
+    *e.TERM,
+    *e.SCHOOL,
+)
+
+
+def account_op(
+    fields: tuple[str, ...],
+    summary: str,
+    summary_zh: str,
+    answer: Answer,
+    failures: tuple[e.Failure, ...],
+    description: str = "",
+    extra: tuple[Param, ...] = (),
+) -> tuple[Operation, ...]:
+    """A 2013 account route: its fields in the query (as 2013 read `request.args`), or on a
+    POST in a form body; GET or POST."""
+    form = Body(
+        "the same fields as a form, instead of the query",
+        form={"type": "object", "properties": {f: ACCOUNT_FIELDS[f][1] for f in fields}},
+        example={f: ACCOUNT_FIELDS[f][2] for f in fields if ACCOUNT_FIELDS[f][2] is not None},
+    )
+    return tuple(
+        Operation(
+            method,
+            summary,
+            summary_zh,
+            "accounts",
+            answer,
+            description,
+            (
+                *(
+                    Param(
+                        f,
+                        "query",
+                        ACCOUNT_FIELDS[f][0],
+                        ACCOUNT_FIELDS[f][1],
+                        method == "get" and f not in ACCOUNT_OPTIONAL,
+                        ACCOUNT_FIELDS[f][2],
+                    )
+                    for f in fields
+                ),
+                *extra,
+            ),
+            form if method == "post" else None,
+            (*failures, *ACCOUNT_BASE, *e.EVERY_ROUTE),
+        )
+        for method in ("get", "post")
+    )
+
+
+def account_picture(kind: str, kind_zh: str) -> tuple[Operation, ...]:
+    """/set_avatar, /set_background: the token in the query, the picture as multipart `file`."""
+    return (
+        Operation(
+            "post",
+            f"Set the account's {kind} (2013)",
+            f"设置{kind_zh}（2013 接口）",
+            "accounts",
+            Answer(200, "the picture's URL", "AccountPicture"),
+            "A PNG, JPEG or GIF picture, each side at most `accounts.max_image_side` pixels and "
+            "the body at most `accounts.max_upload_bytes`; kept re-encoded as PNG (no metadata "
+            "survives) under a new URL.",
+            (Param("token", "query", ACCOUNT_FIELDS["token"][0], LOGIN_TOKEN, True, TOKEN),),
+            Body(
+                "the picture",
+                multipart={
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                },
+                required=True,
+            ),
+            (
+                *BAD_TOKEN,
+                e.MISSING_FILE,
+                e.INVALID_IMAGE,
+                e.IMAGE_TOO_LARGE,
+                e.UPLOAD_TOO_LARGE,
+                *ACCOUNT_BASE,
+                e.OVERLOADED,
+            ),
+        ),
+    )
+
+
+ACCOUNT_ROUTES = (
+    Route(
+        r"/signup",
+        account_op(
+            ("username", "password"),
+            "Make an account (2013)",
+            "注册账户（2013 接口）",
+            Answer(200, "status 0 and a token, or 1 (the name is taken)", "AccountSignup"),
+            (*ACCOUNT_NAME, *ACCOUNT_SECRET),
+            "The password is kept as an argon2id hash only.",
+        ),
+    ),
+    Route(
+        r"/login",
+        account_op(
+            ("username", "password"),
+            "Log in (2013)",
+            "登录（2013 接口）",
+            Answer(
+                200,
+                "status 0 and a token; 1 no such user, 2 wrong password",
+                "AccountLogin",
+            ),
+            (*ACCOUNT_NAME, *ACCOUNT_SECRET, e.ACCOUNT_LOCKED_OUT),
+            "Wrong passwords are limited per user name and per address "
+            "(`limits.failed_logins_*`): then every password gets 429, the right one too.",
+        ),
+    ),
+    Route(
+        r"/password/reset",
+        account_op(
+            ("username", "oldpassword", "password"),
+            "Change the account password (2013)",
+            "修改账户密码（2013 接口）",
+            Answer(200, "whether it was changed", "AccountPasswordReset"),
+            (*ACCOUNT_NAME, *ACCOUNT_SECRET, e.ACCOUNT_LOCKED_OUT),
+            "A wrong `oldpassword` counts as a wrong password, as at /login. A change ends "
+            "every login token of the account.",
+        ),
+    ),
+    Route(
+        r"/auth_jwc",
+        account_op(
+            ("token", "jwc_username", "jwc_password"),
+            "Bind the academic office to the account (2013)",
+            "绑定教务处账号（2013 接口）",
+            Answer(200, "status 0 bound, 1 the office refused the password", "AccountBinding"),
+            (
+                *BAD_TOKEN,
+                *e.CREDENTIAL_SHAPE,
+                e.TERM[0],
+                *(f for f in e.SCHOOL if f is not e.INVALID_CREDENTIALS),
+            ),
+            "The password is tried at the office first (through the credential gate), then "
+            "kept only sealed in a session token of the student's (listed and revocable at "
+            "/v1/sessions); a password change at the school ends it.",
+        ),
+    ),
+    Route(
+        r"/get_username",
+        account_op(
+            ("token",),
+            "The token's user name (2013)",
+            "令牌对应的用户名（2013 接口）",
+            Answer(200, "the user name", "AccountUsername"),
+            BAD_TOKEN,
+        ),
+    ),
+    Route(
+        r"/get_info",
+        account_op(
+            ("token", "username"),
+            "An account's public profile (2013)",
+            "用户公开资料（2013 接口）",
+            Answer(200, "status 0 and the profile, or 4 (no such user)", "AccountProfile"),
+            (*BAD_TOKEN, *ACCOUNT_NAME),
+            "Any account's, for any logged-in user: the public fields only, never a student "
+            "number.",
+        ),
+    ),
+    Route(
+        r"/set_info",
+        account_op(
+            ("token", "nickname", "realname", "sex", "signature"),
+            "Set the account's profile (2013)",
+            "修改资料（2013 接口）",
+            Answer(200, "status 0", "AccountDone"),
+            (*BAD_TOKEN, e.INVALID_PROFILE),
+            "Only the fields sent change.",
+        ),
+    ),
+    Route(r"/set_avatar", account_picture("avatar", "头像")),
+    Route(r"/set_background", account_picture("background", "背景图")),
+    Route(
+        r"/sync",
+        account_op(
+            ("token",),
+            "The account's stored data (2013)",
+            "账户数据（2013 接口）",
+            Answer(200, "the profile, user name and bound student number", "AccountSync"),
+            BAD_TOKEN,
+            "Never a password (2013 answered both of them, and more).",
+        ),
+    ),
+    Route(
+        r"/class/auth",
+        account_op(
+            ("token", "jwcpw"),
+            "The bound student's timetable (2013)",
+            "绑定学生的课表（2013 接口）",
+            Answer(200, "as /class/get", "LegacyTimetable", headers=CACHED),
+            OFFICE_QUERY,
+            "A bad token: 401 with `status: AuthNotPass`, as 2013.",
+            (*TERM_PARAMS, *FRESHNESS),
+        ),
+    ),
+    Route(
+        r"/kaoshi/auth",
+        account_op(
+            ("token", "jwcpw"),
+            "The bound student's exams (2013)",
+            "绑定学生的考试安排（2013 接口）",
+            Answer(200, "as /kaoshi/get", "LegacyExams", headers=CACHED),
+            OFFICE_QUERY,
+            "A bad token: 401 with `status: AuthNotPass`, as 2013.",
+            (*TERM_PARAMS, *FRESHNESS),
+        ),
+    ),
+    Route(
+        r"/version",
+        (
+            Operation(
+                "get",
+                "The API version (2013)",
+                "接口版本（2013 接口）",
+                "accounts",
+                Answer(200, "always 1", "Version2013"),
+                failures=(e.RATE_LIMITED, *e.EVERY_ROUTE),
+            ),
+        ),
+    ),
+    Route(
+        r"/uploads/([A-Za-z0-9_-]{32})\.png",
+        (
+            Operation(
+                "get",
+                "An account's picture",
+                "账户图片",
+                "accounts",
+                Answer(
+                    200,
+                    "the picture, as PNG (cached for good: a new one gets a new URL)",
+                    None,
+                    "image/png",
+                ),
+                "The `avatar`, `background` and `url` of the account routes.",
+                (REQUEST_ID,),
+                failures=(
+                    e.UNKNOWN_UPLOAD,
+                    e.NO_SUCH_PATH,
+                    e.ACCOUNTS_DISABLED,
+                    e.RATE_LIMITED,
+                    e.STORAGE_UNAVAILABLE,
+                    *e.EVERY_ROUTE,
+                ),
+            ),
+        ),
+        (PathParam("picture", "the picture's name", PICTURE),),
+    ),
+)
 
 
 # --- operations -----------------------------------------------------------------------------
@@ -524,6 +834,7 @@ ROUTES: tuple[Route, ...] = (
         ),
         (PathParam("isbn", "an ISBN-10 or ISBN-13, hyphens allowed", BOOK_ISBN),),
     ),
+    *ACCOUNT_ROUTES,
     Route(r"/v1/card/balance", card("Card balance", "校园卡余额", "Balance")),
     Route(
         r"/v1/card/transactions",
@@ -649,6 +960,119 @@ ROUTES: tuple[Route, ...] = (
         ),
     ),
     Route(
+        r"/v1/sessions",
+        (
+            Operation(
+                "post",
+                "A student's session token",
+                "创建学生会话令牌",
+                "sessions",
+                Answer(201, "the new token, shown this once", "NewSession", headers=("Location",)),
+                "Proves the password once (answered from the cache when it matches the one "
+                "the school last accepted, else judged by the school), then returns a token "
+                "that every /v1/ route of that system accepts as `Authorization: Bearer`: 256 "
+                "random bits, stored as its SHA-256, the password kept sealed. It ends when "
+                "unused for `tokens.idle_s`, at `tokens.max_age_s`, when revoked, or when the "
+                "password changes at the school. No failed-login limit applies to it.",
+                (
+                    SYSTEM_PARAM,
+                    Param(
+                        "label",
+                        "query",
+                        "a name for it (at most 64 characters)",
+                        {"type": "string", "maxLength": 64},
+                        False,
+                        "my phone",
+                    ),
+                    REQUEST_ID,
+                ),
+                body(
+                    "the credentials (and system, label) as JSON or a form",
+                    {
+                        "student_id": STUDENT_ID,
+                        "password": CARD_PASSWORD,
+                        "system": SYSTEM,
+                        "label": {"type": "string", "maxLength": 64},
+                    },
+                    {"student_id": STUDENT, "password": "052690", "system": "card"},
+                ),
+                (
+                    e.BAD_REQUEST,
+                    *e.V1_CREDENTIALS,
+                    *e.SESSION_INPUT,
+                    *e.SCHOOL,
+                    e.NOT_CONFIGURED,
+                    *e.EVERY_ROUTE,
+                ),
+                security=("studentBasic", "studentToken"),
+                anonymous=True,
+            ),
+            Operation(
+                "get",
+                "A student's tokens",
+                "学生的令牌",
+                "sessions",
+                Answer(200, "the student's live tokens and feeds of that system", "Sessions"),
+                "With the password or one of the student's tokens of the same system: a card "
+                "password never lists the academic office's tokens.",
+                (SYSTEM_PARAM, REQUEST_ID),
+                failures=(
+                    e.BAD_REQUEST,
+                    *e.V1_CREDENTIALS,
+                    *e.SESSION_INPUT,
+                    *e.SCHOOL,
+                    e.NOT_CONFIGURED,
+                    *e.EVERY_ROUTE,
+                ),
+                security=("studentBasic", "studentToken"),
+            ),
+            Operation(
+                "delete",
+                "Revoke all of a student's tokens",
+                "撤销学生的全部令牌",
+                "sessions",
+                Answer(200, "the ids revoked", "Revoked"),
+                "Every live token and feed of the student at that system.",
+                (SYSTEM_PARAM, REQUEST_ID),
+                failures=(
+                    e.BAD_REQUEST,
+                    *e.V1_CREDENTIALS,
+                    *e.SESSION_INPUT,
+                    *e.SCHOOL,
+                    e.NOT_CONFIGURED,
+                    *e.EVERY_ROUTE,
+                ),
+                security=("studentBasic", "studentToken"),
+            ),
+        ),
+    ),
+    Route(
+        r"/v1/sessions/([0-9]{1,18})",
+        (
+            Operation(
+                "delete",
+                "Revoke one token",
+                "撤销一个令牌",
+                "sessions",
+                Answer(204, "revoked"),
+                "One of the student's live tokens or feeds, by its id (from `GET /v1/sessions`).",
+                (SYSTEM_PARAM, REQUEST_ID),
+                failures=(
+                    e.BAD_REQUEST,
+                    *e.V1_CREDENTIALS,
+                    *e.SESSION_INPUT,
+                    e.UNKNOWN_TOKEN,
+                    e.NO_SUCH_PATH,
+                    *e.SCHOOL,
+                    e.NOT_CONFIGURED,
+                    *e.EVERY_ROUTE,
+                ),
+                security=("studentBasic", "studentToken"),
+            ),
+        ),
+        (PathParam("id", "the token's id (from GET /v1/sessions)", "7"),),
+    ),
+    Route(
         r"/v1/calendar/tokens",
         v1(
             "calendar",
@@ -663,8 +1087,9 @@ ROUTES: tuple[Route, ...] = (
             (*e.TERM, e.INVALID_FEED, e.NOT_CONFIGURED),
             methods=("post",),
             description="Calendar apps cannot send Basic auth: the feed's URL holds a "
-            "revocable token instead (256 random bits, stored only as its SHA-256; at most "
-            "5 per student).",
+            "revocable token instead (256 random bits, stored only as its SHA-256), listed and "
+            "revoked with the student's tokens (`GET /v1/sessions?system=academic`), ended by "
+            "a password change at the school.",
         ),
     ),
     Route(
@@ -677,10 +1102,11 @@ ROUTES: tuple[Route, ...] = (
                 "calendar",
                 Answer(200, "the feed, from stored answers only", None, ICS_MEDIA, CACHED),
                 "Served from stored answers only: a calendar app's polling never reaches "
-                "the school.",
-                (REQUEST_ID,),
+                "the school. With its `ETag`: `If-None-Match` gets 304 while it is unchanged.",
+                (REQUEST_ID, IF_NONE_MATCH),
                 failures=(
                     e.UNKNOWN_TOKEN,
+                    *e.FEED_GONE,
                     e.NO_SUCH_PATH,
                     e.NOT_CONFIGURED,
                     e.RATE_LIMITED,

@@ -209,6 +209,55 @@ FEED_TOKEN = obj(
     }
 )
 
+SESSION_TOKEN = obj(
+    {
+        "id": {"type": "integer", "minimum": 1},
+        "kind": {"type": "string", "enum": ["session", "feed"]},
+        "system": {"type": "string", "enum": ["card", "academic"]},
+        "label": text("what its student called it"),
+        "client": nullable(text("the registered client it was made through")),
+        "created_at": MOMENT,
+        "last_used_at": MOMENT,
+        "current": {
+            "type": "boolean",
+            "description": "the token this request was made with",
+        },
+        "feed": obj(
+            {
+                "feed": {"type": "string", "enum": ["all", "timetable", "exams"]},
+                "year": {"type": "integer"},
+                "term": {"type": "integer", "enum": [1, 2]},
+            }
+        ),
+    },
+    optional=("feed",),
+)
+NEW_SESSION = obj(
+    {
+        "token": text(
+            "256 random bits, base64url: shown this once (only its SHA-256 is stored)",
+            pattern="^[A-Za-z0-9_-]{43}$",
+        ),
+        "student_id": STUDENT_ID,
+        **SESSION_TOKEN["properties"],
+    },
+    optional=("feed",),
+)
+SESSIONS = obj(
+    {
+        "student_id": STUDENT_ID,
+        "system": {"type": "string", "enum": ["card", "academic"]},
+        "tokens": {"type": "array", "items": ref("SessionToken")},
+    }
+)
+REVOKED = obj(
+    {
+        "student_id": STUDENT_ID,
+        "system": {"type": "string", "enum": ["card", "academic"]},
+        "revoked": {"type": "array", "items": {"type": "integer"}},
+    }
+)
+
 # --- the library ------------------------------------------------------------------------------
 
 CAMPUS = {
@@ -307,6 +356,29 @@ LIBRARY_RECORD = obj(
     }
 )
 
+# --- the 2013 account API -------------------------------------------------------------------
+
+LOGIN_TOKEN = text(
+    'the login token (43 characters), or "none" when there is none',
+    pattern=r"^([A-Za-z0-9_-]{43}|none)$",
+)
+PICTURE_URL = text(
+    'a picture\'s URL on this server, "" for none', pattern=r"^(/uploads/[A-Za-z0-9_-]{32}\.png)?$"
+)
+PUBLIC_PROFILE: dict[str, Schema] = {
+    "nickname": text(),
+    "realname": text(),
+    "sex": text(),
+    "signature": text(),
+    "avatar": PICTURE_URL,
+    "background": PICTURE_URL,
+}
+
+
+def account_status(*values: int) -> Schema:
+    return {"type": "integer", "enum": list(values)}
+
+
 # --- operations -------------------------------------------------------------------------------
 
 BREAKER_STATE = {"type": "string", "enum": ["closed", "half_open", "open"]}
@@ -370,6 +442,37 @@ DASHBOARD = obj(
                         }
                     ),
                 },
+            }
+        ),
+        "clients": {
+            "type": "array",
+            "description": "clients by the school requests made for them (a registered "
+            "client's name, or anonymous: every unregistered address)",
+            "items": obj(
+                {
+                    "client": text(),
+                    "school_requests": {"type": "number", "minimum": 0},
+                    "school_requests_per_s": RATE,
+                }
+            ),
+        },
+        "lockouts": nullable(
+            {
+                "type": "array",
+                "description": "students and addresses locked out, and registered clients "
+                "slowed down, now (null: the database cannot say)",
+                "items": obj(
+                    {
+                        "scope": {
+                            "type": "string",
+                            "enum": ["student", "ip", "client", "account"],
+                        },
+                        "who": text("a student's system and pseudonym, an address, a client"),
+                        "wrong": {"type": "integer", "minimum": 0},
+                        "allowed": {"type": "integer", "minimum": 1},
+                        "until": text(format="date-time"),
+                    }
+                ),
             }
         ),
         "answered_by": obj({"worker": {"type": "integer"}, "generation": {"type": "integer"}}),
@@ -436,6 +539,10 @@ COMPONENTS: dict[str, Schema] = {
     ),
     "Grade": GRADE,
     "FeedToken": FEED_TOKEN,
+    "NewSession": NEW_SESSION,
+    "SessionToken": SESSION_TOKEN,
+    "Sessions": SESSIONS,
+    "Revoked": REVOKED,
     "LegacyBookSearch": obj(
         {"data": {"type": "array", "items": ref("LegacyBook")}, "version": LEGACY_VERSION}
     ),
@@ -444,6 +551,69 @@ COMPONENTS: dict[str, Schema] = {
     "LibraryBook": LIBRARY_BOOK,
     "LibraryRecord": LIBRARY_RECORD,
     "Holding": HOLDING,
+    "AccountSignup": obj(
+        {
+            "version": LEGACY_VERSION,
+            "status": {**account_status(0, 1), "description": "0 created, 1 the name is taken"},
+            "token": LOGIN_TOKEN,
+        }
+    ),
+    "AccountLogin": obj(
+        {
+            "version": LEGACY_VERSION,
+            "status": {
+                **account_status(0, 1, 2),
+                "description": "0 logged in, 1 no such user, 2 wrong password",
+            },
+            "token": LOGIN_TOKEN,
+        }
+    ),
+    "AccountPasswordReset": obj(
+        {
+            "version": LEGACY_VERSION,
+            "status": {"type": "string", "enum": ["Password reset success", "Password not match"]},
+        }
+    ),
+    "AccountBinding": obj(
+        {
+            "version": LEGACY_VERSION,
+            "status": {
+                **account_status(0, 1),
+                "description": "0 bound, 1 the academic office refused the password",
+            },
+        }
+    ),
+    "AccountDone": obj({"version": LEGACY_VERSION, "status": account_status(0)}),
+    "AccountUsername": obj(
+        {"version": LEGACY_VERSION, "status": account_status(0), "username": text()}
+    ),
+    "AccountProfile": obj(
+        {
+            "version": LEGACY_VERSION,
+            "status": {**account_status(0, 4), "description": "0 found, 4 no such user"},
+            **PUBLIC_PROFILE,
+        },
+        optional=tuple(PUBLIC_PROFILE),
+    ),
+    "AccountPicture": obj(
+        {"version": LEGACY_VERSION, "status": account_status(0), "url": PICTURE_URL}
+    ),
+    "AccountSync": obj(
+        {
+            "version": LEGACY_VERSION,
+            "status": account_status(0),
+            "data": obj(
+                {
+                    "username": text(),
+                    "jwcid": nullable(
+                        {**STUDENT_ID, "description": "the bound student number, or null"}
+                    ),
+                    **PUBLIC_PROFILE,
+                }
+            ),
+        }
+    ),
+    "Version2013": obj({"version": {"type": "integer", "const": 1}}),
     "Health": HEALTH,
     "Readiness": READINESS,
     "Dashboard": DASHBOARD,
@@ -551,6 +721,7 @@ EXAMPLE_LOANED = {
     "links": {"self": "/v1/library/books/b1006988", "cover": "/isbn/image/9787101830439"},
 }
 TOKEN = "7Ux8LJWfR6F0hwIRDLHk9D1Jn1xbMwd3xL-UlCtyztA"  # noqa: S105 - an example
+PICTURE = "q0Hc2cV1kGJ5rXWm8bTzL3dN6yPaE4sF"
 
 EXAMPLES: dict[str, Any] = {
     "LegacyBalance": {"data": "123.45"},
@@ -671,6 +842,35 @@ EXAMPLES: dict[str, Any] = {
         "gpa": "2.80",
         **EXAMPLE_TAIL,
     },
+    "NewSession": {
+        "token": TOKEN,
+        "student_id": STUDENT,
+        "id": 7,
+        "kind": "session",
+        "system": "card",
+        "label": "my phone",
+        "client": None,
+        "created_at": "2026-11-27T08:12:03+08:00",
+        "last_used_at": "2026-11-27T08:12:03+08:00",
+        "current": True,
+    },
+    "Sessions": {
+        "student_id": STUDENT,
+        "system": "card",
+        "tokens": [
+            {
+                "id": 7,
+                "kind": "session",
+                "system": "card",
+                "label": "my phone",
+                "client": None,
+                "created_at": "2026-11-27T08:12:03+08:00",
+                "last_used_at": "2026-11-28T12:40:11+08:00",
+                "current": True,
+            }
+        ],
+    },
+    "Revoked": {"student_id": STUDENT, "system": "card", "revoked": [7, 8]},
     "FeedToken": {
         "student_id": STUDENT,
         **EXAMPLE_TERM,
@@ -739,6 +939,38 @@ EXAMPLES: dict[str, Any] = {
         "available": True,
         **EXAMPLE_TAIL,
     },
+    "AccountSignup": {"version": 1.0, "status": 0, "token": TOKEN},
+    "AccountLogin": {"version": 1.0, "status": 0, "token": TOKEN},
+    "AccountPasswordReset": {"version": 1.0, "status": "Password reset success"},
+    "AccountBinding": {"version": 1.0, "status": 0},
+    "AccountDone": {"version": 1.0, "status": 0},
+    "AccountUsername": {"version": 1.0, "status": 0, "username": "beordle"},
+    "AccountProfile": {
+        "version": 1.0,
+        "status": 0,
+        "nickname": "beordle",
+        "realname": "张三",
+        "sex": "男",
+        "signature": "jnu.fm",
+        "avatar": f"/uploads/{PICTURE}.png",
+        "background": "",
+    },
+    "AccountPicture": {"version": 1.0, "status": 0, "url": f"/uploads/{PICTURE}.png"},
+    "AccountSync": {
+        "version": 1.0,
+        "status": 0,
+        "data": {
+            "username": "beordle",
+            "jwcid": STUDENT,
+            "nickname": "beordle",
+            "realname": "张三",
+            "sex": "男",
+            "signature": "jnu.fm",
+            "avatar": f"/uploads/{PICTURE}.png",
+            "background": "",
+        },
+    },
+    "Version2013": {"version": 1},
     "Health": {"status": "ok", "worker": 0, "pid": 4242, "generation": 1},
     "Readiness": {
         "ready": True,
@@ -773,6 +1005,19 @@ EXAMPLES: dict[str, Any] = {
                 "budget": 2,
                 "waiting": 0,
                 "breaker": "closed",
+            }
+        ],
+        "clients": [
+            {"client": "wechat-bot", "school_requests": 812, "school_requests_per_s": 0.4},
+            {"client": "anonymous", "school_requests": 233, "school_requests_per_s": 0.2},
+        ],
+        "lockouts": [
+            {
+                "scope": "student",
+                "who": "card:152b03bd8a51",
+                "wrong": 5,
+                "allowed": 5,
+                "until": "2026-11-27T00:40:29+00:00",
             }
         ],
         "workers": {"count": 2, "live": [{"worker": 0, "pid": 4242, "generation": 1}]},

@@ -1,6 +1,6 @@
 """Tables: students, their keyed credential verifiers (never a password), stored results
-of every school system, calendar feed tokens (hashed), leases, sealed school sessions
-and recent failed logins."""
+of every school system, registered clients, tokens (hashed), 2013 accounts and their
+pictures, leases, sealed school sessions and recent logins judged per student and client."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -116,24 +117,110 @@ class Result(Base):
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class CalendarToken(Base):
-    """A revocable calendar feed URL of one student: only its SHA-256 is kept (the URL
-    itself is shown once, at creation). It reads stored answers; it cannot log in."""
+class Client(Base):
+    """A registered client (a gateway, an app's backend, a campus NAT): known by an API key
+    (only its SHA-256 is kept) and/or by addresses, with its own quotas and failure budget.
 
-    __tablename__ = "calendar_tokens"
+    A quota left empty (NULL) takes the default of `clients:` in config.yaml.
+    """
+
+    __tablename__ = "clients"
+    __table_args__ = (
+        UniqueConstraint("name"),
+        UniqueConstraint("key_hash"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str | None] = mapped_column(String(64))
+    # CIDR networks it speaks from, space-separated ("" = by key only).
+    addresses: Mapped[str] = mapped_column(Text)
+    requests_per_s: Mapped[float | None] = mapped_column(Float)
+    burst: Mapped[float | None] = mapped_column(Float)
+    school_requests_per_s: Mapped[float | None] = mapped_column(Float)
+    school_burst: Mapped[float | None] = mapped_column(Float)
+    failures_max: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Token(Base):
+    """A bearer token: only its SHA-256 is kept (the token itself is shown once).
+
+    `kind` is "session" (a student's token for one school system: the password is
+    kept sealed, so queries need none), "feed" (a calendar feed URL: reads stored
+    answers only) or "account" (a 2013 account's login). `verifier` is the prefix
+    of the keyed verifier of the password the token was made with: a password
+    change at the school ends every token made with another one. An ended token
+    keeps its row (with `ended_reason`) for a while, so its holder learns why.
+    """
+
+    __tablename__ = "tokens"
     __table_args__ = (
         UniqueConstraint("token_hash"),
-        Index("ix_calendar_tokens_student_id", "student_id"),
+        Index("ix_tokens_student", "student_id", "system"),
+        Index("ix_tokens_account_id", "account_id"),
         {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     token_hash: Mapped[str] = mapped_column(String(64))
-    student_id: Mapped[str] = mapped_column(String(32))
-    # What the feed holds: "all" (classes and exams), "timetable" or "exams".
-    feed: Mapped[str] = mapped_column(String(16))
-    year: Mapped[int] = mapped_column(Integer)
-    term: Mapped[int] = mapped_column(SmallInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    student_id: Mapped[str | None] = mapped_column(String(32))
+    system: Mapped[str | None] = mapped_column(String(16))
+    verifier: Mapped[str | None] = mapped_column(String(32))
+    sealed: Mapped[str | None] = mapped_column(Text)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    # A feed's content: "all" (classes and exams), "timetable" or "exams", of one term.
+    feed: Mapped[str | None] = mapped_column(String(16))
+    year: Mapped[int | None] = mapped_column(Integer)
+    term: Mapped[int | None] = mapped_column(SmallInteger)
+    # The registered client that made it ("" for none), and a label its owner chose.
+    client: Mapped[str] = mapped_column(String(64), default="")
+    label: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class Account(Base):
+    """A 2013-style jnu.fm account: a user name, a password kept as an argon2 hash (never
+    the password), a public profile and the academic office student number bound to it."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        UniqueConstraint("username"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    # nickname, realname, sex, signature (JSON object of strings).
+    profile: Mapped[str] = mapped_column(Text)
+    student_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Upload(Base):
+    """An account's picture (avatar or background), re-encoded as PNG after checking."""
+
+    __tablename__ = "uploads"
+    __table_args__ = (
+        UniqueConstraint("name"),
+        UniqueConstraint("account_id", "kind"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    # The random file name it is served under (/uploads/<name>.png).
+    name: Mapped[str] = mapped_column(String(64))
+    # The PNG in base64: aiomysql 0.3 cannot bind bytes with PyMySQL 1.2's converters.
+    data: Mapped[str] = mapped_column(LongText)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -171,19 +258,27 @@ class SchoolSession(Base):
 
 
 class LoginFailure(Base):
-    """One failed (or still undecided) login, counted against a student or a client address.
+    """One wrong (or still undecided) password, counted against a student or a client.
 
-    `scope` is "student" (subject "<system>:<student id>") or "ip"; `attempt`
-    identifies the password tried (a prefix of its keyed verifier), so the
-    limits count distinct passwords; `outcome` is PENDING while the request is
-    under way, REFUSED once the school said the password is wrong, UNJUDGED when
-    the request ended without a verdict. Rows older than the lockout window are
-    pruned opportunistically.
+    `scope` is "student" (subject "<system>:<student id>"), "ip" (an anonymous
+    client's address, IPv6 by network) or "client" (a registered client's name);
+    `attempt` identifies the password tried (a prefix of its keyed verifier), so
+    the limits count distinct passwords. `outcome`:
+
+    - PENDING: a student's password with no verifier to judge it, while the school
+      has not said (counted for moments only; withdrawn if the school never says);
+    - REFUSED: the school said the password is wrong;
+    - MISMATCHED: it differs from the password the school last accepted (the stored
+      verifier judged it), and the school has not said otherwise.
+
+    A client's rows are written only once a password is judged wrong (REFUSED or
+    MISMATCHED): a request refused before judging never counts against anyone.
+    Rows older than the lockout window are pruned opportunistically.
     """
 
     PENDING = 0
     REFUSED = 1
-    UNJUDGED = 2
+    MISMATCHED = 2
 
     __tablename__ = "login_failures"
     __table_args__ = (
@@ -198,7 +293,7 @@ class LoginFailure(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     scope: Mapped[str] = mapped_column(String(8))
-    # "<system>:<student number>" or an IP address (or IPv6 network) in text.
+    # "<system>:<student number>", an IP address (or IPv6 network), or a client's name.
     subject: Mapped[str] = mapped_column(String(64))
     failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     attempt: Mapped[str] = mapped_column(String(32), default="")

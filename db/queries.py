@@ -1,4 +1,5 @@
-"""Queries on students, verifiers, card results, leases, school sessions and failed logins.
+"""Queries on students, verifiers, results, leases, school sessions and failed logins
+(tokens and registered clients: db/tokens.py).
 They never commit: the caller owns the transaction."""
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import (
-    CalendarToken,
     Lease,
     LoginFailure,
     Result,
@@ -242,17 +242,32 @@ async def delete_school_sessions(session: AsyncSession, system: str, student_id:
 # Failed logins (services/gate.py).
 
 
+@dataclass(frozen=True, slots=True)
+class FailureRow:
+    """One subject a wrong (or undecided) password counts against, and how it stands."""
+
+    scope: str
+    subject: str
+    outcome: int = LoginFailure.PENDING
+
+
 async def add_login_failures(
-    session: AsyncSession, subjects: Sequence[tuple[str, str]], attempt: str, failed_at: datetime
+    session: AsyncSession, rows: Sequence[FailureRow], attempt: str, failed_at: datetime
 ) -> list[int]:
-    """Record one failure of `attempt` for each (scope, subject); returns the new rows' ids."""
-    rows = [
-        LoginFailure(scope=scope, subject=subject, failed_at=failed_at, attempt=attempt)
-        for scope, subject in subjects
+    """Record one failure of `attempt` for each row; returns the new rows' ids."""
+    added = [
+        LoginFailure(
+            scope=row.scope,
+            subject=row.subject,
+            failed_at=failed_at,
+            attempt=attempt,
+            outcome=row.outcome,
+        )
+        for row in rows
     ]
-    session.add_all(rows)
+    session.add_all(added)
     await session.flush()
-    return [row.id for row in rows]
+    return [row.id for row in added]
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +277,7 @@ class FailureGroup:
     attempt: str
     latest: datetime
     refused: bool  # the school said this password is wrong
-    settled: bool  # a request with it has ended (refused or not judged), not only pending
+    settled: bool  # judged wrong (by the school or the stored verifier), not only pending
 
 
 async def failure_groups(
@@ -306,6 +321,36 @@ async def failure_groups(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class SubjectGroup:
+    """The failures of one password against one subject (any subject)."""
+
+    scope: str
+    subject: str
+    attempt: str
+    latest: datetime
+    settled: bool
+
+
+async def recent_failure_groups(
+    session: AsyncSession, since: datetime, limit: int
+) -> list[SubjectGroup]:
+    """Distinct (subject, password) failures after `since`, judged ones (not pending) only,
+    newest first: what lockouts are made of, for the operators' view."""
+    latest = func.max(LoginFailure.failed_at).label("latest")
+    stmt = (
+        select(LoginFailure.scope, LoginFailure.subject, LoginFailure.attempt, latest)
+        .where(LoginFailure.failed_at > since, LoginFailure.outcome != LoginFailure.PENDING)
+        .group_by(LoginFailure.scope, LoginFailure.subject, LoginFailure.attempt)
+        .order_by(latest.desc())
+        .limit(limit)
+    )
+    result = await session.execute(stmt)
+    return [
+        SubjectGroup(row.scope, row.subject, row.attempt, _utc(row.latest), True) for row in result
+    ]
+
+
 def _utc(value: datetime | str) -> datetime:
     """MAX() over a UTC column comes back untyped on SQLite (text) and naive on MySQL."""
     if isinstance(value, str):
@@ -324,7 +369,7 @@ async def delete_login_failures_of_attempt(session: AsyncSession, attempt: str) 
 
 
 async def settle_login_failures(session: AsyncSession, ids: Sequence[int], outcome: int) -> None:
-    """Record how the requests of these rows ended (LoginFailure.REFUSED or UNJUDGED)."""
+    """Record how these rows were judged (LoginFailure.REFUSED or MISMATCHED)."""
     if ids:
         await session.execute(
             update(LoginFailure).where(LoginFailure.id.in_(ids)).values(outcome=outcome)
@@ -345,55 +390,3 @@ async def prune_login_failures(session: AsyncSession, before: datetime, limit: i
     )
     await delete_login_failures_by_id(session, ids)
     return len(ids)
-
-
-async def add_calendar_token(
-    session: AsyncSession,
-    token_hash: str,
-    student_id: str,
-    feed: str,
-    year: int,
-    term: int,
-    now: datetime,
-    keep: int,
-) -> None:
-    """Store a new feed token; beyond `keep` tokens of the student, the oldest are revoked."""
-    session.add(
-        CalendarToken(
-            token_hash=token_hash,
-            student_id=student_id,
-            feed=feed,
-            year=year,
-            term=term,
-            created_at=now,
-        )
-    )
-    await session.flush()
-    ids = (
-        (
-            await session.execute(
-                select(CalendarToken.id)
-                .where(CalendarToken.student_id == student_id)
-                .order_by(CalendarToken.id.desc())
-                .offset(keep)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    if ids:
-        await session.execute(delete(CalendarToken).where(CalendarToken.id.in_(ids)))
-
-
-async def get_calendar_token(session: AsyncSession, token_hash: str) -> CalendarToken | None:
-    return (
-        await session.execute(select(CalendarToken).where(CalendarToken.token_hash == token_hash))
-    ).scalar_one_or_none()
-
-
-async def delete_calendar_token(session: AsyncSession, token_hash: str) -> bool:
-    """Revoke a token; False if there was none."""
-    result = await session.execute(
-        delete(CalendarToken).where(CalendarToken.token_hash == token_hash)
-    )
-    return bool(getattr(result, "rowcount", 0))

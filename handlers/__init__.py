@@ -11,11 +11,13 @@ from handlers import docs, ops, pages
 from handlers.base import AppDeps, log_request
 from handlers.guards import GuardedApplication
 from handlers.legacy import academic as legacy_academic
+from handlers.legacy import accounts as legacy_accounts
 from handlers.legacy import card as legacy_card
 from handlers.legacy import library as legacy_library
 from handlers.v1 import academic as v1_academic
 from handlers.v1 import card as v1_card
 from handlers.v1 import library as v1_library
+from handlers.v1 import sessions as v1_sessions
 from observability import metrics
 from observability.dashboard import ReadingHistory
 from settings import HttpSettings
@@ -40,6 +42,21 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/book/search/([^/]+)", legacy_library.BookSearchHandler, d),
         (r"/web/book", legacy_library.BookPageHandler, d),
         (r"/isbn/image/([0-9Xx-]{10,17})", legacy_library.CoverHandler, d),
+        # The 2013 account API: accounts, their tokens and pictures, the bound office.
+        (r"/signup", legacy_accounts.SignupHandler, d),
+        (r"/login", legacy_accounts.LoginHandler, d),
+        (r"/password/reset", legacy_accounts.PasswordResetHandler, d),
+        (r"/auth_jwc", legacy_accounts.AuthJwcHandler, d),
+        (r"/get_username", legacy_accounts.UsernameHandler, d),
+        (r"/get_info", legacy_accounts.GetInfoHandler, d),
+        (r"/set_info", legacy_accounts.SetInfoHandler, d),
+        (r"/set_avatar", legacy_accounts.AvatarHandler, d),
+        (r"/set_background", legacy_accounts.BackgroundHandler, d),
+        (r"/sync", legacy_accounts.SyncHandler, d),
+        (r"/class/auth", legacy_accounts.ClassAuthHandler, d),
+        (r"/kaoshi/auth", legacy_accounts.ExamAuthHandler, d),
+        (r"/version", legacy_accounts.VersionHandler, d),
+        (r"/uploads/([A-Za-z0-9_-]{32})\.png", legacy_accounts.PictureFileHandler, d),
         # The clean API.
         (r"/v1/card/balance", v1_card.V1BalanceHandler, d),
         (r"/v1/card/transactions", v1_card.V1TransactionsHandler, d),
@@ -51,6 +68,9 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/v1/grades", v1_academic.GradesHandler, d),
         (r"/v1/library/search", v1_library.LibrarySearchHandler, d),
         (r"/v1/library/books/((?:zh-)?[0-9A-Za-z.]{1,24})", v1_library.LibraryBookHandler, d),
+        # Students' session tokens: a token instead of a password on every call.
+        (r"/v1/sessions", v1_sessions.SessionsHandler, d),
+        (r"/v1/sessions/([0-9]{1,18})", v1_sessions.SessionHandler, d),
         # Calendar apps cannot send Basic auth: a revocable token in the URL instead.
         (r"/v1/calendar/tokens", v1_academic.CalendarTokensHandler, d),
         (r"/v1/calendar/([A-Za-z0-9_-]{20,64})\.ics", v1_academic.CalendarFeedHandler, d),

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,22 +26,40 @@ from tornado.web import HTTPError, RequestHandler
 
 from handlers.lean import ROUTE_SYNTAX, LeanHandler, header
 from observability import metrics
+from observability.decisions import refusals
 from observability.logs import access_lines, may_hold_secret, redact
 from observability.probes import OpsDeps
 from observability.timing import RequestTimer, activate, request_id_from
 from services.academic import AcademicService
-from services.addresses import client_ip
-from services.calendar import FeedTokens
+from services.addresses import address_key, client_ip
+from services.calendar import FeedCache
+from services.callers import Caller, ClientRegistry
 from services.card import CardService
-from services.errors import BadInput, RateLimited, ServiceError, StorageUnavailable
+from services.errors import (
+    BadInput,
+    RateLimited,
+    ServiceError,
+    StorageUnavailable,
+    TokenRefused,
+    TokenScope,
+)
+from services.gate import Lockout
 from services.library import LibraryService
 from services.pipeline import Answer
 from services.rates import RequestRateLimiter
+from services.sessions import SessionService
+from services.tokens import TokenStore
+
+if TYPE_CHECKING:
+    from services.accounts import AccountService
 
 access_log = logging.getLogger("jnufm.access")
 error_log = logging.getLogger("jnufm.error")
 
-SECRET_PARAMS = frozenset({"password", "passwd", "pwd"})
+# The 2013 account API's too: its passwords and its login token (handlers/legacy/accounts.py).
+SECRET_PARAMS = frozenset(
+    {"password", "passwd", "pwd", "oldpassword", "jwc_password", "jwcpw", "token"}
+)
 
 
 @dataclass(slots=True)
@@ -71,8 +90,19 @@ class AppDeps:
     # How the 2013 endpoints write their JSON: "compact", or the 2013 server's bytes.
     legacy_body: str = "compact"
     academic: AcademicService | None = None
-    feeds: FeedTokens | None = None
     library: LibraryService | None = None
+    # Who is asking: registered clients, and how addresses are counted.
+    clients: ClientRegistry | None = None
+    ipv6_prefix: int = 64
+    # Bearer tokens (student sessions, calendar feeds, 2013 accounts) and built feeds.
+    tokens: TokenStore | None = None
+    sessions: SessionService | None = None
+    feed_cache: FeedCache = field(default_factory=FeedCache)
+    accounts: AccountService | None = None
+    # Who is locked out or slowed down now (the dashboard's view of the gate).
+    lockouts: Callable[[], Awaitable[list[Lockout]]] | None = None
+    # How access lines name a student (services.credentials.pseudonym).
+    pseudonym: Callable[[str], str] = field(default=lambda student_id: "-")
 
 
 def redacted_uri(uri: str) -> str:
@@ -133,6 +163,18 @@ def route_label(handler: RequestHandler | LeanHandler) -> str:
     return "unmatched"
 
 
+@dataclass(slots=True)
+class Who:
+    """What an access line says of who asked and how it ended (never a password or a
+    student number: the student by pseudonym)."""
+
+    address: str  # the client's address
+    client: str = "-"  # the registered client, if any
+    end_user: str = "-"  # the end user's address a registered client passed on
+    student: str = "-"
+    outcome: str = "-"  # "ok", or the error code
+
+
 def log_request(handler: RequestHandler | LeanHandler) -> None:
     """Access log line and HTTP metrics: status, method, redacted URI, route, duration,
     cache status, request id. Never the password."""
@@ -147,7 +189,14 @@ def log_request(handler: RequestHandler | LeanHandler) -> None:
     level = logging.INFO if status < 500 else logging.WARNING
     request_id = timer.request_id if timer is not None else ""
     duration_ms = 1000.0 * seconds
-    message = f"{status} {method} {uri} {duration_ms:.1f}ms route={route} cache={cache}"
+    who = getattr(handler, "who", None)
+    if who is None:
+        who = Who(str(handler.request.remote_ip or "-"))
+    message = (
+        f"{status} {method} {uri} {duration_ms:.1f}ms route={route} cache={cache} "
+        f"addr={who.address} client={who.client} user={who.end_user} student={who.student} "
+        f"outcome={who.outcome}"
+    )
     fields = {
         "method": method,
         "uri": uri,
@@ -155,6 +204,11 @@ def log_request(handler: RequestHandler | LeanHandler) -> None:
         "status": status,
         "duration_ms": round(duration_ms, 1),
         "cache": cache,
+        "addr": who.address,
+        "client": who.client,
+        "user": who.end_user,
+        "student": who.student,
+        "outcome": who.outcome,
     }
     # Every part is ours or redacted already (an invented method is not: it goes
     # through logging's redaction).
@@ -192,7 +246,11 @@ def describe_error(
         headers: dict[str, str] = {}
         if isinstance(exc, BadInput) and exc.status == 401:
             # Credentials are missing (a wrong password gets none: no browser prompt).
-            headers["WWW-Authenticate"] = 'Basic realm="jnufm"'
+            headers["WWW-Authenticate"] = 'Basic realm="jnufm", Bearer realm="jnufm"'
+        elif isinstance(exc, TokenRefused) and exc.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="jnufm", error="invalid_token"'
+        elif isinstance(exc, TokenScope):
+            headers["WWW-Authenticate"] = 'Bearer realm="jnufm", error="insufficient_scope"'
         if exc.retry_after is not None:
             headers["Retry-After"] = str(exc.retry_after)
         elif exc.status >= 500:
@@ -219,6 +277,8 @@ class JsonHandler(LeanHandler):
     def initialize(self, deps: AppDeps) -> None:
         self.deps = deps
         self._counted = False
+        self._caller: Caller | None = None
+        self.who: Who | None = None
 
     # Whether the per-address request rate limit applies to this handler.
     rate_limited = True
@@ -238,7 +298,14 @@ class JsonHandler(LeanHandler):
         metrics.http_in_flight(1)
         self._counted = True
         if self.rate_limited and self.deps.rate_limiter is not None:
-            self.deps.rate_limiter.check(self.client_ip())
+            caller = self.caller()
+            client = caller.client
+            if client is None:
+                self.deps.rate_limiter.check(caller.ip)
+            else:
+                self.deps.rate_limiter.check_subject(
+                    client.name, client.requests_per_s, client.burst
+                )
 
     def on_finish(self) -> None:
         if self._counted:
@@ -252,6 +319,10 @@ class JsonHandler(LeanHandler):
         self.set_header("X-Request-Id", self.timer.request_id)
 
     def finish(self, chunk: str | bytes | None = None) -> None:
+        if self.who is None or self.who.outcome == "-":
+            # An error answer names its code (write_error); any other its status.
+            status = self.get_status()
+            self.note_outcome("ok" if status < 400 else f"http_{status}")
         if not self._headers_written:
             # Only successful answers say where the time went: on a refusal (wrong
             # password, lockout, bad input) the parts would tell an unauthenticated
@@ -285,6 +356,36 @@ class JsonHandler(LeanHandler):
         forwarded = header(self.request.headers, "X-Forwarded-For")
         return client_ip(remote, forwarded, self.deps.trusted_proxies)
 
+    def caller(self) -> Caller:
+        """Who sent this request: a registered client (by `X-Api-Key`, else by address), or
+        the address (services/callers.py). Read once per request."""
+        caller = self._caller
+        if caller is None:
+            ip = self.client_ip()
+            registry = self.deps.clients
+            if registry is None:
+                caller = Caller(ip, address_key(ip, self.deps.ipv6_prefix))
+            else:
+                forwarded = header(self.request.headers, "Forwarded") or header(
+                    self.request.headers, "X-Forwarded-For"
+                )
+                caller = registry.caller(ip, header(self.request.headers, "X-Api-Key"), forwarded)
+            self._caller = caller
+            if caller.client is not None:
+                self.timer.client = caller.client.name
+            self.who = Who(
+                caller.ip,
+                caller.client.name if caller.client is not None else "-",
+                caller.end_user or "-",
+            )
+        return caller
+
+    def note_student(self, student_id: str) -> None:
+        """Name the student this request is about in its access line (by pseudonym)."""
+        self.caller()
+        assert self.who is not None
+        self.who.student = self.deps.pseudonym(student_id)
+
     def mark_answer(self, answer: Answer[Any]) -> None:
         """The answer's `Age` and `Cache-Status` (RFC 9211) headers."""
         age = (datetime.now(UTC) - answer.as_of).total_seconds()
@@ -294,6 +395,11 @@ class JsonHandler(LeanHandler):
         self.timer.cache_status = (
             "stale" if answer.stale else ("hit" if answer.source == "cache" else "miss")
         )
+
+    def note_outcome(self, outcome: str) -> None:
+        if self.who is None:
+            self.who = Who(str(self.request.remote_ip or "-"))
+        self.who.outcome = outcome
 
     def write_answer(self, answer: Answer[Any], body: Any) -> None:
         """The JSON body with the answer's `Age` and `Cache-Status` headers."""
@@ -305,6 +411,7 @@ class JsonHandler(LeanHandler):
         exc = exc_info[1] if exc_info else None
         status, code, message, headers = describe_error(exc, status_code, self.deps.retry_after_s)
         self.set_status(status)
+        self.note_outcome(code)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         for name, value in headers.items():
             self.set_header(name, value)
@@ -324,6 +431,11 @@ class JsonHandler(LeanHandler):
         where = f"{self.request.method} {redacted_uri(self.request.uri or '')}"
         if isinstance(value, RateLimited):
             metrics.record_rate_limited(value.code)
+            caller = self._caller
+            if value.scope is not None and value.subject is not None:
+                refusals.refused(value.code, value.scope, value.subject, value.retry_after)
+            elif caller is not None:
+                refusals.refused(value.code, caller.scope, caller.subject, value.retry_after)
             return
         if isinstance(value, HTTPError) or (isinstance(value, ServiceError) and value.status < 500):
             return

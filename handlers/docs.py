@@ -12,7 +12,11 @@ from api.routes import openapi
 from handlers.base import AppDeps, JsonHandler
 from handlers.ops import readable_metrics
 from observability.dashboard import ReadingHistory, figures, read
+from services.errors import StorageUnavailable
 from services.pipeline import Pipeline
+
+# Lockouts listed on the dashboard, the latest-ending first.
+TOP_LOCKOUTS = 20
 
 
 @functools.cache
@@ -50,7 +54,7 @@ class DashboardHandler(JsonHandler):
         super().initialize(deps)
         self.history = history
 
-    def get(self) -> None:
+    async def get(self) -> None:
         exposition, _ = readable_metrics(self, "the dashboard is")
         reading = read(exposition.decode("utf-8"), time.monotonic())
         baseline = self.history.baseline(reading)
@@ -63,4 +67,24 @@ class DashboardHandler(JsonHandler):
             breakers,
             (self.deps.worker_index, state.generation),
         )
+        body["lockouts"] = await self.lockouts()
         self.write_json(body)
+
+    async def lockouts(self) -> list[dict[str, Any]] | None:
+        """Who is locked out or slowed down now; None when the database cannot say."""
+        if self.deps.lockouts is None:
+            return []
+        try:
+            found = await self.deps.lockouts()
+        except StorageUnavailable:
+            return None
+        return [
+            {
+                "scope": lock.scope,
+                "who": lock.who,
+                "wrong": lock.wrong,
+                "allowed": lock.allowed,
+                "until": lock.until.isoformat(timespec="seconds"),
+            }
+            for lock in found[:TOP_LOCKOUTS]
+        ]

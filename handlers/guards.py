@@ -8,18 +8,23 @@ BodyLimit           a request whose declared Content-Length exceeds `http.max_bo
                     is answered 413 (JSON) before a byte of its body is read; a chunked
                     body is answered 413 once it passes the limit, and nothing beyond
                     the limit is kept. Either way the connection is closed after the
-                    answer (the only way not to read the rest).
+                    answer (the only way not to read the rest). A route whose handler
+                    takes more (a picture upload: its `body_limit(**route kwargs)`) has
+                    its own limit, by exact path; only its requests may be that large.
 security_headers    `X-Content-Type-Options: nosniff` on every answer; a strict
                     Content-Security-Policy and `Referrer-Policy: no-referrer` on HTML
                     (SecurityHeaders applies it to tornado.web's answers).
 
 Tornado's own `max_body_size` (set to the same limit on the HTTPServer) stays as
 a backstop: it closes the connection with a bare 400, where this answers JSON.
+BodyLimit raises it for the one request of a route with a larger limit, so the
+backstop stays tight for every other route.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -69,6 +74,8 @@ class GuardedApplication(Application):
         self.lean_routes = LeanRoutes([rule for rule in handlers if rule not in web])
         self.deps = deps
         self.max_body_bytes = max_body_bytes
+        # Exact paths whose handler takes a larger body (uploads), and their limits.
+        self.body_limits = larger_bodies(handlers, max_body_bytes)
         # A delegate for one request to a LeanHandler: its answer gets the security
         # headers and an access line, like tornado.web's answers.
         self.lean_delegate = functools.partial(
@@ -89,6 +96,18 @@ class GuardedApplication(Application):
         if web is not None:
             return web
         return self.lean_delegate(request, NotFoundHandler, {"deps": self.deps}, [], "unmatched")
+
+
+def larger_bodies(handlers: list[tuple[str, type, dict[str, Any]]], default: int) -> dict[str, int]:
+    """The routes whose handler takes a body larger than `default` (its `body_limit`,
+    given the route's arguments), by exact path: an upload's route is a literal path."""
+    limits: dict[str, int] = {}
+    for pattern, handler, kwargs in handlers:
+        own = getattr(handler, "body_limit", None)
+        limit = own(**kwargs) if own is not None else None
+        if limit is not None and limit > default:
+            limits[re.sub(r"\\(.)", r"\1", pattern)] = limit
+    return limits
 
 
 class PayloadTooLargeHandler(JsonHandler):
@@ -129,6 +148,7 @@ class BodyLimit(httputil.HTTPMessageDelegate):
         self._inner: httputil.HTTPMessageDelegate = _NOWHERE
         self._refusal: httputil.HTTPMessageDelegate | None = None
         self._received = 0
+        self._limit = app.max_body_bytes
         self._request: httputil.HTTPServerRequest | None = None
         self._start_line: httputil.RequestStartLine | None = None
         self._headers = httputil.HTTPHeaders()
@@ -146,13 +166,17 @@ class BodyLimit(httputil.HTTPMessageDelegate):
             start_line=start_line,
             headers=headers,
         )
+        if self._app.body_limits:
+            self._limit = self._app.body_limits.get(self._request.path, self._limit)
         declared = declared_length(headers)
-        if declared is not None and declared > self._app.max_body_bytes:
+        if declared is not None and declared > self._limit:
             # Answered without reading: Tornado must not refuse it again with a bare 400.
             self._set_connection_limit(declared)
             return self._refuse()
         if headers.get_list("Transfer-Encoding"):  # chunked (Tornado refuses any other)
             self._set_connection_limit(_UNLIMITED)
+        elif self._limit > self._app.max_body_bytes:
+            self._set_connection_limit(self._limit)  # this route's larger body passes
         self._inner = self._app.route(self._request)
         return self._inner.headers_received(start_line, headers)
 
@@ -160,7 +184,7 @@ class BodyLimit(httputil.HTTPMessageDelegate):
         if self._refusal is not None:
             return None
         self._received += len(chunk)
-        if self._received > self._app.max_body_bytes:
+        if self._received > self._limit:
             self._inner.on_connection_close()  # drops what the route buffered so far
             return self._refuse()
         return self._inner.data_received(chunk)
@@ -180,7 +204,7 @@ class BodyLimit(httputil.HTTPMessageDelegate):
         self._refusal = self._app.lean_delegate(
             self._request,
             PayloadTooLargeHandler,
-            {"deps": self._app.deps, "limit": self._app.max_body_bytes},
+            {"deps": self._app.deps, "limit": self._limit},
             [],
             "unmatched",
             at_headers=True,

@@ -39,6 +39,9 @@ UNCOUNTED_ROUTES = frozenset(
     }
 )
 BREAKER_NAMES = {0: "closed", 1: "half_open", 2: "open"}
+# Clients listed by the school requests made for them (registered ones by name; every
+# unregistered address together as "anonymous").
+TOP_CLIENTS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,8 @@ class Reading:
     school_requests: dict[str, float] = field(default_factory=dict)
     school_failures: dict[str, float] = field(default_factory=dict)
     school_seconds: dict[str, float] = field(default_factory=dict)
+    # School requests by the client they were made for (a registered name, "anonymous").
+    client_cost: dict[str, float] = field(default_factory=dict)
     waiting: dict[str, float] = field(default_factory=dict)
     breakers: dict[str, str] = field(default_factory=dict)
     in_flight: float = 0.0
@@ -102,6 +107,8 @@ def read(exposition: str, at: float) -> Reading:
                 _add(reading.school_requests, system, value)
                 if labels.get("outcome") != "ok":
                     _add(reading.school_failures, system, value)
+            elif name == "jnufm_school_cost_total":
+                _add(reading.client_cost, labels.get("client", "anonymous"), value)
             elif name == "jnufm_school_request_duration_seconds_sum":
                 _add(reading.school_seconds, system, value)
             elif name == "jnufm_budget_queue_length":
@@ -199,6 +206,22 @@ def figures(
                 "breaker": breakers.get(system) or new.breakers.get(system) or "closed",
             }
         )
+    by_cost = sorted(
+        new.client_cost.items(),
+        key=lambda item: (
+            -(rate(item[1], before.client_cost.get(item[0], 0.0)) or 0.0),
+            -item[1],
+            item[0],
+        ),
+    )
+    clients = [
+        {
+            "client": name,
+            "school_requests": total,
+            "school_requests_per_s": rate(total, before.client_cost.get(name, 0.0)),
+        }
+        for name, total in by_cost[:TOP_CLIENTS]
+    ]
     live = [{"worker": w.worker, "pid": w.pid, "generation": w.generation} for w in new.live]
     return {
         "window_s": round(seconds, 3) if window else None,
@@ -208,6 +231,7 @@ def figures(
         "cache_hit_ratio": hit_ratio,
         "latency_ms": latency,
         "school": school,
+        "clients": clients,
         "workers": {"count": max(new.workers, float(len(live))), "live": live},
         "answered_by": {"worker": answered_by[0], "generation": answered_by[1]},
     }

@@ -52,7 +52,7 @@ NOISY_LOGGERS = ("httpx", "httpcore", "asyncio", "alembic")
 # Loggers whose every line is wanted: one access line per answered request
 # (bounded by the request rate limits), and the master's supervision events
 # (bounded by the crash-loop limit), which operators count.
-REPEAT_EXEMPT_LOGGERS = frozenset({"jnufm.access", "jnufm.master"})
+REPEAT_EXEMPT_LOGGERS = frozenset({"jnufm.access", "jnufm.master", "jnufm.decisions"})
 
 # Message templates tracked at once; the oldest is forgotten beyond this.
 REPEAT_TABLE_SIZE = 1024

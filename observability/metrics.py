@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from observability.timing import current_timer
+
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
 
@@ -71,6 +73,7 @@ class _Metrics:
     http_in_flight: Gauge
     connections_shed: Counter
     school_requests: Counter
+    school_cost: Counter
     school_duration: Histogram
     cache_lookups: Counter
     coalesced_waits: Counter
@@ -124,6 +127,12 @@ def _m() -> _Metrics:
                 "Requests sent to a school system, by system, URL path and outcome "
                 "(ok, timeout, connection, server_error, bad_page).",
                 ["system", "path", "outcome"],
+            ),
+            school_cost=Counter(
+                "jnufm_school_cost",
+                "Requests sent to a school system on behalf of a client, by system and "
+                "client: a registered client's name, or anonymous (every unregistered address).",
+                ["system", "client"],
             ),
             school_duration=Histogram(
                 "jnufm_school_request_duration_seconds",
@@ -301,9 +310,12 @@ def record_connection_shed() -> None:
 
 
 def observe_school_request(system: str, path: str, outcome: str, seconds: float) -> None:
-    """One request to a school system: path without query, outcome "ok" or an error kind."""
+    """One request to a school system: path without query, outcome "ok" or an error kind;
+    charged to the client whose request caused it (coalesced fetches: the first asker)."""
     m = _m()
     m.school_requests.labels(system, path, outcome).inc()
+    timer = current_timer()
+    m.school_cost.labels(system, timer.client if timer is not None else "anonymous").inc()
     m.school_duration.labels(system).observe(seconds)
 
 

@@ -50,6 +50,9 @@ class RequestTimer:
     request_id: str
     spent_ms: dict[str, float] = field(default_factory=dict)
     cache_status: str = "-"
+    # Whom the school requests of this request are charged to (a registered client's
+    # name, else "anonymous"): metrics' jnufm_school_cost.
+    client: str = "anonymous"
 
     def add(self, part: str, seconds: float) -> None:
         self.spent_ms[part] = self.spent_ms.get(part, 0.0) + seconds * 1000.0

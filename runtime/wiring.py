@@ -23,16 +23,21 @@ from school.library.covers import CoverClient
 from school.library.ilas import IlasClient
 from school.library.innopac import CatalogueSettings, InnopacClient
 from services.academic import AcademicService
+from services.accounts import AccountService
 from services.breaker import BreakerTable
-from services.calendar import FeedTokens
+from services.callers import ClientRegistry
 from services.card import CardService
+from services.credentials import pseudonym
 from services.deferred import DeferredWrites, HostWrites, WriteHealth
 from services.gate import CredentialGate, GateStore
 from services.library import LibraryService
 from services.lockout import GateTable, OutageTable
 from services.pipeline import Connector, CookieConnector, Pipeline, SystemSpec, utc_now
 from services.rates import RequestRateLimiter, SharedRateTable
+from services.sessions import SessionService
 from services.storage import Storage
+from services.tokens import TokenStore
+from services.vault import SessionVault
 from settings import Settings, SystemConfig
 
 S = TypeVar("S")
@@ -228,28 +233,43 @@ async def build_worker_services(
     tables = host_tables or make_host_tables(settings)
     db = settings.database
     deferred = DeferredWrites(db.deferred_writes, db.deferred_retry_s, WriteHealth(tables.writes))
-    gate = CredentialGate(
-        GateStore(sessions, deferred.health),
-        tables.gate,
-        limits,
-        settings.secret_key.encode(),
-        outage=tables.outage,
-        deferred=deferred,
-    )
     limiter = None
     school_limiter = None
+    slowed = None
     if limits.enabled:
         limiter = RequestRateLimiter(
             tables.rates, limits.requests_per_s, limits.burst, ipv6_prefix=limits.ipv6_prefix
         )
+        # Its rate applies to addresses only where limits.school_requests_per_s is set; a
+        # registered client's own quota is given with each check.
         school_limiter = RequestRateLimiter(
             tables.rates,
-            limits.school_requests_per_s,
+            limits.school_requests_per_s or settings.clients.school_requests_per_s or 1.0,
             limits.school_burst,
             ipv6_prefix=limits.ipv6_prefix,
             namespace="school|",
-            message="too many queries from this address need the school; slow down",
+            message="too many queries from this client need the school; slow down",
         )
+        slowed = RequestRateLimiter(
+            tables.rates,
+            settings.clients.slowed_logins_per_min / 60.0,
+            1,
+            namespace="slowed|",
+            message="this client is slowed down",
+        )
+    secret = settings.secret_key.encode()
+    token_store = TokenStore(sessions, settings.tokens, SessionVault(secret), utc_now)
+    gate = CredentialGate(
+        GateStore(sessions, deferred.health),
+        tables.gate,
+        limits,
+        secret,
+        outage=tables.outage,
+        deferred=deferred,
+        clients=settings.clients,
+        slowed=slowed,
+        on_password_change=token_store.forget,
+    )
     storage = Storage(sessions, settings, deferred, utc_now)
     state = WorkerState()
 
@@ -293,10 +313,22 @@ async def build_worker_services(
         "covers": pipeline(SystemSpec("covers", "the cover service", None, budget.covers), None),
     }
     pipelines: list[Pipeline[Any]] = [card_pipeline, academic_pipeline, *library_pipelines.values()]
+    card_service = CardService(card, card_pipeline, settings)
+    academic_service = AcademicService(office, academic_pipeline, settings)
+    registry = ClientRegistry(sessions, settings.clients, limits.ipv6_prefix)
+    accounts = None
+    if settings.accounts.enabled:
+        accounts = AccountService(sessions, settings, token_store, academic_service)
     deps = AppDeps(
-        card=CardService(card, card_pipeline, settings),
-        academic=AcademicService(office, academic_pipeline, settings),
-        feeds=FeedTokens(sessions, utc_now),
+        card=card_service,
+        academic=academic_service,
+        tokens=token_store,
+        sessions=SessionService(token_store, card_service, academic_service),
+        accounts=accounts,
+        clients=registry,
+        ipv6_prefix=limits.ipv6_prefix,
+        pseudonym=lambda student_id: pseudonym(secret, student_id),
+        lockouts=lambda: gate.lockouts(registry.failures_max_of),
         library=LibraryService(*library_clients(settings, clients), library_pipelines, settings),
         state=state,
         retry_after_s=settings.api.retry_after_s,
@@ -319,13 +351,16 @@ async def build_worker_services(
 
     async def recover() -> None:
         """Free the school budget and student leases this host's dead processes held
-        (a killed worker's slots are usable again as soon as it is replaced)."""
+        (a killed worker's slots are usable again as soon as it is replaced), and read
+        the registered clients before the first request."""
         await storage.leases.release_dead_holders()
+        await registry.refresh()
 
     async def close() -> None:
         for pipeline in pipelines:
             await pipeline.aclose(settings.shutdown_grace_s)
         await deferred.drain(settings.shutdown_grace_s)
+        await token_store.aclose()
         for http in clients.values():
             await http.aclose()
         await engine.dispose()

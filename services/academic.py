@@ -22,6 +22,7 @@ from school.academic.models import (
     grade_point_average,
 )
 from services.breaker import CircuitBreaker
+from services.callers import Caller
 from services.campus import Campus, Term, campus_today
 from services.credentials import Credentials
 from services.gate import Ticket
@@ -73,28 +74,28 @@ class AcademicService:
     # Queries -----------------------------------------------------------------------------
 
     async def timetable(
-        self, creds: Credentials, term: Term, fresh: bool = False, ip: str = ""
+        self, creds: Credentials, term: Term, caller: Caller, fresh: bool = False
     ) -> Answer[Timetable]:
         return await self.pipeline.ask(
-            creds, ip, lambda t, by: self.pipeline.answer(t, self._timetable_q(term, fresh, by))
+            creds, caller, lambda t, by: self.pipeline.answer(t, self._timetable_q(term, fresh, by))
         )
 
     async def exams(
-        self, creds: Credentials, term: Term, fresh: bool = False, ip: str = ""
+        self, creds: Credentials, term: Term, caller: Caller, fresh: bool = False
     ) -> Answer[list[Exam]]:
         return await self.pipeline.ask(
-            creds, ip, lambda t, by: self.pipeline.answer(t, self._exams_q(term, fresh, by))
+            creds, caller, lambda t, by: self.pipeline.answer(t, self._exams_q(term, fresh, by))
         )
 
     async def grades(
-        self, creds: Credentials, term: Term, fresh: bool = False, ip: str = ""
+        self, creds: Credentials, term: Term, caller: Caller, fresh: bool = False
     ) -> Answer[list[Grade]]:
         return await self.pipeline.ask(
-            creds, ip, lambda t, by: self.pipeline.answer(t, self._grades_q(term, fresh, by))
+            creds, caller, lambda t, by: self.pipeline.answer(t, self._grades_q(term, fresh, by))
         )
 
     async def term_events(
-        self, creds: Credentials, term: Term, fresh: bool = False, ip: str = ""
+        self, creds: Credentials, term: Term, caller: Caller, fresh: bool = False
     ) -> tuple[Answer[Timetable], Answer[list[Exam]]]:
         """The timetable and the exams of a term, for one request (one pass of the gate)."""
         Both = tuple[Answer[Timetable], Answer[list[Exam]]]
@@ -104,7 +105,7 @@ class AcademicService:
             exams = await self.pipeline.answer(ticket, self._exams_q(term, fresh, deadline))
             return Answer((classes, exams), min(classes.as_of, exams.as_of))
 
-        return (await self.pipeline.ask(creds, ip, run)).value
+        return (await self.pipeline.ask(creds, caller, run)).value
 
     async def stored_term(
         self, student_id: str, term: Term

@@ -32,14 +32,14 @@ def client_ip(remote_ip: str, forwarded_for: str | None, trusted_proxies: Sequen
     are whatever the client sent, so they are never believed. A malformed entry
     stops the walk at the last address known to be real.
     """
-    peer = _parse_address(remote_ip)
+    peer = parse_address(remote_ip)
     if peer is None:
         return remote_ip
     if not forwarded_for or not _is_trusted(peer, trusted_proxies):
         return str(peer)
     client = peer
     for entry in reversed(forwarded_for.split(",")):
-        address = _parse_address(entry)
+        address = parse_address(entry)
         if address is None:
             break
         client = address
@@ -73,7 +73,7 @@ def _is_trusted(address: Address, trusted_proxies: Sequence[Network]) -> bool:
 
 # Most requests come from addresses seen moments ago; parsing one costs microseconds.
 @functools.lru_cache(maxsize=4096)
-def _parse_address(text: str) -> Address | None:
+def parse_address(text: str) -> Address | None:
     """An IP address from an XFF entry or a peer address; IPv4-mapped IPv6 becomes IPv4."""
     text = text.strip()
     if not text or len(text) > MAX_ADDRESS_TEXT:

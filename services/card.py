@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from school.card.client import CardCenterClient
 from school.card.models import AccountInfo, CardSession, Transaction
 from services.breaker import CircuitBreaker
+from services.callers import Caller
 from services.campus import CHINA, campus_today
 from services.credentials import Credentials
 from services.errors import BadInput
@@ -63,31 +64,36 @@ class CardService:
     # Queries -----------------------------------------------------------------------------
 
     async def balance(
-        self, creds: Credentials, fresh: bool = False, ip: str = ""
+        self, creds: Credentials, caller: Caller, fresh: bool = False
     ) -> Answer[AccountInfo]:
         """The account page, fresh enough for a balance."""
         max_age = self._settings.cache.fresh_s.balance
         return await self.pipeline.ask(
-            creds, ip, lambda t, by: self._account(t, max_age, fresh, by)
+            creds, caller, lambda t, by: self._account(t, max_age, fresh, by)
         )
 
     async def profile(
-        self, creds: Credentials, fresh: bool = False, ip: str = ""
+        self, creds: Credentials, caller: Caller, fresh: bool = False
     ) -> Answer[AccountInfo]:
         """The account page, fresh enough for name, card number, department."""
         max_age = self._settings.cache.fresh_s.profile
         return await self.pipeline.ask(
-            creds, ip, lambda t, by: self._account(t, max_age, fresh, by)
+            creds, caller, lambda t, by: self._account(t, max_age, fresh, by)
         )
 
     async def today_transactions(
-        self, creds: Credentials, fresh: bool = False, ip: str = ""
+        self, creds: Credentials, caller: Caller, fresh: bool = False
     ) -> Answer[list[Transaction]]:
         """Today's transactions (the card center's today), newest first."""
-        return await self.pipeline.ask(creds, ip, lambda t, by: self._today(t, fresh, by))
+        return await self.pipeline.ask(creds, caller, lambda t, by: self._today(t, fresh, by))
 
     async def transactions(
-        self, creds: Credentials, start: date, end: date, fresh: bool = False, ip: str = ""
+        self,
+        creds: Credentials,
+        start: date,
+        end: date,
+        caller: Caller,
+        fresh: bool = False,
     ) -> Answer[list[Transaction]]:
         """Transactions whose (clock-corrected) campus date is from start to end inclusive.
 
@@ -105,17 +111,17 @@ class CardService:
             rows = [r for r in shown.value if start <= r.time.astimezone(CHINA).date() <= end]
             return Answer(rows, shown.as_of, shown.source, shown.stale, shown.cache_status)
 
-        return await self.pipeline.ask(creds, ip, run)
+        return await self.pipeline.ask(creds, caller, run)
 
     async def recent_days(
-        self, creds: Credentials, days: int, fresh: bool = False, ip: str = ""
+        self, creds: Credentials, days: int, caller: Caller, fresh: bool = False
     ) -> Answer[list[Transaction]]:
         """The card center's today and the `days` days before it, in its own calendar (as
         the 2013 `/card/month` asked: today-7 .. today)."""
         school_today = self.school_today()
         first = school_today - timedelta(days=days)
         return await self.pipeline.ask(
-            creds, ip, lambda t, by: self._school_days(t, first, school_today, fresh, by)
+            creds, caller, lambda t, by: self._school_days(t, first, school_today, fresh, by)
         )
 
     def check_range(self, start: date, end: date) -> tuple[date, date]:

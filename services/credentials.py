@@ -36,10 +36,12 @@ PASSWORD_RULES = {
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """A student number and a school system's password; the password never appears in repr
-    or logs."""
+    or logs. `proven`: they come from a student's token (services/tokens.py), not from
+    the request: no guess, so no limit on guesses applies to them."""
 
     student_id: str
     password: str = field(repr=False)
+    proven: bool = False
 
     @classmethod
     def parse(
@@ -74,6 +76,13 @@ def make_verifier(secret_key: bytes, system: str, creds: Credentials) -> str:
     mac = keyed.copy()  # the key's pads hashed once, not per request
     mac.update(message)
     return mac.hexdigest()
+
+
+def pseudonym(secret_key: bytes, student_id: str) -> str:
+    """A student's name in logs: the same for every line of one student, useless without
+    the key (student numbers are few enough to try them all against a plain hash)."""
+    mac = hmac.new(secret_key, b"jnufm log pseudonym\x00" + student_id.encode(), "sha256")
+    return mac.hexdigest()[:12]
 
 
 # HMAC-SHA256 objects that have taken in a key and nothing else, by key.

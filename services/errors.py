@@ -9,7 +9,12 @@ ServiceError                      status code
 ├── BadInput                      400    (its own code; 401 for missing credentials)
 ├── QueryRefused                  400    query_rejected: the school refused what we asked
 ├── InvalidPassword               401    invalid_credentials
-├── RateLimited                   429    too_many_failed_logins, rate_limited, student_busy
+├── PasswordChanged               401    password_changed: a token's password no longer works
+├── TokenRefused                  401    invalid_token, token_expired, token_revoked,
+│                                        password_changed (with WWW-Authenticate: Bearer)
+├── TokenScope                    403    insufficient_scope: a token of another system
+├── RateLimited                   429    too_many_failed_logins, rate_limited, student_busy,
+│                                        client_slowed
 ├── SchoolUnreachable             502    school_unavailable: refused, reset, 5xx, overload page
 ├── SchoolBadPage                 502    school_bad_page: a page we cannot read
 ├── SchoolSessionLost             502    school_session_lost
@@ -82,7 +87,43 @@ class InvalidPassword(ServiceError):
         super().__init__(message)
 
 
-RateLimitCode = Literal["too_many_failed_logins", "rate_limited", "student_busy"]
+class PasswordChanged(ServiceError):
+    """The school refused the password a student's token holds: the password was changed
+    at the school, and every token made with the old one has ended."""
+
+    status = 401
+    code = "password_changed"
+
+    def __init__(
+        self,
+        message: str = "the password this token holds no longer works at the school (it was "
+        "changed there): every token made with it has ended; make a new one",
+    ) -> None:
+        super().__init__(message)
+
+
+TokenCode = Literal["invalid_token", "token_expired", "token_revoked", "password_changed"]
+
+
+class TokenRefused(ServiceError):
+    """A bearer token that opens nothing: unknown, expired, revoked, or ended by a
+    password change (the code says which)."""
+
+    status = 401
+
+    def __init__(self, code: TokenCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TokenScope(ServiceError):
+    """A valid token used where it gives no access (a card token on the academic office)."""
+
+    status = 403
+    code = "insufficient_scope"
+
+
+RateLimitCode = Literal["too_many_failed_logins", "rate_limited", "student_busy", "client_slowed"]
 
 
 class RateLimited(ServiceError):
@@ -90,9 +131,20 @@ class RateLimited(ServiceError):
 
     status = 429
 
-    def __init__(self, code: RateLimitCode, message: str, retry_after_s: int) -> None:
+    def __init__(
+        self,
+        code: RateLimitCode,
+        message: str,
+        retry_after_s: int,
+        scope: str | None = None,
+        subject: str | None = None,
+    ) -> None:
         super().__init__(message, retry_after_s)
         self.code = code
+        # Whom the limit holds back, for the decision log ("student" and its pseudonym,
+        # "ip" and the address, "client" and its name); None: the caller.
+        self.scope = scope
+        self.subject = subject
 
 
 class SchoolUnreachable(ServiceError):

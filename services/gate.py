@@ -1,42 +1,57 @@
 """The credential gate: every request that bears a password passes here, for every school system.
 
-    admit -> Ticket -> (the pipeline answers) -> accepted / rejected -> close
+    admit -> Ticket -> (the pipeline answers) -> accepted / rejected -> release
 
 Who judges a password:
 
 - one that matches the student's stored verifier (the password the school
   last accepted) may be answered from the cache: the gate only checks that
-  neither the student nor the client address is locked out;
-- anything else is judged only by the school, and counts as a failed attempt
-  from before it is judged until the school accepts it. If the school cannot
-  judge it (down, over budget, breaker open, timeout), it stays counted.
+  the student (and an anonymous client's address) is not locked out;
+- anything else is judged only by the school, by a fresh login;
+- credentials from a student's token (`Credentials.proven`) are no guess: no
+  limit applies to them, and a refusal ends the tokens made with them.
 
-Limits: at most `failed_logins_max` distinct wrong passwords per student and
-`failed_logins_ip_max` per client address within `failed_logins_window_s`,
-under any concurrency, over every worker and host. An attempt is reserved
-before it is judged: its rows are committed, then the distinct passwords of
-the subject are counted; it is refused if `max` others are already there.
-Of two concurrent attempts the later to count always sees the earlier, so
-no more than `max` are ever admitted. A repeated password counts once (it
-tells an attacker nothing new), and one the school already refused to this
-address is answered 401 without asking the school again. While a student or
-an address is locked out, every password, right or wrong, gets 429: a right
-one getting 200 would turn the lockout into an oracle.
+What counts as a wrong password (docs/protection.md, "Counting"): only a
+password judged wrong, by the school (REFUSED) or by the stored verifier (a
+password other than the one the school last accepted: MISMATCHED, since the
+answer it gets already differs from the right one's). A request refused
+before anything judged it (rate limit, budget, breaker, school or database
+down, deadline, shutdown) never counts, against anyone: a student's password
+without a verifier is counted while it waits for the school (PENDING, so a
+burst cannot overshoot the student's limit) and withdrawn if the school
+never says.
 
-Per-host state (`GateTable` in services/lockout.py, shared memory across the workers of a host)
-keeps the warm path off the database: the current verifier, when it was last
-read from the database, lockouts seen, and how many reservations are being
-decided right now. A request whose password matches the verifier waits for
-those to be decided before it is let through, so a right password sent in a
-burst of wrong ones cannot slip past the lockout the others are forming.
-Other hosts' failures and password changes are read from the database at
-most `verifier_sync_s` after the last read (see docs/protection.md for what
-that allows).
+Limits, within `failed_logins_window_s`, over every worker and host:
+
+- a student: `failed_logins_max` distinct wrong passwords, then every password
+  gets 429 (a right one answered would make the lockout an oracle);
+- an anonymous address: `failed_logins_ip_max`, plus `failed_logins_ip_per_student`
+  for each distinct student proven right from it (a campus NAT), at most
+  `failed_logins_ip_ceiling`; then every password from it gets 429 (tokens not);
+- a registered client: its `failures_max`; then it is slowed down (logins the
+  school must judge at `clients.slowed_logins_per_min`), never locked: the
+  students behind it keep their answers, and lockouts behind it are per student.
+
+A student's attempt is reserved before it is judged: its row is committed,
+then the distinct passwords of the student are counted; it is refused if
+`max` others are there. Of two concurrent attempts the later to count always
+sees the earlier. A client's rows are written once a password is judged wrong,
+and its limit is checked again right before each login, so it can be passed
+by at most the logins in flight (the school budget). A repeated password
+counts once, and one the school already refused to this client is answered
+401 without asking the school again.
+
+Per-host state (`GateTable` in services/lockout.py, shared memory across the
+workers of a host) keeps the warm path off the database: the current verifier,
+lockouts seen, reservations being decided, and each address's population.
+Other hosts' failures and password changes are read from the database at most
+`verifier_sync_s` after the last read.
 
 When the school accepts a new password, the verifier is replaced in the
-database and in this host's table at once, and the sessions opened with the
-old one are dropped. When it refuses the password the verifier stood for,
-the verifier and the sessions are dropped.
+database and in this host's table at once, the sessions opened with the old
+one are dropped and the tokens made with it end. When it refuses the password
+the verifier stood for, the verifier and the sessions are dropped and the
+tokens made with that password end.
 """
 
 from __future__ import annotations
@@ -56,15 +71,16 @@ from typing import Any, Final, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db import queries
+from db import queries, tokens
 from db.errors import is_contention
 from db.models import LoginFailure
 from observability import metrics
-from services.addresses import address_key
-from services.credentials import Credentials, make_verifier
+from services.callers import Caller
+from services.credentials import Credentials, make_verifier, pseudonym
 from services.deferred import DeferredWrites, WriteHealth
 from services.errors import InvalidPassword, RateLimited, StorageUnavailable
 from services.lockout import (
+    CLIENT,
     HOST_VERIFIER_BYTES,
     IP,
     NO_VERIFIER,
@@ -72,13 +88,17 @@ from services.lockout import (
     GateTable,
     HostRecord,
     OutageTable,
+    allowed_wrong,
     attempt_hash,
     lock_end,
     locked_out,
+    slowed_down,
 )
-from settings import LimitsSettings
+from services.rates import RequestRateLimiter
+from settings import ClientsSettings, LimitsSettings
 
 log = logging.getLogger("jnufm.gate")
+decisions = logging.getLogger("jnufm.decisions")
 
 # A password is identified in failure rows by this many hex digits of its verifier.
 ATTEMPT_CHARS: Final = 32
@@ -93,13 +113,32 @@ def utc_now() -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
+class Lockout:
+    """A student or an address locked out, or a registered client slowed down, right now."""
+
+    scope: str  # "student", "ip", "client" or "account"
+    who: str  # a student's pseudonym and system, an address, a client's name
+    wrong: int  # distinct wrong passwords in the window
+    allowed: int
+    until: datetime
+
+
+# The scope of 2013 accounts' wrong passwords (services/accounts.py), in the same table.
+ACCOUNT: Final = "account"
+# Failure groups read for the operators' view of lockouts, at most.
+LOCKOUT_REPORT_ROWS: Final = 5000
+
+
+@dataclass(frozen=True, slots=True)
 class Presented:
-    """The credentials of one request, as the gate sees them (never the password)."""
+    """The credentials of one request and who sent them, as the gate sees them (never the
+    password)."""
 
     system: str
     student_id: str
-    address: str  # what the address limit counts against (IPv6: its network)
+    caller: Caller
     verifier: str
+    proven: bool = False
 
     @property
     def attempt(self) -> str:
@@ -108,6 +147,15 @@ class Presented:
     @property
     def student_subject(self) -> str:
         return f"{self.system}:{self.student_id}"
+
+    @property
+    def scope(self) -> str:
+        """The caller's scope in failure rows: IP (anonymous) or CLIENT (registered)."""
+        return CLIENT if self.caller.client is not None else IP
+
+    @property
+    def registered(self) -> bool:
+        return self.caller.client is not None
 
     def host_verifier(self) -> bytes:
         return bytes.fromhex(self.verifier[: 2 * HOST_VERIFIER_BYTES])
@@ -121,7 +169,8 @@ R = TypeVar("R")
 
 
 class GateStore:
-    """The gate's door to the database: verifiers, failed-login rows, dropped sessions.
+    """The gate's door to the database: verifiers, failed-login rows, dropped sessions and
+    ended tokens.
 
     Each method is one short transaction, tried again when it only lost a race
     (concurrent inserts and deletes of failure rows deadlock now and then on
@@ -168,10 +217,10 @@ class GateStore:
         )
 
     async def add(
-        self, subjects: Sequence[tuple[str, str]], attempt: str, now: datetime
+        self, rows: Sequence[queries.FailureRow], attempt: str, now: datetime
     ) -> list[int]:
         return await self._run(
-            "failed logins", lambda db: queries.add_login_failures(db, subjects, attempt, now)
+            "failed logins", lambda db: queries.add_login_failures(db, rows, attempt, now)
         )
 
     async def withdraw(self, ids: Sequence[int]) -> None:
@@ -180,9 +229,22 @@ class GateStore:
     async def settle(self, ids: Sequence[int], outcome: int) -> None:
         await self._run("failed logins", lambda db: queries.settle_login_failures(db, ids, outcome))
 
+    async def refuse(
+        self, ids: Sequence[int], caller_row: queries.FailureRow | None, attempt: str, now: datetime
+    ) -> None:
+        """The school refused a password: its student rows become REFUSED, and the caller
+        gets a REFUSED row of its own (its MISMATCHED one, if any, turns REFUSED)."""
+
+        async def work(db: AsyncSession) -> None:
+            await queries.settle_login_failures(db, ids, LoginFailure.REFUSED)
+            if caller_row is not None:
+                await queries.add_login_failures(db, [caller_row], attempt, now)
+
+        await self._run("failed logins", work)
+
     async def accept(self, p: Presented, name: str | None, now: datetime) -> bool:
         """Withdraw every failure of the password and make it the verifier; True if it
-        replaced another one (whose sessions are then dropped)."""
+        replaced another one (whose sessions are then dropped, and whose tokens end)."""
 
         async def work(db: AsyncSession) -> bool:
             await queries.delete_login_failures_of_attempt(db, p.attempt)
@@ -190,18 +252,34 @@ class GateStore:
             changed = await queries.set_verifier(db, pk, p.system, p.verifier, now)
             if changed:
                 await queries.delete_school_sessions(db, p.system, p.student_id)
+            # Tokens made with any other password end (also ones from before tokens
+            # remembered their password).
+            await tokens.end_tokens(
+                db, p.student_id, p.system, now, "password_changed", keep=p.attempt
+            )
             return changed
 
         return await self._run("verifier", work)
 
-    async def forget(self, p: Presented) -> None:
-        """The school refused the password the verifier stood for: drop both and the sessions."""
+    async def forget(self, p: Presented, now: datetime) -> None:
+        """The school refused the password the verifier stood for: drop both and the
+        sessions, and end the tokens made with that password."""
 
         async def work(db: AsyncSession) -> None:
             await queries.delete_verifier(db, p.system, p.student_id)
             await queries.delete_school_sessions(db, p.system, p.student_id)
+            await tokens.end_tokens(
+                db, p.student_id, p.system, now, "password_changed", only=p.attempt
+            )
 
         await self._run("verifier", work)
+
+    async def recent(self, since: datetime, limit: int) -> list[queries.SubjectGroup]:
+        return await self._run(
+            "failed logins",
+            lambda db: queries.recent_failure_groups(db, since, limit),
+            write=False,
+        )
 
     async def prune(self, before: datetime) -> None:
         # Opportunistic housekeeping: losing a race for the lock (deadlock, busy
@@ -224,6 +302,9 @@ class CredentialGate:
         *,
         outage: OutageTable | None = None,
         deferred: DeferredWrites | None = None,
+        clients: ClientsSettings | None = None,
+        slowed: RequestRateLimiter | None = None,
+        on_password_change: Callable[[str, str], None] | None = None,
     ) -> None:
         self._store = store
         self._table = table
@@ -237,25 +318,38 @@ class CredentialGate:
         self._refreshing: dict[str, asyncio.Future[Any]] = {}
         self._secret_key = secret_key
         self._now = now
+        self._limits = settings
         self._window = timedelta(seconds=settings.failed_logins_window_s)
-        self._limits = {STUDENT: settings.failed_logins_max, IP: settings.failed_logins_ip_max}
         self._sync_s = settings.verifier_sync_s
         self._pending_wait_s = settings.pending_wait_s
         self._ipv6_prefix = settings.ipv6_prefix
+        self._clients = clients if clients is not None else ClientsSettings()
+        # Logins that need the school, of a client that is slowed down (per client).
+        self._slowed = slowed
+        self._on_password_change = on_password_change
         self.enabled = settings.enabled
 
-    def present(self, system: str, creds: Credentials, ip: str) -> Presented:
+    def present(self, system: str, creds: Credentials, caller: Caller) -> Presented:
         return Presented(
             system,
             creds.student_id,
-            address_key(ip, self._ipv6_prefix),
+            caller,
             make_verifier(self._secret_key, system, creds),
+            creds.proven,
         )
 
-    async def admit(self, system: str, creds: Credentials, ip: str) -> Ticket:
+    def attempt_of(self, system: str, creds: Credentials) -> str:
+        """How failure rows and tokens name this password (a prefix of its verifier)."""
+        return make_verifier(self._secret_key, system, creds)[:ATTEMPT_CHARS]
+
+    def pseudonym(self, student_id: str) -> str:
+        """How logs name a student (services.credentials.pseudonym)."""
+        return pseudonym(self._secret_key, student_id)
+
+    async def admit(self, system: str, creds: Credentials, caller: Caller) -> Ticket:
         """Let one request with credentials in. Raises RateLimited (locked out) or
-        InvalidPassword (this address already had this password refused by the school)."""
-        p = self.present(system, creds, ip)
+        InvalidPassword (this client already had this password refused by the school)."""
+        p = self.present(system, creds, caller)
         try:
             ticket = await self._admit(p, creds)
         except RateLimited:
@@ -268,27 +362,46 @@ class CredentialGate:
         return ticket
 
     async def _admit(self, p: Presented, creds: Credentials) -> Ticket:
-        keys = (self._student_key(p), self._address_key(p))
+        keys = (self._student_key(p), self._caller_key(p))
         t = self._now().timestamp()
         # Each record is read once here; the reads below happen again only after an await.
         records = (self._table.read(keys[0], t), self._table.read(keys[1], t))
+        if p.proven:
+            # A token's password: no guess, no limit. It still needs the verifier to be
+            # answered from the cache; else the school judges it.
+            known, _ = await self._known_verifier(p, records[0], t)
+            matches = known is not None and hmac.compare_digest(known, p.host_verifier())
+            return Ticket(self, p, creds, matches=matches)
         if self.enabled:
-            self._raise_if_locked(records, t)
+            self._raise_if_locked(p, records, t)
         known, waited = await self._known_verifier(p, records[0], t)
         if known is not None and hmac.compare_digest(known, p.host_verifier()):
             if self.enabled and (waited or not self._settled(records, t)):
                 # Wrong passwords being counted right now may be forming a lockout.
-                await self._await_pending(keys)
+                await self._await_pending(keys[0])
                 await self._sync_locks(p)
-                self._raise_if_known_locked(keys, self._now().timestamp())
+                self._raise_if_locked(
+                    p,
+                    [self._table.read(k, self._now().timestamp()) for k in keys],
+                    self._now().timestamp(),
+                )
+            self._proven_right(p, t)
             return Ticket(self, p, creds, matches=True)
-        ids = await self._reserve(p) if self.enabled else ()
-        return Ticket(self, p, creds, matches=False, ids=ids)
+        # A password other than the verifier: judged wrong by the verifier already (if
+        # there is one), by the school in a moment.
+        mismatched = known is not None
+        ids = await self._reserve(p, mismatched) if self.enabled else ()
+        return Ticket(self, p, creds, matches=False, ids=ids, mismatched=mismatched)
 
     def _settled(self, records: Sequence[HostRecord], t: float) -> bool:
-        """No reservation of the student or address is being decided on this host, and
-        its lockout state of both is fresh: a matching password needs no more checks."""
-        return all(r.pending == 0 and self._fresh(r.lock_at, t) for r in records)
+        """No reservation of the student is being decided on this host, and the lockout
+        state of the student and the caller is fresh: a matching password needs no more."""
+        student, caller = records
+        return (
+            student.pending == 0
+            and self._fresh(student.lock_at, t)
+            and self._fresh(caller.lock_at, t)
+        )
 
     # Host-table views ---------------------------------------------------------------------
 
@@ -297,30 +410,62 @@ class CredentialGate:
         return "s|" + p.student_subject
 
     @staticmethod
-    def _address_key(p: Presented) -> str:
-        return "a|" + p.address
+    def _caller_key(p: Presented) -> str:
+        return p.caller.key
 
     def _subject_key(self, p: Presented, scope: str) -> str:
-        return self._student_key(p) if scope == STUDENT else self._address_key(p)
+        return self._student_key(p) if scope == STUDENT else self._caller_key(p)
+
+    def _subject(self, p: Presented, scope: str) -> str:
+        return p.student_subject if scope == STUDENT else p.caller.subject
 
     def _fresh(self, at: float, t: float) -> bool:
         return at > 0 and t - at <= self._sync_s
 
-    def _raise_if_known_locked(self, keys: Sequence[str], t: float) -> None:
-        """429 if this host knows that the student or the address is locked out.
+    def _raise_if_locked(self, p: Presented, records: Sequence[HostRecord], t: float) -> None:
+        """429 if this host knows that the student, or an anonymous caller, is locked out.
 
         A lockout seen here is trusted until it ends, without the database: one of
         settled failures cannot end sooner (a refused password is never accepted
         later), and one that needs attempts still under way lasts PENDING_RETRY_S.
         So a locked student costs the database nothing however hard it is hammered.
+        A registered client is never locked (it is slowed down at its logins instead).
         """
-        self._raise_if_locked([self._table.read(key, t) for key in keys], t)
+        student, caller = records
+        if student.locked_until > t:
+            raise self._locked_out(p, student.locked_until - t, STUDENT)
+        if not p.registered and caller.locked_until > t:
+            raise self._locked_out(p, caller.locked_until - t, IP)
 
-    @staticmethod
-    def _raise_if_locked(records: Sequence[HostRecord], t: float) -> None:
-        until = max(record.locked_until for record in records)
-        if until > t:
-            raise locked_out(until - t)
+    def _locked_out(self, p: Presented, retry_after_s: float, scope: str) -> RateLimited:
+        if scope == STUDENT:
+            return locked_out(retry_after_s, STUDENT, self.pseudonym(p.student_id))
+        return locked_out(retry_after_s, IP, p.caller.subject)
+
+    def _allowed(self, p: Presented, t: float) -> int:
+        """Distinct wrong passwords the caller may send per window."""
+        if p.caller.client is not None:
+            return p.caller.client.failures_max
+        lim = self._limits
+        population = self._table.read(self._caller_key(p), t).population(
+            t, self._window.total_seconds()
+        )
+        return allowed_wrong(
+            lim.failed_logins_ip_max,
+            lim.failed_logins_ip_per_student,
+            lim.failed_logins_ip_ceiling,
+            population,
+        )
+
+    def _limit(self, p: Presented, scope: str, t: float) -> int:
+        return self._limits.failed_logins_max if scope == STUDENT else self._allowed(p, t)
+
+    def _proven_right(self, p: Presented, t: float) -> None:
+        """A student proved a right password from an anonymous address: its population."""
+        if p.registered:
+            return
+        pair = f"p|{p.caller.key}|{p.student_subject}"
+        self._table.count_proven(pair, self._caller_key(p), t, self._window.total_seconds())
 
     async def _once(self, key: str, read: Callable[[], Awaitable[R]]) -> R:
         """The result of `read`, shared with every caller that asks for the same key
@@ -360,22 +505,23 @@ class CredentialGate:
         self._table.write(self._student_key(p), t, verifier_at=t, verifier=host)
         return (None if stored is None else host), True
 
-    async def _sync_locks(self, p: Presented) -> None:
-        """Recompute the lockout state of the student and the address from the database
-        where this host's copy is older than `verifier_sync_s`."""
-        subjects = ((STUDENT, p.student_subject), (IP, p.address))
-        for scope, subject in subjects:
+    async def _sync_locks(self, p: Presented, scopes: Sequence[str] = (STUDENT, IP)) -> None:
+        """Recompute the lockout state of the student and the caller from the database
+        where this host's copy is older than `verifier_sync_s` (IP stands for the caller)."""
+        for scope in scopes:
             now = self._now()
             t = now.timestamp()
             key = self._subject_key(p, scope)
             if self._fresh(self._table.read(key, t).lock_at, t):
                 continue
-            limit = self._limits[scope]
+            limit = self._limit(p, scope, t)
+            subject = self._subject(p, scope)
+            row_scope = STUDENT if scope == STUDENT else p.scope
             try:
                 groups = await self._once(
                     f"l|{key}",
                     functools.partial(
-                        self._store.groups, scope, subject, now - self._window, (), 2 * limit
+                        self._store.groups, row_scope, subject, now - self._window, (), 2 * limit
                     ),
                 )
             except StorageUnavailable:
@@ -390,35 +536,35 @@ class CredentialGate:
                 failures=len(groups),
             )
 
-    async def _await_pending(self, keys: Sequence[str]) -> None:
-        """Wait until no reservation for this student or address is being decided on this host."""
+    async def _await_pending(self, key: str) -> None:
+        """Wait until no reservation for this student is being decided on this host."""
         deadline = time.monotonic() + self._pending_wait_s
         while time.monotonic() < deadline:
-            t = self._now().timestamp()
-            if all(self._table.read(key, t).pending == 0 for key in keys):
+            if self._table.read(key, self._now().timestamp()).pending == 0:
                 return
             await asyncio.sleep(PENDING_POLL_S)
-        log.warning("reservations for a student or address took over %.1fs", self._pending_wait_s)
+        log.warning("reservations for a student took over %.1fs", self._pending_wait_s)
 
     # Reservations ----------------------------------------------------------------------------
 
-    async def _reserve(self, p: Presented) -> tuple[int, ...]:
-        """Count the attempt as a failure of the student and the address, before it is judged.
+    async def _reserve(self, p: Presented, mismatched: bool) -> tuple[int, ...]:
+        """Count the attempt against the student before it is judged (and against the
+        caller too when the verifier judged it wrong already).
 
-        Concurrent requests of this worker with the same password from the same
-        address share one reservation (they are one attempt, and a burst of them
-        must not queue a burst of writes). Raises RateLimited if the student or the
-        address already has its limit of other failed passwords, InvalidPassword if
-        the school already refused this password to this address.
+        Concurrent requests of this worker with the same password from the same caller
+        share one reservation (they are one attempt, and a burst of them must not queue
+        a burst of writes). Raises RateLimited if the student or an anonymous caller
+        already has its limit of other wrong passwords, InvalidPassword if the school
+        already refused this password to this caller.
         """
-        key = (p.attempt, p.address)
+        key = (p.attempt, p.caller.key)
         shared = self._reserving.get(key)
         if shared is not None:
             return await asyncio.shield(shared)
         future: asyncio.Future[tuple[int, ...]] = asyncio.get_running_loop().create_future()
         self._reserving[key] = future
         try:
-            ids = await self._reserve_now(p)
+            ids = await self._reserve_now(p, mismatched)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: there may be no one else waiting
@@ -429,70 +575,93 @@ class CredentialGate:
         finally:
             del self._reserving[key]
 
-    async def _reserve_now(self, p: Presented) -> tuple[int, ...]:
+    async def _reserve_now(self, p: Presented, mismatched: bool) -> tuple[int, ...]:
         now = self._now()
         t = now.timestamp()
-        keys = (self._student_key(p), self._address_key(p))
-        for key in keys:
-            self._table.write(key, t, pending=1)
+        key = self._student_key(p)
+        self._table.write(key, t, pending=1)
         try:
             try:
-                return await self._count_in(p, now)
+                return await self._count_in(p, now, mismatched)
             except StorageUnavailable:
                 self._storage(ok=False)
-                self._count_on_host(p, now)
+                if mismatched:
+                    self._count_on_host(p, now)
                 raise
         finally:
-            for key in keys:
-                self._table.write(key, self._now().timestamp(), pending=-1)
+            self._table.write(key, self._now().timestamp(), pending=-1)
 
-    async def _count_in(self, p: Presented, now: datetime) -> tuple[int, ...]:
-        subjects = ((STUDENT, p.student_subject), (IP, p.address))
-        ids = tuple(await self._store.add(subjects, p.attempt, now))
+    def _rows(self, p: Presented, mismatched: bool, outcome: int) -> list[queries.FailureRow]:
+        rows = [queries.FailureRow(STUDENT, p.student_subject, outcome)]
+        if mismatched:
+            rows.append(queries.FailureRow(p.scope, p.caller.subject, outcome))
+        return rows
+
+    async def _count_in(self, p: Presented, now: datetime, mismatched: bool) -> tuple[int, ...]:
+        # Pending while it is being counted: a concurrent attempt refused by this count
+        # (and withdrawn) may hold the others back for moments only, never a window.
+        rows = self._rows(p, mismatched, LoginFailure.PENDING)
+        ids = tuple(await self._store.add(rows, p.attempt, now))
         self._storage(ok=True)
         since = now - self._window
+        t = now.timestamp()
         refused: dict[str, float] = {}
-        formed: dict[str, float] = {}
-        known_wrong = False
+        formed: dict[str, tuple[float, int]] = {}
         # Counted after the commit, so that of two concurrent attempts the later one
-        # always sees the earlier one.
-        for scope, subject in subjects:
-            limit = self._limits[scope]
-            others = await self._store.groups(scope, subject, since, ids, 2 * limit + 8)
-            end = lock_end(others, limit, self._window, now)
-            if end is not None:
-                refused[scope] = end.timestamp()
-                continue
-            mine = [g for g in others if g.attempt == p.attempt]
-            if scope == IP and mine and mine[0].refused:
-                known_wrong = True
+        # always sees the earlier one. The student's rows: pending ones count too.
+        limit = self._limits.failed_logins_max
+        others = await self._store.groups(STUDENT, p.student_subject, since, ids, 2 * limit + 8)
+        end = lock_end(others, limit, self._window, now)
+        if end is not None:
+            refused[STUDENT] = end.timestamp()
+        else:
             with_mine = sorted(
                 [g for g in others if g.attempt != p.attempt]
-                + [queries.FailureGroup(p.attempt, now, False, False)],
+                + [queries.FailureGroup(p.attempt, now, False, mismatched)],
                 key=lambda g: g.latest,
                 reverse=True,
             )
             end = lock_end(with_mine, limit, self._window, now)
             if end is not None:
-                formed[scope] = end.timestamp()
-            self._table.write(self._subject_key(p, scope), now.timestamp(), failures=len(with_mine))
-        t = now.timestamp()
+                formed[STUDENT] = (end.timestamp(), len(with_mine))
+            self._table.write(self._student_key(p), t, failures=len(with_mine))
+        # The caller's rows: wrong passwords only (this one too, if the verifier judged it).
+        allowed = self._allowed(p, t)
+        cgroups = await self._store.groups(p.scope, p.caller.subject, since, ids, allowed + 8)
+        mine = [g for g in cgroups if g.attempt == p.attempt]
+        known_wrong = bool(mine) and mine[0].refused
+        cend = lock_end(cgroups, allowed, self._window, now)
+        if cend is not None and not p.registered:
+            refused[IP] = cend.timestamp()
+        elif mismatched and not mine:
+            with_mine = sorted(
+                [*cgroups, queries.FailureGroup(p.attempt, now, False, True)],
+                key=lambda g: g.latest,
+                reverse=True,
+            )
+            cend = lock_end(with_mine, allowed, self._window, now)
+            if cend is not None:
+                formed[IP] = (cend.timestamp(), len(with_mine))
         if refused or known_wrong:
             await self._store.withdraw(ids)
             if refused:
-                self._mark_locked(p, refused, t)
-                raise locked_out(max(refused.values()) - t)
+                self._mark_locked(p, {s: (u, 0) for s, u in refused.items()}, t, formed=False)
+                scope = STUDENT if STUDENT in refused else IP
+                raise self._locked_out(p, refused[scope] - t, scope)
             raise InvalidPassword()
-        # Admitted. If this attempt completes a lockout, every later request sees it here at once.
+        if mismatched:
+            # Admitted: judged wrong by the verifier, it counts whatever comes next.
+            await self._store.settle(ids, LoginFailure.MISMATCHED)
+        # If this attempt completes a lockout, every later request sees it here at once.
         self._mark_locked(p, formed, t)
         await self._store.prune(since)
         return ids
 
     def _count_on_host(self, p: Presented, now: datetime) -> None:
-        """The database is away: count the attempt in this host's memory instead, and
-        write it to the database when it is back. Raises RateLimited if the student or
-        the address reached its limit (what the database last said, plus what this host
-        counted since)."""
+        """The database is away: count a password the verifier judged wrong in this host's
+        memory instead, and write it to the database when it is back. Raises RateLimited
+        if the student or an anonymous caller reached its limit (what the database last
+        said, plus what this host counted since)."""
         t = now.timestamp()
         since = t - self._window.total_seconds()
         mine = attempt_hash(p.attempt)
@@ -502,26 +671,23 @@ class CredentialGate:
             key = self._subject_key(p, scope)
             known = self._table.read(key, t).failures
             others = self._outage.attempts(key, since) - {mine}
-            if known + len(others) >= self._limits[scope]:
-                for locked in (STUDENT, IP):
-                    self._table.write(
-                        self._subject_key(p, locked), t, lock_at=t, locked_until=window_end
-                    )
-                raise locked_out(window_end - t)
+            limit = self._limit(p, scope, t)
+            if known + len(others) >= limit and (scope == STUDENT or not p.registered):
+                self._table.write(key, t, lock_at=t, locked_until=window_end)
+                raise self._locked_out(p, window_end - t, scope)
             counts[scope] = known + len(others) + 1
         for scope in (STUDENT, IP):
             key = self._subject_key(p, scope)
             self._outage.add(key, mine, t)
-            if counts[scope] >= self._limits[scope]:
+            if counts[scope] >= self._limit(p, scope, t):
                 self._table.write(key, t, lock_at=t, locked_until=window_end)
-        subjects = ((STUDENT, p.student_subject), (IP, p.address))
-        self._defer("failed_login", lambda: self._store_unjudged(subjects, p.attempt, now))
+        rows = self._rows(p, True, LoginFailure.MISMATCHED)
+        self._defer("failed_login", lambda: self._store_mismatched(rows, p.attempt, now))
 
-    async def _store_unjudged(
-        self, subjects: Sequence[tuple[str, str]], attempt: str, at: datetime
+    async def _store_mismatched(
+        self, rows: Sequence[queries.FailureRow], attempt: str, at: datetime
     ) -> None:
-        ids = await self._store.add(subjects, attempt, at)
-        await self._store.settle(ids, LoginFailure.UNJUDGED)
+        await self._store.add(rows, attempt, at)
 
     def _storage(self, ok: bool) -> None:
         if ok != self.storage_ok:
@@ -535,9 +701,124 @@ class CredentialGate:
     def _defer(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
         self._deferred.add(what, write)
 
-    def _mark_locked(self, p: Presented, ends: dict[str, float], t: float) -> None:
-        for scope, until in ends.items():
+    def _mark_locked(
+        self,
+        p: Presented,
+        ends: dict[str, tuple[float, int]],
+        t: float,
+        formed: bool = True,
+    ) -> None:
+        for scope, (until, count) in ends.items():
             self._table.write(self._subject_key(p, scope), t, lock_at=t, locked_until=until)
+            if formed:
+                self._log_decision(p, scope, until, count, t)
+
+    def _log_decision(self, p: Presented, scope: str, until: float, count: int, t: float) -> None:
+        """One line per lockout (or slow-down) formed: scope, who, why, until when."""
+        window_min = self._window.total_seconds() / 60
+        ends = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
+        if scope == STUDENT:
+            decisions.warning(
+                "lockout scope=student student=%s system=%s reason=%d distinct wrong passwords "
+                "in %.0f min until=%s",
+                self.pseudonym(p.student_id),
+                p.system,
+                count,
+                window_min,
+                ends,
+            )
+        elif p.registered:
+            decisions.warning(
+                "slowdown scope=client client=%s reason=%d wrong passwords in %.0f min "
+                "(failures_max %d) until=%s",
+                p.caller.subject,
+                count,
+                window_min,
+                self._allowed(p, t),
+                ends,
+            )
+        else:
+            decisions.warning(
+                "lockout scope=address address=%s reason=%d wrong passwords in %.0f min "
+                "(allowed %d) until=%s",
+                p.caller.subject,
+                count,
+                window_min,
+                self._allowed(p, t),
+                ends,
+            )
+
+    async def lockouts(self, failures_max_of: Callable[[str], int]) -> list[Lockout]:
+        """Who is locked out (or slowed down) now, from the database: for the operators'
+        dashboard. Students by pseudonym; an address's allowance by this host's
+        knowledge of its population. Raises StorageUnavailable."""
+        now = self._now()
+        t = now.timestamp()
+        groups = await self._store.recent(now - self._window, LOCKOUT_REPORT_ROWS)
+        by_subject: dict[tuple[str, str], list[datetime]] = {}
+        for g in groups:
+            by_subject.setdefault((g.scope, g.subject), []).append(g.latest)
+        found = []
+        for (scope, subject), latest in by_subject.items():
+            latest.sort(reverse=True)
+            if scope == STUDENT:
+                allowed = self._limits.failed_logins_max
+                system, _, student_id = subject.partition(":")
+                who = f"{system}:{self.pseudonym(student_id)}"
+            elif scope == CLIENT:
+                allowed, who = failures_max_of(subject), subject
+            elif scope == ACCOUNT:
+                # 2013 accounts (services/accounts.py): a user name's hash ("u:...") or
+                # the address ("a:...") it was tried from.
+                who = subject
+                allowed = (
+                    self._limits.failed_logins_max
+                    if subject.startswith("u:")
+                    else self._limits.failed_logins_ip_max
+                )
+            elif scope != IP:
+                continue
+            else:
+                population = self._table.read("a|" + subject, t).population(
+                    t, self._window.total_seconds()
+                )
+                lim = self._limits
+                allowed = allowed_wrong(
+                    lim.failed_logins_ip_max,
+                    lim.failed_logins_ip_per_student,
+                    lim.failed_logins_ip_ceiling,
+                    population,
+                )
+                who = subject
+            if len(latest) >= allowed:
+                until = latest[allowed - 1] + self._window
+                if until > now:
+                    found.append(Lockout(scope, who, len(latest), allowed, until))
+        found.sort(key=lambda lock: lock.until, reverse=True)
+        return found
+
+    # Before a login --------------------------------------------------------------------------
+
+    async def _before_login(self, p: Presented) -> None:
+        """The school is about to judge a password that the verifier did not prove: the
+        caller's limit is checked again (wrong passwords judged since admission count).
+        Raises RateLimited: an anonymous caller locked out, a registered one slowed down
+        and out of logins for now."""
+        await self._sync_locks(p, (IP,))
+        t = self._now().timestamp()
+        record = self._table.read(self._caller_key(p), t)
+        if record.locked_until <= t:
+            return
+        if not p.registered:
+            raise self._locked_out(p, record.locked_until - t, IP)
+        if self._slowed is None:
+            return
+        client = p.caller.client
+        assert client is not None
+        try:
+            self._slowed.check_subject(client.name)
+        except RateLimited as exc:
+            raise slowed_down(exc.retry_after_s or 1.0) from None
 
     # Outcomes ----------------------------------------------------------------------------------
 
@@ -563,21 +844,48 @@ class CredentialGate:
             lock_at=0.0,
             locked_until=0.0,
         )
-        self._table.write(self._address_key(p), t, lock_at=0.0, locked_until=0.0)
+        self._table.write(self._caller_key(p), t, lock_at=0.0, locked_until=0.0)
+        self._password_changed(p)
+        self._proven_right(p, t)
         if stored:
             await self._sync_locks(p)
 
     async def _store_accept(self, p: Presented, now: datetime) -> None:
         await self._store.accept(p, None, now)
 
-    async def _rejected(self, p: Presented, ids: Sequence[int], matched: bool) -> None:
+    def _password_changed(self, p: Presented) -> None:
+        if self._on_password_change is not None:
+            self._on_password_change(p.student_id, p.system)
+
+    async def _rejected(
+        self, p: Presented, ids: Sequence[int], matched: bool, counted: bool
+    ) -> None:
         metrics.record_gate(p.system, "refused")
+        now = self._now()
         if matched:
-            t = self._now().timestamp()
+            t = now.timestamp()
             self._table.write(self._student_key(p), t, verifier_at=t, verifier=NO_VERIFIER)
-            await self._write("verifier", lambda: self._store.forget(p))
-        if ids:
-            await self._write("failed_login", lambda: self._store.settle(ids, LoginFailure.REFUSED))
+            await self._write("verifier", lambda: self._store.forget(p, now))
+            self._password_changed(p)
+        if p.proven or not self.enabled:
+            return  # a token's password: no guess (its tokens ended above)
+        caller_row = (
+            None if counted else queries.FailureRow(p.scope, p.caller.subject, LoginFailure.REFUSED)
+        )
+        await self._write(
+            "failed_login", lambda: self._store.refuse(ids, caller_row, p.attempt, now)
+        )
+        # What this refusal settled is read again at once: a lockout that waited for it
+        # lasts its whole window from now on, and one of the caller is logged as it forms.
+        t = now.timestamp()
+        key = self._caller_key(p)
+        before = self._table.read(key, t).locked_until
+        for k in (self._student_key(p), key):
+            self._table.write(k, t, lock_at=0.0)
+        await self._sync_locks(p)
+        after = self._table.read(key, t)
+        if after.locked_until > t and before <= t:
+            self._log_decision(p, IP, after.locked_until, after.failures, t)
 
     async def _write(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
         """Write now, or later if the database is away."""
@@ -603,19 +911,21 @@ class Ticket:
         creds: Credentials,
         matches: bool,
         ids: Sequence[int] = (),
+        mismatched: bool = False,
     ) -> None:
         self._gate = gate
         self.presented = presented
         self._creds = creds
         self.matches = matches
+        # The verifier judged the password wrong (its rows count whatever happens next).
+        self.mismatched = mismatched
         self._ids = tuple(ids)
         self._settled = False
         self._holders = 1
 
     @property
-    def address(self) -> str:
-        """What the client address counts as (for per-address limits)."""
-        return self.presented.address
+    def caller(self) -> Caller:
+        return self.presented.caller
 
     @property
     def counted(self) -> bool:
@@ -630,11 +940,16 @@ class Ticket:
         """A login is about to let the school judge this password: count it first.
 
         A password that matched the verifier is counted only now (its stored
-        session failed or expired); others were counted when admitted.
+        session failed or expired); others were counted when admitted. A password
+        the verifier did not prove passes the caller's limit once more.
         """
-        if self._ids or self._settled or not self._gate.enabled:
+        gate = self._gate
+        if self._settled or not gate.enabled or self.presented.proven:
             return
-        self._ids = await self._gate._reserve(self.presented)
+        if not self._ids:
+            self._ids = await gate._reserve(self.presented, mismatched=False)
+        if not self.matches:
+            await gate._before_login(self.presented)
 
     async def proven_elsewhere(self) -> bool:
         """Whether the school accepted this password for another request meanwhile
@@ -660,25 +975,23 @@ class Ticket:
         if self._settled:
             return
         self._settled = True
-        await asyncio.shield(self._gate._rejected(self.presented, self._ids, self.matches))
+        await asyncio.shield(
+            self._gate._rejected(self.presented, self._ids, self.matches, self.mismatched)
+        )
 
     def hold(self) -> None:
         """One more piece of work (a background fetch) must end before the ticket does."""
         self._holders += 1
 
     async def release(self) -> None:
-        """End of one holder's work; at the last, an unsettled attempt of a password that
-        did not match the verifier stays counted, one that matched is withdrawn (the
-        school never judged it)."""
+        """End of one holder's work; at the last, an attempt nobody judged is withdrawn
+        (one the verifier judged wrong stays counted)."""
         self._holders -= 1
         if self._holders > 0 or self._settled or not self._ids:
             return
         self._settled = True
+        if self.mismatched:
+            return
         gate, ids = self._gate, self._ids
-        if self.matches:
-            await asyncio.shield(gate._write("failed_login", lambda: gate._store.withdraw(ids)))
-        else:
-            metrics.record_gate(self.presented.system, "unjudged")
-            await asyncio.shield(
-                gate._write("failed_login", lambda: gate._store.settle(ids, LoginFailure.UNJUDGED))
-            )
+        metrics.record_gate(self.presented.system, "unjudged")
+        await asyncio.shield(gate._write("failed_login", lambda: gate._store.withdraw(ids)))

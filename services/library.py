@@ -6,7 +6,7 @@ campus's ILAS catalogue (`library_zhuhai`) and the cover service (`covers`).
 An answer carries nothing of the student who asked, so one student's search
 serves every other: the cache is keyed by the normalised query, coalesced
 across workers and hosts, and each system has its own budget and breaker. No
-gate (there is no password); the per-address limit on school requests applies
+gate (there is no password); a caller's share of the school budget applies
 to searches the cache cannot answer. The clients are school/library/.
 """
 
@@ -24,6 +24,7 @@ from school.library.ilas import IlasClient
 from school.library.innopac import InnopacClient
 from school.library.isbn import normalise_isbn
 from school.library.models import BookRecord, SearchPage, normalise_query
+from services.callers import Caller
 from services.errors import BadInput, QueryRefused
 from services.pipeline import Answer, Pipeline, Question
 from services.storage import Codec
@@ -136,7 +137,7 @@ class LibraryService:
         fetch: Callable[[], Awaitable[T]],
         codec: Codec[T],
         fresh: bool,
-        ip: str,
+        caller: Caller,
     ) -> Answer[T]:
         async def school(_: None) -> T:
             try:
@@ -146,10 +147,10 @@ class LibraryService:
 
         return await pipeline.ask(
             None,
-            ip,
+            caller,
             lambda ticket, deadline: pipeline.answer(
                 ticket,
-                Question(kind, params, max_age_s, school, codec, fresh, deadline, address=ip),
+                Question(kind, params, max_age_s, school, codec, fresh, deadline, caller=caller),
             ),
         )
 
@@ -159,8 +160,8 @@ class LibraryService:
         query: str,
         page: int,
         available: bool,
+        caller: Caller,
         fresh: bool = False,
-        ip: str = "",
     ) -> Answer[SearchPage]:
         """One page of a title search (query already normalised by `search_query`)."""
         # ILAS has no "available only" filter: the flag does not split its cache.
@@ -174,11 +175,11 @@ class LibraryService:
             lambda: client.search(query, page, available),
             SEARCH,
             fresh,
-            ip,
+            caller,
         )
 
     async def book(
-        self, campus: Campus, record_id: str, fresh: bool = False, ip: str = ""
+        self, campus: Campus, record_id: str, caller: Caller, fresh: bool = False
     ) -> Answer[BookRecord]:
         """A book's record with its copies. Raises BadInput 404 for an unknown record."""
         client = self.main if campus == "main" else self.zhuhai
@@ -194,7 +195,7 @@ class LibraryService:
                 lambda: client.record(record_id),
                 RECORD,
                 fresh,
-                ip,
+                caller,
             )
         except QueryRefused:
             raise BadInput("unknown_book", "no such book in this catalogue", 404) from None
@@ -213,7 +214,7 @@ class LibraryService:
             return innopac_pages.record_url(self.main.settings.base_url, record_id)
         return self.zhuhai.detail_url(record_id)
 
-    async def cover(self, isbn: str, ip: str = "") -> Answer[MaybeCover]:
+    async def cover(self, isbn: str, caller: Caller) -> Answer[MaybeCover]:
         """A book's cover by ISBN (validated first: BadInput), or none."""
         valid = normalise_isbn(isbn)
         if valid is None:
@@ -227,7 +228,14 @@ class LibraryService:
             return MaybeCover(Cover(content_type, base64.b64encode(image).decode("ascii")))
 
         return await self._ask(
-            self._pipelines["covers"], "cover", valid, self._fresh.cover, fetch, COVER, False, ip
+            self._pipelines["covers"],
+            "cover",
+            valid,
+            self._fresh.cover,
+            fetch,
+            COVER,
+            False,
+            caller,
         )
 
 

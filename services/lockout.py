@@ -1,6 +1,7 @@
-"""Lockouts: what every worker of a host knows about a student or an address (its
-current verifier, whether it is locked out and how many of its passwords are
-being judged right now), and the rule that says until when a subject is locked.
+"""Lockouts: what every worker of a host knows about a student or a client (a student's
+current verifier; whether a student or an address is locked out, or a registered client
+slowed down; how many passwords are being judged right now; how many distinct students
+an address has proven right lately), and the rules that say until when.
 
 `GateTable` and `OutageTable` live in memory the master maps before forking
 (services/shared_slots.py), so the warm path of the credential gate
@@ -13,7 +14,7 @@ from __future__ import annotations
 import mmap
 import platform
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -23,7 +24,8 @@ from services.errors import RateLimited
 from services.shared_slots import SharedSlots, key_hash
 
 STUDENT: Final = "student"
-IP: Final = "ip"
+IP: Final = "ip"  # an anonymous client, by its address
+CLIENT: Final = "client"  # a registered client, by its name
 
 # Verifier bytes kept per student in the host table (128 bits: no accidental match).
 HOST_VERIFIER_BYTES: Final = 16
@@ -36,10 +38,13 @@ PENDING_TTL_S: Final = 10.0
 # may be free again in moments (their passwords may be accepted): retry after this.
 PENDING_RETRY_S: Final = 2.0
 
-# tag, verifier_at, verifier (first bytes; zeros = none), lock_at, locked_until, failures
-# (distinct failed passwords in the window as of lock_at), pending, pending_at, used_at.
+# tag, verifier_at, verifier (first bytes; zeros = none), lock_at, locked_until (for a
+# registered client: slowed until), failures (distinct wrong passwords in the window as of
+# lock_at), pending, pending_at, used_at, then the population of an address: distinct
+# students proven right from it, counted in windows (pop_at: when the current one began;
+# for an (address, student) pair record: when the pair was last counted), pop_now, pop_prev.
 # Times are wall-clock seconds, comparable across processes and hosts.
-GATE_SLOT: Final = struct.Struct("=Qd16sddiidd")
+GATE_SLOT: Final = struct.Struct("=Qd16sddiidddii")
 # Each gate slot starts with a sequence number: odd while a writer (holding the chain's
 # lock) changes the slot, bumped again when it is done. Readers take no lock: they read
 # the number, the record, and the number again, and retry if it was odd or moved.
@@ -65,16 +70,29 @@ class HostRecord:
     locked_until: float
     failures: int  # distinct failed passwords in the window, as of lock_at
     pending: int  # reservations being decided on this host right now
+    pop_at: float = 0.0
+    pop_now: int = 0
+    pop_prev: int = 0
+
+    def population(self, now: float, window_s: float) -> float:
+        """Distinct students proven right from this address within about one window:
+        the current window's count and the share of the previous one still inside."""
+        elapsed = now - self.pop_at
+        if self.pop_at <= 0 or elapsed >= 2 * window_s:
+            return 0.0
+        if elapsed >= window_s:
+            return self.pop_now * (1.0 - (elapsed - window_s) / window_s)
+        return self.pop_now + self.pop_prev * (1.0 - elapsed / window_s)
 
 
 EMPTY: Final = HostRecord(0.0, NO_VERIFIER, 0.0, 0.0, 0, 0)
 
 
 def _record(values: tuple[Any, ...], now: float) -> HostRecord:
-    _, v_at, verifier, l_at, until, failures, pending, p_at, _ = values
+    _, v_at, verifier, l_at, until, failures, pending, p_at, _, pop_at, pop_now, pop_prev = values
     if pending and now - p_at > PENDING_TTL_S:
         pending = 0
-    return HostRecord(v_at, verifier, l_at, until, failures, pending)
+    return HostRecord(v_at, verifier, l_at, until, failures, pending, pop_at, pop_now, pop_prev)
 
 
 class GateTable(SharedSlots):
@@ -127,22 +145,27 @@ class GateTable(SharedSlots):
         locked_until: float | None = None,
         failures: int | None = None,
         pending: int = 0,
+        population: Callable[[float, int, int], tuple[float, int, int]] | None = None,
     ) -> None:
-        """Change the given fields of key's record (creating it); `pending` is a delta."""
+        """Change the given fields of key's record (creating it); `pending` is a delta;
+        `population` maps (pop_at, pop_now, pop_prev) to their new values."""
         tag = key_hash(key)
         first = self.chain_start(tag)
         with self.locked(first) as memory:
             slot = self._slot(memory, first, tag, now)
             offset = slot + GATE_SEQ.size
-            found, v_at, old, l_at, until, known, count, p_at, _ = GATE_SLOT.unpack_from(
-                memory, offset
+            (found, v_at, old, l_at, until, known, count, p_at, _, pop_at, pop_now, pop_prev) = (
+                GATE_SLOT.unpack_from(memory, offset)
             )
             if found != tag:
                 v_at, old, l_at, until, known, count, p_at = 0.0, NO_VERIFIER, 0.0, 0.0, 0, 0, 0.0
+                pop_at, pop_now, pop_prev = 0.0, 0, 0
             if count and now - p_at > PENDING_TTL_S:
                 count = 0
             if pending > 0:
                 p_at = now
+            if population is not None:
+                pop_at, pop_now, pop_prev = population(pop_at, pop_now, pop_prev)
             (seq,) = GATE_SEQ.unpack_from(memory, slot)
             GATE_SEQ.pack_into(memory, slot, seq + 1)  # odd: readers wait or retry
             GATE_SLOT.pack_into(
@@ -157,15 +180,36 @@ class GateTable(SharedSlots):
                 max(0, count + pending),
                 p_at,
                 now,
+                pop_at,
+                pop_now,
+                pop_prev,
             )
             GATE_SEQ.pack_into(memory, slot, seq + 2)
+
+    def count_proven(self, pair: str, address: str, now: float, window_s: float) -> bool:
+        """Count a student proven right from an address in the address's population, once
+        per window per (address, student) pair (`pair` names it). True if counted."""
+        if self.read(pair, now).pop_at > now - window_s:
+            return False
+        self.write(pair, now, population=lambda at, n, p: (now, n, p))
+
+        def add(at: float, count: int, prev: int) -> tuple[float, int, int]:
+            elapsed = now - at
+            if at <= 0 or elapsed >= 2 * window_s:
+                return now, 1, 0
+            if elapsed >= window_s:
+                return at + window_s, 1, count
+            return at, count + 1, prev
+
+        self.write(address, now, population=add)
+        return True
 
     def _slot(self, memory: mmap.mmap, first: int, tag: int, now: float) -> int:
         """Key's slot in its chain, else the one to take over: empty, else the least
         recently used that is neither locked nor being decided, else the least recently used."""
         best, best_rank = first, (3, 0.0)
         for offset in self.chain(first):
-            found, _, _, _, until, _, pending, p_at, used = GATE_SLOT.unpack_from(
+            found, _, _, _, until, _, pending, p_at, used, *_ = GATE_SLOT.unpack_from(
                 memory, offset + GATE_SEQ.size
             )
             if found == tag:
@@ -246,9 +290,31 @@ def lock_end(
     return min(groups[limit - 1].latest + window, now + timedelta(seconds=PENDING_RETRY_S))
 
 
-def locked_out(retry_after_s: float) -> RateLimited:
+def allowed_wrong(base: int, per_student: float, ceiling: int, population: float) -> int:
+    """Wrong passwords an anonymous address may send per window: `base` for an address
+    nobody has proven a password from, `per_student` more for each distinct student
+    proven right from it (a campus NAT, a gateway), never more than `ceiling` (a ceiling
+    below the base leaves the base)."""
+    return max(1, base, min(ceiling, base + int(per_student * population)))
+
+
+def locked_out(
+    retry_after_s: float, scope: str = STUDENT, subject: str | None = None
+) -> RateLimited:
+    whom = "this student number" if scope == STUDENT else "this address"
     return RateLimited(
         "too_many_failed_logins",
-        "too many failed logins for this student number or from this address; try again later",
+        f"too many failed logins for {whom}; try again later",
+        max(1, int(retry_after_s + 0.999)),
+        scope,
+        subject,
+    )
+
+
+def slowed_down(retry_after_s: float) -> RateLimited:
+    return RateLimited(
+        "client_slowed",
+        "this client sent too many wrong passwords: logins that need the school are slowed "
+        "down; students with a token or a password proven right are not",
         max(1, int(retry_after_s + 0.999)),
     )

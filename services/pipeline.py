@@ -50,9 +50,11 @@ from school.errors import (
 from services.breaker import BreakerCall, BreakerOpen, BreakerTable, CircuitBreaker
 from services.budget import BudgetExhausted, UpstreamBudget
 from services.cache import CacheEntry, CacheKey, estimated_size
+from services.callers import Caller
 from services.credentials import Credentials
 from services.errors import (
     InvalidPassword,
+    PasswordChanged,
     RateLimited,
     SchoolBusy,
     SchoolFailing,
@@ -169,9 +171,9 @@ class Question(Generic[T, S]):
     deadline: float  # time.monotonic() by which the client gets an answer
     # The student's name, when the answer carries it (kept with the student).
     name_of: Callable[[T], str | None] | None = None
-    # The client's address, for the per-address limit on school requests of systems
-    # without credentials (with credentials, the gate's ticket carries it).
-    address: str = ""
+    # Who asks, for the quotas on school requests and the fair share of the budget of
+    # systems without credentials (with credentials, the gate's ticket carries it).
+    caller: Caller | None = None
 
 
 def utc_now() -> datetime:
@@ -242,7 +244,7 @@ class Pipeline(Generic[S]):
     async def ask(
         self,
         creds: Credentials | None,
-        ip: str,
+        caller: Caller,
         run: Callable[[Ticket | None, float], Awaitable[Answer[T]]],
     ) -> Answer[T]:
         """Answer one request by its deadline: through the credential gate for a system
@@ -250,7 +252,8 @@ class Pipeline(Generic[S]):
         storage failure turned into a `services.errors` error here.
 
         Raises RateLimited while the student or address is locked out, InvalidPassword
-        when the school refuses the password, and the other service errors.
+        when the school refuses the password (PasswordChanged when it refuses the one a
+        student's token holds), and the other service errors.
         """
         deadline = self._deadline()
         ticket: Ticket | None = None
@@ -258,7 +261,7 @@ class Pipeline(Generic[S]):
             if self._gate is not None:
                 assert creds is not None
                 try:
-                    ticket = await self._gate.admit(self.spec.system, creds, ip)
+                    ticket = await self._gate.admit(self.spec.system, creds, caller)
                 except InvalidPassword:
                     raise self._client_error(InvalidCredentials("wrong_password")) from None
             try:
@@ -266,12 +269,20 @@ class Pipeline(Generic[S]):
             except InvalidCredentials as exc:
                 if ticket is not None:
                     await ticket.rejected()
+                if creds is not None and creds.proven:
+                    raise PasswordChanged() from exc
                 raise self._client_error(exc) from exc
             except (SchoolError, BudgetExhausted, BreakerOpen) as exc:
                 raise self._client_error(exc) from exc
         finally:
             if ticket is not None:
                 await ticket.release()
+
+    def attempt_of(self, creds: Credentials) -> str:
+        """How tokens remember which password they were made with (its verifier's prefix)."""
+        if self._gate is None:
+            raise ValueError(f"{self.spec.system} takes no credentials")
+        return self._gate.attempt_of(self.spec.system, creds)
 
     def _client_error(self, exc: Exception) -> ServiceError:
         """What a failure means to the client (the pipeline's one translation point)."""
@@ -562,9 +573,9 @@ class Pipeline(Generic[S]):
         self, ticket: Ticket | None, key: CacheKey, q: Question[T, S]
     ) -> CacheEntry[T]:
         """Fetch within one budget slot, through the breaker; store and return the result."""
-        address = ticket.address if ticket is not None else q.address
-        if self._school_limiter is not None and address:
-            self._school_limiter.check(address)
+        caller = ticket.caller if ticket is not None else q.caller
+        if caller is not None:
+            self._within_quota(caller)
         # The whole operation ends before our lease does, so no one else fetches meanwhile.
         limit = max(1.0, self._settings.coalescing.lease_s - 1.0)
         # Wait in line no longer than the query's deadline: a slot taken after it could
@@ -577,7 +588,8 @@ class Pipeline(Generic[S]):
         subject = key.subject or f"{key.kind}:{key.params}"
         call: BreakerCall | None = None
         try:
-            async with asyncio.timeout(limit), self.budget.slot(wait):
+            tenant = caller.key if caller is not None else ""
+            async with asyncio.timeout(limit), self.budget.slot(wait, tenant):
                 call = self.breaker.begin(subject)
                 value, session = await self._with_session(ticket, q.fetch)
                 call.ok()
@@ -601,6 +613,22 @@ class Pipeline(Generic[S]):
         await self._storage.save(key, payload, fetched_at, name, session)
         self._storage.remember(key, entry)
         return entry
+
+    def _within_quota(self, caller: Caller) -> None:
+        """A fixed cap on one caller's school requests, where one is set (a registered
+        client's `school_requests_per_s`, or `limits.school_requests_per_s` for an address;
+        0, the default, leaves it to the fair share of the budget). Raises RateLimited."""
+        limiter = self._school_limiter
+        if limiter is None:
+            return
+        client = caller.client
+        if client is not None:
+            if client.school_requests_per_s > 0:
+                limiter.check_subject(
+                    client.name, client.school_requests_per_s, client.school_burst
+                )
+        elif self._settings.limits.school_requests_per_s > 0:
+            limiter.check(caller.ip)
 
     async def _with_session(
         self, ticket: Ticket | None, fetch: Callable[[S], Awaitable[T]]

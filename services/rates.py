@@ -95,13 +95,24 @@ class RequestRateLimiter:
         self._ipv6_prefix = ipv6_prefix
         self._namespace = namespace
         self._message = message
-        self._batch = max(1, min(MAX_BATCH, int(burst) // MIN_BATCH_BURST))
+        self._batch = _batch(burst)
         # Tokens this process took ahead: address tag -> (how many are left, until when).
         self._stash: dict[int, tuple[int, float]] = {}
 
     def check(self, ip: str) -> None:
         """Take one token from the IP's bucket. Raises RateLimited if it is empty."""
-        tag = key_hash(self._namespace + address_key(ip, self._ipv6_prefix))
+        self._take(key_hash(self._namespace + address_key(ip, self._ipv6_prefix)))
+
+    def check_subject(
+        self, subject: str, rate_per_s: float | None = None, burst: float | None = None
+    ) -> None:
+        """Take one token from the bucket of a subject that is not an address (a
+        registered client's name), at its own rate and burst if given. Raises RateLimited."""
+        self._take(key_hash(f"{self._namespace}#{subject}"), rate_per_s, burst)
+
+    def _take(self, tag: int, rate: float | None = None, burst: float | None = None) -> None:
+        rate = self._rate if rate is None else rate
+        burst = self._burst if burst is None else burst
         held = self._stash.pop(tag, None)
         if held is not None:
             left, until = held
@@ -112,18 +123,16 @@ class RequestRateLimiter:
         table = self._table
         first = table.chain_start(tag)
         take = 1
+        batch = self._batch if burst == self._burst else _batch(burst)
         with table.locked(first) as memory:
             now = self._clock()
-            offset = _find_slot(memory, table.chain(first), tag, now, self._rate, self._burst)
+            offset = _find_slot(memory, table.chain(first), tag, now, rate, burst)
             found, tokens, last = SLOT.unpack_from(memory, offset)
-            if found == tag:
-                tokens = min(self._burst, tokens + max(0.0, now - last) * self._rate)
-            else:
-                tokens = self._burst
+            tokens = min(burst, tokens + max(0.0, now - last) * rate) if found == tag else burst
             allowed = tokens >= 1.0
             if allowed:
-                if self._batch > 1 and tokens - self._batch >= self._burst / 2:
-                    take = self._batch
+                if batch > 1 and tokens - batch >= burst / 2:
+                    take = batch
                 tokens -= take
             SLOT.pack_into(memory, offset, tag, tokens, now)
         if take > 1:
@@ -132,8 +141,12 @@ class RequestRateLimiter:
             self._stash[tag] = (take - 1, now + STASH_S)
         if not allowed:
             raise RateLimited(
-                "rate_limited", self._message, max(1, math.ceil((1.0 - tokens) / self._rate))
+                "rate_limited", self._message, max(1, math.ceil((1.0 - tokens) / rate))
             )
+
+
+def _batch(burst: float) -> int:
+    return max(1, min(MAX_BATCH, int(burst) // MIN_BATCH_BURST))
 
 
 def _find_slot(

@@ -1,4 +1,5 @@
-"""Seal school session cookies with the server's key before they reach the database.
+"""Seal school session cookies, and the passwords students' tokens hold, with the server's
+key before they reach the database.
 
 AES-256-GCM with a key derived from the server secret; the student number and
 school system are authenticated data, so a sealed session cannot be moved to
@@ -18,6 +19,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 NONCE_BYTES = 12
 
 
+def _bound(student_id: str, system: str, purpose: str) -> bytes:
+    """The authenticated data a value is sealed with."""
+    text = f"{student_id}\x00{system}" + (f"\x00{purpose}" if purpose else "")
+    return text.encode()
+
+
 class SessionVault:
     """Seal and open short secrets bound to (student, system)."""
 
@@ -25,17 +32,20 @@ class SessionVault:
         key = hmac.new(secret_key, b"jnufm school-session sealing v1", hashlib.sha256).digest()
         self._aead = AESGCM(key)
 
-    def seal(self, student_id: str, system: str, value: str) -> str:
+    def seal(self, student_id: str, system: str, value: str, purpose: str = "") -> str:
+        """`value` sealed for one student and system, and one purpose ("" for a school
+        session, "password" for a password a token holds): a sealed value opens only
+        where it was sealed for."""
         nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, value.encode(), f"{student_id}\x00{system}".encode())
+        sealed = self._aead.encrypt(nonce, value.encode(), _bound(student_id, system, purpose))
         return base64.b64encode(nonce + sealed).decode("ascii")
 
-    def open(self, student_id: str, system: str, sealed: str) -> str | None:
+    def open(self, student_id: str, system: str, sealed: str, purpose: str = "") -> str | None:
         """The value, or None if it was sealed with another key or for another row."""
         try:
             raw = base64.b64decode(sealed, validate=True)
             value = self._aead.decrypt(
-                raw[:NONCE_BYTES], raw[NONCE_BYTES:], f"{student_id}\x00{system}".encode()
+                raw[:NONCE_BYTES], raw[NONCE_BYTES:], _bound(student_id, system, purpose)
             )
         except (InvalidTag, ValueError):
             return None

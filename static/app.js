@@ -36,6 +36,12 @@
       "dash.srps": "请求/秒", "dash.failures": "失败/秒", "dash.flight": "进行中 / 预算",
       "dash.queue": "排队", "dash.breaker": "熔断器", "dash.live": "工作进程与配置代数",
       "dash.worker": "进程", "dash.generation": "代数",
+      "dash.clients": "客户端（按学校请求数）", "dash.client": "客户端", "dash.total": "总计",
+      "dash.lockouts": "当前锁定与限速", "dash.scope": "范围", "dash.who": "对象",
+      "dash.wrong": "错误密码 / 允许", "dash.until": "直到", "dash.none": "无",
+      "dash.unknown": "数据库暂时无法回答",
+      "scope.student": "学生", "scope.ip": "地址", "scope.client": "注册客户端（限速）", "scope.account": "2013 账户",
+      "client.anonymous": "匿名地址（合计）",
       "dash.about": "数据来自与 /metrics 相同的指标（所有工作进程合计），每 2 秒刷新；速率覆盖最近约 10 秒；“进行中”是学校请求在这段时间的平均并发数。",
       "dash.updated": "更新于 {time} · 由进程 {worker}（第 {generation} 代）回答 · 窗口 {window}",
       "dash.nowindow": "第一次读数，速率稍后出现",
@@ -71,6 +77,12 @@
       "dash.srps": "requests/s", "dash.failures": "failures/s", "dash.flight": "in flight / budget",
       "dash.queue": "waiting", "dash.breaker": "breaker", "dash.live": "Workers and their configuration generation",
       "dash.worker": "worker", "dash.generation": "generation",
+      "dash.clients": "Clients by school requests", "dash.client": "client", "dash.total": "total",
+      "dash.lockouts": "Lockouts and slow-downs now", "dash.scope": "scope", "dash.who": "who",
+      "dash.wrong": "wrong passwords / allowed", "dash.until": "until", "dash.none": "none",
+      "dash.unknown": "the database cannot say right now",
+      "scope.student": "student", "scope.ip": "address", "scope.client": "registered client (slowed)", "scope.account": "2013 account",
+      "client.anonymous": "anonymous addresses (together)",
       "dash.about": "From the same metrics as /metrics (all workers together), refreshed every 2 s; rates cover about the last 10 s; \"in flight\" is the school requests' average concurrency over that time.",
       "dash.updated": "Updated {time} · answered by worker {worker} (generation {generation}) · window {window}",
       "dash.nowindow": "first reading, rates come next",
@@ -432,6 +444,24 @@
           h("td", {}, h("span", { class: "breaker " + s.breaker, text: t("breaker." + s.breaker) })));
       });
       document.querySelector("#dash-school tbody").replaceChildren(...rows);
+      const clients = (body.clients || []).map((c) => h("tr", { "data-client": c.client },
+        h("td", {}, c.client === "anonymous" ? t("client.anonymous") : h("code", {}, c.client)),
+        h("td", { class: "num", text: number(c.school_requests_per_s, 2) }),
+        h("td", { class: "num", text: number(c.school_requests, 0) })));
+      document.querySelector("#dash-clients tbody").replaceChildren(...clients);
+      let locks;
+      if (body.lockouts === null) {
+        locks = [h("tr", {}, h("td", { colspan: "4", class: "muted", text: t("dash.unknown") }))];
+      } else if (!body.lockouts || body.lockouts.length === 0) {
+        locks = [h("tr", {}, h("td", { colspan: "4", class: "muted", text: t("dash.none") }))];
+      } else {
+        locks = body.lockouts.map((l) => h("tr", { "data-scope": l.scope },
+          h("td", { text: t("scope." + l.scope) }),
+          h("td", {}, h("code", {}, l.who)),
+          h("td", { class: "num", text: l.wrong + " / " + l.allowed }),
+          h("td", { text: new Date(l.until).toLocaleTimeString(LANG === "en" ? "en-GB" : "zh-CN") })));
+      }
+      document.querySelector("#dash-lockouts tbody").replaceChildren(...locks);
       const workers = body.workers.live.map((w) => h("tr", {},
         h("td", { class: "num", text: w.worker }), h("td", { class: "num", text: w.pid === null ? "—" : w.pid }),
         h("td", { class: "num", text: w.generation })));

@@ -133,6 +133,7 @@ async def deps(settings: Settings) -> AsyncIterator[AppDeps]:
     await migrate(engine)
     await engine.dispose()
     services = await build_worker_services(settings)
+    await services.recover()
     yield services.deps
     await services.close()
 
@@ -144,6 +145,7 @@ async def serve_app(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient
     await migrate(engine)
     await engine.dispose()
     services = await build_worker_services(settings)
+    await services.recover()  # as a worker does before serving: reads registered clients
     server = make_http_server(make_app(services.deps, settings.http), settings.http)
     sockets = bind_sockets(0, "127.0.0.1")
     server.add_sockets(sockets)

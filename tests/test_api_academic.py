@@ -312,17 +312,19 @@ async def test_feed_token_create_read_revoke(
     assert any(not s.startswith("Exam: ") for s in summaries)
     assert office_stats(sim)["requests"] == before
     # The token is stored hashed: it is nowhere in the database.
-    async with deps.feeds._sessions() as session:
+    async with deps.tokens._sessions() as session:
         from sqlalchemy import text
 
-        rows = (await session.execute(text("SELECT token_hash FROM calendar_tokens"))).all()
-    assert rows and all(token not in str(row[0]) for row in rows)
-    # Revoked: gone.
+        rows = (await session.execute(text("SELECT token_hash, sealed FROM tokens"))).all()
+    assert rows and all(token not in str(row) for row in rows)
+    # Revoked: gone, and the calendar app is told why.
     gone = await http_client.delete(path)
     assert gone.status_code == 204
     after = await http_client.get(path)
-    assert after.status_code == 404
-    assert after.json()["error"]["code"] == "unknown_token"
+    assert after.status_code == 410
+    assert after.json()["error"]["code"] == "token_revoked"
+    again = await http_client.delete(path)
+    assert again.status_code == 404
 
 
 async def test_feed_tokens_refuse_bad_input(http_client: httpx.AsyncClient) -> None:

@@ -55,7 +55,9 @@ async def test_v1_without_credentials_asks_for_basic_auth(http_client: httpx.Asy
 @pytest.mark.parametrize(
     ("headers", "code", "status"),
     [
-        ({"Authorization": "Bearer abc"}, "invalid_authorization", 401),
+        ({"Authorization": "Digest abc"}, "invalid_authorization", 401),
+        ({"Authorization": "Bearer abc"}, "invalid_token", 401),
+        ({"Authorization": "Bearer " + "A" * 43}, "invalid_token", 401),
         ({"Authorization": "Basic !!!notbase64"}, "invalid_authorization", 401),
         (
             {"Authorization": "Basic " + base64.b64encode(b"nocolon").decode()},

@@ -31,7 +31,9 @@ simulated student's Basic auth; the 2013 endpoints get generated and example val
 from __future__ import annotations
 
 import base64
+import io
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,11 +41,12 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from PIL import Image
 from schemathesis import Case
 from schemathesis.config import SchemathesisConfig
 
 from api.contract import Operation, Route
-from api.routes import ROUTES, openapi
+from api.routes import ACCOUNT_PASSWORD_EXAMPLE, ROUTES, openapi
 from tests.procs import Proc, jnufm_server
 
 STUDENT, PASSWORD = "2012052690", "052690"
@@ -117,10 +120,39 @@ def example_request(route: Route, op: Operation, made: dict[str, str]) -> dict[s
         if p.where == "query" and p.example is not None
     }
     request: dict[str, Any] = {"method": op.method.upper(), "url": path, "params": query}
+    if op.body is not None and op.body.multipart is not None:
+        request["files"] = {"file": ("example.png", example_png(), "image/png")}
     if "studentBasic" in op.security:
         basic = base64.b64encode(f"{STUDENT}:{PASSWORD}".encode()).decode()
         request["headers"] = {"Authorization": f"Basic {basic}"}
     return request
+
+
+def example_png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+def new_account(client: httpx.Client) -> tuple[str, str, str]:
+    """A new 2013 account with an avatar: its user name, token and picture name."""
+    username = f"example{secrets.token_hex(4)}"
+    params = {"username": username, "password": ACCOUNT_PASSWORD_EXAMPLE}
+    token = client.get("/signup", params=params).json()["token"]
+    sent = {"file": ("example.png", example_png(), "image/png")}
+    url = client.post("/set_avatar", params={"token": token}, files=sent).json()["url"]
+    return username, token, url.removeprefix("/uploads/").removesuffix(".png")
+
+
+def example_account(client: httpx.Client) -> dict[str, str]:
+    """The 2013 account routes' examples need this run's own: a user name and its live token
+    (bound to the simulated student), and a picture of another account (the upload
+    examples replace the first account's pictures)."""
+    username, token, _ = new_account(client)
+    _, _, picture = new_account(client)
+    bind = {"token": token, "jwc_username": STUDENT, "jwc_password": PASSWORD}
+    assert client.get("/auth_jwc", params=bind).json()["status"] == 0
+    return {"username": username, "token": token, "picture": picture}
 
 
 def test_every_operation_answers_its_example_with_its_success(server: Proc) -> None:
@@ -133,6 +165,7 @@ def test_every_operation_answers_its_example_with_its_success(server: Proc) -> N
         assert found.status_code == 200, found.text
         record_url = found.json()["data"][0]["url"].encode()
         book_url = base64.urlsafe_b64encode(record_url).decode().rstrip("=")
+        account = example_account(client)
         answered = []
         for route in ROUTES:
             for op in route.operations:
@@ -141,6 +174,12 @@ def test_every_operation_answers_its_example_with_its_success(server: Proc) -> N
                     again = client.post("/v1/calendar/tokens", auth=auth)
                     tokens.append(again.json()["token"])
                 this_run = {"token": tokens[-1], "url": book_url}
+                if op.tag == "accounts":
+                    this_run = account
+                if op.tag == "sessions" and route.path_params:
+                    # Revoke a session token of its own.
+                    opened = client.post("/v1/sessions", auth=auth)
+                    this_run = {"id": str(opened.json()["id"])}
                 resp = client.request(**example_request(route, op, this_run))
                 answered.append((op.method, route.path, resp.status_code))
                 assert resp.status_code == op.answer.status, (route.path, op.method, resp.text)

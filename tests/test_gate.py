@@ -24,6 +24,7 @@ from db import queries
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import migrate
 from db.models import LoginFailure, SchoolSession
+from services.callers import Caller, RegisteredClient, anonymous
 from services.credentials import Credentials
 from services.deferred import DeferredWrites
 from services.errors import InvalidPassword, RateLimited, StorageUnavailable
@@ -37,6 +38,7 @@ from services.lockout import (
     HostRecord,
     OutageTable,
 )
+from services.rates import RequestRateLimiter, SharedRateTable
 from settings import DatabaseSettings, LimitsSettings
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
@@ -98,8 +100,14 @@ def make_host(
     engine: AsyncEngine, clock: Clock, table: GateTable | None = None, **changes: Any
 ) -> Host:
     table = table or GateTable.create(1024)
+    slowed = changes.pop("slowed", None)
     gate = CredentialGate(
-        GateStore(make_sessionmaker(engine)), table, limits(**changes), b"k" * 32, clock
+        GateStore(make_sessionmaker(engine)),
+        table,
+        limits(**changes),
+        b"k" * 32,
+        clock,
+        slowed=slowed,
     )
     return Host(gate, table, engine)
 
@@ -112,9 +120,27 @@ def hosts(engines: list[AsyncEngine], clock: Clock) -> Iterator[list[Host]]:
         host.table.close()
 
 
-async def judged(host: Host, password: str, ip: str = "10.0.0.1", **kw: str) -> Ticket:
+def gateway(name: str = "wechat", failures_max: int = 200) -> RegisteredClient:
+    return RegisteredClient(name, (), 1000.0, 2000.0, 0.0, 20.0, failures_max)
+
+
+def caller_of(ip: str, client: RegisteredClient | None = None) -> Caller:
+    base = anonymous(ip)
+    return base if client is None else Caller(base.ip, base.address, client)
+
+
+async def judged(
+    host: Host,
+    password: str,
+    ip: str = "10.0.0.1",
+    student: str = STUDENT,
+    client: RegisteredClient | None = None,
+    proven: bool = False,
+) -> Ticket:
     """Admit a request; raise what the gate raises."""
-    return await host.gate.admit(SYSTEM, creds(password, kw.get("student", STUDENT)), ip)
+    return await host.gate.admit(
+        SYSTEM, Credentials(student, password, proven), caller_of(ip, client)
+    )
 
 
 async def school_says(ticket: Ticket, right: bool) -> None:
@@ -127,11 +153,16 @@ async def school_says(ticket: Ticket, right: bool) -> None:
 
 
 async def attempt(
-    host: Host, password: str, ip: str = "10.0.0.1", student: str = STUDENT, right: str = RIGHT
+    host: Host,
+    password: str,
+    ip: str = "10.0.0.1",
+    student: str = STUDENT,
+    right: str = RIGHT,
+    client: RegisteredClient | None = None,
 ) -> str:
     """One request judged by a school whose password is `right`: the outcome the client sees."""
     try:
-        ticket = await judged(host, password, ip, student=student)
+        ticket = await judged(host, password, ip, student=student, client=client)
     except RateLimited:
         return "429"
     except InvalidPassword:
@@ -200,14 +231,35 @@ async def test_a_password_refused_to_this_address_is_not_asked_again(hosts: list
     assert await attempt(host, wrong(1), ip="10.0.0.2") == "401"
 
 
-async def test_a_password_the_school_could_not_judge_stays_counted(hosts: list[Host]) -> None:
+async def test_a_password_nobody_judged_never_counts(hosts: list[Host]) -> None:
+    """No verifier, and the school never said (down, busy, breaker, deadline): withdrawn,
+    for the student and for the address."""
     host = hosts[0]
-    for n in range(1, 6):
+    for n in range(1, 9):
         ticket = await judged(host, wrong(n))
+        assert ticket.counted, "counted while it waits for the school"
         await ticket.before_login()
         await ticket.release()  # school down, busy, timed out: no verdict
+    assert await failure_rows(host.engine) == 0
+    assert await failure_rows(host.engine, "ip") == 0
+    assert await attempt(host, RIGHT) == "200"
+
+
+async def test_a_password_the_verifier_judged_wrong_stays_counted(hosts: list[Host]) -> None:
+    """With a verifier, another password already gets a different answer than the right
+    one (no cached or stale answer): judged wrong by the verifier, counted even when the
+    school never says (else it would be an uncounted oracle while the school is down)."""
+    host = hosts[0]
+    assert await attempt(host, RIGHT) == "200"
+    for n in range(1, 6):
+        ticket = await judged(host, wrong(n))
+        assert ticket.mismatched
+        await ticket.before_login()
+        await ticket.release()
     assert await failure_rows(host.engine) == 5
+    assert await failure_rows(host.engine, "ip") == 5
     assert await attempt(host, wrong(6)) == "429"
+    assert await attempt(host, RIGHT) == "429"
 
 
 async def test_a_verified_password_whose_login_was_not_judged_is_withdrawn(
@@ -223,21 +275,87 @@ async def test_a_verified_password_whose_login_was_not_judged_is_withdrawn(
     assert await failure_rows(host.engine) == 0
 
 
-async def test_logins_still_under_way_lock_only_for_moments(
-    hosts: list[Host], clock: Clock
-) -> None:
-    # A campus NAT at term start: first-time students (no verifier yet) from one address.
+async def test_logins_under_way_never_lock_an_address(hosts: list[Host], clock: Clock) -> None:
+    # A campus NAT at term start: first-time students (no verifier yet) from one address,
+    # many more at once than the address's limit of wrong passwords.
     host = make_host(hosts[0].engine, clock, failed_logins_ip_max=3)
-    students = [f"201205261{n}" for n in range(4)]
-    under_way = [await judged(host, s[-6:], student=s) for s in students[:3]]
-    with pytest.raises(RateLimited) as caught:
-        await judged(host, students[3][-6:], student=students[3])
-    assert (caught.value.retry_after or 0) <= 2, "not a 15-minute lockout: they may be right"
+    students = [f"20120526{n:02}" for n in range(20)]
+    under_way = [await judged(host, s[-6:], student=s) for s in students]
+    for ticket in under_way:
+        await ticket.before_login()
     for ticket in under_way:
         await school_says(ticket, right=True)
-    assert (
-        await attempt(host, students[3][-6:], student=students[3], right=students[3][-6:]) == "200"
+    assert await failure_rows(host.engine, "ip") == 0
+
+
+async def test_an_address_proven_by_many_students_may_mistype_more(
+    hosts: list[Host], clock: Clock
+) -> None:
+    """A NAT: its allowance grows with the distinct students proven right from it."""
+    host = make_host(
+        hosts[0].engine,
+        clock,
+        failed_logins_ip_max=3,
+        failed_logins_ip_per_student=0.1,
+        failed_logins_ip_ceiling=6,
     )
+    nat = "10.7.7.7"
+    for n in range(3):
+        assert await attempt(host, wrong(1), ip="10.8.8.8", student=f"201205270{n}") == "401"
+    # A fresh address: the base limit.
+    assert await attempt(host, wrong(1), ip="10.8.8.8", student="2012052709") == "429"
+    # The NAT proves 30 students right (each counted once however often it asks).
+    for n in range(30):
+        student = f"20120528{n:02}"
+        for _ in range(2):
+            assert await attempt(
+                host, student[-6:], ip=nat, student=student, right=student[-6:]
+            ) in (
+                "200",
+                "200-cache",
+            )
+    outcomes = [await attempt(host, wrong(1), ip=nat, student=f"20120529{n:02}") for n in range(8)]
+    # 3 + 0.1 x 30 = 6 (the ceiling): the seventh is refused.
+    assert outcomes == ["401"] * 6 + ["429"] * 2
+
+
+async def test_a_registered_client_is_slowed_not_locked(hosts: list[Host], clock: Clock) -> None:
+    """Behind a registered client lockouts are per student; past its failure budget its
+    logins that need the school are slowed, its proven students are not."""
+    slowed = RequestRateLimiter(SharedRateTable.create(64), 1 / 60, 1, namespace="slowed|")
+    host = make_host(hosts[0].engine, clock, slowed=slowed)
+    bot = gateway(failures_max=3)
+    assert await attempt(host, RIGHT, client=bot) == "200"
+    for n in range(3):
+        student = f"201205300{n}"
+        assert await attempt(host, wrong(1), student=student, client=bot) == "401"
+    # Over budget: one login that needs the school passes per minute, then client_slowed.
+    assert await attempt(host, wrong(2), student="2012053010", client=bot) == "401"
+    ticket = await judged(host, wrong(2), student="2012053011", client=bot)
+    with pytest.raises(RateLimited) as caught:
+        await ticket.before_login()
+    assert caught.value.code == "client_slowed"
+    await ticket.release()
+    # Never locked: a proven student is answered, and so is anyone from its address.
+    assert await attempt(host, RIGHT, client=bot) == "200-cache"
+    assert await failure_rows(host.engine, "client") == 4
+    assert await failure_rows(host.engine, "ip") == 0
+
+
+async def test_a_tokens_password_is_no_guess(hosts: list[Host]) -> None:
+    """Credentials from a student's token: no limit, no row, even while locked out."""
+    host = hosts[0]
+    assert await attempt(host, RIGHT) == "200"
+    for n in range(1, 6):
+        assert await attempt(host, wrong(n)) == "401"
+    assert await attempt(host, RIGHT) == "429"
+    ticket = await judged(host, RIGHT, proven=True)
+    assert ticket.matches and not ticket.counted
+    await ticket.release()
+    rows = await failure_rows(host.engine)
+    other = await judged(host, wrong(9), proven=True)
+    await school_says(other, right=False)
+    assert await failure_rows(host.engine) == rows
 
 
 async def test_the_address_limit_spans_students(hosts: list[Host], clock: Clock) -> None:
@@ -363,11 +481,11 @@ async def test_the_school_refusing_the_verified_password_drops_the_verifier(
     ticket = await judged(host, RIGHT)
     assert ticket.matches
     await school_says(ticket, right=False)  # changed at the school meanwhile
-    with pytest.raises(InvalidPassword):
-        await judged(host, RIGHT)  # this address was just told
     again = await judged(host, RIGHT, ip="10.0.0.2")
     assert not again.matches, "no longer answered from the cache: the school judges it"
-    await again.release()
+    await school_says(again, right=False)
+    with pytest.raises(InvalidPassword):
+        await judged(host, RIGHT, ip="10.0.0.2")  # this address was just told
 
 
 async def test_limits_off_counts_nothing(engines: list[AsyncEngine], clock: Clock) -> None:
@@ -389,7 +507,7 @@ def test_host_table_fields_and_pending_expiry() -> None:
         table.write("s|card:1", 100.5, lock_at=100.5, locked_until=50.0)
         table.write("s|card:1", 101.0, pending=1)
         record = table.read("s|card:1", 101.0)
-        assert record == HostRecord(100.0, b"v" * 16, 100.5, 50.0, 0, 1)
+        assert record == HostRecord(100.0, b"v" * 16, 100.5, 50.0, 0, 1, 0.0, 0, 0)
         # A count left by a worker killed mid-reservation does not block forever.
         assert table.read("s|card:1", 101.0 + PENDING_TTL_S + 1).pending == 0
         table.write("s|card:1", 102.0, pending=-1)

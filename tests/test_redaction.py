@@ -31,7 +31,17 @@ from tests.procs import Proc, jnufm_server
         ("/v1/x;password=052690", "/v1/x;password=***"),
         ("/card/rest?+password=052690", "/card/rest?+password=***"),
         ("/x?Authorization=Basic%20MDUyNjkw", "/x?Authorization=***"),
-        ("/x?token=Bearer%20052690", "/x?token=Bearer+***"),
+        ("/x?t=Bearer%20052690", "/x?t=Bearer+***"),
+        # The 2013 account API's passwords and login token.
+        (
+            "/password/reset?username=u&oldpassword=052690&password=052690",
+            "/password/reset?username=u&oldpassword=***&password=***",
+        ),
+        ("/auth_jwc?token=052690&jwc_password=052690", "/auth_jwc?token=***&jwc_password=***"),
+        (
+            "/class/auth?token=052690&jwcpw=052690&year=2012",
+            "/class/auth?token=***&jwcpw=***&year=2012",
+        ),
     ],
 )
 def test_secret_values_are_replaced(uri: str, logged: str) -> None:

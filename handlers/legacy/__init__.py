@@ -48,6 +48,7 @@ class LegacyHandler(JsonHandler):
         exc = exc_info[1] if exc_info else None
         status, code, message, headers = describe_error(exc, status_code, self.deps.retry_after_s)
         self.set_status(status)
+        self.note_outcome(code)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         for name, value in headers.items():
             self.set_header(name, value)

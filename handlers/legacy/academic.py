@@ -93,9 +93,11 @@ class LegacyAcademicHandler(LegacyHandler):
         return self.deps.academic
 
     def credentials(self) -> Credentials:
-        return Credentials.parse(
+        creds = Credentials.parse(
             self.get_argument("user", None), self.get_argument("password", None), "academic"
         )
+        self.note_student(creds.student_id)
+        return creds
 
 
 class ClassHandler(LegacyAcademicHandler):
@@ -103,7 +105,7 @@ class ClassHandler(LegacyAcademicHandler):
         academic = self.academic()
         creds = self.credentials()
         term = academic.term(self.get_argument("year", None), self.get_argument("term", None))
-        answer = await academic.timetable(creds, term, self.wants_fresh(), self.client_ip())
+        answer = await academic.timetable(creds, term, self.caller(), self.wants_fresh())
         self.write_answer(
             answer, {"data": legacy_courses(answer.value.courses), "version": VERSION}
         )
@@ -116,7 +118,7 @@ class ExamHandler(LegacyAcademicHandler):
         academic = self.academic()
         creds = self.credentials()
         term = academic.term(self.get_argument("year", None), self.get_argument("term", None))
-        answer = await academic.exams(creds, term, self.wants_fresh(), self.client_ip())
+        answer = await academic.exams(creds, term, self.caller(), self.wants_fresh())
         self.write_answer(answer, {"data": legacy_exams(answer.value), "version": VERSION})
 
     post = get

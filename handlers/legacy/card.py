@@ -39,15 +39,17 @@ def value_cells(cells: tuple[str, ...]) -> list[str]:
 class LegacyCardHandler(LegacyHandler):
     def credentials(self) -> Credentials:
         # The query string (2013), or a form-encoded POST body.
-        return Credentials.parse(
+        creds = Credentials.parse(
             self.get_argument("stuid", None), self.get_argument("password", None)
         )
+        self.note_student(creds.student_id)
+        return creds
 
 
 class BalanceHandler(LegacyCardHandler):
     async def get(self) -> None:
         card = self.deps.card
-        answer = await card.balance(self.credentials(), self.wants_fresh(), self.client_ip())
+        answer = await card.balance(self.credentials(), self.caller(), self.wants_fresh())
         self.write_answer(answer, {"data": f"{answer.value.balance:.2f}"})
 
     post = get
@@ -57,7 +59,7 @@ class TodayHandler(LegacyCardHandler):
     async def get(self) -> None:
         card = self.deps.card
         creds = self.credentials()
-        answer = await card.today_transactions(creds, self.wants_fresh(), self.client_ip())
+        answer = await card.today_transactions(creds, self.caller(), self.wants_fresh())
         self.write_answer(answer, {"data": legacy_rows(answer.value)})
 
 
@@ -65,7 +67,7 @@ class MonthHandler(LegacyCardHandler):
     async def get(self) -> None:
         creds = self.credentials()
         card = self.deps.card
-        answer = await card.recent_days(creds, MONTH_DAYS, self.wants_fresh(), self.client_ip())
+        answer = await card.recent_days(creds, MONTH_DAYS, self.caller(), self.wants_fresh())
         self.write_answer(answer, {"data": legacy_rows(answer.value)})
 
     post = get
@@ -74,5 +76,5 @@ class MonthHandler(LegacyCardHandler):
 class PersonalInfoHandler(LegacyCardHandler):
     async def get(self) -> None:
         card = self.deps.card
-        answer = await card.profile(self.credentials(), self.wants_fresh(), self.client_ip())
+        answer = await card.profile(self.credentials(), self.caller(), self.wants_fresh())
         self.write_answer(answer, {"data": value_cells(answer.value.cells)})

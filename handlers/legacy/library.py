@@ -91,7 +91,7 @@ class BookSearchHandler(LegacyLibraryHandler):
         available = flag(self.get_argument("available", None), "available")
         campus = campus_of(None, self.get_argument("iszh", None) or "0")
         answer = await library.search(
-            campus, query, page, available, self.wants_fresh(), self.client_ip()
+            campus, query, page, available, self.caller(), self.wants_fresh()
         )
         base = self.own_base()
         books = [legacy_book(b, base) for b in answer.value.books]
@@ -110,7 +110,7 @@ class BookPageHandler(LegacyLibraryHandler):
         if found is None:
             raise BadInput("invalid_url", "url must be a record URL of the library's catalogues")
         campus, record_id = found
-        answer = await library.book(campus, record_id, self.wants_fresh(), self.client_ip())
+        answer = await library.book(campus, record_id, self.caller(), self.wants_fresh())
         self.mark_answer(answer)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.finish(book_page(answer.value))
@@ -131,7 +131,7 @@ class CoverHandler(JsonHandler):
     async def get(self, isbn: str) -> None:
         if self.deps.library is None:
             raise BadInput("not_configured", "the library is not configured here", 404)
-        answer = await self.deps.library.cover(isbn, self.client_ip())
+        answer = await self.deps.library.cover(isbn, self.caller())
         self.mark_answer(answer)
         found = answer.value.cover
         self.set_header("Cache-Control", "public, max-age=86400")

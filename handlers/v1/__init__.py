@@ -24,16 +24,28 @@ def iso(moment: datetime) -> str:
 
 
 class V1Handler(JsonHandler):
-    """Credentials from `Authorization: Basic` or a JSON / form POST body."""
+    """Credentials from `Authorization: Basic`, a student's token (`Authorization:
+    Bearer`, services/tokens.py) or a JSON / form POST body."""
 
-    def credentials(self, system: str = "card") -> Credentials:
-        """The credentials for a school system's password (card, academic)."""
+    # The id of the session token the credentials came from, if any.
+    token_id: int | None = None
+
+    async def credentials(self, system: str = "card") -> Credentials:
+        """The credentials for a school system's password (card, academic): the request's,
+        or those a session token holds (then `proven`)."""
         header = self.header("Authorization")
         if header is not None:
             scheme, _, token = header.partition(" ")
-            if scheme.lower() != "basic" or not token:
+            scheme = scheme.lower()
+            if scheme == "bearer" and token.strip():
+                creds = await self.token_credentials(token.strip(), system)
+                self.note_student(creds.student_id)
+                return creds
+            if scheme != "basic" or not token:
                 raise BadInput(
-                    "invalid_authorization", "only HTTP Basic authorization is accepted", 401
+                    "invalid_authorization",
+                    "send HTTP Basic credentials or a Bearer token",
+                    401,
                 )
             try:
                 decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
@@ -46,13 +58,27 @@ class V1Handler(JsonHandler):
                 raise BadInput(
                     "invalid_authorization", "Basic credentials must be student_id:password", 401
                 )
-            return Credentials.parse(student_id, password, system)
-        if self.request.method == "POST" and self.request.body:
+            creds = Credentials.parse(student_id, password, system)
+        elif self.request.method == "POST" and self.request.body:
             body = self.body_fields()
-            return Credentials.parse(body.get("student_id"), body.get("password"), system)
-        raise BadInput(
-            "missing_credentials", "send credentials by HTTP Basic auth or a POST body", 401
-        )
+            creds = Credentials.parse(body.get("student_id"), body.get("password"), system)
+        else:
+            raise BadInput(
+                "missing_credentials",
+                "send credentials by HTTP Basic auth, a Bearer token or a POST body",
+                401,
+            )
+        self.note_student(creds.student_id)
+        return creds
+
+    async def token_credentials(self, token: str, system: str) -> Credentials:
+        """The credentials a student's session token holds. Raises TokenRefused, TokenScope."""
+        tokens = self.deps.tokens
+        if tokens is None:
+            raise BadInput("not_configured", "tokens are not configured here", 404)
+        grant = await tokens.session(token, system)
+        self.token_id = grant.token_id
+        return grant.credentials()
 
     def body_fields(self) -> dict[str, str]:
         content_type = self.header("Content-Type", "").split(";")[0].strip().lower()

@@ -2,31 +2,24 @@
 
 `?year=&term=` name the term (2026 = 2026-2027, term 1 or 2); without them,
 the current term of `campus.terms`. Credentials are the academic office's
-(HTTP Basic or a POST body). Weeks are lists, times `HH:MM` campus time by the
-`campus.periods` table, dates ISO.
+(HTTP Basic, a student's Bearer token, or a POST body). Weeks are lists, times
+`HH:MM` campus time by the `campus.periods` table, dates ISO.
 """
 
 from __future__ import annotations
 
+from email.utils import formatdate
 from typing import Any
 
 from handlers.v1 import V1Handler, iso
 from school.academic.models import Course, Exam, Grade, Timetable
 from services.academic import AcademicService
-from services.calendar import (
-    FEEDS,
-    Events,
-    Feed,
-    FeedTokens,
-    calendar,
-    class_events,
-    exam_events,
-    stamp_of,
-)
+from services.calendar import Events, calendar, class_events, exam_events, stamp_of
 from services.campus import Campus, Term
 from services.credentials import Credentials
 from services.errors import BadInput, StorageUnavailable
 from services.pipeline import Answer
+from services.tokens import FEEDS, Feed, TokenStore
 
 
 def term_body(term: Term, campus: Campus) -> dict[str, Any]:
@@ -101,24 +94,24 @@ class V1AcademicHandler(V1Handler):
             raise BadInput("not_configured", "the academic office is not configured here", 404)
         return self.deps.academic
 
-    def feeds(self) -> FeedTokens:
-        if self.deps.feeds is None:
+    def tokens(self) -> TokenStore:
+        if self.deps.tokens is None:
             raise BadInput("not_configured", "calendar feeds are not configured here", 404)
-        return self.deps.feeds
+        return self.deps.tokens
 
     def asked_term(self, academic: AcademicService) -> Term:
         return academic.term(self.param("year"), self.param("term"))
 
-    def academic_credentials(self) -> Credentials:
-        return self.credentials("academic")
+    async def academic_credentials(self) -> Credentials:
+        return await self.credentials("academic")
 
 
 class TimetableHandler(V1AcademicHandler):
     async def get(self) -> None:
         academic = self.academic()
-        creds = self.academic_credentials()
+        creds = await self.academic_credentials()
         term = self.asked_term(academic)
-        answer = await academic.timetable(creds, term, self.wants_fresh(), self.client_ip())
+        answer = await academic.timetable(creds, term, self.caller(), self.wants_fresh())
         body = {
             **term_body(term, academic.campus),
             "courses": [v1_course(c, academic.campus) for c in answer.value.courses],
@@ -131,9 +124,9 @@ class TimetableHandler(V1AcademicHandler):
 class ExamsHandler(V1AcademicHandler):
     async def get(self) -> None:
         academic = self.academic()
-        creds = self.academic_credentials()
+        creds = await self.academic_credentials()
         term = self.asked_term(academic)
-        answer = await academic.exams(creds, term, self.wants_fresh(), self.client_ip())
+        answer = await academic.exams(creds, term, self.caller(), self.wants_fresh())
         exams = sorted(answer.value, key=lambda e: (e.date, e.start))
         body = {**term_body(term, academic.campus), "exams": [v1_exam(e) for e in exams]}
         self.write_answer(answer, self.envelope(creds, answer, body))
@@ -144,9 +137,9 @@ class ExamsHandler(V1AcademicHandler):
 class GradesHandler(V1AcademicHandler):
     async def get(self) -> None:
         academic = self.academic()
-        creds = self.academic_credentials()
+        creds = await self.academic_credentials()
         term = self.asked_term(academic)
-        answer = await academic.grades(creds, term, self.wants_fresh(), self.client_ip())
+        answer = await academic.grades(creds, term, self.caller(), self.wants_fresh())
         gpa = academic.gpa(answer.value)
         body = {
             **term_body(term, academic.campus),
@@ -162,12 +155,49 @@ class GradesHandler(V1AcademicHandler):
 
 
 class IcsMixin(V1AcademicHandler):
-    def write_ics(self, name: str, parts: list[Events], answer: Answer[Any]) -> None:
+    def write_ics(
+        self,
+        name: str,
+        student_id: str,
+        feed: Feed,
+        term: Term,
+        timetable: Answer[Timetable] | None,
+        exams: Answer[list[Exam]] | None,
+    ) -> None:
+        """The feed, built once per change of what it shows (services.calendar.FeedCache),
+        with its ETag: `304 Not Modified` to a calendar app that already has it."""
         academic = self.academic()
-        self.mark_answer(answer)
+        refresh = academic.feed_refresh_s
+        shown = [a for a in (timetable, exams) if a is not None]
+        key = (name, student_id, feed, term.key, *(a.as_of for a in shown), refresh)
+        built = self.deps.feed_cache.get(
+            key,
+            lambda: calendar(
+                name,
+                feed_parts(feed, student_id, term, academic.campus, timetable, exams),
+                refresh,
+            ),
+        )
+        newest = max(a.as_of for a in shown)
+        self.mark_answer(min(shown, key=lambda a: a.as_of))
+        # Calendar apps may keep it, and must ask again before they use it.
+        self.set_header("Cache-Control", "private, no-cache")
+        self.set_header("ETag", built.etag)
+        self.set_header("Last-Modified", formatdate(newest.timestamp(), usegmt=True))
+        if built.etag in etags(self.header("If-None-Match", "")):
+            self.set_status(304)
+            self.finish()
+            return
         self.set_header("Content-Type", "text/calendar; charset=utf-8")
         self.set_header("Content-Disposition", 'inline; filename="jnufm.ics"')
-        self.finish(calendar(name, parts, academic.feed_refresh_s))
+        self.finish(built.body)
+
+
+def etags(header: str) -> set[str]:
+    """The entity tags of an If-None-Match header (weak ones compared by their value)."""
+    if header.strip() == "*":
+        return {"*"}
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
 
 
 def feed_parts(
@@ -190,11 +220,10 @@ def feed_parts(
 class TimetableIcsHandler(IcsMixin):
     async def get(self) -> None:
         academic = self.academic()
-        creds = self.academic_credentials()
+        creds = await self.academic_credentials()
         term = self.asked_term(academic)
-        answer = await academic.timetable(creds, term, self.wants_fresh(), self.client_ip())
-        parts = feed_parts("timetable", creds.student_id, term, academic.campus, answer, None)
-        self.write_ics(f"Classes {term.label}", parts, answer)
+        answer = await academic.timetable(creds, term, self.caller(), self.wants_fresh())
+        self.write_ics(f"Classes {term.label}", creds.student_id, "timetable", term, answer, None)
 
     post = get
 
@@ -202,11 +231,10 @@ class TimetableIcsHandler(IcsMixin):
 class ExamsIcsHandler(IcsMixin):
     async def get(self) -> None:
         academic = self.academic()
-        creds = self.academic_credentials()
+        creds = await self.academic_credentials()
         term = self.asked_term(academic)
-        answer = await academic.exams(creds, term, self.wants_fresh(), self.client_ip())
-        parts = feed_parts("exams", creds.student_id, term, academic.campus, None, answer)
-        self.write_ics(f"Exams {term.label}", parts, answer)
+        answer = await academic.exams(creds, term, self.caller(), self.wants_fresh())
+        self.write_ics(f"Exams {term.label}", creds.student_id, "exams", term, None, answer)
 
     post = get
 
@@ -217,14 +245,22 @@ class CalendarTokensHandler(V1AcademicHandler):
 
     async def post(self) -> None:
         academic = self.academic()
-        creds = self.academic_credentials()
+        creds = await self.academic_credentials()
         term = self.asked_term(academic)
         asked = self.param("feed") or "all"
         feed = next((f for f in FEEDS if f == asked), None)
         if feed is None:
             raise BadInput("invalid_feed", "feed is all, timetable or exams")
-        await academic.term_events(creds, term, False, self.client_ip())
-        token = await self.feeds().create(creds.student_id, feed, term)
+        await academic.term_events(creds, term, self.caller())
+        client = self.caller().client
+        token = await self.tokens().create_feed(
+            creds.student_id,
+            feed,
+            term.year,
+            term.term,
+            academic.pipeline.attempt_of(creds),
+            client.name if client is not None else "",
+        )
         path = f"/v1/calendar/{token}.ics"
         self.set_header("Location", path)
         body = {
@@ -246,23 +282,24 @@ class CalendarFeedHandler(IcsMixin):
 
     async def get(self, token: str) -> None:
         academic = self.academic()
-        found = await self.feeds().find(token)
-        if found is None:
-            raise BadInput("unknown_token", "no such calendar feed (revoked or never made)", 404)
-        timetable, exams = await academic.stored_term(found.student_id, found.term)
+        found = await self.tokens().feed(token)
+        term = Term(found.year, found.term)
+        timetable, exams = await academic.stored_term(found.student_id, term)
         if (found.feed != "exams" and timetable is None) or (
             found.feed != "timetable" and exams is None
         ):
             raise StorageUnavailable("feed answers")
-        parts = feed_parts(
-            found.feed, found.student_id, found.term, academic.campus, timetable, exams
+        self.write_ics(
+            f"jnufm {term.label}",
+            found.student_id,
+            found.feed,
+            term,
+            timetable if found.feed != "exams" else None,
+            exams if found.feed != "timetable" else None,
         )
-        answer = timetable if timetable is not None else exams
-        assert answer is not None
-        self.write_ics(f"jnufm {found.term.label}", parts, answer)
 
     async def delete(self, token: str) -> None:
-        if not await self.feeds().revoke(token):
+        if not await self.tokens().revoke_token(token, "feed"):
             raise BadInput("unknown_token", "no such calendar feed (revoked or never made)", 404)
         self.set_status(204)
         self.finish()

@@ -16,8 +16,8 @@ def money(amount: Decimal) -> str:
 
 class V1BalanceHandler(V1Handler):
     async def get(self) -> None:
-        creds = self.credentials()
-        answer = await self.deps.card.balance(creds, self.wants_fresh(), self.client_ip())
+        creds = await self.credentials()
+        answer = await self.deps.card.balance(creds, self.caller(), self.wants_fresh())
         body = {"balance": {"amount": money(answer.value.balance), "currency": CURRENCY}}
         self.write_answer(answer, self.envelope(creds, answer, body))
 
@@ -26,8 +26,8 @@ class V1BalanceHandler(V1Handler):
 
 class V1ProfileHandler(V1Handler):
     async def get(self) -> None:
-        creds = self.credentials()
-        answer = await self.deps.card.profile(creds, self.wants_fresh(), self.client_ip())
+        creds = await self.credentials()
+        answer = await self.deps.card.profile(creds, self.caller(), self.wants_fresh())
         info = answer.value
         body = {
             "name": info.name,
@@ -56,12 +56,13 @@ def v1_rows(rows: list[Transaction]) -> list[dict[str, str]]:
 
 class V1TransactionsHandler(V1Handler):
     async def get(self) -> None:
-        creds = self.credentials()
+        creds = await self.credentials()
         today = self.deps.card.today()
         start = parse_date("start", self.param("start"), today)
         end = parse_date("end", self.param("end"), today)
-        fresh, ip = self.wants_fresh(), self.client_ip()
-        answer = await self.deps.card.transactions(creds, start, end, fresh, ip)
+        answer = await self.deps.card.transactions(
+            creds, start, end, self.caller(), self.wants_fresh()
+        )
         body = {
             "start": start.isoformat(),
             "end": end.isoformat(),

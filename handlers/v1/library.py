@@ -86,7 +86,7 @@ class LibrarySearchHandler(V1LibraryHandler):
         available = flag(self.get_query_argument("available", None), "available")
         campus = campus_of(self.get_query_argument("campus", None))
         answer = await library.search(
-            campus, query, page, available, self.wants_fresh(), self.client_ip()
+            campus, query, page, available, self.caller(), self.wants_fresh()
         )
         found = answer.value
         pages = None
@@ -127,7 +127,7 @@ class LibraryBookHandler(V1LibraryHandler):
         zhuhai = bid.startswith("zh-")
         campus: Campus = "zhuhai" if zhuhai else "main"
         record_id = bid[3:] if zhuhai else bid
-        answer = await library.book(campus, record_id, self.wants_fresh(), self.client_ip())
+        answer = await library.book(campus, record_id, self.caller(), self.wants_fresh())
         body = {
             **v1_record(answer.value),
             "as_of": iso(answer.as_of),

@@ -215,6 +215,22 @@ def test_the_dashboard_moves_after_a_few_queries(tab: Tab, server: Proc, shots: 
     assert len(generations) >= 2
     breaker = page.locator("#dash-school tr[data-system=card] .breaker").get_attribute("class")
     assert breaker is not None and "closed" in breaker
+    # Who the school requests were made for (every unregistered address together).
+    page.wait_for_function(
+        "() => document.querySelector('#dash-clients tr[data-client=anonymous]') !== null",
+        timeout=WAIT_MS,
+    )
+    # A student locked out by five wrong passwords appears among the lockouts.
+    with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+        for guess in ("111111", "222222", "333333", "444444", "555555"):
+            wrong = client.get("/v1/card/balance", auth=("2012052699", guess))
+            assert wrong.status_code == 401, wrong.text
+    page.wait_for_function(
+        "() => document.querySelector('#dash-lockouts tr[data-scope=student]') !== null",
+        timeout=WAIT_MS,
+    )
+    locked = page.locator("#dash-lockouts tr[data-scope=student]").first.inner_text()
+    assert "5 / 5" in locked and "2012052699" not in locked, "students by pseudonym only"
     page.screenshot(path=str(shots / "dashboard-zh.png"), full_page=True)
     assert tab.errors == []
 
