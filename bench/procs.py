@@ -393,7 +393,13 @@ def start_jnufm(
         workers,
         lambda: count_lines(log, JNUFM_ACCESS),
         uses_school=True,
-        extra={"config": config, "overlay": overlay.name},
+        # The paths are for the harness (clients commands, access lines), never the results.
+        extra={
+            "config": config,
+            "overlay": overlay.name,
+            "config_path": config_path,
+            "log_path": log,
+        },
         statuses=lambda: count_statuses([log], JNUFM_STATUS),
     )
 

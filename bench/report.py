@@ -7,7 +7,9 @@ Prints the tables; with --docs, also rewrites the part of that file between
 plots beside it (docs/bench-throughput.png, docs/bench-p99.png) from the card
 center's workloads, and the part between `<!-- bench:schools:begin -->` and
 `<!-- bench:schools:end -->` from the workloads on the other school systems
-(term-start, search). A run of only one kind leaves the other part as it is.
+(term-start, search), and the part between `<!-- bench:gateway:begin -->` and
+`<!-- bench:gateway:end -->` from the gateway workload. A run without a kind
+leaves its part as it is.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ BEGIN = "<!-- bench:results:begin -->"
 END = "<!-- bench:results:end -->"
 SCHOOLS_BEGIN = "<!-- bench:schools:begin -->"
 SCHOOLS_END = "<!-- bench:schools:end -->"
+GATEWAY_BEGIN = "<!-- bench:gateway:begin -->"
+GATEWAY_END = "<!-- bench:gateway:end -->"
+GATEWAY = "gateway"  # the workload's kind and key
+# The 429 codes that refuse a password for a lockout or a limit (bench/gateway.py).
+GATEWAY_LIMIT_CODES = ("too_many_failed_logins", "rate_limited", "client_slowed")
 SHORT = {"replica": "a", "no-reuse": "b", "default": "c", "hello": "d", "nginx": "e"}
 
 
@@ -296,7 +303,17 @@ def facts(doc: dict[str, Any]) -> str:
     )
 
 
+def _without_gateway(doc: dict[str, Any]) -> dict[str, Any]:
+    """The run without the gateway workload (its own table: two results per system)."""
+    return {
+        **doc,
+        "workloads": [w for w in doc["workloads"] if w.get("kind") != GATEWAY],
+        "results": [r for r in doc["results"] if r["workload"] != GATEWAY],
+    }
+
+
 def _card_only(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = _without_gateway(doc)
     keys = {w["key"] for w in doc["workloads"] if w.get("school", "card") == "card"}
     return {
         **doc,
@@ -306,7 +323,117 @@ def _card_only(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def has_card(doc: dict[str, Any]) -> bool:
-    return any(w.get("school", "card") == "card" for w in doc["workloads"])
+    return any(
+        w.get("school", "card") == "card" and w.get("kind") != GATEWAY for w in doc["workloads"]
+    )
+
+
+def _codes(counts: dict[str, int] | None) -> str:
+    """Answers by status and error code: "200: 1181, 504 school_timeout: 100"."""
+    return ", ".join(f"{k}: {v}" for k, v in (counts or {}).items()) or "-"
+
+
+def gateway_table(doc: dict[str, Any]) -> str:
+    """The gateway workload: each system and case, what the right and the wrong passwords
+    got, the refusals, the school."""
+    rows = [r for r in doc["results"] if r["workload"] == GATEWAY]
+    if not rows:
+        return ""
+    lines = [
+        "| system | case | answers/s | p50 ms | p99 ms | right passwords: answers | "
+        "right refused by a lockout or limit | wrong passwords: answers | wrong answered 401 "
+        "| wrong judged / failed-login limit at the end "
+        "| students answered / asked (mistypers reached) | school req per answer "
+        "| school peak in flight (budget) | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        budget = r.get("school_budget")
+        peak = _fmt(r.get("school_peak_in_flight")) + (
+            f" ({budget})" if budget is not None else " (none)"
+        )
+        refused = r.get("right_refused_429") or {}
+        other = {k: v for k, v in refused.items() if k not in GATEWAY_LIMIT_CODES}
+        lines.append(
+            f"| ({SHORT.get(r['system'], '?')}) {r['system']} | {r.get('case_label', r['case'])} "
+            f"| {_fmt(r.get('answers_per_s'))} | {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} "
+            f"| {_codes(r.get('right'))} "
+            f"| {r['right_refused_by_limits']}"
+            + (f" (and 429 {_codes(other)})" if other else "")
+            + f" | {_codes(r.get('wrong'))} | {r['wrong_answered_401']} of {r['wrong_sent']} "
+            f"| {_limit(r)} "
+            f"| {r['students_answered']} / {r['students_asked']} ({r['mistypers_reached']}) "
+            f"| {_fmt(r.get('school_requests_per_answer'))} | {peak} "
+            f"| {'; '.join(r['notes'])} |"
+        )
+    return "\n".join(lines)
+
+
+def _limit(r: dict[str, Any]) -> str:
+    """Wrong passwords judged against the limit they count towards."""
+    limit = r.get("failed_login_limit")
+    if not limit:
+        return "no limit (2013)" if r["system"] == "replica" else "-"
+    if "clients.failures_max" in limit:
+        return f"{limit['wrong_judged']} / {limit['clients.failures_max']} (client's budget)"
+    return (
+        f"{limit['wrong_judged']} / {_fmt(limit['allowance_at_end'])} (address: "
+        f"{limit['limits.failed_logins_ip_max']} + {limit['limits.failed_logins_ip_per_student']}"
+        f" x {limit['students_proven']} students, at most "
+        f"{limit['limits.failed_logins_ip_ceiling']})"
+    )
+
+
+def gateway_latency(doc: dict[str, Any]) -> str:
+    """Latency of right passwords, split: students not answered yet vs answered before."""
+    rows = [r for r in doc["results"] if r["workload"] == GATEWAY]
+    lines = [
+        "| system | case | right passwords, student not answered yet: asks, p50 / p99 ms "
+        "| student answered before: asks, p50 / p99 ms | school requests (logins ok / refused) "
+        "| access lines by client |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        logins = r.get("school_logins") or {}
+        named = r.get("access_lines_by_client")
+        lines.append(
+            f"| ({SHORT.get(r['system'], '?')}) {r['system']} | {r['case']} "
+            f"| {r.get('cold_asks')}, {_fmt(r.get('cold_p50_ms'))} / {_fmt(r.get('cold_p99_ms'))} "
+            f"| {r.get('warm_asks')}, {_fmt(r.get('warm_p50_ms'))} / "
+            f"{_fmt(r.get('warm_p99_ms'))} "
+            f"| {r.get('school_requests')} ({logins.get('ok')} / {logins.get('refused')}) "
+            f"| {_codes(named) if named else '- (not logged)'} |"
+        )
+    return "\n".join(lines)
+
+
+def gateway_facts(doc: dict[str, Any]) -> str:
+    out = []
+    for key, p in (doc.get("gateway_plans") or {}).items():
+        out.append(
+            f"`{key}`: {p['students']:,} students ({p['mistypers']} mistype once), "
+            f"{p['asks']:,} asks in the plan ({p['right_password_asks']:,} right passwords, "
+            f"{p['wrong_password_asks']} wrong), repeats Zipf s = {p['zipf_s']} (seed "
+            f"{p['seed']}): the most popular student {100 * p['top_student_share']:.1f}% of the "
+            f"right passwords, {p['students_asking_once']:,} students ask once."
+        )
+    return " ".join(out)
+
+
+def gateway_part(doc: dict[str, Any]) -> str:
+    table = gateway_table(doc)
+    if not table:
+        return ""
+    parts = [
+        "Gateway: one address, the 2013 balance URL, -c 50 (answers/s: 2xx answers with "
+        "data a second; answers by status and error code, as the load generator got them):",
+        table,
+        gateway_latency(doc),
+    ]
+    facts_line = gateway_facts(doc)
+    if facts_line:
+        parts.append(facts_line)
+    return "\n\n".join(parts)
 
 
 def schools_part(doc: dict[str, Any]) -> str:
@@ -334,7 +461,7 @@ def card_part(doc: dict[str, Any]) -> str:
             "Requests/s ratios (same run):",
             ratio_table(card),
             "Targets (system (c) of this run; spread and memory over every workload of it):",
-            targets_table(doc),
+            targets_table(_without_gateway(doc)),
             "All figures:",
             full_table(card),
         ]
@@ -347,9 +474,12 @@ def table(doc: dict[str, Any]) -> str:
     parts = [facts(doc)]
     if has_card(doc):
         parts.append(card_part(doc))
-    schools = schools_part(doc)
+    schools = schools_part(_without_gateway(doc))
     if schools:
         parts.append(schools)
+    gateway = gateway_part(doc)
+    if gateway:
+        parts.append(gateway)
     return "\n\n".join(parts)
 
 
@@ -410,10 +540,14 @@ def update_docs(doc: dict[str, Any], docs_path: Path, results_name: str) -> None
         images = "\n".join(f"![{p.stem}]({p.name})" for p in paths)
         body = f"{BEGIN}\n{note}\n\n{facts(doc)}\n\n{card_part(doc)}\n\n{images}\n{END}"
         text = _replace(text, BEGIN, END, body)
-    schools = schools_part(doc)
+    schools = schools_part(_without_gateway(doc))
     if schools:
         body = f"{SCHOOLS_BEGIN}\n{note}\n\n{facts(doc)}\n\n{schools}\n{SCHOOLS_END}"
         text = _replace(text, SCHOOLS_BEGIN, SCHOOLS_END, body)
+    gateway = gateway_part(doc)
+    if gateway:
+        body = f"{GATEWAY_BEGIN}\n{note}\n\n{facts(doc)}\n\n{gateway}\n{GATEWAY_END}"
+        text = _replace(text, GATEWAY_BEGIN, GATEWAY_END, body)
     docs_path.write_text(text)
 
 

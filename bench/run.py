@@ -11,11 +11,15 @@ Systems (each started, measured, stopped in turn):
 Workloads: the card center's (every system), and two on other school systems,
 jnufm (c) against the replica (a) only: `term-start` (the academic office: many
 students' timetables at once) and `search` (the main library catalogue:
-Zipf-distributed title words).
+Zipf-distributed title words). And `gateway` (bench/gateway.py), jnufm against the
+replica: one address asking for 2,000 students' balances; jnufm on its own defaults
+(limits on), once as a registered client and once unregistered, each on a server of
+its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -32,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bench import load, procs
+from bench import gateway, load, procs
 from bench.procs import CARD, CONFIGS, SINGLE_STUDENT, School, System
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -52,7 +56,7 @@ class Workload:
 
     key: str
     label: str
-    # "ab" | "wrk-single" | "wrk-cold" | "wrk-mixed" (card center);
+    # "ab" | "wrk-single" | "wrk-cold" | "wrk-mixed" | "gateway" (card center);
     # "wrk-term-start" (academic office) | "wrk-search" (main library catalogue)
     kind: str
     concurrency: int
@@ -62,6 +66,8 @@ class Workload:
     exact: bool = False  # the exact 2013 command (no time cap expected to bite)
     school: str = CARD  # the simulated system asked (its profile, counters, figures)
     only: tuple[str, ...] = ()  # the systems measured on it (empty: every system)
+    students: int = 0  # gateway: distinct students (repeats: more asks drawn Zipf)
+    repeats: int = 0
 
 
 # The workloads on the academic office and the library: jnufm against 2013 only.
@@ -73,6 +79,8 @@ BUDGET_KEYS = {CARD: "card", "academic": "academic", "opac": "library"}
 def workloads(quick: bool) -> list[Workload]:
     """The workloads of a quick or a full run."""
     q = quick
+    # The gateway: distinct students, and more asks drawn Zipf over them.
+    students, repeats = (60, 90) if q else (2000, 4000)
     return [
         Workload("ab-c3-n10", "ab -c 3 -n 10 (2013)", "ab", 3, 10, 30, "jnu-2013", exact=True),
         Workload(
@@ -135,6 +143,19 @@ def workloads(quick: bool) -> list[Workload]:
             "jnu-2013",
             school="opac",
             only=SIDE_BY_SIDE,
+        ),
+        Workload(
+            "gateway",
+            f"gateway: one address, {students:,} students, -c 50",
+            "gateway",
+            50,
+            # the plan's asks: each student once, the mistypes, the repeats
+            students + round(students * gateway.MISTYPE_SHARE) + repeats,
+            10 if q else 90,
+            "jnu-2013",
+            only=SIDE_BY_SIDE,
+            students=students,
+            repeats=repeats,
         ),
     ]
 
@@ -408,11 +429,15 @@ def run(
     database_url: str | None = None,
     out_path: Path | None = None,
     log: Callable[[str], None] = print,
+    seconds: float | None = None,
 ) -> Path:
-    """Run every selected system on every workload; write and return the results JSON."""
+    """Run every selected system on every workload; write and return the results JSON.
+    `seconds`: each workload's time cap instead of its own (recorded in the results)."""
     check_tools()
     processes = os.cpu_count() or 1
     wls = [w for w in workloads(quick) if not only or w.key in only]
+    if seconds is not None:
+        wls = [dataclasses.replace(w, seconds=seconds) for w in wls]
     plans = {w.key: search_plan(w) for w in wls if w.kind == "wrk-search"}
     started = dt.datetime.now(dt.UTC)
     doc: dict[str, Any] = {
@@ -444,32 +469,41 @@ def run(
             for w in wls:
                 if w.key in plans:
                     doc.setdefault("search_queries", {})[w.key] = plans[w.key].facts(school)
+                if w.kind == "gateway":
+                    doc.setdefault("gateway_plans", {})[w.key] = gateway_plan(w).facts()
             for key in systems:
                 mine = [w for w in wls if runs_on(w, key)]
                 if not mine:
                     continue
                 log(f"{SYSTEMS[key]}")
-                school.wait_idle()
-                school.reset()
-                system = start_system(key, tmp, school, processes, database_url)
-                try:
-                    for wl in mine:
-                        result = measure(system, wl, school, tmp, log, plans.get(wl.key))
-                        if key == "hello" and one_worker_served(result):
-                            # The ceiling's plain shared socket gave every connection to
-                            # one worker (docs/process-model.md): not a ceiling. Once more.
-                            log("  (every connection on one hello-world worker: once more)")
-                            first = result
-                            result = measure(system, wl, school, tmp, log, plans.get(wl.key))
+                # The gateway's cases run on the system as started, or (jnufm) each on a
+                # server of its own: its defaults, a fresh database, a client registered.
+                shared: list[tuple[Workload, gateway.Case | None]] = [
+                    (w, None) for w in mine if w.kind != "gateway"
+                ]
+                own: list[tuple[Workload, gateway.Case]] = []
+                for w in mine:
+                    if w.kind == "gateway":
+                        for case in gateway.cases(key):
+                            (own if case.own else shared).append((w, case))
+                if shared:
+                    run_shared(key, shared, doc, school, tmp, processes, database_url, plans, log)
+                for wl, case in own:
+                    school.wait_idle()
+                    school.reset()
+                    system = gateway.start_jnufm(tmp, case, school, processes, database_url)
+                    try:
+                        result = measure_gateway(key, system, wl, case, school, log)
+                        if database_url:
                             result["notes"].append(
-                                "measured twice: the first time one worker served all "
-                                f"({first['rps']:.0f} req/s)"
+                                "MySQL: the database (answers, verifiers, failed logins) is "
+                                "shared with the systems and cases before"
                             )
                         doc["results"].append(result)
-                    if key == "replica":
-                        doc["replica_jwc_login_judge"] = system.extra.get("jwc_login_judge")
-                finally:
-                    system.stop()
+                        if case.registered:
+                            gateway.unregister(system)
+                    finally:
+                        system.stop()
         finally:
             school.stop()
     doc["duration_s"] = round(time.monotonic() - t0, 1)
@@ -479,6 +513,67 @@ def run(
         out_path = RESULTS / f"{stamp}-{doc['mode']}.json"
     out_path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     return out_path
+
+
+def gateway_plan(wl: Workload) -> gateway.Plan:
+    return gateway.make_plan(wl.students, wl.repeats)
+
+
+def measure_gateway(
+    key: str,
+    system: System,
+    wl: Workload,
+    case: gateway.Case,
+    school: School,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The gateway workload on one system in one case."""
+    setup = gateway.Setup(
+        gateway_plan(wl),
+        wl.concurrency,
+        wl.seconds,
+        wl.school_profile,
+        budget_of(system, CARD),
+    )
+    return gateway.measure(key, system, case, setup, school, log)
+
+
+def run_shared(
+    key: str,
+    mine: list[tuple[Workload, gateway.Case | None]],
+    doc: dict[str, Any],
+    school: School,
+    tmp: Path,
+    processes: int,
+    database_url: str | None,
+    plans: dict[str, SearchPlan],
+    log: Callable[[str], None],
+) -> None:
+    """Start one system, measure these workloads on it in turn, stop it."""
+    school.wait_idle()
+    school.reset()
+    system = start_system(key, tmp, school, processes, database_url)
+    try:
+        for wl, case in mine:
+            if case is not None:
+                doc["results"].append(measure_gateway(key, system, wl, case, school, log))
+                continue
+            result = measure(system, wl, school, tmp, log, plans.get(wl.key))
+            if key == "hello" and one_worker_served(result):
+                # The ceiling's plain shared socket gave every connection to one worker
+                # (docs/process-model.md): not a ceiling. Once more.
+                log("  (every connection on one hello-world worker: once more)")
+                first = result
+                result = measure(system, wl, school, tmp, log, plans.get(wl.key))
+                result["notes"].append(
+                    "measured twice: the first time one worker served all "
+                    f"({first['rps']:.0f} req/s)"
+                )
+            doc["results"].append(result)
+        if key == "replica":
+            doc["replica_jwc_login_judge"] = system.extra.get("jwc_login_judge")
+    finally:
+        system.stop()
 
 
 def one_worker_served(result: dict[str, Any]) -> bool:
@@ -496,12 +591,19 @@ def main_run(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bench run")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="short time caps (< 3 min)")
+    mode.add_argument("--quick", action="store_true", help="short time caps (< 4 min)")
     mode.add_argument("--full", action="store_true", help="the full run (default, < 20 min)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated")
     parser.add_argument("--workloads", default="", help="comma-separated keys (default all)")
     parser.add_argument("--mysql", metavar="URL", help="jnufm on this MySQL database")
     parser.add_argument("--out", type=Path, help="results JSON path")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="every selected workload's time cap instead of its own, e.g. "
+        "`--workloads gateway --seconds 600` to let the gateway's whole plan run",
+    )
     args = parser.parse_args(argv)
     systems = [s for s in args.systems.split(",") if s]
     for s in systems:
@@ -512,7 +614,7 @@ def main_run(argv: list[str]) -> int:
     for w in only or []:
         if w not in known:
             parser.error(f"unknown workload {w!r} (known: {', '.join(known)})")
-    path = run(args.quick, systems, only, args.mysql, args.out)
+    path = run(args.quick, systems, only, args.mysql, args.out, seconds=args.seconds)
     from bench import report
 
     doc = json.loads(path.read_text())

@@ -4,8 +4,9 @@ Starts the school, the 2013 replica (5 instances + nginx), jnufm with the
 bench overlay, the Tornado hello-world and the fixed-body nginx; asks each one
 balance query (and the replica and jnufm one timetable and one library
 search, the queries of the term-start and search workloads) and runs the load
-generators for a moment; then checks that every process is gone and every port
-is free again.
+generators for a moment (the gateway workload's too: a few students through
+the replica, and through jnufm with the address registered as a client); then
+checks that every process is gone and every port is free again.
 
 It needs what only the benchmarks need (bench/requirements.txt, nginx, ab and
 wrk) and is skipped, saying what is missing, where they are not installed;
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import load, procs
+from bench import gateway, load, procs
 from bench.procs import CONFIGS, SINGLE_STUDENT
 
 
@@ -62,8 +63,13 @@ def test_harness_starts_and_stops_everything(tmp_path: Path) -> None:
     systems: list[procs.System] = []
     try:
         systems.append(procs.start_replica(tmp_path, school.url))
+        # Workers read the registered clients every 0.5 s instead of 5: the gateway's
+        # registration below is seen sooner.
+        fast_refresh = {"clients": {"refresh_s": 0.5}}
         systems.append(
-            procs.start_jnufm(tmp_path, "default", CONFIGS / "default.yaml", school.url, 2)
+            procs.start_jnufm(
+                tmp_path, "default", CONFIGS / "default.yaml", school.url, 2, None, fast_refresh
+            )
         )
         systems.append(procs.start_hello(tmp_path, 2))
         systems.append(procs.start_nginx_fixed(tmp_path, 2))
@@ -110,6 +116,24 @@ def test_harness_starts_and_stops_everything(tmp_path: Path) -> None:
         assert w.completed >= 20 and w.bad == 0 and w.empty == 0
         counts = nginx.served()
         assert sum(counts.values()) >= 71
+        # The gateway's load generator: 20 students, one of them mistyping once.
+        plan = gateway.make_plan(20, 10)
+        assert len(plan.wrong_passwords) == 1 and len(plan.asks) == 31
+        answers, _, capped = gateway.drive(systems[0].url, plan, 4, 30)
+        assert not capped and len(answers) == 31
+        got = gateway.figures(plan, answers, 1.0)
+        assert got["wrong"] == {"500 (not JSON)": 1}, got  # 2013 failed on a wrong password
+        jnufm = systems[1]
+        assert gateway.register(jnufm).startswith(f"registered {gateway.CLIENT_NAME}")
+        start = jnufm.extra["log_path"].stat().st_size
+        answers, _, capped = gateway.drive(jnufm.url, plan, 4, 30)
+        assert not capped and len(answers) == 31
+        got = gateway.figures(plan, answers, 1.0)
+        assert got["right"] == {"200": 30} and got["wrong"] == {"401 invalid_credentials": 1}
+        assert got["students_answered"] == 20 and got["right_refused_by_limits"] == 0
+        time.sleep(0.5)  # access lines are written once per loop iteration
+        assert gateway.access_clients(jnufm.extra["log_path"], start) == {gateway.CLIENT_NAME: 31}
+        gateway.unregister(jnufm)
     finally:
         for system in systems:
             system.stop()
