@@ -39,7 +39,6 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -54,7 +53,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import accounts as q
 from db import queries
-from db.errors import is_contention
 from db.models import Account, LoginFailure
 from school.academic.models import Exam, Timetable
 from services.academic import AcademicService
@@ -70,6 +68,7 @@ from services.errors import (
 )
 from services.pictures import clean_picture
 from services.pipeline import Answer
+from services.storage import transaction
 from services.tokens import TokenStore
 from settings import Settings
 
@@ -88,7 +87,6 @@ BINDING_LABEL: Final = "jnu.fm account"
 
 SCOPE: Final = "account"
 ATTEMPT_CHARS: Final = 32
-CONTENTION_TRIES: Final = 4
 PRUNE_BATCH: Final = 64
 
 T = TypeVar("T")
@@ -219,19 +217,7 @@ class AccountStore:
     async def _run(
         self, what: str, work: Callable[[AsyncSession], Awaitable[T]], write: bool = True
     ) -> T:
-        for attempt in range(CONTENTION_TRIES):
-            try:
-                if write:
-                    async with self._sessions.begin() as db:
-                        return await work(db)
-                async with self._sessions() as db:
-                    return await work(db)
-            except SQLAlchemyError as exc:
-                if is_contention(exc) and attempt + 1 < CONTENTION_TRIES:
-                    await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
-                    continue
-                raise StorageUnavailable(f"{what}: {type(exc).__name__}") from exc
-        raise AssertionError("unreachable")
+        return await transaction(self._sessions, what, work, write=write)
 
     async def named(self, username: str) -> AccountRow | None:
         async def work(db: AsyncSession) -> AccountRow | None:

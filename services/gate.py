@@ -61,7 +61,6 @@ import contextlib
 import functools
 import hmac
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -72,7 +71,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import queries, tokens
-from db.errors import is_contention
 from db.models import LoginFailure
 from observability import metrics
 from services.callers import Caller
@@ -95,6 +93,7 @@ from services.lockout import (
     slowed_down,
 )
 from services.rates import RequestRateLimiter
+from services.storage import transaction
 from settings import ClientsSettings, LimitsSettings
 
 log = logging.getLogger("jnufm.gate")
@@ -161,10 +160,6 @@ class Presented:
         return bytes.fromhex(self.verifier[: 2 * HOST_VERIFIER_BYTES])
 
 
-# A transaction that lost a race (an InnoDB deadlock, a busy SQLite) is tried this
-# many times in all before the database counts as unavailable.
-CONTENTION_TRIES: Final = 4
-
 R = TypeVar("R")
 
 
@@ -186,21 +181,9 @@ class GateStore:
     async def _run(
         self, what: str, work: Callable[[AsyncSession], Awaitable[R]], write: bool = True
     ) -> R:
-        for attempt in range(CONTENTION_TRIES):
-            try:
-                if write:
-                    async with self._sessions.begin() as db:
-                        return await work(db)
-                async with self._sessions() as db:
-                    return await work(db)
-            except SQLAlchemyError as exc:
-                if is_contention(exc) and attempt + 1 < CONTENTION_TRIES:
-                    await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
-                    continue
-                if write:
-                    self._health.refused()
-                raise StorageUnavailable(f"{what}: {type(exc).__name__}") from exc
-        raise AssertionError("unreachable")
+        return await transaction(
+            self._sessions, what, work, write=write, refused=self._health.refused
+        )
 
     async def verifier(self, system: str, student_id: str) -> str | None:
         return await self._run(

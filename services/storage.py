@@ -9,8 +9,10 @@ what cannot wait becomes `StorageUnavailable`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -20,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import queries
+from db.errors import is_contention
 from observability import metrics
 from observability.timing import timed
 from services.cache import CacheEntry, CacheKey, MemoryCache, estimated_size
@@ -32,6 +35,38 @@ from settings import Settings
 log = logging.getLogger("jnufm.storage")
 
 T = TypeVar("T")
+
+# A transaction that lost a race (an InnoDB deadlock, a busy SQLite) is tried this
+# many times in all before the database counts as unavailable.
+CONTENTION_TRIES = 4
+
+
+async def transaction(
+    sessions: async_sessionmaker[AsyncSession],
+    what: str,
+    work: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    write: bool = True,
+    refused: Callable[[], None] | None = None,
+) -> T:
+    """`work` in one short transaction (a plain session for a read), tried again when it
+    only lost a race. Raises StorageUnavailable (naming `what`) when the database cannot
+    be used; `refused` is told of a write the database refused."""
+    for attempt in range(CONTENTION_TRIES):
+        try:
+            if write:
+                async with sessions.begin() as db:
+                    return await work(db)
+            async with sessions() as db:
+                return await work(db)
+        except SQLAlchemyError as exc:
+            if is_contention(exc) and attempt + 1 < CONTENTION_TRIES:
+                await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+                continue
+            if write and refused is not None:
+                refused()
+            raise StorageUnavailable(f"{what}: {type(exc).__name__}") from exc
+    raise AssertionError("unreachable")
 
 
 class Codec(Generic[T]):

@@ -39,7 +39,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db import tokens as q
 from db.models import Token
 from services.credentials import Credentials
-from services.errors import BadInput, StorageUnavailable, TokenCode, TokenRefused, TokenScope
+from services.errors import BadInput, TokenCode, TokenRefused, TokenScope
+from services.storage import transaction
 from services.vault import SessionVault
 from settings import TokensSettings
 
@@ -171,11 +172,7 @@ class TokenStore:
         self._background: set[asyncio.Task[None]] = set()
 
     async def _run(self, what: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        try:
-            async with self._sessions.begin() as db:
-                return await work(db)
-        except SQLAlchemyError as exc:
-            raise StorageUnavailable(f"{what}: {type(exc).__name__}") from exc
+        return await transaction(self._sessions, what, work)
 
     # Making ---------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, ClassVar
 
-from handlers.base import AppDeps, JsonHandler, describe_error
+from handlers.base import AppDeps, JsonHandler
 from handlers.legacy import LegacyHandler, encode
 from handlers.legacy.academic import legacy_courses, legacy_exams
 from services.accounts import (
@@ -77,21 +77,13 @@ class AccountHandler(LegacyHandler):
         """A password parameter, exactly as sent (not stripped)."""
         return self.get_argument(name, None, strip=False)
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc_info = kwargs.get("exc_info")
-        exc = exc_info[1] if exc_info else None
-        status, code, message, headers = describe_error(exc, status_code, self.deps.retry_after_s)
-        self.set_status(status)
-        self.note_outcome(code)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        for name, value in headers.items():
-            self.set_header(name, value)
+    def error_body(self, exc: BaseException | None, code: str, message: str) -> str:
         body: dict[str, Any] = {"version": VERSION}
         if isinstance(exc, TokenRefused | PasswordChanged):
             body["status"] = self.refused_status
         body["data"] = None
         body["error"] = {"code": code, "message": message}
-        self.finish(encode(body, self.style))
+        return encode(body, self.style)
 
 
 class SignupHandler(AccountHandler):
