@@ -106,6 +106,15 @@ IF_NONE_MATCH = Param(
     "If-None-Match", "header", "the feed's `ETag` a calendar app has: 304 while it is unchanged"
 )
 SYSTEM: Schema = {"type": "string", "enum": ["card", "academic"]}
+# /v1/sessions: the credentials (or a token) of one system, proven at its school.
+SESSION_FAILURES = (
+    e.BAD_REQUEST,
+    *e.V1_CREDENTIALS,
+    *e.SESSION_INPUT,
+    *e.SCHOOL,
+    e.NOT_CONFIGURED,
+    *e.EVERY_ROUTE,
+)
 SYSTEM_PARAM = Param(
     "system", "query", "the school system: card (default) or academic", SYSTEM, False, "card"
 )
@@ -996,14 +1005,7 @@ ROUTES: tuple[Route, ...] = (
                     },
                     {"student_id": STUDENT, "password": "052690", "system": "card"},
                 ),
-                (
-                    e.BAD_REQUEST,
-                    *e.V1_CREDENTIALS,
-                    *e.SESSION_INPUT,
-                    *e.SCHOOL,
-                    e.NOT_CONFIGURED,
-                    *e.EVERY_ROUTE,
-                ),
+                SESSION_FAILURES,
                 security=("studentBasic", "studentToken"),
                 anonymous=True,
             ),
@@ -1016,14 +1018,7 @@ ROUTES: tuple[Route, ...] = (
                 "With the password or one of the student's tokens of the same system: a card "
                 "password never lists the academic office's tokens.",
                 (SYSTEM_PARAM, REQUEST_ID),
-                failures=(
-                    e.BAD_REQUEST,
-                    *e.V1_CREDENTIALS,
-                    *e.SESSION_INPUT,
-                    *e.SCHOOL,
-                    e.NOT_CONFIGURED,
-                    *e.EVERY_ROUTE,
-                ),
+                failures=SESSION_FAILURES,
                 security=("studentBasic", "studentToken"),
             ),
             Operation(
@@ -1034,14 +1029,7 @@ ROUTES: tuple[Route, ...] = (
                 Answer(200, "the ids revoked", "Revoked"),
                 "Every live token and feed of the student at that system.",
                 (SYSTEM_PARAM, REQUEST_ID),
-                failures=(
-                    e.BAD_REQUEST,
-                    *e.V1_CREDENTIALS,
-                    *e.SESSION_INPUT,
-                    *e.SCHOOL,
-                    e.NOT_CONFIGURED,
-                    *e.EVERY_ROUTE,
-                ),
+                failures=SESSION_FAILURES,
                 security=("studentBasic", "studentToken"),
             ),
         ),
@@ -1057,16 +1045,7 @@ ROUTES: tuple[Route, ...] = (
                 Answer(204, "revoked"),
                 "One of the student's live tokens or feeds, by its id (from `GET /v1/sessions`).",
                 (SYSTEM_PARAM, REQUEST_ID),
-                failures=(
-                    e.BAD_REQUEST,
-                    *e.V1_CREDENTIALS,
-                    *e.SESSION_INPUT,
-                    e.UNKNOWN_TOKEN,
-                    e.NO_SUCH_PATH,
-                    *e.SCHOOL,
-                    e.NOT_CONFIGURED,
-                    *e.EVERY_ROUTE,
-                ),
+                failures=(*SESSION_FAILURES, e.UNKNOWN_TOKEN, e.NO_SUCH_PATH),
                 security=("studentBasic", "studentToken"),
             ),
         ),
