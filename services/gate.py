@@ -264,6 +264,15 @@ class GateStore:
             write=False,
         )
 
+    async def end_tokens_of(self, p: Presented, now: datetime) -> None:
+        """The school refused a password a token holds: every token made with it ends."""
+        await self._run(
+            "tokens",
+            lambda db: tokens.end_tokens(
+                db, p.student_id, p.system, now, "password_changed", only=p.attempt
+            ),
+        )
+
     async def prune(self, before: datetime) -> None:
         # Opportunistic housekeeping: losing a race for the lock (deadlock, busy
         # SQLite) or a database gone away only delays it to the next reservation.
@@ -850,10 +859,19 @@ class CredentialGate:
             self._table.write(self._student_key(p), t, verifier_at=t, verifier=NO_VERIFIER)
             await self._write("verifier", lambda: self._store.forget(p, now))
             self._password_changed(p)
-        if p.proven or not self.enabled:
-            return  # a token's password: no guess (its tokens ended above)
+        if p.proven:
+            if not matched:  # else ended with the verifier above
+                await self._write("tokens", lambda: self._store.end_tokens_of(p, now))
+                self._password_changed(p)
+            return  # a token's password: no guess
+        if not self.enabled:
+            return
+        # The caller's row: there already (the verifier judged it first), or none for the
+        # password the school accepted until now (changed there since: no guess).
         caller_row = (
-            None if counted else queries.FailureRow(p.scope, p.caller.subject, LoginFailure.REFUSED)
+            None
+            if counted or matched
+            else queries.FailureRow(p.scope, p.caller.subject, LoginFailure.REFUSED)
         )
         await self._write(
             "failed_login", lambda: self._store.refuse(ids, caller_row, p.attempt, now)

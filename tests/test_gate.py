@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db import queries
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import migrate
-from db.models import LoginFailure, SchoolSession
+from db.models import LoginFailure, SchoolSession, Token
 from services.callers import Caller, RegisteredClient, anonymous
 from services.credentials import Credentials
 from services.deferred import DeferredWrites
@@ -340,6 +340,37 @@ async def test_a_registered_client_is_slowed_not_locked(hosts: list[Host], clock
     assert await attempt(host, RIGHT, client=bot) == "200-cache"
     assert await failure_rows(host.engine, "client") == 4
     assert await failure_rows(host.engine, "ip") == 0
+
+
+async def test_a_tokens_password_refused_ends_its_tokens_whatever_the_verifier(
+    hosts: list[Host], engines: list[AsyncEngine], clock: Clock
+) -> None:
+    """A token holding a password that is no longer the verifier (another was accepted
+    since, but this token was missed) is ended by the school's refusal, not retried."""
+    host = hosts[0]
+    assert await attempt(host, RIGHT) == "200"
+    now = clock()
+    async with make_sessionmaker(engines[0]).begin() as db:
+        db.add(
+            Token(
+                token_hash="h" * 64,
+                kind="session",
+                student_id=STUDENT,
+                system=SYSTEM,
+                verifier=host.gate.attempt_of(SYSTEM, creds("123123")),
+                sealed="x",
+                client="",
+                label="",
+                created_at=now,
+                last_used_at=now,
+            )
+        )
+    ticket = await judged(host, "123123", proven=True)
+    assert not ticket.matches
+    await school_says(ticket, right=False)
+    async with make_sessionmaker(engines[0])() as db:
+        reason = await db.scalar(select(Token.ended_reason))
+    assert reason == "password_changed"
 
 
 async def test_a_tokens_password_is_no_guess(hosts: list[Host]) -> None:
