@@ -355,8 +355,10 @@ async def build_worker_services(
         the registered clients before the first request."""
         await storage.leases.release_dead_holders()
         await registry.refresh()
+        registry.start()
 
     async def close() -> None:
+        await registry.stop()
         for pipeline in pipelines:
             await pipeline.aclose(settings.shutdown_grace_s)
         await deferred.drain(settings.shutdown_grace_s)

@@ -19,12 +19,12 @@ random secret that long).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
 import secrets
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_network
 from typing import Final
@@ -112,15 +112,12 @@ class ClientRegistry:
         sessions: async_sessionmaker[AsyncSession],
         settings: ClientsSettings,
         ipv6_prefix: int = 64,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._ipv6_prefix = ipv6_prefix
-        self._clock = clock
         self._snapshot = _Snapshot()
-        self._read_at = -1e18
-        self._reading: asyncio.Task[None] | None = None
+        self._timer: asyncio.Task[None] | None = None
 
     async def refresh(self) -> None:
         """Read the table again (the last good copy stays if the database fails)."""
@@ -129,7 +126,6 @@ class ClientRegistry:
                 rows = await live_clients(db)
         except SQLAlchemyError as exc:
             log.warning("could not read registered clients (%s); keeping the last list", exc)
-            self._read_at = self._clock()
             return
         snapshot = _Snapshot()
         for row in rows:
@@ -142,7 +138,6 @@ class ClientRegistry:
         # one registered for its whole network.
         snapshot.by_network.sort(key=lambda pair: -pair[0].prefixlen)
         self._snapshot = snapshot
-        self._read_at = self._clock()
 
     def _client(self, row: Client) -> RegisteredClient:
         d = self._settings
@@ -161,16 +156,26 @@ class ClientRegistry:
             by_key=row.key_hash is not None,
         )
 
-    def _maybe_refresh(self) -> None:
-        if self._clock() - self._read_at < self._settings.refresh_s:
-            return
-        if self._reading is None or self._reading.done():
-            self._reading = asyncio.ensure_future(self.refresh())
+    def start(self) -> None:
+        """Read the table again every `clients.refresh_s` from now on, until `stop`."""
+        if self._timer is None:
+            self._timer = asyncio.ensure_future(self._every())
+
+    async def _every(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.refresh_s)
+            await self.refresh()
+
+    async def stop(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
 
     def caller(self, peer_ip: str, api_key: str | None, forwarded: str | None) -> Caller:
         """Who sent a request from `peer_ip` (already resolved through trusted proxies),
         with this `X-Api-Key` and this end-user address header."""
-        self._maybe_refresh()
         snapshot = self._snapshot
         client = None
         if api_key:

@@ -304,6 +304,29 @@ async def test_a_client_known_by_its_key_has_its_own_quota_and_forwards_end_user
     assert any(f"code=rate_limited scope=client subject={name}" in d for d in decisions)
 
 
+async def test_workers_see_a_revoked_client_within_refresh_s(db_url: str, school: Proc) -> None:
+    settings = settings_with_default_limits(db_url, school.url, **{"clients.refresh_s": 0.2})
+    async with serve_app(settings) as (client, deps):
+        printed = await register(
+            deps, settings, "short-lived", "--no-key", "--address", "127.0.0.1"
+        )
+        assert printed.startswith("registered short-lived")
+        stuid = student(450)
+        assert (await balance(client, stuid, right(stuid))).status_code == 200
+        assert deps.clients is not None
+        assert deps.clients.caller("127.0.0.1", None, None).subject == "short-lived"
+        engine = make_engine(settings.database)
+        try:
+            async with make_sessionmaker(engine).begin() as db:
+                await admin.revoke(db, "short-lived")
+        finally:
+            await engine.dispose()
+        # No explicit refresh: the worker's own timer reads the table again.
+        async with asyncio.timeout(10):
+            while deps.clients.caller("127.0.0.1", None, None).client is not None:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+
+
 async def test_the_clients_command_registers_lists_and_revokes(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(f"database:\n  url: sqlite+aiosqlite:///{tmp_path / 'c.sqlite3'}\n")
