@@ -31,9 +31,9 @@ from observability.logs import access_lines, may_hold_secret, redact
 from observability.probes import OpsDeps
 from observability.timing import RequestTimer, activate, request_id_from
 from services.academic import AcademicService
-from services.addresses import address_key, client_ip
+from services.addresses import client_ip
 from services.calendar import FeedCache
-from services.callers import Caller, ClientRegistry
+from services.callers import Caller, ClientRegistry, anonymous
 from services.card import CardService
 from services.errors import (
     BadInput,
@@ -364,7 +364,7 @@ class JsonHandler(LeanHandler):
             ip = self.client_ip()
             registry = self.deps.clients
             if registry is None:
-                caller = Caller(ip, address_key(ip, self.deps.ipv6_prefix))
+                caller = anonymous(ip, self.deps.ipv6_prefix)
             else:
                 forwarded = header(self.request.headers, "Forwarded") or header(
                     self.request.headers, "X-Forwarded-For"

@@ -266,7 +266,6 @@ async def build_worker_services(
         secret,
         outage=tables.outage,
         deferred=deferred,
-        clients=settings.clients,
         slowed=slowed,
         on_password_change=token_store.forget,
     )

@@ -24,7 +24,6 @@ import hashlib
 import logging
 import re
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_network
 from typing import Final
@@ -40,7 +39,6 @@ from settings import ClientsSettings
 log = logging.getLogger("jnufm.clients")
 
 KEY_PREFIX: Final = "jnufm_"
-KEY_SHAPE: Final = re.compile(r"jnufm_[A-Za-z0-9_-]{43}")
 NAME_SHAPE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -64,7 +62,6 @@ class RegisteredClient:
     school_requests_per_s: float  # 0: no fixed cap (a fair share of the budget)
     school_burst: float
     failures_max: int
-    by_key: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +150,6 @@ class ClientRegistry:
             ),
             school_burst=row.school_burst or d.school_burst,
             failures_max=row.failures_max or d.failures_max,
-            by_key=row.key_hash is not None,
         )
 
     def start(self) -> None:
@@ -225,18 +221,9 @@ def end_user_address(header: str) -> str:
     return "" if parsed is None else str(parsed)
 
 
-def describe(networks: Sequence[Network]) -> str:
-    return " ".join(str(n) for n in networks)
-
-
 def check_name(name: str) -> str:
     if not NAME_SHAPE.fullmatch(name):
         raise ValueError(
             "a client's name is 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or digit)"
         )
     return name
-
-
-def check_address(text: str) -> str:
-    parse_networks(text)
-    return text

@@ -94,7 +94,7 @@ from services.lockout import (
 )
 from services.rates import RequestRateLimiter
 from services.storage import transaction
-from settings import ClientsSettings, LimitsSettings
+from settings import LimitsSettings
 
 log = logging.getLogger("jnufm.gate")
 decisions = logging.getLogger("jnufm.decisions")
@@ -225,22 +225,20 @@ class GateStore:
 
         await self._run("failed logins", work)
 
-    async def accept(self, p: Presented, name: str | None, now: datetime) -> bool:
-        """Withdraw every failure of the password and make it the verifier; True if it
-        replaced another one (whose sessions are then dropped, and whose tokens end)."""
+    async def accept(self, p: Presented, name: str | None, now: datetime) -> int:
+        """Withdraw every failure of the password and make it the verifier; if it replaced
+        another one, its sessions are dropped. Tokens made with any other password end;
+        returns how many."""
 
-        async def work(db: AsyncSession) -> bool:
+        async def work(db: AsyncSession) -> int:
             await queries.delete_login_failures_of_attempt(db, p.attempt)
             pk = await queries.upsert_student(db, p.student_id, name, now)
-            changed = await queries.set_verifier(db, pk, p.system, p.verifier, now)
-            if changed:
+            if await queries.set_verifier(db, pk, p.system, p.verifier, now):
                 await queries.delete_school_sessions(db, p.system, p.student_id)
-            # Tokens made with any other password end (also ones from before tokens
-            # remembered their password).
-            await tokens.end_tokens(
+            # Also tokens from before tokens remembered their password.
+            return await tokens.end_tokens(
                 db, p.student_id, p.system, now, "password_changed", keep=p.attempt
             )
-            return changed
 
         return await self._run("verifier", work)
 
@@ -294,7 +292,6 @@ class CredentialGate:
         *,
         outage: OutageTable | None = None,
         deferred: DeferredWrites | None = None,
-        clients: ClientsSettings | None = None,
         slowed: RequestRateLimiter | None = None,
         on_password_change: Callable[[str, str], None] | None = None,
     ) -> None:
@@ -314,8 +311,6 @@ class CredentialGate:
         self._window = timedelta(seconds=settings.failed_logins_window_s)
         self._sync_s = settings.verifier_sync_s
         self._pending_wait_s = settings.pending_wait_s
-        self._ipv6_prefix = settings.ipv6_prefix
-        self._clients = clients if clients is not None else ClientsSettings()
         # Logins that need the school, of a client that is slowed down (per client).
         self._slowed = slowed
         self._on_password_change = on_password_change
@@ -819,9 +814,9 @@ class CredentialGate:
         now = self._now()
         stored = True
         try:
-            await self._store.accept(p, None, now)
+            ended = await self._store.accept(p, None, now)
         except StorageUnavailable:
-            stored = False
+            stored = ended = False
             self._storage(ok=False)
             self._defer("verifier", lambda: self._store_accept(p, now))
         t = now.timestamp()
@@ -837,7 +832,8 @@ class CredentialGate:
             locked_until=0.0,
         )
         self._table.write(self._caller_key(p), t, lock_at=0.0, locked_until=0.0)
-        self._password_changed(p)
+        if ended:
+            self._password_changed(p)
         self._proven_right(p, t)
         if stored:
             await self._sync_locks(p)

@@ -59,8 +59,9 @@ class SessionService:
 
     async def open(
         self, system: str, creds: Credentials, caller: Caller, label: str = ""
-    ) -> tuple[str, int]:
-        """A new session token for the student at `system`: (token, its id)."""
+    ) -> tuple[str, TokenView]:
+        """A new session token for the student at `system`: the token (shown once) and
+        what it is."""
         if len(label) > MAX_LABEL:
             raise BadInput("invalid_label", f"a label is at most {MAX_LABEL} characters")
         pipeline, ask = self._system(system)

@@ -215,10 +215,10 @@ class TokenStore:
         client: str = "",
         label: str = "",
         account_id: int | None = None,
-    ) -> tuple[str, int]:
+    ) -> tuple[str, TokenView]:
         """A session token holding this password (which the school accepted; `attempt` is
-        its verifier prefix), for a 2013 account if `account_id` is given. Returns (token,
-        its id); the token is shown once."""
+        its verifier prefix), for a 2013 account if `account_id` is given. Returns the
+        token (shown once) and what it is."""
         token = new_token()
         sealed = self._vault.seal(creds.student_id, system, creds.password, SEALED_PURPOSE)
         row = self._row(
@@ -232,7 +232,8 @@ class TokenStore:
             label=label,
             account_id=account_id,
         )
-        return token, await self._add(row)
+        await self._add(row)
+        return token, _view(row)
 
     async def create_feed(
         self, student_id: str, feed: Feed, year: int, term: int, attempt: str, client: str = ""

@@ -66,7 +66,9 @@ async def test_a_session_token_opens_its_password_for_its_system_only(
     store: tuple[TokenStore, Clock, Any],
 ) -> None:
     tokens, _, _ = store
-    token, token_id = await tokens.create_session(CREDS, "card", ATTEMPT, "gw", "phone")
+    token, view = await tokens.create_session(CREDS, "card", ATTEMPT, "gw", "phone")
+    token_id = view.id
+    assert (view.kind, view.system, view.client, view.label) == ("session", "card", "gw", "phone")
     grant = await tokens.session(token, "card")
     assert grant.token_id == token_id and grant.client == "gw"
     assert grant.credentials() == Credentials("2012052690", "052690", proven=True)
@@ -99,7 +101,8 @@ async def test_unused_tokens_expire_and_none_outlives_its_maximum_age(
 
 async def test_ended_tokens_say_why_then_are_pruned(store: tuple[TokenStore, Clock, Any]) -> None:
     tokens, clock, sessions = store
-    revoked, revoked_id = await tokens.create_session(CREDS, "card", ATTEMPT)
+    revoked, revoked_view = await tokens.create_session(CREDS, "card", ATTEMPT)
+    revoked_id = revoked_view.id
     changed, _ = await tokens.create_session(CREDS, "card", ATTEMPT)
     assert await tokens.revoke(CREDS.student_id, "card", [revoked_id]) == [revoked_id]
     async with sessions.begin() as db:
@@ -162,7 +165,8 @@ async def test_a_worker_trusts_what_it_read_for_cache_s_only(
 ) -> None:
     """Another worker revoked the token: this one answers for at most tokens.cache_s."""
     tokens, clock, sessions = store
-    token, token_id = await tokens.create_session(CREDS, "card", ATTEMPT)
+    token, view = await tokens.create_session(CREDS, "card", ATTEMPT)
+    token_id = view.id
     await tokens.session(token, "card")
     async with sessions.begin() as db:  # another worker's revocation
         await q.end_token_ids(db, CREDS.student_id, "card", [token_id], clock(), "revoked")

@@ -52,11 +52,9 @@ class SessionsHandler(SessionsBase):
         system = self.system()
         creds = await self.credentials(system)
         label = self.param("label") or ""
-        token, token_id = await service.open(system, creds, self.caller(), label)
-        views = await service.tokens.listed(creds.student_id, system)
-        view = next(v for v in views if v.id == token_id)
-        self.set_header("Location", f"/v1/sessions/{token_id}")
-        body = {"token": token, "student_id": creds.student_id, **token_body(view, token_id)}
+        token, view = await service.open(system, creds, self.caller(), label)
+        self.set_header("Location", f"/v1/sessions/{view.id}")
+        body = {"token": token, "student_id": creds.student_id, **token_body(view, view.id)}
         self.write_json(body, 201)
 
     async def get(self) -> None:
