@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-import math
 import os
-from collections import Counter
 from datetime import date, time, timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -27,53 +26,13 @@ from pydantic import (
     model_validator,
 )
 
-# Public on purpose: it marks a development setup, and production refuses it.
-DEFAULT_SECRET_KEY = "insecure-development-key-change-me"  # noqa: S105
-
-
-# A production key must be at least this long (32 random base64 characters carry
-# 192 bits) and look random. These words mark keys typed by hand or copied from
-# docs (each is 5+ letters long, so a random key contains one by chance about
-# once in a million).
-MIN_SECRET_KEY_LENGTH = 32
-SECRET_KEY_PLACEHOLDERS = (
-    "change",
-    "secret",
-    "password",
-    "passwd",
-    "default",
-    "example",
-    "insecure",
-    "sample",
-    "placeholder",
-    "dummy",
+from secret_key import (
+    DEFAULT_SECRET_KEY,
+    KeyFile,
+    key_file_problem,
+    read_key_file,
+    secret_key_weakness,
 )
-MIN_SECRET_KEY_DISTINCT = 8
-MIN_SECRET_KEY_BITS = 88
-
-
-def secret_key_weakness(key: str) -> str | None:
-    """Why key is too weak for production, or None if it looks random enough."""
-    if len(key) < MIN_SECRET_KEY_LENGTH:
-        return f"shorter than {MIN_SECRET_KEY_LENGTH} characters"
-    lowered = key.lower()
-    for word in SECRET_KEY_PLACEHOLDERS:
-        if word in lowered:
-            return f"it contains the placeholder word {word!r}"
-    if len(set(key)) < MIN_SECRET_KEY_DISTINCT:
-        return f"fewer than {MIN_SECRET_KEY_DISTINCT} distinct characters"
-    for period in range(1, len(key) // 2 + 1):
-        if key == (key[:period] * (len(key) // period + 1))[: len(key)]:
-            return "a repeated pattern"
-    # Runs like "abcdef", "aaaa" or "13579": most neighbours differ by the same step.
-    steps = Counter(ord(b) - ord(a) for a, b in itertools.pairwise(key))
-    if steps.most_common(1)[0][1] * 2 > len(key) - 1:
-        return "a sequence of characters"
-    counts = Counter(key).values()
-    bits = -sum(n * math.log2(n / len(key)) for n in counts)
-    if bits < MIN_SECRET_KEY_BITS:
-        return f"about {bits:.0f} bits of entropy, fewer than {MIN_SECRET_KEY_BITS}"
-    return None
 
 
 class ConfigError(Exception):
@@ -302,6 +261,35 @@ class ApiSettings(_Section):
     deadline_s: Annotated[float, Field(gt=0, le=300)] = 10
     retry_after_s: Annotated[int, Field(ge=1)] = 30
     legacy_body: Literal["compact", "2013"] = "compact"
+    # Where clients reach this server: every absolute URL an answer carries is built on
+    # it, never on the request's Host header. Empty: the listen address
+    # (Settings.public_base_url); production mode requires it.
+    public_url: str = ""
+    # Answers of at least gzip_min_bytes go gzip-compressed (at gzip_level) to a client
+    # that accepts it; 0: never.
+    gzip_min_bytes: Annotated[int, Field(ge=0)] = 1024
+    gzip_level: Annotated[int, Field(ge=1, le=9)] = 6
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or "@" in parts.netloc
+            or parts.query
+            or parts.fragment
+            or not value.isprintable()
+            or " " in value
+        ):
+            raise ValueError(
+                "must be an http(s) URL: scheme, host, an optional port and path prefix "
+                "(no user, query or fragment), e.g. https://api.example.edu"
+            )
+        return value.rstrip("/")
 
 
 class FreshnessSettings(_Section):
@@ -327,6 +315,11 @@ class CacheSettings(_Section):
     max_stale_s: Annotated[float, Field(ge=0)] = 86400
     fresh_min_interval_s: Annotated[float, Field(ge=0)] = 10
     stale_wait_s: Annotated[float, Field(gt=0)] = 2
+    # The host's shared cache (services/shared_cache.py): a folder, relative to the
+    # config file; at most shared_mb of answers (0: none), the oldest share out at once.
+    shared_path: Annotated[str, Field(min_length=1)] = "var/cache.lmdb"
+    shared_mb: Annotated[float, Field(ge=0, le=65536)] = 64
+    shared_evict_share: Annotated[float, Field(gt=0, le=1)] = 0.01
 
 
 class CoalescingSettings(_Section):
@@ -344,12 +337,14 @@ class BudgetSettings(_Section):
     wait_s: Annotated[float, Field(ge=0)] = 10
     per_student_queue: Annotated[int, Field(ge=1, le=1000)] = 4
     slot_lease_s: Annotated[float, Field(gt=0)] = 30
+    abandoned_s: Annotated[float, Field(ge=0, le=3600)] = 15
     poll_s: Annotated[float, Field(gt=0)] = 0.02
 
 
 class BreakerSettings(_Section):
     failures: Annotated[int, Field(ge=1)] = 3
     window: Annotated[int, Field(ge=1, le=64)] = 10
+    window_s: Annotated[float, Field(gt=0)] = 30
     failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
     slow_call_s: Annotated[float, Field(gt=0)] = 5
     min_students: Annotated[int, Field(ge=1)] = 3
@@ -366,6 +361,9 @@ class SessionReuseSettings(_Section):
     enabled: bool = True
     max_idle_s: Annotated[float, Field(ge=0)] = 540
     max_age_s: Annotated[float, Field(ge=0)] = 3600
+    # A stored session is used this long after the login that opened it; then a new
+    # login judges the password again (a password changed at the school stops working).
+    reverify_s: Annotated[float, Field(ge=0)] = 600
 
 
 class LimitsSettings(_Section):
@@ -431,6 +429,22 @@ class TokensSettings(_Section):
     keep_ended_s: Annotated[float, Field(ge=0)] = 30 * 86400.0
 
 
+class RetentionSettings(_Section):
+    """How long stored data is kept, and how the background pruning runs
+    (services/retention.py). None: derived from the settings named in config.yaml."""
+
+    enabled: bool = True
+    interval_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    batch: Annotated[int, Field(ge=1, le=10000)] = 500
+    pause_s: Annotated[float, Field(ge=0, le=60)] = 0.05
+    # None: cache.max_stale_s.
+    results_s: Annotated[float, Field(ge=0)] | None = None
+    # None: results_s.
+    shared_results_s: Annotated[float, Field(ge=0)] | None = None
+    shared_results_max: Annotated[int, Field(ge=0)] = 50000
+    students_s: Annotated[float, Field(gt=0)] = 180 * 86400.0
+
+
 class AccountsSettings(_Section):
     """The 2013 account API (/signup, /login, ...)."""
 
@@ -453,6 +467,25 @@ class HttpSettings(_Section):
     max_connections: Annotated[int, Field(ge=1)] = 4096
     overload_retry_after_s: Annotated[int, Field(ge=1)] = 5
     log_repeat_interval_s: Annotated[float, Field(ge=0)] = 60.0
+
+
+class ConnectionsSettings(_Section):
+    """Connections shared fairly (runtime/connections.py): caps per address and per
+    registered client over the host, and who gives way when a worker nears its cap."""
+
+    enabled: bool = True
+    per_address: Annotated[int, Field(ge=1)] = 256
+    per_address_unfinished: Annotated[int, Field(ge=1)] = 16
+    per_client: Annotated[int, Field(ge=1)] = 4096
+    per_client_unfinished: Annotated[int, Field(ge=1)] = 256
+    retry_after_s: Annotated[int, Field(ge=1, le=3600)] = 2
+    refusal_hold_s: Annotated[float, Field(ge=0, le=60)] = 5.0
+    held_refusals: Annotated[int, Field(ge=0)] = 8192
+    reclaim_at: Annotated[float, Field(gt=0, le=1)] = 0.9
+    header_grace_s: Annotated[float, Field(gt=0)] = 3.0
+    body_grace_s: Annotated[float, Field(gt=0)] = 3.0
+    min_body_bytes_per_s: Annotated[int, Field(ge=1)] = 1024
+    table_slots: Annotated[int, Field(ge=64, le=1 << 24)] = 65536
 
 
 class LogSettings(_Section):
@@ -548,7 +581,9 @@ class Settings(_Section):
     clients: ClientsSettings = ClientsSettings()
     tokens: TokensSettings = TokensSettings()
     accounts: AccountsSettings = AccountsSettings()
+    retention: RetentionSettings = RetentionSettings()
     http: HttpSettings = HttpSettings()
+    connections: ConnectionsSettings = ConnectionsSettings()
     log: LogSettings = LogSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
     memory: MemorySettings = MemorySettings()
@@ -564,6 +599,17 @@ class Settings(_Section):
     def worker_count(self) -> int:
         return self.processes or (os.cpu_count() or 1)
 
+    def public_base_url(self) -> str:
+        """Where clients reach this server: `api.public_url`, else the listen address."""
+        if self.api.public_url:
+            return self.api.public_url
+        host = self.listen.host
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.listen.port}"
+
 
 # Environment variables that override keys of the file, for secrets and per-host values.
 ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
@@ -573,6 +619,8 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "JNUFM_PORT": ("listen", "port"),
     "JNUFM_PROCESSES": ("processes",),
     "JNUFM_METRICS_TOKEN": ("metrics", "bearer_token"),
+    "JNUFM_PUBLIC_URL": ("api", "public_url"),
+    "JNUFM_CACHE_PATH": ("cache", "shared_path"),
 }
 
 
@@ -598,13 +646,15 @@ def _anchor_sqlite_path(settings: Settings, base: Path) -> Settings:
 
 
 def _anchor_paths(settings: Settings, base: Path) -> Settings:
-    """The log file and metrics directory are relative to the config file too."""
-    log, metrics = settings.log, settings.metrics
+    """The log file, metrics directory and shared cache are relative to the config file too."""
+    log, metrics, cache = settings.log, settings.metrics, settings.cache
     if log.file and not Path(log.file).is_absolute():
         log = log.model_copy(update={"file": str(base / log.file)})
     if metrics.multiproc_dir and not Path(metrics.multiproc_dir).is_absolute():
         metrics = metrics.model_copy(update={"multiproc_dir": str(base / metrics.multiproc_dir)})
-    return settings.model_copy(update={"log": log, "metrics": metrics})
+    if not Path(cache.shared_path).is_absolute():
+        cache = cache.model_copy(update={"shared_path": str(base / cache.shared_path)})
+    return settings.model_copy(update={"log": log, "metrics": metrics, "cache": cache})
 
 
 def _describe(err: ValidationError) -> str:
@@ -613,6 +663,33 @@ def _describe(err: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         return f"{key}: unknown key"
     return f"{key}: {first['msg']}"
+
+
+def _check_production_key(
+    key: str, key_from: str, path: Path | None, key_file: KeyFile | None, env: dict[str, str]
+) -> None:
+    """Raises ConfigError (one line) if production mode must not run with this key."""
+    if key == DEFAULT_SECRET_KEY:
+        raise ConfigError(
+            "secret_key: production mode refuses the default key; "
+            "set JNUFM_SECRET_KEY or JNUFM_SECRET_KEY_FILE"
+        )
+    if key_from == "file":
+        raise ConfigError(
+            f"secret_key: production mode refuses a key written in {path} (a configuration "
+            "file is copied, backed up and kept under version control); remove it and set "
+            "JNUFM_SECRET_KEY or JNUFM_SECRET_KEY_FILE (a file of mode 0600)"
+        )
+    problem = key_file_problem(key_file, env) if key_file is not None else None
+    if problem is not None:
+        raise ConfigError(f"JNUFM_SECRET_KEY_FILE: {problem}")
+    weakness = secret_key_weakness(key)
+    if weakness is not None:
+        raise ConfigError(
+            f"secret_key: production mode refuses a weak key ({weakness}); set "
+            "JNUFM_SECRET_KEY or JNUFM_SECRET_KEY_FILE to random bytes, e.g. "
+            "`head -c 32 /dev/urandom | base64`"
+        )
 
 
 def load_settings(
@@ -636,17 +713,28 @@ def load_settings(
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys")
         data = loaded or {}
+    # Where the key comes from: production takes it from the environment or a key file
+    # only (a configuration file is copied, backed up and kept under version control).
+    key_from = "file" if "secret_key" in data else "default"
     for name, key_path in ENV_OVERRIDES.items():
         if env.get(name):
             _set_path(data, key_path, env[name])
+    if env.get("JNUFM_SECRET_KEY"):
+        key_from = "environment"
+    key_file: KeyFile | None = None
     secret_file = env.get("JNUFM_SECRET_KEY_FILE")
     if secret_file:
         try:
-            data["secret_key"] = Path(secret_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"JNUFM_SECRET_KEY_FILE: cannot read ({exc.strerror})") from None
+            key_file = read_key_file(secret_file)
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(f"JNUFM_SECRET_KEY_FILE: cannot read ({why})") from None
+        data["secret_key"] = key_file.key
+        key_from = "key file"
     for dotted, value in (overrides or {}).items():
         _set_path(data, tuple(dotted.split(".")), value)
+        if dotted == "secret_key":
+            key_from = "caller"
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
@@ -654,18 +742,14 @@ def load_settings(
     if path is not None:
         settings = _anchor_sqlite_path(settings, path.resolve().parent)
         settings = _anchor_paths(settings, path.resolve().parent)
-    if settings.mode == "production" and settings.secret_key == DEFAULT_SECRET_KEY:
-        raise ConfigError(
-            "secret_key: production mode refuses the default key; "
-            "set JNUFM_SECRET_KEY or JNUFM_SECRET_KEY_FILE"
-        )
-    weakness = secret_key_weakness(settings.secret_key)
-    if settings.mode == "production" and weakness is not None:
-        raise ConfigError(
-            f"secret_key: production mode refuses a weak key ({weakness}); set "
-            "JNUFM_SECRET_KEY or JNUFM_SECRET_KEY_FILE to random bytes, e.g. "
-            "`head -c 32 /dev/urandom | base64`"
-        )
+    if settings.mode == "production":
+        _check_production_key(settings.secret_key, key_from, path, key_file, env)
     if settings.mode == "production" and settings.debug.block_route:
         raise ConfigError("debug.block_route: refused in production mode")
+    if settings.mode == "production" and not settings.api.public_url:
+        raise ConfigError(
+            "api.public_url: production mode needs the URL clients reach this server at "
+            "(e.g. https://api.example.edu, or JNUFM_PUBLIC_URL): the URLs answers carry "
+            "are built on it, never on the Host header"
+        )
     return settings

@@ -46,6 +46,31 @@ OVERLOADED = Failure(
     "工作进程的连接数已达 http.max_connections",
 )
 SHUTTING_DOWN = Failure(503, "shutting_down", "the server is stopping", "服务器正在停止")
+# Connections shared fairly (runtime/connections.py): answered on any route, then closed.
+TOO_MANY_CONNECTIONS = Failure(
+    429,
+    "too_many_connections",
+    "this address (or registered client) already holds `connections.per_address` open "
+    "connections (the connection is closed)",
+    "该地址（或注册客户端）的连接数已达 connections.per_address（随后关闭连接）",
+)
+TOO_MANY_UNFINISHED_REQUESTS = Failure(
+    429,
+    "too_many_unfinished_requests",
+    "this address (or registered client) already has `connections.per_address_unfinished` "
+    "requests whose body is still coming (the connection is closed)",
+    "该地址（或注册客户端）请求体尚未发完的请求数已达 connections.per_address_unfinished"
+    "（随后关闭连接）",
+)
+REQUEST_TIMEOUT = Failure(
+    408,
+    "request_timeout",
+    "a body sent slower than `connections.min_body_bytes_per_s`, or, while the worker is "
+    "near its cap, headers not sent within `connections.header_grace_s` (the connection is "
+    "closed)",
+    "请求体发送慢于 connections.min_body_bytes_per_s，或工作进程接近连接上限时请求头未在 "
+    "connections.header_grace_s 内发完（随后关闭连接）",
+)
 
 STORAGE_UNAVAILABLE = Failure(
     503,
@@ -55,7 +80,13 @@ STORAGE_UNAVAILABLE = Failure(
 )
 
 # What every route can answer, whatever it does.
-EVERY_ROUTE = (PAYLOAD_TOO_LARGE, OVERLOADED)
+EVERY_ROUTE = (
+    PAYLOAD_TOO_LARGE,
+    OVERLOADED,
+    TOO_MANY_CONNECTIONS,
+    TOO_MANY_UNFINISHED_REQUESTS,
+    REQUEST_TIMEOUT,
+)
 
 # --- credentials ----------------------------------------------------------------------
 

@@ -515,7 +515,7 @@ def account_picture(kind: str, kind_zh: str) -> tuple[Operation, ...]:
                 e.IMAGE_TOO_LARGE,
                 e.UPLOAD_TOO_LARGE,
                 *ACCOUNT_BASE,
-                e.OVERLOADED,
+                *(failure for failure in e.EVERY_ROUTE if failure is not e.PAYLOAD_TOO_LARGE),
             ),
         ),
     )

@@ -7,6 +7,8 @@ python -m bench profile [--seconds N]
 python -m bench loops [--rounds N]
 python -m bench drills [--only NAME ...] [--seconds N]
 python -m bench balance [--processes N] [--seconds N]
+python -m bench slow-body [--preset one-worker|default] [--sockets N] [--seconds N]
+python -m bench storage [--seconds N] [--day N] [--without-retention]
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ def main(argv: list[str]) -> int:
         from bench.worker_balance import main_balance
 
         return main_balance(rest)
+    if command == "storage":
+        from bench.storage_growth import main as main_storage
+
+        return main_storage(rest)
+    if command == "slow-body":
+        from bench.slow_body import main_slow_body
+
+        return main_slow_body(rest)
     if command == "loops":
         from bench.hotpath import main_loops
 

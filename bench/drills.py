@@ -18,8 +18,19 @@ school request just under the timeout), school-kill (the school process killed
 and restarted), worker-kill (a worker SIGKILLed every 3 s), sigterm (a stop
 during school requests that hang), disk-full (SQLite on a small tmpfs filled
 up, then room made), memory (RSS of workers and school before and after a
-long cold run). The disk-full drill needs root to mount a tmpfs; without it,
-it says so and is skipped.
+long cold run); and the second round (bench/fault_drills.py): db-reload (a
+reload and a worker kill while MariaDB is down), school-hang (every system's
+requests hang), budget-kill (the worker holding a school slot SIGKILLed),
+db-flap (MariaDB killed and restarted again and again mid-request),
+covers-oversize, log-leak (secrets in every shape of request line), slow-body
+(bench/slow_body.py) and storage-growth (bench/storage_growth.py). The
+disk-full drill needs root to mount a tmpfs; without it, it says so and is
+skipped.
+
+Each drill returns its figures and its claims (`checks`), each held or not;
+every drill checks that nothing answered 500 and that the school never saw more
+requests in flight than its budget. The run ends with one verdict line per
+claim and exits 1 if any is not held.
 
 jnufm runs with its defaults except the per-address limits, lifted as in the
 benchmarks (bench/configs/default.yaml): the load comes from one address, and
@@ -54,6 +65,7 @@ import httpx
 import pymysql
 
 from bench.procs import (
+    CARD,
     Child,
     School,
     System,
@@ -97,6 +109,34 @@ class Load:
         }
 
 
+# --- verdicts ---------------------------------------------------------------------
+
+
+def check(claim: str, held: bool, figure: str) -> dict[str, Any]:
+    """One claim a drill checks: held or not, and the figure that says so."""
+    return {"claim": claim, "held": bool(held), "figure": figure}
+
+
+def no_500(load: Load) -> dict[str, Any]:
+    """No answer of the drill was a 500 (or any other 5xx we do not send on purpose).
+    Connections a killed worker cut (599 here) are counted beside it, not as a 500."""
+    bad = Counter(
+        str(s) for _, _, s, _ in load.replies if s >= 500 and s not in (502, 503, 504, 599)
+    )
+    cut = sum(1 for _, _, s, _ in load.replies if s == 599)
+    figure = "none" if not bad else json.dumps(dict(bad))
+    return check("no 500", not bad, f"{figure}; {cut} connections cut by a killed worker")
+
+
+def school_within_budget(school: School, systems: tuple[str, ...] = (CARD,)) -> dict[str, Any]:
+    """The school never saw more requests in flight than its budget (config.yaml budget:)."""
+    budgets = {CARD: 2, "academic": 2, "opac": 2, "ilas": 1, "covers": 4}
+    peaks = {name: int(school.stats(name)["peak_in_flight"]) for name in systems}
+    over = {name: peak for name, peak in peaks.items() if peak > budgets[name]}
+    shown = ", ".join(f"{name} {peaks[name]}/{budgets[name]}" for name in systems)
+    return check("the school never above budget", not over, f"peak in flight {shown}")
+
+
 async def ask(
     client: httpx.AsyncClient, url: str, student: str, load: Load, path: str = "/card/rest"
 ) -> int:
@@ -117,16 +157,23 @@ async def ask(
 
 
 async def steady(
-    url: str, warm: list[str], cold: Iterator[str], seconds: float, load: Load, clients: int = 8
+    url: str,
+    warm: list[str],
+    cold: Iterator[str],
+    seconds: float,
+    load: Load,
+    clients: int = 8,
+    cold_share: float = 0.2,
 ) -> None:
-    """`clients` loops, each asking a warm student (4 in 5) or a new one, for `seconds`."""
+    """`clients` loops, each asking a warm student or (cold_share of the time) a new one,
+    for `seconds`."""
     stop_at = time.monotonic() + seconds
     async with httpx.AsyncClient() as client:
 
         async def loop() -> None:
             rng = random.Random()
             while time.monotonic() < stop_at:
-                student = rng.choice(warm) if warm and rng.random() < 0.8 else next(cold)
+                student = rng.choice(warm) if warm and rng.random() >= cold_share else next(cold)
                 await ask(client, url, student, load)
                 await asyncio.sleep(0.02)
 
@@ -284,13 +331,26 @@ async def drill_db_kill(tmp: Path, seconds: float) -> dict[str, Any]:
             r for r in load.replies if killed - load.started <= r[0] < restored - load.started
         ]
         warm_ok = sum(1 for r in outage if r[2] == 200)
+        warm_asked = sum(1 for r in outage if r[2] == 200 or "hit" in r[3] or r[2] == 503)
+        lost = lost_results(load, stored_results(db.url), len(warm))
         return {
             **load.summary(),
             "during_outage": {"requests": len(outage), "answered_200": warm_ok},
             "readyz_503_after_s": ready_503_s,
-            "lost_results": lost_results(load, stored_results(db.url), len(warm)),
+            "lost_results": lost,
             "budget_recovery_s": recovery,
             "deadline_s": DEADLINE_S,
+            "checks": [
+                check("nothing the school answered is lost", lost == 0, f"{lost} lost"),
+                check("readiness says so", ready_503_s < 30, f"/readyz 503 after {ready_503_s} s"),
+                check(
+                    "answers keep coming in the outage",
+                    warm_ok > 0 and warm_asked > 0,
+                    f"{warm_ok} answered 200 of {len(outage)}",
+                ),
+                no_500(load),
+                school_within_budget(school),
+            ],
         }
     finally:
         system.stop()
@@ -326,6 +386,20 @@ async def drill_school_slow(tmp: Path, seconds: float) -> dict[str, Any]:
             "school_peak_in_flight": school.stats()["peak_in_flight"],
             "budget": 2,
             "deadline_s": DEADLINE_S,
+            "checks": [
+                check(
+                    "the breaker opens within 2 x deadline of a slow school",
+                    opened_after <= 2 * DEADLINE_S,
+                    f"open after {opened_after} s",
+                ),
+                check(
+                    "every answer by the deadline",
+                    load.summary()["max_latency_s"] <= DEADLINE_S + 1,
+                    f"slowest {load.summary()['max_latency_s']} s",
+                ),
+                no_500(load),
+                school_within_budget(school),
+            ],
         }
     finally:
         system.stop()
@@ -365,15 +439,22 @@ async def drill_school_kill(tmp: Path, seconds: float) -> dict[str, Any]:
         outage = [
             r for r in load.replies if killed - load.started <= r[0] < restored - load.started
         ]
+        slowest = round(max((r[1] for r in outage), default=0.0), 3)
         return {
             **load.summary(),
             "during_outage": {
                 "requests": len(outage),
                 "statuses": dict(Counter(str(r[2]) for r in outage)),
-                "max_latency_s": round(max((r[1] for r in outage), default=0.0), 3),
+                "max_latency_s": slowest,
             },
             "budget_recovery_s": recovery,
             "deadline_s": DEADLINE_S,
+            "checks": [
+                check("every answer by the deadline", slowest <= DEADLINE_S + 1, f"{slowest} s"),
+                check("cold queries answered again", recovery < 60, f"after {recovery} s"),
+                no_500(load),
+                school_within_budget(school),
+            ],
         }
     finally:
         system.stop()
@@ -409,11 +490,17 @@ async def drill_worker_kill(tmp: Path, seconds: float) -> dict[str, Any]:
                 os.kill(pids[0], signal.SIGKILL)
                 kills += 1
         await running
+        alive = master.popen.poll() is None
         return {
             **load.summary(),
             "workers_killed": kills,
-            "server_still_running": master.popen.poll() is None,
+            "server_still_running": alive,
             "workers_now": len(system.worker_pids()),
+            "checks": [
+                check("the server outlives its workers", alive, f"{kills} workers killed"),
+                no_500(load),
+                school_within_budget(school),
+            ],
         }
     finally:
         system.stop()
@@ -439,12 +526,19 @@ async def drill_sigterm(tmp: Path, seconds: float) -> dict[str, Any]:
             await asyncio.gather(*asking)
             answered_in = time.monotonic() - stopped
         code = master.popen.wait(20)
+        cut = sum(1 for r in load.replies if r[2] == 599)
         return {
             **load.summary(),
             "all_answered_within_s": round(answered_in, 2),
             "grace_s": 5,
-            "cut_connections": sum(1 for r in load.replies if r[2] == 599),
+            "cut_connections": cut,
             "exit_code": code,
+            "checks": [
+                check("every request answered before the grace ends", cut == 0, f"{cut} cut"),
+                check("a clean exit", code == 0, f"exit code {code}"),
+                no_500(load),
+                school_within_budget(school),
+            ],
         }
     finally:
         system.stop()
@@ -496,6 +590,16 @@ async def drill_disk_full(tmp: Path, seconds: float) -> dict[str, Any]:
             "budget_recovery_s": recovery,
             "lost_results": lost_results(load, stored_results(database_url), len(warm)),
             "deadline_s": DEADLINE_S,
+            "checks": [
+                check(
+                    "nothing the school answered is lost",
+                    lost_results(load, stored_results(database_url), len(warm)) == 0,
+                    "after room was made",
+                ),
+                check("writes resume", writes_back_s < 60, f"after {writes_back_s} s"),
+                no_500(load),
+                school_within_budget(school),
+            ],
         }
     finally:
         system.stop()
@@ -513,7 +617,12 @@ async def drill_memory(tmp: Path, seconds: float) -> dict[str, Any]:
         await warm_up(system.url, warm)
         await steady(system.url, warm, students("201014"), seconds * 3, load, clients=16)
         after = {"workers_mb": system.rss(), "school_mb": rss_mb(school.child.pid)}
-        return {**load.summary(), "before": before, "after": after}
+        return {
+            **load.summary(),
+            "before": before,
+            "after": after,
+            "checks": [no_500(load), school_within_budget(school)],
+        }
     finally:
         system.stop()
         school.stop()
@@ -530,25 +639,53 @@ DRILLS: dict[str, Callable[[Path, float], Any]] = {
 }
 
 
+def all_drills() -> dict[str, Callable[[Path, float], Any]]:
+    """The first round's drills and the second's (bench/fault_drills.py), in run order."""
+    from bench.fault_drills import DRILLS as SECOND_ROUND
+
+    return {**DRILLS, **SECOND_ROUND}
+
+
+def verdicts(results: dict[str, Any]) -> list[str]:
+    """One line per claim checked: held or NOT HELD, the drill, the claim, the figure."""
+    lines = []
+    for name, figures in results.items():
+        if "skipped" in figures:
+            lines.append(f"{'skipped':9} {name:16} {figures['skipped']}")
+        for c in figures.get("checks", []):
+            verdict = "held" if c["held"] else "NOT HELD"
+            lines.append(f"{verdict:9} {name:16} {c['claim']}: {c['figure']}")
+    return lines
+
+
 def main_drills(argv: list[str]) -> int:
+    drills = all_drills()
     parser = argparse.ArgumentParser(prog="python -m bench drills", description=__doc__)
-    parser.add_argument("--only", nargs="*", choices=sorted(DRILLS), default=list(DRILLS))
+    parser.add_argument("--only", nargs="*", choices=sorted(drills), default=list(drills))
     parser.add_argument("--seconds", type=float, default=30, help="load per drill")
     args = parser.parse_args(argv)
-    if shutil.which("mariadbd") is None and "db-kill" in args.only:
-        print("db-kill needs mariadbd (Debian: mariadb-server)", file=sys.stderr)
+    needs_mariadb = {"db-kill", "db-reload", "db-flap"} & set(args.only)
+    if shutil.which("mariadbd") is None and needs_mariadb:
+        print(f"{', '.join(sorted(needs_mariadb))} need mariadbd (Debian: mariadb-server)",
+              file=sys.stderr)  # fmt: skip
         return 2
     results: dict[str, Any] = {}
     for name in args.only:
         print(f"== {name}", flush=True)
         with tempfile.TemporaryDirectory(prefix=f"jnufm-drill-{name}-") as folder:
             started = time.monotonic()
-            figures = asyncio.run(DRILLS[name](Path(folder), args.seconds))
+            try:
+                figures = asyncio.run(drills[name](Path(folder), args.seconds))
+            except Exception as exc:  # one broken drill must not hide the others' verdicts
+                figures = {"checks": [check("the drill ran", False, repr(exc))]}
         figures["drill_s"] = round(time.monotonic() - started, 1)
         results[name] = figures
         print(json.dumps(figures, indent=2, ensure_ascii=False), flush=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"{stamp}-drills.json"
     out.write_text(json.dumps({"drills": results, "seconds": args.seconds}, indent=2))
+    lines = verdicts(results)
+    print("\n== verdicts")
+    print("\n".join(lines))
     print(f"results: {out}")
-    return 0
+    return 0 if all(not line.startswith("NOT HELD") for line in lines) else 1

@@ -34,7 +34,8 @@ def safe_url(url: str | URL) -> str:
 
 
 def make_engine(settings: DatabaseSettings) -> AsyncEngine:
-    """An engine with per-backend settings: WAL + busy timeout for SQLite, pool for MySQL."""
+    """An engine with per-backend settings: WAL + busy timeout for SQLite; for MySQL a
+    pool, and the driver whose every failure is a database error (db/driver.py)."""
     url = make_url(settings.url)
     kwargs: dict[str, Any] = {"echo": settings.echo}
     if is_sqlite(url):
@@ -43,6 +44,10 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
             path.parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": settings.sqlite_busy_timeout_s}
     else:
+        # Here, not at the top: aiomysql and PyMySQL weigh ~9 MB, which a
+        # SQLite deployment need not carry.
+        from db.driver import TranslatingAiomysql
+
         if "charset" not in url.query:
             url = url.update_query_dict({"charset": "utf8mb4"})
         kwargs.update(
@@ -51,6 +56,7 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
             pool_recycle=3600,
             pool_pre_ping=True,
             connect_args={"connect_timeout": settings.connect_timeout_s},
+            module=TranslatingAiomysql(),
         )
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):

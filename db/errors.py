@@ -4,7 +4,8 @@ Losing a race for a row shows up as a duplicate key (IntegrityError), on
 InnoDB as a deadlock or a lock wait timeout, on SQLite as a busy or locked
 database: all mean "try again or let the other one have it". Anything else
 (connection refused or lost, disk full, read-only file system) means the
-database cannot be used right now.
+database cannot be used right now. The MySQL driver's failures of any class
+arrive here as its own errors, so wrapped by SQLAlchemy (db/driver.py).
 """
 
 from __future__ import annotations

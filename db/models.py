@@ -63,7 +63,11 @@ class Student(Base):
     """A student who has logged in through us at least once."""
 
     __tablename__ = "students"
-    __table_args__ = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
+    __table_args__ = (
+        # Pruning students not seen for long reads only the old end (db/retention.py).
+        Index("ix_students_last_login_at", "last_login_at"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     student_id: Mapped[str] = mapped_column(String(20), unique=True)
@@ -104,6 +108,9 @@ class Result(Base):
     __tablename__ = "results"
     __table_args__ = (
         UniqueConstraint("key"),
+        # Pruning: a kind's answers past their retention, and the oldest shared ones.
+        Index("ix_results_kind_fetched_at", "kind", "fetched_at"),
+        Index("ix_results_subject_fetched_at", "subject", "fetched_at"),
         {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
     )
 
@@ -161,6 +168,10 @@ class Token(Base):
         UniqueConstraint("token_hash"),
         Index("ix_tokens_student", "student_id", "system"),
         Index("ix_tokens_account_id", "account_id"),
+        # Pruning tokens ended, unused or too old for long (db/retention.py).
+        Index("ix_tokens_ended_at", "ended_at"),
+        Index("ix_tokens_last_used_at", "last_used_at"),
+        Index("ix_tokens_created_at", "created_at"),
         {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
     )
 
@@ -246,6 +257,9 @@ class SchoolSession(Base):
     __tablename__ = "school_sessions"
     __table_args__ = (
         UniqueConstraint("student_pk", "system"),
+        # Pruning sessions idle or too old to be used (db/retention.py).
+        Index("ix_school_sessions_used_at", "used_at"),
+        Index("ix_school_sessions_created_at", "created_at"),
         {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
     )
 
@@ -273,7 +287,8 @@ class LoginFailure(Base):
 
     A client's rows are written only once a password is judged wrong (REFUSED or
     MISMATCHED): a request refused before judging never counts against anyone.
-    Rows older than the lockout window are pruned opportunistically.
+    Rows older than the lockout window count for nothing: pruned as failures are
+    added, and in the background (db/retention.py).
     """
 
     PENDING = 0

@@ -171,6 +171,17 @@ async def delete_lease(session: AsyncSession, name: str, holder: str) -> None:
     await session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
 
 
+async def shorten_lease(
+    session: AsyncSession, name: str, holder: str, expires_at: datetime
+) -> None:
+    """Make the holder's lease end by expires_at (one that ends sooner is left alone)."""
+    await session.execute(
+        update(Lease)
+        .where(Lease.name == name, Lease.holder == holder, Lease.expires_at > expires_at)
+        .values(expires_at=expires_at)
+    )
+
+
 async def lease_holders(session: AsyncSession, prefix: str) -> list[tuple[str, str]]:
     """(name, holder) of every lease whose holder starts with prefix (one host's)."""
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

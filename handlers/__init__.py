@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -91,14 +93,34 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
     ]
 
 
+# What makes a part of a route's pattern more than a literal word.
+_PATTERN_SYNTAX = re.compile(r"[\[\](){}*+?|^$.\\]")
+
+
+def path_words(rules: list[tuple[str, type, dict[str, Any]]]) -> frozenset[str]:
+    """The literal words of every route's path: all an access line shows of a path no
+    route took (the rest may be anything a client typed, a password included)."""
+    words = set()
+    for pattern, _, _ in rules:
+        for part in pattern.strip("^$").split("/"):
+            part = part.removeprefix("(").removesuffix(")")
+            literal = re.sub(r"\\(.)", r"\1", part)
+            if literal and not _PATTERN_SYNTAX.search(re.sub(r"\\.", "", part)):
+                words.add(literal)
+    return frozenset(words)
+
+
 def make_app(deps: AppDeps, http: HttpSettings) -> Application:
     """The Tornado application for one worker; every request passes handlers/guards.py."""
     metrics.set_worker_generation(deps.worker_index, deps.state.generation)
+    # Built and compressed once per worker, before any client waits for it.
+    docs.openapi_gzipped()
+    rules = routes(deps)
     return GuardedApplication(
-        routes(deps),
+        rules,
         deps,
         http.max_body_bytes,
-        log_request,
+        functools.partial(log_request, path_words=path_words(rules)),
         compress_response=False,
         xheaders=False,
     )

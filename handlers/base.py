@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy.exc import SQLAlchemyError
 from tornado.web import HTTPError, RequestHandler
 
-from handlers.lean import ROUTE_SYNTAX, LeanHandler, header
+from handlers.lean import ROUTE_SYNTAX, Compression, LeanHandler, header
 from observability import metrics
 from observability.decisions import refusals
-from observability.logs import access_lines, may_hold_secret, redact
+from observability.logs import access_lines, redacted_uri
 from observability.probes import OpsDeps
 from observability.timing import RequestTimer, activate, request_id_from
 from services.academic import AcademicService
@@ -55,11 +53,6 @@ if TYPE_CHECKING:
 
 access_log = logging.getLogger("jnufm.access")
 error_log = logging.getLogger("jnufm.error")
-
-# The 2013 account API's too: its passwords and its login token (handlers/legacy/accounts.py).
-SECRET_PARAMS = frozenset(
-    {"password", "passwd", "pwd", "oldpassword", "jwc_password", "jwcpw", "token"}
-)
 
 
 @dataclass(slots=True)
@@ -89,6 +82,11 @@ class AppDeps:
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     # How the 2013 endpoints write their JSON: "compact", or the 2013 server's bytes.
     legacy_body: str = "compact"
+    # Where clients reach this server (Settings.public_base_url): the base of every
+    # absolute URL an answer carries, never the request's Host header.
+    public_url: str = "http://127.0.0.1:8000"
+    # Which answers go gzip-compressed (`api.gzip_*`; None: none).
+    compression: Compression | None = None
     academic: AcademicService | None = None
     library: LibraryService | None = None
     # Who is asking: registered clients, and how addresses are counted.
@@ -103,49 +101,6 @@ class AppDeps:
     lockouts: Callable[[], Awaitable[list[Lockout]]] | None = None
     # How access lines name a student (services.credentials.pseudonym).
     pseudonym: Callable[[str], str] = field(default=lambda student_id: "-")
-
-
-def redacted_uri(uri: str) -> str:
-    """The request URI for logs: secret query values and feed tokens replaced, and
-    anything else that looks like a credential (a password in a mistyped path, an
-    Authorization value pasted into a query) by the log filter's own rules
-    (observability.logs.redact): access lines are not filtered again."""
-    path, sep, query = uri.partition("?")
-    path = _FEED_TOKEN.sub(r"\1***\2", path)
-    if not sep:
-        return redact(path)
-    if "%" in query:
-        # Percent-encoded names (pass%77ord) are decoded by the server: decode here too.
-        # Each pair is redacted decoded (a "Bearer%20x" is a "Bearer x"), then encoded
-        # again, so no decoded line break reaches the log.
-        pairs = [
-            (k, "***") if k.lower() in SECRET_PARAMS else _redacted_pair(k, v)
-            for k, v in parse_qsl(query, keep_blank_values=True)
-        ]
-        return redact(f"{path}?{urlencode(pairs, safe='*')}")
-    # The common case: name=value pairs split by "&" (the server's only separator:
-    # a ";" belongs to the value), the full rules only where something looks secret.
-    suspicious = may_hold_secret(path)
-    fields = query.split("&")
-    for i, pair in enumerate(fields):
-        name, eq, _ = pair.partition("=")
-        if eq and name.lower() in SECRET_PARAMS:
-            fields[i] = name + "=***"
-        elif may_hold_secret(pair):
-            suspicious = True
-    text = path + "?" + "&".join(fields)
-    return redact(text) if suspicious else text
-
-
-def _redacted_pair(name: str, value: str) -> tuple[str, str]:
-    clean_name, _, clean_value = redact(f"{name}={value}").partition("=")
-    return clean_name, clean_value
-
-
-# A calendar feed's token in a path: as good as a password to the feed. Anything under
-# /v1/calendar/ but the tokens route is hidden, also a mistyped URL (a trailing slash,
-# an encoded character) that did not reach the feed.
-_FEED_TOKEN = re.compile(r"^(/v1/calendar/)(?!tokens/?$).+?((?:\.ics)?/*)$", re.IGNORECASE)
 
 
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
@@ -175,16 +130,24 @@ class Who:
     outcome: str = "-"  # "ok", or the error code
 
 
-def log_request(handler: RequestHandler | LeanHandler) -> None:
+def log_request(
+    handler: RequestHandler | LeanHandler, path_words: frozenset[str] | None = None
+) -> None:
     """Access log line and HTTP metrics: status, method, redacted URI, route, duration,
-    cache status, request id. Never the password."""
+    cache status, request id. Never the password.
+
+    path_words: the words of every route's path (handlers.path_words); of a request no
+    route took, or a static file refused, only these are shown of the path.
+    """
     status = handler.get_status()
     seconds = handler.request.request_time()
     route = route_label(handler)
     method = handler.request.method or "-"
     timer: RequestTimer | None = getattr(handler, "timer", None)
     cache = timer.cache_status if timer is not None else "-"
-    uri = redacted_uri(handler.request.uri or "")
+    # A path no handler could use (no route, a static file refused) may be anything.
+    unknown = route == "unmatched" or (status >= 400 and not isinstance(handler, LeanHandler))
+    uri = redacted_uri(handler.request.uri or "", path_words if unknown else None)
     metrics.observe_http_request(route, method, status, seconds)
     level = logging.INFO if status < 500 else logging.WARNING
     request_id = timer.request_id if timer is not None else ""
@@ -276,6 +239,7 @@ class JsonHandler(LeanHandler):
 
     def initialize(self, deps: AppDeps) -> None:
         self.deps = deps
+        self.compression = deps.compression
         self._counted = False
         self._caller: Caller | None = None
         self.who: Who | None = None

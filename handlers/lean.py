@@ -15,7 +15,9 @@ checked, control characters replaced, stripped), `set_header` (values checked
 for line breaks), `set_status`, `get_status`, `finish`, `send_error` /
 `write_error` / `log_exception`, `prepare` / `on_finish`, `initialize`.
 Differences, on purpose: no ETag (API answers are `no-store`; a cover is
-cached by max-age) and no `Server` header.
+cached by max-age) and no `Server` header. Compression is ours too: tornado.web's
+output transforms (`compress_response`) never see these answers, so `finish`
+gzips a large text answer itself when the client accepts it (`Compression`).
 
 LeanRoutes matches a path to its handler: literal paths by one dictionary
 lookup, patterns with tornado.routing.PathMatches in the order given.
@@ -25,11 +27,13 @@ LeanDelegate is the HTTPMessageDelegate of one request routed here.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from email.utils import formatdate
 from http.client import responses
 from types import TracebackType
@@ -71,6 +75,51 @@ _CLOCK = _Clock()
 # Headers added to every answer after the handler wrote its own (handlers/guards.py).
 Finisher = Callable[[int, httputil.HTTPHeaders], None]
 
+# Answers worth compressing: text. An image or a compressed file gains nothing.
+_COMPRESSIBLE = ("application/json", "text/", "application/javascript")
+
+
+@dataclass(frozen=True, slots=True)
+class Compression:
+    """Which answers go gzip-compressed to a client that accepts it (`api.gzip_*`).
+
+    Only successful text answers of at least min_bytes: the large JSON (the OpenAPI
+    document, a term's timetable, a long history, a page of books). BREACH (guessing
+    a secret from the compressed size of answers that also echo the attacker's text)
+    needs a secret repeated in many answers next to reflected input: no answer here
+    holds both. The tokens an answer carries are new each time (a session, a feed),
+    the other answers hold the student's own data, and no answer echoes request text
+    beside a secret (a password is never echoed).
+    """
+
+    min_bytes: int
+    level: int
+
+
+def accepts_gzip(headers: httputil.HTTPHeaders) -> bool:
+    """Whether the request's Accept-Encoding allows gzip (RFC 9110 12.5.3: `q=0`
+    refuses it; `*` stands for it when it is not named)."""
+    value = header(headers, "Accept-Encoding")
+    if not value:
+        return False
+    anything = False
+    for item in value.split(","):
+        coding, _, params = item.partition(";")
+        weight = 1.0
+        for param in params.split(";"):
+            name, _, number = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(number.strip())
+                except ValueError:
+                    weight = 0.0
+        coding = coding.strip().lower()
+        if coding in ("gzip", "x-gzip"):
+            return weight > 0
+        if coding == "*":
+            anything = weight > 0
+    return anything
+
 
 class LeanHandler:
     """A request handler with RequestHandler's interface, as far as the API uses it."""
@@ -86,6 +135,8 @@ class LeanHandler:
     )
     # The route pattern that matched, as metrics and the access log name it.
     route = "unmatched"
+    # Which answers are gzip-compressed (None: none); set per app (handlers/base.py).
+    compression: Compression | None = None
 
     def __init__(
         self,
@@ -101,6 +152,7 @@ class LeanHandler:
         self._log_function = log
         self._finished = False
         self._headers_written = False
+        self._gzipped: bytes | None = None
         self._headers: httputil.HTTPHeaders
         self._status_code: int
         self._reason: str
@@ -141,6 +193,7 @@ class LeanHandler:
         self._headers = httputil.HTTPHeaders(
             {"Content-Type": "text/html; charset=UTF-8", "Date": _CLOCK.date()}
         )
+        self._gzipped = None
         self._status_code, self._reason = 200, "OK"
         self.set_default_headers()
 
@@ -171,6 +224,7 @@ class LeanHandler:
             for name in ("Content-Type", "Content-Length", "Transfer-Encoding"):
                 headers.pop(name, None)
         else:
+            body = self._encoded(body, status, headers)
             headers["Content-Length"] = str(len(body))
         if self._finisher is not None:
             self._finisher(status, headers)
@@ -189,6 +243,36 @@ class LeanHandler:
                 self._log_function(self)
         finally:
             self.on_finish()  # the in-flight count must not leak (a drain waits on it)
+
+    def precompressed(self, gzipped: bytes) -> None:
+        """The gzip form of the body about to be finished, made once rather than per
+        answer (an answer that never changes: the OpenAPI document)."""
+        self._gzipped = gzipped
+
+    def _encoded(self, body: bytes, status: int, headers: httputil.HTTPHeaders) -> bytes:
+        """The body as it goes out: gzip-compressed if it is large text and the client
+        accepts gzip (with `Vary: Accept-Encoding` on every answer that could be)."""
+        compression = self.compression
+        if (
+            compression is None
+            or status != 200
+            or len(body) < compression.min_bytes
+            or "Content-Encoding" in headers
+            or not headers.get("Content-Type", "").startswith(_COMPRESSIBLE)
+        ):
+            return body
+        headers.add("Vary", "Accept-Encoding")
+        if not accepts_gzip(self.request.headers):
+            return body
+        headers["Content-Encoding"] = "gzip"
+        etag = headers.get("ETag")
+        if etag and not etag.startswith("W/"):
+            # Other bytes than the strong tag named: weak, as nginx makes it (If-None-Match
+            # compares weakly, so a client's cached copy still matches).
+            headers["ETag"] = "W/" + etag
+        if self._gzipped is not None:
+            return self._gzipped
+        return gzip.compress(body, compresslevel=compression.level, mtime=0)
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         """An error answer (write_error's), unless the answer has gone out already."""

@@ -9,7 +9,8 @@ from typing import Any
 
 from tornado.web import HTTPError, RedirectHandler, RequestHandler, StaticFileHandler
 
-from handlers.base import JsonHandler, describe_error, error_log, redacted_uri
+from handlers.base import JsonHandler, describe_error, error_log
+from observability.logs import redacted_uri
 
 
 class HealthHandler(JsonHandler):

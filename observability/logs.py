@@ -10,9 +10,11 @@ way out (on the handler, so records of every logger go through them):
 
     RepeatFilter     the same message template from the same logger at most once
                      per interval; the next one says how many were left out
-    RedactFilter     no password, Authorization or cookie value, nor a header
-                     value Tornado found malformed, in the message, the
-                     traceback or the access fields
+    RedactFilter     no secret in the message, the traceback or the access
+                     fields: redact(), the same rule as every access line's URI
+                     (redacted_uri: secret parameters in any encoding, secret path
+                     segments, absolute URIs) plus header values (Authorization,
+                     Cookie, X-Api-Key, a header Tornado found malformed)
     RequestIdFilter  the id of the request being handled
 
 Access lines (one per answered request) are the exception: `access_line` formats
@@ -27,6 +29,7 @@ whose parts are not all redacted, the line goes through `logging` as before.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -34,9 +37,11 @@ import re
 import sys
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, quote_plus, unquote_plus
 
 from observability.timing import current_request_id
 from settings import LogSettings
@@ -94,50 +99,312 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-_SECRET_NAME = "|".join(
-    # Each letter also percent-encoded (pass%77ord), as a server would decode it.
-    "".join(f"(?:{c}|%{ord(c):02x})" for c in name)
-    for name in ("password", "passwd", "pwd")
+# --- One redaction rule for every URI and header that reaches a log line ---------------
+#
+# redacted_uri() for a request's URI (access lines, error lines naming a request) and
+# redact() for any other text (Tornado's own lines, warnings, tracebacks), which runs
+# redacted_uri() over every URI-like word in it: one judgement of what is a secret.
+
+# Words of a parameter name that make its value a secret. A name is judged after
+# percent-decoding (repeatedly, "+" as a space), NFKC folding and lowercasing, split
+# into words at anything but a letter or digit (password[], user[password], api_key,
+# X-Api-Key), each word without its trailing digits (password2).
+SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "passphrase",
+        "passcode",
+        "pin",
+        "otp",
+        "secret",
+        "token",
+        "key",
+        "apikey",
+        "sig",
+        "signature",
+        "auth",
+        "authorization",
+        "credential",
+        "credentials",
+        "cookie",
+        "session",
+        "sessionid",
+        "sid",
+        # The 2013 account API's office password (handlers/legacy/accounts.py).
+        "jwcpw",
+    }
 )
-_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # password=052690 in a query string, form body or message (up to the next "&": a
-    # server reads "x;y" as the whole value; "mypassword=" is another name)
-    (re.compile(rf"(?<![A-Za-z0-9_])((?:{_SECRET_NAME})=)[^&\s'\"]*", re.I), r"\1***"),
-    # "password": "052690" (JSON) or 'password': '052690' (a Python repr)
-    (
-        re.compile(rf"""((?:{_SECRET_NAME})['"]?\s*:\s*)(?:'[^']*'|"[^"]*"|[^\s,}}]+)""", re.I),
-        r"\1***",
+# ...and the words that end with one of these (oldpassword, accesstoken, clientsecret).
+SECRET_ENDINGS = ("password", "passwd", "pwd", "secret", "token", "key", "sessionid", "auth")
+
+# Routes with a secret in the path (handlers/__init__.py), as (prefix, what may follow
+# it in plain sight): a calendar feed's token, a session's id, an uploaded picture's
+# unguessable name. Whatever else follows the prefix is hidden up to a file extension,
+# in mistyped URLs too (tests/test_redaction.py checks every route against this).
+SECRET_PATHS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("v1/calendar", ("tokens",)),
+    ("v1/sessions", ()),
+    ("uploads", ()),
+)
+
+REDACTED = "***"
+# Percent-decoding rounds after which a text that still decodes is hidden whole.
+MAX_DECODE_ROUNDS = 16
+# A path segment holding a run this long of token characters, with lower- and
+# upper-case letters and digits among them, is taken for a token pasted into a URL
+# (a session token is 43 such characters; a word or a file name has no such run).
+TOKEN_RUN = 40
+# Names judged once and remembered (attackers choose names: long ones are not kept).
+_NAME_MEMORY = 4096
+_NAME_MEMORY_MAX_CHARS = 64
+
+_NAME_WORDS = re.compile(r"[^a-z0-9]+")
+# A name and its "=": the name runs back to the previous separator of any kind.
+_ASSIGNMENT = re.compile(r"([^?&;#/\s=]*)=")
+# A query pair that needs no decoding and holds no separator but "=" (the common case).
+_PLAIN_PAIR = re.compile(r"[A-Za-z0-9_.\-]*(?:=[A-Za-z0-9_.\-*~!$'(),/?@]*)?")
+# A path that needs no decoding and holds no separator but "/".
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9_.\-/]*")
+_PATH_HINT = re.compile(
+    "|".join(
+        [*(f"/+{p.replace('/', '/+')}/" for p, _ in SECRET_PATHS), f"[A-Za-z0-9_-]{{{TOKEN_RUN}}}"]
     ),
+    re.IGNORECASE,
+)
+_SECRET_PATH_RULES = tuple(
+    re.compile(
+        rf"(/+{prefix.replace('/', '/+')}/+)"
+        + (rf"(?!(?:{'|'.join(plain)})/*\Z)" if plain else "")
+        + r"(.+?)((?:\.[A-Za-z0-9]{1,5})?/*)\Z",
+        re.IGNORECASE | re.DOTALL,
+    )
+    for prefix, plain in SECRET_PATHS
+)
+_TOKEN_SEGMENT = re.compile(rf"[^/]*[A-Za-z0-9_-]{{{TOKEN_RUN},}}[^/]*")
+_TOKEN_CHARS = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_RUN},}}")
+# An absolute URI's scheme and authority (GET http://host/path HTTP/1.1).
+_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
+# Characters a redacted path or query pair shows as they are; the rest is
+# percent-encoded (no line break or other control character reaches the log, and a
+# "?" that was encoded does not look like the start of the query).
+_SHOWN_IN_PATH = "/;=:@!$'()*,~[]&"
+_SHOWN_IN_PAIR = "/?;=:@!$'()*,~[]"
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a parameter or header of this (decoded) name holds a secret."""
+    if len(name) > _NAME_MEMORY_MAX_CHARS:
+        return _judge_name(name)
+    return _judge_remembered(name)
+
+
+def _judge_name(name: str) -> bool:
+    if not name.isascii():
+        name = unicodedata.normalize("NFKC", name)
+    for word in _NAME_WORDS.split(name.lower()):
+        word = word.rstrip("0123456789")
+        if word and (
+            word in SECRET_WORDS or word.endswith(SECRET_ENDINGS) or word.startswith("passw")
+        ):
+            return True
+    return False
+
+
+_judge_remembered = functools.lru_cache(maxsize=_NAME_MEMORY)(_judge_name)
+
+
+def fully_decoded(text: str) -> str | None:
+    """text percent-decoded until nothing changes ("+" as a space), or None if it still
+    changes after MAX_DECODE_ROUNDS."""
+    for _ in range(MAX_DECODE_ROUNDS):
+        if "%" not in text and "+" not in text:
+            return text
+        decoded = unquote_plus(text)
+        if decoded == text:
+            return text
+        text = decoded
+    return text if unquote_plus(text) == text else None
+
+
+def _secret_value_at(text: str) -> int:
+    """Where the value of the first secret parameter in (decoded) text starts, or -1."""
+    for match in _ASSIGNMENT.finditer(text):
+        if is_secret_name(match.group(1)):
+            return match.end()
+    return -1
+
+
+def redacted_uri(uri: str, path_words: frozenset[str] | None = None) -> str:
+    """A request URI as logs may show it: the values of secret parameters (any name
+    is_secret_name accepts, in any encoding, after any separator: & ; # or one encoded
+    in the path), secret path segments (SECRET_PATHS, token-like runs), an absolute
+    URI's user information replaced by ***.
+
+    path_words: for a request no route took, the path words the routes know; every
+    other segment (and an absolute URI's host) is hidden, for it may be anything a
+    client typed, a password included.
+    """
+    path, sep, query = uri.partition("?")
+    clean_path, secret_in_path = _redacted_path(path, path_words)
+    if not sep:
+        return clean_path
+    if secret_in_path:
+        # A value in the path may run on past the "?": the query goes with it.
+        return f"{clean_path}?{REDACTED}"
+    return f"{clean_path}?{_redacted_query(query)}"
+
+
+def _redacted_path(path: str, words: frozenset[str] | None) -> tuple[str, bool]:
+    """The path for the log, and whether it held a secret parameter's value."""
+    if words is None and _PLAIN_PATH.fullmatch(path) and _PATH_HINT.search(path) is None:
+        return path, False
+    prefix = ""
+    authority = _AUTHORITY.match(path)
+    if authority is not None:
+        prefix = _redacted_authority(authority.group(), words is not None)
+        path = path[authority.end() :]
+    text = fully_decoded(path)
+    if text is None:
+        return f"{prefix}/{REDACTED}", True
+    start = _secret_value_at(text)
+    clean = text if start < 0 else text[:start] + REDACTED
+    for rule in _SECRET_PATH_RULES:
+        clean = rule.sub(rf"\1{REDACTED}\3", clean)
+    clean = _TOKEN_SEGMENT.sub(_token_segment, clean)
+    if words is not None:
+        clean = "/".join(s if not s or s in words else REDACTED for s in clean.split("/"))
+    clean = _redact_phrases(clean)
+    if clean == text:
+        return prefix + path, False
+    return prefix + quote(clean, safe=_SHOWN_IN_PATH), start >= 0
+
+
+def _redacted_authority(text: str, hide_host: bool) -> str:
+    scheme, _, rest = text.partition("//")
+    decoded = fully_decoded(rest)
+    if hide_host or decoded is None or _secret_value_at(decoded) >= 0:
+        return f"{scheme}//{REDACTED}"
+    if "@" in rest:
+        return f"{scheme}//{REDACTED}@{rest.rpartition('@')[2]}"
+    return text
+
+
+def _token_segment(match: re.Match[str]) -> str:
+    segment = match.group()
+    for run in _TOKEN_CHARS.findall(segment):
+        if run.lower() != run and run.upper() != run and any(c.isdigit() for c in run):
+            return REDACTED
+    return segment
+
+
+def _redacted_query(query: str) -> str:
+    # Pairs split where the server splits them ("&": a ";" belongs to the value), so
+    # that a secret value is hidden whole; names are found after any separator.
+    pairs = query.split("&")
+    changed = False
+    for i, pair in enumerate(pairs):
+        clean = _redacted_pair(pair)
+        if clean != pair:
+            pairs[i], changed = clean, True
+    return "&".join(pairs) if changed else query
+
+
+def _redacted_pair(pair: str) -> str:
+    if _PLAIN_PAIR.fullmatch(pair) is not None:
+        name, eq, _ = pair.partition("=")
+        return f"{name}={REDACTED}" if eq and is_secret_name(name) else pair
+    text = fully_decoded(pair)
+    if text is None:
+        return REDACTED
+    start = _secret_value_at(text)
+    if start >= 0:
+        return quote_plus(text[:start], safe=_SHOWN_IN_PAIR) + REDACTED
+    clean = _redact_phrases(text)
+    return pair if clean == text else quote_plus(clean, safe=_SHOWN_IN_PAIR)
+
+
+def _quoted_name(match: re.Match[str]) -> str:
+    """A quoted name and its value ('password': '052690', "x-api-key": "k")."""
+    if not is_secret_name(match.group(2)):
+        return match.group()
+    return f"{match.group(1)}{match.group(2)}{match.group(1)}{match.group(3)}{REDACTED}"
+
+
+def _assigned_quoted(match: re.Match[str]) -> str:
+    """A name and a quoted value (password='052690', as a Python repr shows it)."""
+    if not is_secret_name(match.group(1)):
+        return match.group()
+    return f"{match.group(1)}{match.group(2)}{REDACTED}"
+
+
+_PHRASES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
     # Authorization / Proxy-Authorization header values, whatever the scheme
     (
         re.compile(r"""(authorization['"]?\s*[:=]\s*['"]?)[^'"\r\n,}]*""", re.IGNORECASE),
-        r"\1***",
+        rf"\1{REDACTED}",
     ),
     # A credential token wherever it appears, even without its header's name
-    (re.compile(r"\b(Basic|Bearer|Digest)(\s+)[^\s'\",;]+", re.IGNORECASE), r"\1\2***"),
+    (re.compile(r"\b(Basic|Bearer|Digest)(\s+)[^\s'\",;]+", re.IGNORECASE), rf"\1\2{REDACTED}"),
     # Cookie and Set-Cookie header values
-    (re.compile(r"""((?:set-)?cookie['"]?\s*[:=]\s*['"]?)[^'"\r\n}]*""", re.IGNORECASE), r"\1***"),
+    (
+        re.compile(r"""((?:set-)?cookie['"]?\s*[:=]\s*['"]?)[^'"\r\n}]*""", re.IGNORECASE),
+        rf"\1{REDACTED}",
+    ),
+    # X-Api-Key, X-Auth-Token and the like
+    (
+        re.compile(
+            r"""((?<![A-Za-z0-9_-])(?:x-[a-z0-9-]*|api-?)(?:key|token|secret|auth|signature)"""
+            r"""['"]?\s*[:=]\s*['"]?)[^'"\r\n,}]*""",
+            re.IGNORECASE,
+        ),
+        rf"\1{REDACTED}",
+    ),
     # Tornado repeats a header it cannot parse, not saying which: any may be a secret.
-    (re.compile(r"(Invalid header (?:name|value)):? .*", re.IGNORECASE), r"\1 ***"),
+    (re.compile(r"(Invalid header (?:name|value)):? .*", re.IGNORECASE), rf"\1 {REDACTED}"),
+    # "password": "052690" (JSON), 'x-api-key': 'k' (a Python repr): any secret name
+    (re.compile(r"""(['"])([^'"\r\n]{1,64})\1(\s*:\s*)('[^']*'|"[^"]*"|[^\s,}]+)"""), _quoted_name),
+    # password='052690', token="x" (a repr: the quoted value is not a URI word)
+    (re.compile(r"""([A-Za-z0-9_.\-\[\]]+)(\s*=\s*)('[^']*'|"[^"]*")"""), _assigned_quoted),
+    # password: 052690, unquoted (words of the password family only: "secret_key: ..."
+    # in a configuration error names the key, it does not hold it)
+    (
+        re.compile(r"((?<![A-Za-z0-9_])(?:password|passwd|pwd)\s*:\s*)[^\s,}]+", re.IGNORECASE),
+        rf"\1{REDACTED}",
+    ),
 )
 
+# A word that may be a URI (or a name=value pair): redacted_uri() judges it.
+_URI_WORD = re.compile(r"[^\s'\"]*[=/%][^\s'\"]*")
 
-# Text that none of the patterns above can match is left alone at the cost of one search.
-_MAYBE_SECRET = re.compile(r"p(?:ass|wd)|%|auth|basic|bearer|digest|cookie|invalid header", re.I)
+# Text that none of the rules can change is left alone at the cost of one search.
+_MAYBE_SECRET = re.compile(
+    r"%|pass|pw|pin|otp|secret|token|key|sig|auth|cookie|session|sid|credential"
+    r"|basic|bearer|digest|invalid header|calendar|uploads|//[^\s/]*@"
+    rf"|[A-Za-z0-9_-]{{{TOKEN_RUN}}}",
+    re.IGNORECASE,
+)
 
 
 def may_hold_secret(text: str) -> bool:
     """Whether redact() might change text (one cheap search)."""
-    return _MAYBE_SECRET.search(text) is not None
+    return not text.isascii() or _MAYBE_SECRET.search(text) is not None
+
+
+def _redact_phrases(text: str) -> str:
+    for pattern, replacement in _PHRASES:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def redact(text: str) -> str:
-    """text without password, Authorization, cookie or malformed header values."""
-    if _MAYBE_SECRET.search(text) is None:
+    """text without secrets: header values (Authorization, Cookie, X-Api-Key...), named
+    values in JSON or repr form, and every URI-like word as redacted_uri() shows it."""
+    if not may_hold_secret(text):
         return text
-    for pattern, replacement in _REDACTIONS:
-        text = pattern.sub(replacement, text)
-    return text
+    return _URI_WORD.sub(lambda m: redacted_uri(m.group()), _redact_phrases(text))
 
 
 class RedactFilter(logging.Filter):

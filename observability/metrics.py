@@ -23,6 +23,8 @@ Recording functions (all cheap, safe to call anywhere, in any process):
     observe_http_request(route, method, status, seconds)
     http_in_flight(delta)
     record_connection_shed()
+    record_connection_refused(reason, scope)
+    record_connection_cut(reason)
     observe_school_request(system, path, outcome, seconds)
     record_cache(kind, outcome, level="memory")
     coalesced_wait(kind)
@@ -30,6 +32,7 @@ Recording functions (all cheap, safe to call anywhere, in any process):
     budget_wait(system, seconds)
     budget_rejected(system)
     set_breaker_state(system, state)
+    record_pruned(table, rows), record_prune_round(table, outcome)
     record_rate_limited(scope)
     record_worker_restart(reason)        (master)
     set_worker_count(count)              (master)
@@ -72,6 +75,8 @@ class _Metrics:
     http_duration: Histogram
     http_in_flight: Gauge
     connections_shed: Counter
+    connections_refused: Counter
+    connections_cut: Counter
     school_requests: Counter
     school_cost: Counter
     school_duration: Histogram
@@ -86,6 +91,8 @@ class _Metrics:
     deferred_writes: Counter
     deferred_waiting: Gauge
     storage_degraded: Gauge
+    retention_deleted: Counter
+    retention_rounds: Counter
     worker_restarts: Counter
     workers: Gauge
     worker_generation: Gauge
@@ -121,6 +128,21 @@ def _m() -> _Metrics:
                 "jnufm_http_connections_shed",
                 "Connections answered 503 and closed at once because the worker had "
                 "http.max_connections open.",
+            ),
+            connections_refused=Counter(
+                "jnufm_http_connections_refused",
+                "Connections answered 429 and closed because their address (scope ip) or "
+                "registered client (scope client) held its cap: of open connections "
+                "(too_many_connections) or of requests still being sent "
+                "(too_many_unfinished_requests).",
+                ["reason", "scope"],
+            ),
+            connections_cut=Counter(
+                "jnufm_http_connections_cut",
+                "Connections the server closed to make room or because the client was too "
+                "slow: idle_under_pressure (an idle keep-alive connection, the worker near "
+                "its cap), slow_headers, slow_body (answered 408).",
+                ["reason"],
             ),
             school_requests=Counter(
                 "jnufm_school_requests",
@@ -203,6 +225,17 @@ def _m() -> _Metrics:
                 "1 while a worker serves without its database (memory cache and the "
                 "gate's per-host state only), worst over workers.",
                 multiprocess_mode="livemax",
+            ),
+            retention_deleted=Counter(
+                "jnufm_retention_deleted_rows",
+                "Rows deleted by retention (services/retention.py), by table.",
+                ["table"],
+            ),
+            retention_rounds=Counter(
+                "jnufm_retention_rounds",
+                "Rounds of retention run on a table, by outcome: done, more_left (stopped "
+                "after half an interval, goes on at the next), skipped (a storage error).",
+                ["table", "outcome"],
             ),
             worker_restarts=Counter(
                 "jnufm_worker_restarts",
@@ -306,6 +339,17 @@ def record_connection_shed() -> None:
     _m().connections_shed.inc()
 
 
+def record_connection_refused(reason: str, scope: str) -> None:
+    """A connection or request over its address's (client's) cap was answered 429 and
+    closed. Tallied: a tool that reconnects in a loop is refused thousands of times a second."""
+    _tally.count("connections_refused", (reason, scope))
+
+
+def record_connection_cut(reason: str) -> None:
+    """The server closed a connection: idle under pressure, or its client too slow."""
+    _tally.count("connections_cut", (reason,))
+
+
 # --- School systems (school/card/client.py) --------------------------------------------
 
 
@@ -324,7 +368,8 @@ def observe_school_request(system: str, path: str, outcome: str, seconds: float)
 
 def record_cache(kind: str, outcome: str, level: str = "memory") -> None:
     """One cache lookup: kind of data ("account", "today", "history"), outcome
-    "hit", "miss" or "stale" (an expired value served anyway), level "memory" or "db"."""
+    "hit", "miss" or "stale" (an expired value served anyway), level "memory", "shared"
+    (the host's shared cache) or "db"."""
     _tally.count("cache_lookups", (kind, level, outcome))
 
 
@@ -374,6 +419,16 @@ def set_deferred_writes(waiting: int) -> None:
 
 def set_storage_degraded(degraded: bool) -> None:
     _m().storage_degraded.set(1 if degraded else 0)
+
+
+def record_pruned(table: str, rows: int) -> None:
+    """Retention deleted rows of a table."""
+    _m().retention_deleted.labels(table).inc(rows)
+
+
+def record_prune_round(table: str, outcome: str) -> None:
+    """Retention ran a round on a table (done, more_left, skipped)."""
+    _m().retention_rounds.labels(table, outcome).inc()
 
 
 # --- Master (runtime/master.py) --------------------------------------------------

@@ -13,8 +13,10 @@ import httpx
 from db.engine import make_engine, make_sessionmaker
 from db.revision import head_revision
 from handlers.base import AppDeps, WorkerState
+from handlers.lean import Compression
 from observability.probes import StorageState, make_ops_deps
 from observability.timing import instrument_engine
+from runtime.connections import ConnectionTable
 from school.academic.client import AcademicOfficeClient, AcademicOfficeSettings
 from school.academic.models import AcademicSession
 from school.card.client import CardCenterClient, CardCenterSettings
@@ -25,6 +27,7 @@ from school.library.innopac import CatalogueSettings, InnopacClient
 from services.academic import AcademicService
 from services.accounts import AccountService
 from services.breaker import BreakerTable
+from services.budget import slot_linger
 from services.callers import ClientRegistry
 from services.card import CardService
 from services.credentials import pseudonym
@@ -34,7 +37,9 @@ from services.library import LibraryService
 from services.lockout import GateTable, OutageTable
 from services.pipeline import Connector, CookieConnector, Pipeline, SystemSpec, utc_now
 from services.rates import RequestRateLimiter, SharedRateTable
+from services.retention import Retention
 from services.sessions import SessionService
+from services.shared_cache import open_shared_cache
 from services.storage import Storage
 from services.tokens import TokenStore
 from services.vault import SessionVault
@@ -199,10 +204,12 @@ class HostTables:
     outage: OutageTable
     breakers: BreakerTable
     writes: HostWrites
+    connections: ConnectionTable
 
     def close(self) -> None:
         for table in (self.rates, self.gate, self.outage, self.breakers, self.writes):
             table.close()
+        self.connections.close()
 
 
 def make_host_tables(settings: Settings) -> HostTables:
@@ -214,6 +221,7 @@ def make_host_tables(settings: Settings) -> HostTables:
         outage=OutageTable.create(max(64, limits.gate_table_slots // 4)),
         breakers=BreakerTable.create(64),
         writes=HostWrites.make(),
+        connections=ConnectionTable.create(settings.connections.table_slots),
     )
 
 
@@ -269,7 +277,10 @@ async def build_worker_services(
         slowed=slowed,
         on_password_change=token_store.forget,
     )
-    storage = Storage(sessions, settings, deferred, utc_now)
+    # Opened here, after the fork: an LMDB environment must not cross one.
+    shared_cache = open_shared_cache(settings.cache, settings.database.url)
+    storage = Storage(sessions, settings, deferred, utc_now, shared_cache)
+    retention = Retention(sessions, storage.leases, settings, utc_now)
     state = WorkerState()
 
     def pipeline(spec: SystemSpec, connector: Connector[S] | None) -> Pipeline[S]:
@@ -335,6 +346,10 @@ async def build_worker_services(
         rate_limiter=limiter,
         trusted_proxies=limits.trusted_networks,
         legacy_body=settings.api.legacy_body,
+        public_url=settings.public_base_url(),
+        compression=Compression(settings.api.gzip_min_bytes, settings.api.gzip_level)
+        if settings.api.gzip_min_bytes
+        else None,
         ops=make_ops_deps(
             settings,
             engine,
@@ -350,13 +365,18 @@ async def build_worker_services(
 
     async def recover() -> None:
         """Free the school budget and student leases this host's dead processes held
-        (a killed worker's slots are usable again as soon as it is replaced), and read
-        the registered clients before the first request."""
-        await storage.leases.release_dead_holders()
+        (a killed worker's slots once its requests can no longer be at the school,
+        services/budget.py), and read the registered clients before the first request.
+        Then prune in the background."""
+        await storage.leases.release_dead_holders(
+            slot_linger({p.budget.system: p.budget.in_flight_s for p in pipelines})
+        )
         await registry.refresh()
         registry.start()
+        retention.start()
 
     async def close() -> None:
+        await retention.stop()
         await registry.stop()
         for pipeline in pipelines:
             await pipeline.aclose(settings.shutdown_grace_s)
@@ -365,6 +385,8 @@ async def build_worker_services(
         for http in clients.values():
             await http.aclose()
         await engine.dispose()
+        if shared_cache is not None:
+            shared_cache.close()  # after the pipelines and deferred writes that write it
         if host_tables is None:
             tables.close()  # made here, not inherited from the master
 

@@ -8,10 +8,13 @@ Slow or idle clients cannot use up the worker: headers must arrive within
 `http.header_timeout_s` and a body within `http.body_timeout_s`, bodies over
 `http.max_body_bytes` are refused (handlers/guards.py), and beyond
 `http.max_connections` open connections a new one gets an immediate 503 and is
-closed. At start the soft limit of open files is raised to the hard limit, and
-the cap is lowered if the limit could not hold it with the worker's other files
-(database pool, school connections, logs): with no file descriptor left the
-accept loop fails on every wake-up and the worker stops answering.
+closed. Within that cap, runtime/connections.py shares the connections fairly:
+caps per address and per registered client over the host, a minimum body rate,
+and, near the cap, idle and slow connections closed to make room. At start the
+soft limit of open files is raised to the hard limit, and the cap is lowered if
+the limit could not hold it with the worker's other files (database pool, school
+connections, logs): with no file descriptor left the accept loop fails on every
+wake-up and the worker stops answering.
 
 Stopping (SIGTERM/SIGINT, or the master gone): stop accepting at once, mark
 the worker draining (/readyz answers 503, every answer says `Connection:
@@ -25,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import logging
 import os
 import resource
@@ -36,19 +38,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tornado.concurrent import future_add_done_callback
+from tornado import httputil
+from tornado.http1connection import HTTP1ServerConnection
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
-from tornado.iostream import IOStream, StreamClosedError
+from tornado.iostream import IOStream
 from tornado.netutil import add_accept_handler, bind_sockets
 from tornado.web import Application
 
 from handlers import make_app
+from handlers.base import AppDeps
 from observability import metrics
 from observability.logs import access_lines, configure_logging, reopen_log_files
 from runtime import memory
+from runtime.connections import (
+    ConnectionGuard,
+    ConnectionTable,
+    answer_and_close,
+    everyone_alive,
+    heartbeat_liveness,
+    refusal_answer,
+)
 from runtime.heartbeat import HeartbeatTable
 from runtime.wiring import HostTables, build_worker_services
+from services.callers import Caller, anonymous
 from settings import HttpSettings, Settings
 
 log = logging.getLogger("jnufm.worker")
@@ -99,37 +112,37 @@ def raise_open_files_limit() -> int:
     return soft
 
 
-def connection_cap(settings: Settings, open_files: int) -> int:
-    """`http.max_connections`, lowered so that the worker's other files fit under open_files."""
-    others = (
+def files_besides_connections(settings: Settings) -> int:
+    """Files a worker holds besides client connections."""
+    return (
         BASE_FILES
         + sum(system.max_connections for system in settings.school.systems().values())
         + 2 * settings.database.pool_size  # the pool, and as many again in overflow
     )
-    return max(1, min(settings.http.max_connections, open_files - others))
+
+
+def connection_cap(settings: Settings, open_files: int) -> int:
+    """`http.max_connections`, lowered so that the worker's other files fit under open_files."""
+    return max(
+        1, min(settings.http.max_connections, open_files - files_besides_connections(settings))
+    )
+
+
+def held_refusals_room(settings: Settings, open_files: int, cap: int) -> int:
+    """`connections.held_refusals`, lowered so that refusals held open (one file each)
+    fit beside the worker's other files and its `cap` of connections."""
+    others = files_besides_connections(settings)
+    return max(0, min(settings.connections.held_refusals, open_files - others - cap))
 
 
 def overload_answer(retry_after_s: int) -> bytes:
     """The whole answer to a connection over the cap: a minimal JSON 503."""
-    body = json.dumps(
-        {
-            "error": {
-                "code": "overloaded",
-                "message": "the server has too many open connections; try again shortly",
-            }
-        },
-        separators=(",", ":"),
-    ).encode()
-    head = (
-        "HTTP/1.1 503 Service Unavailable\r\n"
-        "Content-Type: application/json; charset=UTF-8\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        f"Retry-After: {retry_after_s}\r\n"
-        "X-Content-Type-Options: nosniff\r\n"
-        "Cache-Control: no-store\r\n"
-        "Connection: close\r\n\r\n"
+    return refusal_answer(
+        503,
+        "overloaded",
+        "the server has too many open connections; try again shortly",
+        retry_after_s,
     )
-    return head.encode("ascii") + body
 
 
 @dataclass(slots=True)
@@ -157,23 +170,48 @@ FAIR_POLL_MAX_S = 0.02
 
 class DrainingHTTPServer(HTTPServer):
     """An HTTPServer that counts its open connections, to drain them on stop and to cap
-    them, and that accepts only while it holds no more than its peers (`share`)."""
+    them, that accepts only while it holds no more than its peers (`share`), and whose
+    `guard` (runtime/connections.py) shares its connections fairly."""
 
     open_connections = 0
     # Beyond this many open connections a new one gets `overload` and is closed (0: no cap).
     max_connections = 0
     overload = b""
     share: FairShare | None = None
+    guard: ConnectionGuard | None = None
     _paused = False
     _pauses = 0
 
+    def _handle_connection(self, connection: socket.socket, address: Any) -> None:
+        # Tornado's TCPServer calls this with each socket it accepts, before it makes an
+        # IOStream of it: the cheapest place to turn away a connection over its
+        # address's cap, which a tool reconnecting in a loop sends thousands of a second.
+        if self.guard is not None and not self.guard.screen(connection, address):
+            return  # held for its 429, or answered and closed
+        super()._handle_connection(connection, address)
+
     def handle_stream(self, stream: IOStream, address: Any) -> None:
-        if self.max_connections and self.open_connections >= self.max_connections:
+        guard = self.guard
+        # Near the cap the guard first closes idle and slow connections to make room.
+        held = self.open_connections if guard is None else guard.make_room(self.open_connections)
+        if self.max_connections and held >= self.max_connections:
+            if guard is not None:
+                guard.withdraw()
             self._shed(stream)
             return
+        if guard is not None:
+            guard.admit(stream)
         self.open_connections += 1
         self._rebalance()
         super().handle_stream(stream, address)
+
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        delegate = super().start_request(server_conn, request_conn)
+        if self.guard is None or not isinstance(server_conn, HTTP1ServerConnection):
+            return delegate
+        return self.guard.watch(server_conn.stream, request_conn, delegate)
 
     # Fair accepting: every worker waits on the one shared socket, and the kernel wakes
     # them in no fair order (one busy worker can take every keep-alive connection). A
@@ -224,14 +262,12 @@ class DrainingHTTPServer(HTTPServer):
     def _shed(self, stream: IOStream) -> None:
         metrics.record_connection_shed()
         log.warning("%d connections open, the most allowed: answering 503", self.max_connections)
-        try:
-            written = stream.write(self.overload)
-        except StreamClosedError:
-            return
-        future_add_done_callback(written, lambda _: stream.close())
+        answer_and_close(stream, self.overload)
 
     def on_close(self, server_conn: object) -> None:
         self.open_connections -= 1
+        if self.guard is not None and isinstance(server_conn, HTTP1ServerConnection):
+            self.guard.closed(server_conn.stream)
         self._rebalance()
         super().on_close(server_conn)
 
@@ -263,10 +299,19 @@ async def serve(
     deps.state.generation = link.generation if link is not None else 0
     await services.recover()
     server = make_http_server(make_app(deps, settings.http), settings.http, cap)
+    # A worker whose loop has not beaten for this long no longer counts among its peers.
+    stale_s = max(1.0, 3 * settings.supervisor.heartbeat_interval_s)
     if link is not None and settings.listen.fair_accept and not settings.listen.reuse_port:
-        stale_s = max(1.0, 3 * settings.supervisor.heartbeat_interval_s)
         server.share = FairShare(link.heartbeats, link.cell, stale_s)
         server.share.report(0)
+    own_table = None
+    if settings.connections.enabled:
+        if host_tables is not None:
+            table = host_tables.connections
+        else:
+            table = own_table = ConnectionTable.create(settings.connections.table_slots)
+        hold_room = held_refusals_room(settings, open_files, cap)
+        server.guard = connection_guard(settings, deps, cap, table, link, stale_s, hold_room)
     server.add_sockets(sockets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -287,6 +332,8 @@ async def serve(
     await stop.wait()
 
     server.stop()
+    if server.guard is not None:
+        server.guard.stop()
     deps.state.draining = True
     # Every request in flight gets its answer (stale, or 503 with Retry-After) a
     # little before the grace period ends, and no school work starts that could
@@ -309,6 +356,44 @@ async def serve(
         await asyncio.sleep(0.01)
     await server.close_all_connections()
     await services.close()
+    if own_table is not None:
+        own_table.close()
+
+
+def connection_guard(
+    settings: Settings,
+    deps: AppDeps,
+    cap: int,
+    table: ConnectionTable,
+    link: MasterLink | None,
+    stale_s: float,
+    hold_room: int,
+) -> ConnectionGuard:
+    """This worker's guard over its connections, counting in the host's table under its
+    heartbeat cell (cleared first of what an earlier holder of the cell left)."""
+    if link is not None:
+        cell, alive = link.cell, heartbeat_liveness(link.heartbeats.last_beat, stale_s)
+        table.forget_cell(cell)
+    else:
+        cell, alive = 0, everyone_alive  # one process: no other worker counts here
+    registry, prefix = deps.clients, deps.ipv6_prefix
+
+    def identify(ip: str, api_key: str | None) -> Caller:
+        if registry is None:
+            return anonymous(ip, prefix)
+        return registry.caller(ip, api_key, None)
+
+    return ConnectionGuard(
+        table,
+        cell,
+        alive,
+        settings.connections,
+        settings.http,
+        cap,
+        identify,
+        deps.trusted_proxies,
+        hold_room,
+    )
 
 
 def make_http_server(

@@ -8,6 +8,8 @@
     │   ├── SchoolConnectionError    refused / reset / broken connection
     │   └── SchoolServerError        HTTP 5xx or an overload page
     ├── SchoolPageError              a page we cannot read: unexpected, truncated, keypad unreadable
+    │   └── AnswerRefused            an answer we refuse for what was asked (a cover too large,
+    │                                not an image): a fault of the request, never of the school
     ├── DeadlinePassed               not sent: the query's deadline passed (our choice, not the
     │                                school's health)
     ├── QueryRejected                the school refused what we asked ("date illegal" page):
@@ -51,6 +53,16 @@ class SchoolServerError(SchoolUnavailable):
 
 class SchoolPageError(SchoolError):
     """A page we cannot read: unexpected, truncated, or an unreadable keypad."""
+
+
+class AnswerRefused(SchoolPageError):
+    """The school answered, but with something we refuse for what was asked (a cover longer
+    than we accept, or not an image).
+
+    About this one request, not the school's health: it must never count as a school
+    failure for the breaker. Still a SchoolPageError for callers that do not tell it apart
+    (an unreadable answer, 502 `school_bad_page`).
+    """
 
 
 class DeadlinePassed(SchoolError):

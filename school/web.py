@@ -25,6 +25,7 @@ from observability import metrics
 from observability.timing import add_time
 from school import deadline
 from school.errors import (
+    AnswerRefused,
     SchoolConnectionError,
     SchoolError,
     SchoolPageError,
@@ -44,6 +45,7 @@ _OUTCOMES: dict[type[SchoolError], str] = {
     SchoolConnectionError: "connection",
     SchoolServerError: "server_error",
     SchoolPageError: "bad_page",
+    AnswerRefused: "bad_page",
 }
 
 
@@ -180,7 +182,8 @@ class Browser:
     ) -> httpx.Response:
         """Send one request; map every failure to a SchoolError; count and time it.
 
-        With `max_bytes`, a body longer than that is not read on (SchoolPageError).
+        With `max_bytes`, a body longer than that is not read on (AnswerRefused: too
+        large for what was asked, not a failure of the school).
         """
         path = urlsplit(str(request.url)).path
         deadline.check(f"{request.method} {path}", self.typical_s)
@@ -220,14 +223,14 @@ class Browser:
         return response
 
     async def _capped(self, request: httpx.Request, max_bytes: int) -> httpx.Response:
-        """The answer with its body read up to max_bytes (SchoolPageError past that)."""
+        """The answer with its body read up to max_bytes (AnswerRefused past that)."""
         response = await self._http.send(request, follow_redirects=False, stream=True)
         body = bytearray()
         try:
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > max_bytes:
-                    raise SchoolPageError(f"answer longer than {max_bytes} bytes")
+                    raise AnswerRefused(f"answer longer than {max_bytes} bytes")
         finally:
             await response.aclose()
         return httpx.Response(

@@ -2,9 +2,26 @@
 
 A request first waits in its worker's own line (a `FairLine` of the cap's size,
 so one worker never asks for more than the whole budget), then takes one of
-`cap` numbered slots, each a lease in the shared database. A slot held by a
-crashed process frees itself when its lease expires. Waiting is bounded by a
-deadline; past it the caller gets BudgetExhausted.
+`cap` numbered slots, each a lease in the shared database. Waiting is bounded
+by a deadline; past it the caller gets BudgetExhausted.
+
+The cap is a hard ceiling on what the school sees, so a slot is free again only
+when no request sent under it can still be at the school. The school keeps
+working on a request when our side of the connection closes (a real server
+does), so closing it is not enough. We assume the school is done with a request
+`in_flight_s` after it was sent: the system's `total_timeout_s` (after which we
+give up on any request) plus `budget.abandoned_s` (how long the school may go on
+with a request nobody waits for any more: a guess). Hence:
+
+- a holder whose work ends (answered, failed) frees its slot at once;
+- a holder whose request timed out keeps the slot `abandoned_s` more;
+- a holder stopped while a request may be out (cancelled: the operation's time
+  limit, a worker stopping) keeps the slot `in_flight_s` more (`release_after`);
+- a holder that died (SIGKILL) is found by its replacement, which keeps the slot
+  `in_flight_s` from then (`slot_linger`, LeaseStore.release_dead_holders);
+- a holder that died unseen (another host) loses the slot when its lease
+  expires, and the lease is made long enough for that: at least the longest a
+  holder may keep a slot (`hold_s`) plus `in_flight_s`.
 
 The line is fair between tenants (the clients asking: an address, or a
 registered client): a freed place goes to the waiting tenant that holds the
@@ -22,9 +39,11 @@ import contextlib
 import itertools
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Final
 
 from observability import metrics
+from school.errors import SchoolTimeout
 from services.errors import SchoolBusy
 from services.leases import LeaseStore, new_holder_id
 
@@ -35,6 +54,11 @@ class BudgetExhausted(SchoolBusy):
     def __init__(self, system: str, waited_s: float) -> None:
         super().__init__(f"{system}: no request slot within {waited_s:.1f}s")
         self.system = system
+
+
+# How often a request waiting for a slot looks whether it is still wanted (the
+# system's breaker opened meanwhile: it gets the fast 503 at once, not at its deadline).
+CHECK_S: Final = 0.25
 
 
 class FairLine:
@@ -58,16 +82,30 @@ class FairLine:
     def waiting(self) -> int:
         return sum(len(line) for line in self._waiting.values())
 
-    async def acquire(self, tenant: str, timeout_s: float) -> None:
-        """Take a place within timeout_s. Raises TimeoutError."""
+    async def acquire(
+        self, tenant: str, timeout_s: float, still_wanted: Callable[[], None] | None = None
+    ) -> None:
+        """Take a place within timeout_s. Raises TimeoutError; while waiting, calls
+        `still_wanted` every CHECK_S, which may raise to give up (the breaker opened)."""
         if self._free > 0 and not self._waiting:
             self._take(tenant)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (next(self._arrivals), future)
         self._waiting.setdefault(tenant, collections.deque()).append(entry)
+        give_up = time.monotonic() + max(0.0, timeout_s)
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout=max(0.0, timeout_s))
+            while True:
+                left = give_up - time.monotonic()
+                step = left if still_wanted is None else min(left, CHECK_S)
+                try:
+                    await asyncio.wait_for(asyncio.shield(future), timeout=max(0.0, step))
+                    break
+                except TimeoutError:
+                    if step >= left:
+                        raise
+                assert still_wanted is not None
+                still_wanted()
         except BaseException:
             if future.done() and not future.cancelled():
                 self.release(tenant)  # got the place just as we gave up: pass it on
@@ -127,6 +165,23 @@ class FairLine:
                 self._served.pop(tenant, None)
 
 
+def slot_prefix(system: str) -> str:
+    """The start of the name of every budget slot of `system` (slot n: prefix + n)."""
+    return f"budget:{system}:"
+
+
+def slot_linger(in_flight_s: Mapping[str, float]) -> Callable[[str], float]:
+    """For LeaseStore.release_dead_holders: how long a dead holder's lease may still
+    stand for a request at the school (`in_flight_s` by system; 0 for any other lease)."""
+    by_prefix = {slot_prefix(system): s for system, s in in_flight_s.items()}
+
+    def linger(name: str) -> float:
+        prefix, _, number = name.rpartition(":")
+        return by_prefix.get(prefix + ":", 0.0) if number.isdigit() else 0.0
+
+    return linger
+
+
 class UpstreamBudget:
     """At most `cap` concurrent operations on `system`, over every process on the database."""
 
@@ -137,31 +192,45 @@ class UpstreamBudget:
         cap: int,
         slot_lease_s: float,
         poll_s: float,
+        *,
+        in_flight_s: float = 0.0,
+        hold_s: float = 0.0,
+        abandoned_s: float = 0.0,
     ) -> None:
+        """`in_flight_s`: how long a request may be at the school after it was sent (see
+        the module docstring); `hold_s`: the longest a holder keeps a slot (its caller's
+        time limit); `abandoned_s`: how long the school may go on with a request after
+        we waited our whole timeout for it. A slot's lease lasts `slot_lease_s`, or
+        hold_s + in_flight_s if longer."""
         self.system = system
         self.cap = cap
+        self.in_flight_s = in_flight_s
+        self.abandoned_s = abandoned_s
         self._leases = leases
         self._local = FairLine(cap)
-        self._slot_lease_s = slot_lease_s
+        self._slot_lease_s = max(slot_lease_s, hold_s + in_flight_s)
         self._poll_s = poll_s
         self.waiting = 0
 
     @contextlib.asynccontextmanager
-    async def slot(self, wait_s: float, tenant: str = "") -> AsyncIterator[None]:
+    async def slot(
+        self, wait_s: float, tenant: str = "", still_wanted: Callable[[], None] | None = None
+    ) -> AsyncIterator[None]:
         """Hold one slot for the block, for `tenant` (who asks: its fair share of this
-        worker's line). Raises BudgetExhausted after wait_s."""
+        worker's line). Raises BudgetExhausted after wait_s, or what `still_wanted`
+        raises while waiting (BreakerOpen)."""
         started = time.monotonic()
         deadline = started + wait_s
         self.waiting += 1
         metrics.budget_queue(self.system, 1)
         try:
             try:
-                await self._local.acquire(tenant, wait_s)
+                await self._local.acquire(tenant, wait_s, still_wanted)
             except TimeoutError:
                 metrics.budget_rejected(self.system)
                 raise BudgetExhausted(self.system, wait_s) from None
             try:
-                name, holder = await self._take_slot(deadline, wait_s)
+                name, holder = await self._take_slot(deadline, wait_s, still_wanted)
             except BudgetExhausted:
                 metrics.budget_rejected(self.system)
                 self._local.release(tenant)
@@ -173,23 +242,42 @@ class UpstreamBudget:
             self.waiting -= 1
             metrics.budget_queue(self.system, -1)
         metrics.budget_wait(self.system, time.monotonic() - started)
+        linger = 0.0
         try:
             yield
+        except asyncio.CancelledError:
+            # Stopped while a request may be out: the school goes on with it.
+            linger = self.in_flight_s
+            raise
+        except SchoolTimeout:
+            # We waited our whole timeout; the school may still be at it.
+            linger = self.abandoned_s
+            raise
         finally:
             try:
-                await asyncio.shield(self._leases.release(name, holder, self._slot_lease_s))
+                if linger > 0:
+                    await asyncio.shield(self._leases.release_after(name, holder, linger))
+                else:
+                    await asyncio.shield(self._leases.release(name, holder, self._slot_lease_s))
             finally:
                 self._local.release(tenant)
 
-    async def _take_slot(self, deadline: float, wait_s: float) -> tuple[str, str]:
+    async def _take_slot(
+        self, deadline: float, wait_s: float, still_wanted: Callable[[], None] | None
+    ) -> tuple[str, str]:
         holder = new_holder_id()
+        checked = time.monotonic()
         while True:
             # Start at a random slot so processes do not all fight over slot 0.
             first = random.randrange(self.cap)
             for i in range(self.cap):
-                name = f"budget:{self.system}:{(first + i) % self.cap}"
+                name = f"{slot_prefix(self.system)}{(first + i) % self.cap}"
                 if await self._leases.try_acquire(name, holder, self._slot_lease_s):
                     return name, holder
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise BudgetExhausted(self.system, wait_s)
+            if still_wanted is not None and now - checked >= CHECK_S:
+                checked = now
+                still_wanted()
             await asyncio.sleep(self._poll_s * (0.5 + random.random()))

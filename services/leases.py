@@ -5,15 +5,21 @@ primary key refuses a second holder), released by deleting the row, and
 simply expires when its holder crashed. Each call is its own short
 transaction, so no database lock is held while the holder works.
 
+A lease may stand for work that goes on without its holder: a budget slot
+stands for a request at the school, and the school keeps working on a request
+when our side of its connection closes. Such a lease is not deleted when its
+holder stops waiting or dies, but kept until the work can no longer be running
+(`release_after`): see services/budget.py.
+
 No lease outlives its holder's need by more than a moment, whatever fails:
 
 - a release the database refuses (down, disk full) is retried in the
   background until it succeeds or the lease expires anyway, so the slot is
   free again within `RELEASE_RETRY_S` of the database coming back;
 - a worker that died holding leases (killed, out of memory) leaves them to
-  its host: every worker, when it starts, deletes the leases of this host's
-  processes that no longer exist (`release_dead_holders`), so a replaced
-  worker's slots are free within its replacement's start.
+  its host: every worker, when it starts, releases the leases of this host's
+  processes that no longer exist (`release_dead_holders`): at once, or, for a
+  lease whose work may outlive its holder, once that work can no longer run.
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ def new_holder_id() -> str:
     return f"{host_name()}:{os.getpid()}:{secrets.token_hex(6)}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host with this id exists (ours to signal or not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -127,27 +134,55 @@ class LeaseStore:
                 return
         log.warning("lease %s expired before it could be released", name)
 
+    async def release_after(self, name: str, holder: str, after_s: float) -> bool:
+        """Let the lease go `after_s` from now instead of at once (or when it expires, if
+        that is sooner): what it stands for may go on that long without its holder.
+
+        Best effort, False if the database refused: the lease then ends when it
+        expires, which its holder made no sooner than its work could end.
+        """
+        ends = self._now() + timedelta(seconds=after_s)
+        try:
+            async with self._sessions.begin() as db:
+                await queries.shorten_lease(db, name, holder, ends)
+        except SQLAlchemyError:
+            self._health.refused()
+            return False
+        return True
+
     @property
     def releases_pending(self) -> int:
         """Releases waiting for the database."""
         return len(self._releasing)
 
-    async def release_dead_holders(self) -> int:
-        """Delete the leases of this host's processes that no longer exist; how many.
+    async def release_dead_holders(self, linger: Callable[[str], float] = lambda name: 0.0) -> int:
+        """Release the leases of this host's processes that no longer exist; how many.
 
-        Best effort: a database that cannot be reached leaves them to expire.
+        `linger(name)`: how long what the lease stands for may go on after its holder
+        died (0: nothing does, delete it now); such a lease is kept that long from now
+        (`release_after`), never past its own expiry. Best effort: a database that
+        cannot be reached leaves them to expire.
         """
         host = host_name()
-        freed = 0
+        freed = kept = 0
         with contextlib.suppress(SQLAlchemyError):
             async with self._sessions() as db:
                 held = await queries.lease_holders(db, host + ":")
             for name, holder in held:
                 _, _, rest = holder.partition(":")
                 pid_text = rest.partition(":")[0]
-                dead = pid_text.isdigit() and not _pid_alive(int(pid_text))
-                if dead and await self._delete(name, holder):
+                if not pid_text.isdigit() or pid_alive(int(pid_text)):
+                    continue
+                after_s = linger(name)
+                if after_s > 0:
+                    kept += await self.release_after(name, holder, after_s)
+                elif await self._delete(name, holder):
                     freed += 1
-        if freed:
-            log.info("freed %d lease(s) of processes that died on this host", freed)
-        return freed
+        if freed or kept:
+            log.info(
+                "leases of processes that died on this host: %d freed, %d kept while their "
+                "work may still run",
+                freed,
+                kept,
+            )
+        return freed + kept

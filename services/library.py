@@ -16,8 +16,10 @@ import base64
 import binascii
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
+from school.errors import AnswerRefused
 from school.library import ilas_pages, innopac_pages
 from school.library.covers import CoverClient
 from school.library.ilas import IlasClient
@@ -26,6 +28,7 @@ from school.library.isbn import normalise_isbn
 from school.library.models import BookRecord, SearchPage, normalise_query
 from services.callers import Caller
 from services.errors import BadInput, QueryRefused
+from services.gate import Ticket
 from services.pipeline import Answer, Pipeline, Question
 from services.storage import Codec
 from settings import Settings
@@ -57,6 +60,9 @@ class MaybeCover:
 
     cover: Cover | None
 
+
+# The Cache-Status of an answer that stands in for one refused for what was asked.
+REFUSED_STATUS = 'jnufm; fwd=miss; detail="refused"'
 
 SEARCH: Codec[SearchPage] = Codec(SearchPage)
 RECORD: Codec[BookRecord] = Codec(BookRecord)
@@ -138,21 +144,31 @@ class LibraryService:
         codec: Codec[T],
         fresh: bool,
         caller: Caller,
+        refused: T | None = None,
     ) -> Answer[T]:
+        """`refused`: the answer when the school's is refused for what was asked
+        (AnswerRefused, and no older answer stands in); None: that is an error."""
+
         async def school(_: None) -> T:
             try:
                 return await fetch()
             except ValueError as exc:  # the client refused the input before sending it
                 raise BadInput("invalid_query", str(exc)) from None
 
-        return await pipeline.ask(
-            None,
-            caller,
-            lambda ticket, deadline: pipeline.answer(
-                ticket,
-                Question(kind, params, max_age_s, school, codec, fresh, deadline, caller=caller),
-            ),
-        )
+        async def run(ticket: Ticket | None, deadline: float) -> Answer[T]:
+            question = Question(
+                kind, params, max_age_s, school, codec, fresh, deadline, caller=caller
+            )
+            try:
+                return await pipeline.answer(ticket, question)
+            except AnswerRefused:
+                if refused is None:
+                    raise
+                # Not stored: it says nothing lasting about the book, and the next
+                # request may get a cover we accept.
+                return Answer(refused, datetime.now(UTC), "school", False, REFUSED_STATUS)
+
+        return await pipeline.ask(None, caller, run)
 
     async def search(
         self,
@@ -215,7 +231,8 @@ class LibraryService:
         return self.zhuhai.detail_url(record_id)
 
     async def cover(self, isbn: str, caller: Caller) -> Answer[MaybeCover]:
-        """A book's cover by ISBN (validated first: BadInput), or none."""
+        """A book's cover by ISBN (validated first: BadInput), or none (also when the
+        service's answer is refused: too large, or not an image)."""
         valid = normalise_isbn(isbn)
         if valid is None:
             raise BadInput("invalid_isbn", "not a valid ISBN-10 or ISBN-13")
@@ -236,6 +253,9 @@ class LibraryService:
             COVER,
             False,
             caller,
+            # A cover too large or not an image is no cover we can pass on: the
+            # placeholder, as for a book without one.
+            refused=MaybeCover(None),
         )
 
 

@@ -37,6 +37,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from observability import metrics
 from school.deadline import requests_until
 from school.errors import (
+    AnswerRefused,
     DeadlinePassed,
     InvalidCredentials,
     SchoolConnectionError,
@@ -218,8 +219,18 @@ class Pipeline(Generic[S]):
         # When this worker must have answered everything (it is stopping), else None.
         self._stop_by = stop_by
         b = settings.budget
+        # The whole operation ends before our coalescing lease does, so no one else
+        # fetches meanwhile; the budget's slot lease outlasts it and its last request.
+        self._hold_s = max(1.0, settings.coalescing.lease_s - 1.0)
         self.budget = UpstreamBudget(
-            storage.leases, spec.system, spec.budget, b.slot_lease_s, b.poll_s
+            storage.leases,
+            spec.system,
+            spec.budget,
+            b.slot_lease_s,
+            b.poll_s,
+            in_flight_s=settings.school.systems()[spec.system].total_timeout_s + b.abandoned_s,
+            hold_s=self._hold_s,
+            abandoned_s=b.abandoned_s,
         )
         br = settings.breaker
         self.breaker = CircuitBreaker(
@@ -229,8 +240,11 @@ class Pipeline(Generic[S]):
             table=breakers,
             min_students=br.min_students,
             window=br.window,
+            window_s=br.window_s,
             failure_rate=br.failure_rate,
-            slow_call_s=br.slow_call_s,
+            # A call still running at the query deadline answers nobody in time: bad then.
+            slow_call_s=min(br.slow_call_s, settings.api.deadline_s),
+            budget=spec.budget,
         )
         self._retries = RetryBudget(settings.retries.budget_ratio)
         self._flights: dict[tuple[CacheKey, str], asyncio.Future[tuple[CacheEntry[Any], bool]]] = {}
@@ -560,7 +574,7 @@ class Pipeline(Generic[S]):
         A password that did not match the verifier may have it only once the school
         has accepted that same password for another request (the verifier is now it).
         """
-        done = await self._storage.stored(key, q.codec)
+        done = await self._storage.stored(key, q.codec, since=not_before)
         if done is None or done.fetched_at < not_before:
             return None
         if ticket is not None and not ticket.matches and not await ticket.proven_elsewhere():
@@ -576,8 +590,7 @@ class Pipeline(Generic[S]):
         caller = ticket.caller if ticket is not None else q.caller
         if caller is not None:
             self._within_quota(caller)
-        # The whole operation ends before our lease does, so no one else fetches meanwhile.
-        limit = max(1.0, self._settings.coalescing.lease_s - 1.0)
+        limit = self._hold_s
         # Wait in line no longer than the query's deadline: a slot taken after it could
         # only do work nobody waits for.
         wait = min(self._settings.budget.wait_s, self._until(q.deadline) - time.monotonic())
@@ -589,10 +602,18 @@ class Pipeline(Generic[S]):
         call: BreakerCall | None = None
         try:
             tenant = caller.key if caller is not None else ""
-            async with asyncio.timeout(limit), self.budget.slot(wait, tenant):
+            # A request waiting in line gives up as soon as the breaker opens.
+            still_wanted = self.breaker.raise_if_open
+            async with asyncio.timeout(limit), self.budget.slot(wait, tenant, still_wanted):
                 call = self.breaker.begin(subject)
                 value, session = await self._with_session(ticket, q.fetch)
                 call.ok()
+        except AnswerRefused:
+            # The school answered; we refuse the answer for what was asked (a cover too
+            # large): about this request, so it must not open the breaker for everyone.
+            if call is not None:
+                call.neutral()
+            raise
         except (SchoolUnavailable, SchoolPageError):
             if call is not None:
                 call.failed()

@@ -1,9 +1,10 @@
-"""The pipeline's one door to storage: the memory cache, stored results, sealed school
-sessions and leases, behind one object per worker.
+"""The pipeline's one door to storage: the memory cache, the host's shared cache,
+stored results, sealed school sessions and leases, behind one object per worker.
 
-Reads that fail are answered from memory (a dead database must not turn warm
-answers into errors); writes that fail wait in memory (services/deferred.py)
-and land when the database is back. No SQLAlchemy error leaves this module:
+Reads that fail are answered from memory or the shared cache, which a new
+worker reads at once (a dead database must not turn warm answers into errors);
+writes that fail wait in memory (services/deferred.py) and land when the
+database is back. No SQLAlchemy error leaves this module:
 what cannot wait becomes `StorageUnavailable`.
 """
 
@@ -29,6 +30,7 @@ from services.cache import CacheEntry, CacheKey, MemoryCache, estimated_size
 from services.deferred import DeferredWrites
 from services.errors import StorageUnavailable
 from services.leases import LeaseStore
+from services.shared_cache import SharedCache
 from services.vault import SessionVault
 from settings import Settings
 
@@ -101,8 +103,11 @@ class Storage:
         settings: Settings,
         deferred: DeferredWrites,
         now: Callable[[], datetime],
+        shared: SharedCache | None = None,
     ) -> None:
         self._sessions = sessions
+        # Answers every worker of the host reads (None: off, or could not be opened).
+        self.shared = shared
         self._settings = settings
         self._deferred = deferred
         self._now = now
@@ -116,14 +121,20 @@ class Storage:
     async def lookup(
         self, key: CacheKey, now: datetime, max_age_s: float, codec: Codec[T]
     ) -> CacheEntry[T] | None:
-        """Memory first; then the database, where another process may have stored newer data."""
+        """Memory first (a hit touches nothing else); then the host's shared cache; then
+        the database, where another host may have stored newer data."""
         with timed("cache"):
             entry: CacheEntry[T] | None = self.memory.get(key, now)
             if entry is not None and entry.age_s(now) <= max_age_s:
                 metrics.record_cache(key.kind, "hit", "memory")
                 return entry
             metrics.record_cache(key.kind, "miss", "memory")
-            stored = await self.stored(key, codec)
+            shared = self._shared_entry(key, now, codec)
+            if shared is not None and shared.age_s(now) <= max_age_s:
+                metrics.record_cache(key.kind, "hit", "shared")
+                self.memory.put(key, shared)
+                return shared
+            stored = await self._newest(key, codec, shared)
             fresh = stored is not None and stored.age_s(now) <= max_age_s
             metrics.record_cache(key.kind, "hit" if fresh else "miss", "db")
             if stored is None:
@@ -133,17 +144,45 @@ class Storage:
                 return stored
             return entry
 
-    async def stored(self, key: CacheKey, codec: Codec[T]) -> CacheEntry[T] | None:
-        """The result in the database (None also when the database cannot be read)."""
+    async def stored(
+        self, key: CacheKey, codec: Codec[T], since: datetime | None = None
+    ) -> CacheEntry[T] | None:
+        """The newest stored result, in the host's shared cache or the database (None also
+        when neither can be read). One in the shared cache fetched at `since` or later is
+        enough: the database is not asked."""
+        shared = self._shared_entry(key, self._now(), codec)
+        if shared is not None and since is not None and shared.fetched_at >= since:
+            return shared
+        return await self._newest(key, codec, shared)
+
+    async def _newest(
+        self, key: CacheKey, codec: Codec[T], shared: CacheEntry[T] | None
+    ) -> CacheEntry[T] | None:
+        """The database's result, if newer than the shared cache's (which it then
+        replaces there); else the shared one, also when the database cannot be read."""
         try:
             async with self._sessions() as db:
                 row = await queries.get_result(db, key.system, key.subject, key.kind, key.params)
         except SQLAlchemyError as exc:
             log.warning("cache read failed: %s", type(exc).__name__)
-            return None
-        if row is None:
-            return None
+            return shared
+        if row is None or (shared is not None and shared.fetched_at >= row.fetched_at):
+            return shared
+        if self.shared is not None:
+            self.shared.put(key, row.fetched_at, row.payload)
         return CacheEntry(codec.decode(row.payload), row.fetched_at, estimated_size(row.payload))
+
+    def _shared_entry(self, key: CacheKey, now: datetime, codec: Codec[T]) -> CacheEntry[T] | None:
+        if self.shared is None:
+            return None
+        found = self.shared.get(key, now)
+        if found is None:
+            return None
+        try:
+            value = codec.decode(found.payload)
+        except ValueError:
+            return None  # kept by a version whose answers had another shape
+        return CacheEntry(value, found.fetched_at, estimated_size(found.payload))
 
     def remember(self, key: CacheKey, entry: CacheEntry[Any]) -> None:
         self.memory.put(key, entry)
@@ -159,6 +198,9 @@ class Storage:
         """A result (and the student's name and sealed school session, if any) in one
         transaction: all or nothing. Never raises: a result the school gave is kept
         in memory and written when storage is back."""
+        if self.shared is not None:
+            # First, and whatever the database does: a new worker reads it from here.
+            self.shared.put(key, fetched_at, payload)
         student = key.subject
         sealed = None
         if session is not None and self._settings.sessions.enabled:
@@ -204,8 +246,10 @@ class Storage:
         now = self._now()
         if (now - row.used_at).total_seconds() > s.max_idle_s:
             return None
-        # An absolute lifetime: a session opened with a password that has since
-        # changed at the school (or leaked) cannot be ridden forever.
-        if (now - row.created_at).total_seconds() > s.max_age_s:
+        # The school judged the password when it opened this session (a login); a
+        # password changed there since keeps working through the session, so past
+        # reverify_s the session is left and a new login judges the password again.
+        # max_age_s bounds the session itself, however often it is re-verified.
+        if (now - row.created_at).total_seconds() > min(s.reverify_s, s.max_age_s):
             return None
         return self._vault.open(student_id, system, row.sealed)

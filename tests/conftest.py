@@ -9,10 +9,15 @@ names: `app` (the Tornado application), `base_url` (where it listens) and
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
+import shutil
 import socket
+import sqlite3
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +109,16 @@ def make_settings(db_url: str, sim_url: str, **overrides: Any) -> Settings:
     return settings_with_default_limits(db_url, sim_url, **{**LIFTED_LIMITS, **overrides})
 
 
+# Each test's settings get their own shared cache file: a database reused by the next
+# test (emptied, same URL) must not meet the answers the previous one cached.
+_CACHES = Path(tempfile.gettempdir()) / f"jnufm-test-caches-{os.getpid()}"
+_CACHE_NUMBERS = itertools.count()
+
+
 def settings_with_default_limits(db_url: str, sim_url: str, **overrides: Any) -> Settings:
     """Settings for a test: the given database and school, no bundled simulator."""
     values: dict[str, Any] = {
+        "cache.shared_path": str(_CACHES / f"{next(_CACHE_NUMBERS)}.lmdb"),
         "database.url": db_url,
         "school.card.base_url": sim_url,
         "school.academic.base_url": f"{sim_url}/jwc/",
@@ -180,3 +192,36 @@ async def base_url(app: Application, settings: Settings) -> AsyncIterator[str]:
 async def http_client(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=base_url, timeout=30, trust_env=False) as client:
         yield client
+
+
+def slot_leases(db_url: str, system: str = "") -> list[tuple[str, datetime]]:
+    """(holder, expiry) of the budget slots' leases now (of one system, or of all)."""
+    url = make_url(db_url)
+    pattern = f"budget:{system}:%" if system else "budget:%"
+    sql = "SELECT holder, expires_at FROM leases WHERE name LIKE "
+    if url.get_backend_name() == "sqlite":
+        with sqlite3.connect(str(url.database)) as db:
+            rows = list(db.execute(sql + "?", (pattern,)))
+    else:
+        conn = pymysql.connect(
+            host=url.host or "127.0.0.1",
+            port=url.port or 3306,
+            user=url.username or "root",
+            password=url.password or "",
+            database=url.database,
+        )
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql + "%s", (pattern,))
+                rows = list(cur.fetchall())
+        finally:
+            conn.close()
+    # Stored as naive UTC (db/models.py UTCDateTime); SQLite gives it as text.
+    return [
+        (holder, datetime.fromisoformat(str(until)).replace(tzinfo=UTC)) for holder, until in rows
+    ]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The tests' shared cache files go with the run."""
+    shutil.rmtree(_CACHES, ignore_errors=True)

@@ -66,3 +66,29 @@ async def test_a_waiter_that_gives_up_leaves_no_place_behind() -> None:
     line.release("a")
     await line.acquire("c", 0)  # the place is free, not promised to the one that left
     assert line.held("c") == 1
+
+
+async def test_a_waiter_gives_up_when_it_is_no_longer_wanted_and_its_place_goes_on() -> None:
+    """A request waiting for a place asks `still_wanted` as it waits (the breaker opened:
+    it gets its 503 at once, not at its deadline), and leaves the line clean."""
+    line = FairLine(1)
+    await line.acquire("busy", 0)
+    opened = False
+
+    class Opened(Exception):
+        pass
+
+    def still_wanted() -> None:
+        if opened:
+            raise Opened
+
+    waiter = asyncio.ensure_future(line.acquire("cold", 30, still_wanted))
+    await asyncio.sleep(0.3)
+    assert not waiter.done() and line.waiting == 1
+    opened = True
+    with pytest.raises(Opened):
+        await asyncio.wait_for(waiter, 5)
+    assert line.waiting == 0
+    line.release("busy")
+    await line.acquire("next", 0)  # the place was not lost to the one that gave up
+    assert line.held("next") == 1

@@ -3,7 +3,8 @@ a stop in the middle of school work, a worker killed holding a budget slot.
 
 What must hold: warm answers and the attempt limits survive a dead database; a
 result the school gave is never lost; no budget slot leaks; every query is
-answered by its deadline; the school never sees more than the budget; a stop
+answered by its deadline; the school never sees more than the budget (a dead
+worker's slot is kept while its request may still be at the school); a stop
 answers every request before its grace ends.
 """
 
@@ -15,6 +16,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ import pymysql
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import make_settings, serve_app
+from tests.conftest import make_settings, serve_app, slot_leases
 from tests.dbproxy import DatabaseProxy
 from tests.procs import Proc, jnufm_server, schoolsim, sim_json
 
@@ -310,55 +312,52 @@ async def test_a_full_disk_fails_fast_keeps_answers_and_recovers(
 # -- a worker dies holding a budget slot --------------------------------------------------------
 
 
-def test_a_killed_workers_budget_slot_is_free_once_it_is_replaced(
+def test_a_killed_workers_budget_slot_is_kept_only_while_its_request_may_be_at_the_school(
     tmp_path: Path, db_url: str, school: Proc
 ) -> None:
+    """The replacement does not hand its dead predecessor's slot out at once (the school
+    may still be working on that request), nor keep it longer than the school may: the
+    system's total_timeout_s from its start, not the lease's 300 s."""
+    in_flight_s = 6
     sim_json(school.url, "/__sim/control", {"down": True, "down_mode": "hang"})
     with jnufm_server(
         tmp_path,
         db_url,
         school.url,
         budget={"card": 1, "slot_lease_s": 300},
-        api={"deadline_s": 2},
+        api={"deadline_s": 1},
+        school={"card": {"base_url": school.url, "total_timeout_s": in_flight_s}},
     ) as server:
 
         async def scenario() -> None:
             async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
                 hung = await client.get("/card/rest", params=creds("2012052611"))
                 assert hung.status_code == 504  # answered; the school request hangs on
-                holder = leases_of(db_url)
-                assert len(holder) == 1, holder
-                pid = int(holder[0].split(":")[1])
+                slots = slot_leases(db_url)
+                assert len(slots) == 1, slots
+                holder, taken_until = slots[0]
+                assert taken_until > utc_now() + timedelta(seconds=100), "a 300 s lease"
+                pid = int(holder.split(":")[1])
                 os.kill(pid, signal.SIGKILL)
+
+                async def kept_by_the_replacement() -> bool:
+                    now = utc_now()
+                    left = [until for h, until in slot_leases(db_url) if h == holder]
+                    # Deleted (handed out at once) fails here, as does a 300 s wait.
+                    return bool(left) and left[0] <= now + timedelta(seconds=in_flight_s + 1)
+
+                await eventually(kept_by_the_replacement, "the slot kept, for in_flight_s")
                 sim_json(school.url, "/__sim/control", {"down": False})
 
                 async def slot_free() -> bool:
-                    return not leases_of(db_url)
+                    return all(until < utc_now() for _, until in slot_leases(db_url))
 
-                await eventually(slot_free, "the dead worker's slot freed by its replacement")
+                await eventually(slot_free, "the slot free once the request cannot be there")
                 ok = await client.get("/card/rest", params=creds("2012052612"))
                 assert ok.status_code == 200, ok.text
 
         asyncio.run(scenario())
 
 
-def leases_of(db_url: str) -> list[str]:
-    """Holders of budget slots now."""
-    url = make_url(db_url)
-    sql = "SELECT holder FROM leases WHERE name LIKE 'budget:%'"
-    if url.get_backend_name() == "sqlite":
-        with sqlite3.connect(str(url.database)) as db:
-            return [row[0] for row in db.execute(sql)]
-    conn = pymysql.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 3306,
-        user=url.username or "root",
-        password=url.password or "",
-        database=url.database,
-    )
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return [row[0] for row in cur.fetchall()]
-    finally:
-        conn.close()
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -260,8 +260,11 @@ def test_config_yaml_documents_the_defaults() -> None:
     # Every other section too: config.yaml says what the server does without it.
     defaults = Settings()
     for name in Settings.model_fields:
-        if name != "database":  # its relative SQLite path is anchored to the file
+        if name not in ("database", "cache"):  # relative paths are anchored to the file
             assert getattr(settings, name) == getattr(defaults, name), name
+    assert settings.cache.shared_path == str(ROOT / defaults.cache.shared_path)
+    anchored = {"shared_path": defaults.cache.shared_path}
+    assert settings.cache.model_copy(update=anchored) == defaults.cache
 
 
 def test_trusted_proxies_parse() -> None:

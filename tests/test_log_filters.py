@@ -73,14 +73,32 @@ def test_templates_and_loggers_are_counted_apart_and_access_lines_never_dropped(
         ("Invalid header name 'token SESSION43'", "SESSION43"),
         ("Cookie: sid=SESSION44; lang=zh", "SESSION44"),
         ("Set-Cookie: JSESSIONID=SESSION45; Path=/", "SESSION45"),
+        ("X-Api-Key: key-SESSION46", "SESSION46"),
+        ("HTTPHeaders({'X-Api-Key': 'SESSION47', 'Host': 'h'})", "SESSION47"),
+        ("X-Auth-Token: SESSION48", "SESSION48"),
+        ("Credentials(student_id='2012052690', password='052698')", "052698"),
+        ("school error at /login.action;jsessionid=SESSION49?x=1", "SESSION49"),
+        ("Uncaught exception GET /card/rest%3Fpassword=052699 (::1)", "052699"),
+        ("GET http://alice:SESSION50@127.0.0.1/x", "SESSION50"),
+        ("GET /v1/calendar/AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-AbCdE.ics", "AbCdEfGhIj"),
+        ("bad value ｐａｓｓｗｏｒｄ=052700", "052700"),
     ],
 )
 def test_credentials_are_redacted(text: str, secret: str) -> None:
     assert secret not in redact(text).replace("2012052690", "")
 
 
-def test_plain_lines_are_left_alone() -> None:
-    line = "200 GET /healthz 0.4ms route=/healthz cache=-"
+@pytest.mark.parametrize(
+    "line",
+    [
+        "200 GET /healthz 0.4ms route=/healthz cache=-",
+        "secret_key: production mode refuses a weak key (a repeated pattern)",
+        'File "/srv/jnufm/services/pipeline.py", line 412, in answer',
+        "card account for everyone: stale answer (BreakerOpen)",
+        "worker 3 (pid 4242) exited with code 1; restarting in 0.1s",
+    ],
+)
+def test_plain_lines_are_left_alone(line: str) -> None:
     assert redact(line) == line
 
 

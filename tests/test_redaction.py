@@ -1,15 +1,30 @@
-"""Passwords never reach the log, however the query string spells them, and whatever
-Tornado itself writes about a malformed request."""
+"""Secrets never reach the log, however a request spells them: one rule
+(observability.logs.redacted_uri, and redact for any other text) for the query string,
+the path, absolute URIs, arrays and every encoding, and for whatever Tornado itself
+writes about a malformed request."""
 
 from __future__ import annotations
 
 import base64
+import secrets
 import socket
+import string
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
+from urllib.parse import quote
 
+import httpx
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
-from handlers.base import redacted_uri
+from handlers import path_words, routes
+from handlers.base import AppDeps
+from observability.logs import SECRET_PATHS, fully_decoded, redact, redacted_uri
 from tests.procs import Proc, jnufm_server
 
 
@@ -20,7 +35,7 @@ from tests.procs import Proc, jnufm_server
         ("/card/rest?PASSWORD=052690&stuid=1", "/card/rest?PASSWORD=***&stuid=1"),
         ("/x?passwd=1&pwd=2&keep=3", "/x?passwd=***&pwd=***&keep=3"),
         ("/x?password=", "/x?password=***"),
-        ("/x?mypassword=5", "/x?mypassword=5"),
+        ("/x?mypassword=5", "/x?mypassword=***"),
         ("/x?pass%77ord=052690&stuid=1", "/x?password=***&stuid=1"),
         ("/x?password=05%2690&a=b", "/x?password=***&a=b"),
         ("/card/rest", "/card/rest"),
@@ -42,6 +57,21 @@ from tests.procs import Proc, jnufm_server
             "/class/auth?token=052690&jwcpw=052690&year=2012",
             "/class/auth?token=***&jwcpw=***&year=2012",
         ),
+        # Arrays, other secret names, separators and encodings.
+        ("/x?password[]=052690&a=1", "/x?password[]=***&a=1"),
+        ("/x?user%5Bpassword%5D=052690", "/x?user[password]=***"),
+        ("/x?pin=052690&PIN2=052690&api_key=052690", "/x?pin=***&PIN2=***&api_key=***"),
+        ("/x?a=1;pwd=052690&b=2", "/x?a=1;pwd=***&b=2"),
+        ("/x?a=1%26password%3D052690", "/x?a=1%26password=***"),
+        ("/x%3Fpassword=052690", "/x%3Fpassword=***"),
+        ("/x%253Fpassword%253D052690?a=1", "/x%3Fpassword=***?***"),
+        ("/x?%2570assword=052690", "/x?password=***"),
+        # An absolute URI: the user information is hidden, the rest by the same rules.
+        ("http://u:052690@h/x?password=052690", "http://***@h/x?password=***"),
+        ("http://h/card/rest?stuid=1&password=052690", "http://h/card/rest?stuid=1&password=***"),
+        # Ordinary parameters are left as they are.
+        ("/v1/library/search?q=python&page=2", "/v1/library/search?q=python&page=2"),
+        ("/v1/timetable?year=2026&term=1", "/v1/timetable?year=2026&term=1"),
     ],
 )
 def test_secret_values_are_replaced(uri: str, logged: str) -> None:
@@ -64,6 +94,12 @@ FEED = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-AbCdE"
         (f"/v1/calendar/{FEED}/x.ics", "/v1/calendar/***.ics"),
         ("/v1/calendar/tokens", "/v1/calendar/tokens"),
         ("/v1/calendar/tokens/", "/v1/calendar/tokens/"),
+        (f"http://h/v1/calendar/{FEED}.ics", "http://h/v1/calendar/***.ics"),
+        (f"/v1//Calendar/{FEED}.ics", "/v1//Calendar/***.ics"),
+        (f"/v1/calendar/{FEED[:20]}%0A{FEED[20:]}.ics", "/v1/calendar/***.ics"),
+        (f"/v1/card/balance/{FEED}", "/v1/card/balance/***"),
+        ("/v1/sessions/1234", "/v1/sessions/***"),
+        (f"/uploads/{FEED[:32]}.png", "/uploads/***.png"),
     ],
 )
 def test_feed_tokens_are_replaced(uri: str, logged: str) -> None:
@@ -80,6 +116,7 @@ MALFORMED = [
     f"GET /v1/card/balance HTTP/1.1\r\nHost: t\r\nAuthorization: Basic {TOKEN}\x01\r\n\r\n",
     f"GET /v1/card/balance HTTP/1.1\r\nHost: t\r\nProxy-Authorization: Bearer {TOKEN}\x7f\r\n\r\n",
     "GET / HTTP/1.1\r\nHost: t\r\nCookie: sid=COOKIESECRET1\x01\r\n\r\n",
+    "GET /v1/card/balance HTTP/1.1\r\nHost: t\r\nX-Api-Key: APIKEYSECRET7\x01\r\n\r\n",
     f"GET / HTTP/1.1\r\nHost: t\r\nBasic {TOKEN}\x01x: 1\r\n\r\n",
     # Static paths Tornado cannot serve, with a password in the query string.
     "GET /static/a%00b?stuid=2012052690&password=052690 HTTP/1.1\r\nHost: t\r\n"
@@ -115,9 +152,246 @@ def test_malformed_requests_leave_no_credential_in_the_server_log(
     assert all(answer.startswith(b"HTTP/1.1 4") for answer in answers), answers
     assert log.count("Malformed HTTP message") >= 5, log
     assert "Invalid header value ***" in log
-    assert "/static/a%00b?stuid=2012052690&password=***" in log
+    # A static path refused is shown by the routes' words only (it may be anything).
+    assert "GET /static/***?stuid=2012052690&password=***" in log
+    assert "GET /static/***/***/***/***/***?password=***" in log
     # (The start-up banner's example curl shows the simulator's demo credentials.)
     lines = [line for line in log.splitlines() if not line.startswith("try: curl")]
     cleaned = "\n".join(lines).replace("2012052690", "")
-    for secret in ("052690", TOKEN, TOKEN[:12], "COOKIESECRET1"):
+    for secret in ("052690", TOKEN, TOKEN[:12], "COOKIESECRET1", "APIKEYSECRET7"):
         assert secret not in cleaned, secret
+
+
+# --- Every shape an attacker tried, through a real server's log ----------------------
+
+
+def known_words() -> frozenset[str]:
+    """What the access line shows of a path no route took: the routes' own words."""
+    deps = cast(AppDeps, SimpleNamespace(ops=SimpleNamespace(debug_block_route=True)))
+    return path_words(routes(deps))
+
+
+@dataclass(frozen=True)
+class Attack:
+    """A request line hiding `secret` ({s} in the line; {t} is a live feed token), and
+    what its access line shows instead."""
+
+    name: str
+    line: str
+    shown: str
+    # Only the routes can tell this secret from an ordinary path segment: it is hidden
+    # from a request no route took (the access line's rule), not from any text.
+    by_route: bool = False
+
+
+ATTACKS = [
+    Attack("query", "GET /card/rest?stuid=2012052690&password={s}", "password=***"),
+    Attack("encoded ? in the path", "GET /card/rest%3Fpassword={s}", "GET /card/*** "),
+    Attack("twice encoded", "GET /card/rest%253Fpassword%253D{s}", "GET /card/*** "),
+    Attack("encoded ? and = in a query", "GET /card/rest?x%3D1%26password%3D{s}", "x=1"),
+    Attack("array", "GET /card/rest?stuid=1&password[]={s}", "password[]=***"),
+    Attack("indexed array", "GET /card/rest?stuid=1&password[0]={s}", "password[0]=***"),
+    Attack("encoded array", "GET /card/rest?stuid=1&user%5Bpassword%5D={s}", "=***"),
+    Attack("pin", "GET /card/rest?stuid=1&pin={s}", "pin=***"),
+    Attack("encoded name", "GET /card/rest?stuid=1&pass%77ord={s}", "password=***"),
+    Attack("every letter encoded", "GET /card/rest?%70%61%73%73%77%64={s}", "passwd=***"),
+    Attack("+ as space", "GET /card/rest?+password={s}", "+password=***"),
+    Attack("upper case", "GET /card/rest?PassWord={s}", "PassWord=***"),
+    Attack("; in the query", "GET /card/rest?stuid=1;password={s}", "stuid=1;password=***"),
+    Attack("; in the path", "GET /card/rest;password={s}", "GET /card/*** "),
+    Attack("fragment", "GET /card/rest?stuid=1#pwd={s}", "stuid=1%23pwd=***"),
+    Attack("fragment in the path", "GET /card/rest#password={s}", "GET /card/*** "),
+    Attack("token", "GET /get_username?token={s}", "token=***"),
+    Attack("api_key", "GET /v1/card/balance?api_key={s}", "api_key=***"),
+    Attack("signature", "GET /v1/card/balance?sig={s}", "sig=***"),
+    Attack("2013 office password", "GET /class/auth?token=x&jwcpw={s}", "jwcpw=***"),
+    Attack("path segment", "GET /card/rest/{s}", "GET /card/rest/*** ", by_route=True),
+    Attack("static path", "GET /static/{s}", "GET /static/*** ", by_route=True),
+    Attack("absolute URI", "GET http://127.0.0.1/card/rest?password={s}", "http://***/card/rest"),
+    Attack("user information", "GET http://u:{s}@127.0.0.1/card/rest", "http://***/card/rest"),
+    Attack("feed token", "GET /v1/calendar/{t}.ics", "GET /v1/calendar/***.ics "),
+    Attack("feed token, absolute URI", "GET http://127.0.0.1/v1/calendar/{t}.ics", "calendar/***"),
+    Attack("feed token, encoded /", "GET /v1/calendar%2F{t}.ics", "GET /v1/calendar/*** "),
+    Attack("feed token, //", "GET /v1//calendar/{t}.ics", "GET /v1//calendar/*** "),
+    Attack("feed token, upper case", "GET /V1/CALENDAR/{t}.ics", "GET /***/***/*** "),
+    Attack("feed token revoked", "DELETE /v1/calendar/{t}x.ics", "/v1/calendar/***.ics "),
+    Attack("token pasted in a path", "GET /v1/card/balance/{t}", "GET /v1/card/balance/*** "),
+]
+
+
+@dataclass
+class LoggedServer:
+    proc: Proc
+    feed_token: str
+    marks: int = 0
+
+    def send(self, line: str, headers: str = "") -> bytes:
+        request = f"{line} HTTP/1.1\r\nHost: t\r\n{headers}Connection: close\r\n\r\n"
+        return send_raw(self.proc.url, request.encode("latin-1"))
+
+    def log_after(self, line: str) -> tuple[bytes, str]:
+        """Send one request, then a marker request; the log once the marker's line is in
+        (one worker: the first request's line was written before it)."""
+        answer = self.send(line)
+        self.marks += 1
+        mark = f"mark-{self.marks}-{secrets.token_hex(4)}"
+        self.send("GET /healthz", f"X-Request-Id: {mark}\r\n")
+        deadline = time.monotonic() + 20
+        while f"rid={mark}" not in (log := self.proc.log()):
+            assert time.monotonic() < deadline, "the marker's access line never came"
+            time.sleep(0.05)
+        return answer, log
+
+
+@pytest.fixture(scope="module")
+def logged_server(tmp_path_factory: pytest.TempPathFactory, sim: Proc) -> Iterator[LoggedServer]:
+    tmp = tmp_path_factory.mktemp("redaction")
+    with jnufm_server(
+        tmp,
+        f"sqlite+aiosqlite:///{tmp / 'jnufm.sqlite3'}",
+        sim.url,
+        processes=1,
+        http={"log_repeat_interval_s": 0},
+    ) as server:
+        made = httpx.post(
+            server.url + "/v1/calendar/tokens",
+            params={"year": 2026, "term": 1},
+            auth=("2012052690", "052690"),
+            timeout=30,
+        )
+        assert made.status_code == 201, made.text
+        yield LoggedServer(server, made.json()["token"])
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
+def test_no_shape_of_a_secret_reaches_the_server_log(
+    logged_server: LoggedServer, attack: Attack
+) -> None:
+    secret = f"Sx{secrets.token_hex(6)}Q"
+    token = logged_server.feed_token
+    line = attack.line.format(s=secret, t=token)
+    answer, log = logged_server.log_after(line)
+    assert answer.startswith(b"HTTP/1.1 "), answer[:100]
+    assert secret not in log
+    assert token not in log
+    assert token[:16] not in log
+    # The request has its access line, showing what it may show.
+    method = line.split(" ")[0]
+    lines = [entry for entry in log.splitlines() if "jnufm.access: " in entry]
+    assert any(attack.shown in entry and f" {method} " in entry for entry in lines), (
+        attack.shown,
+        lines[-3:],
+    )
+
+
+def test_the_feed_token_still_opens_its_feed(logged_server: LoggedServer) -> None:
+    """The redaction hides the token from the log, not from the route."""
+    feed = httpx.get(f"{logged_server.proc.url}/v1/calendar/{logged_server.feed_token}.ics")
+    assert feed.status_code == 200, feed.text
+    assert feed.text.startswith("BEGIN:VCALENDAR")
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
+def test_every_shape_is_redacted_by_the_rule_itself(attack: Attack) -> None:
+    secret, token = "Sx0123abcdQ", "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-AbCdE"
+    uri = attack.line.format(s=secret, t=token).split(" ", 1)[1]
+    texts = [redacted_uri(uri, known_words())]
+    if not attack.by_route:
+        texts += [
+            redacted_uri(uri),
+            redact(f"Uncaught exception GET {uri} (127.0.0.1)"),
+            redact(f"HTTPServerRequest(protocol='http', uri={uri!r}, version='HTTP/1.1')"),
+        ]
+    for shown in texts:
+        readable = fully_decoded(shown) or shown
+        for hidden in (secret, token[:16]):
+            assert hidden not in shown
+            assert hidden not in readable
+
+
+def test_every_route_with_a_path_argument_is_judged() -> None:
+    """A route whose path holds a value is either in SECRET_PATHS or named here as
+    holding nothing secret: a new route must take a side."""
+    not_secret = {
+        r"/book/search/([^/]+)",  # a search query
+        r"/isbn/image/([0-9Xx-]{10,17})",
+        r"/v1/library/books/((?:zh-)?[0-9A-Za-z.]{1,24})",
+        r"/()",
+        r"/(favicon\.ico)",
+        r"/static/(.*)",  # a 404 shows only "/static/***"
+    }
+    deps = cast(AppDeps, SimpleNamespace(ops=SimpleNamespace(debug_block_route=True)))
+    prefixes = [f"/{prefix}/" for prefix, _ in SECRET_PATHS]
+    for pattern, _, _ in routes(deps):
+        if "(" not in pattern or pattern in not_secret:
+            continue
+        assert any(pattern.startswith(prefix) for prefix in prefixes), pattern
+    for prefix in prefixes:
+        assert redacted_uri(f"{prefix}Sx0123abcdQ.png") == f"{prefix}***.png"
+
+
+# --- A property: random secrets, random encodings of the name -----------------------
+
+NAMES = [
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "pin",
+    "secret",
+    "token",
+    "key",
+    "api_key",
+    "sig",
+    "oldpassword",
+    "jwc_password",
+    "jwcpw",
+    "Authorization",
+    "X-Api-Key",
+    "access_token",
+]
+SEPARATORS = ["?", "?stuid=2012052690&", "?stuid=1;", "?x=1#", "?+", ";", "#", "&", "/"]
+VALUE_CHARS = string.ascii_letters + string.digits + "-_.~!$'()*,;:@/?=&%+ \"<>\\\t"
+
+
+def encoded(text: str, depths: list[int]) -> str:
+    """Each character percent-encoded depths[i] times over (0: as it is)."""
+    out = []
+    for char, depth in zip(text, depths, strict=False):
+        out.append(char if depth == 0 else "%" + "25" * (depth - 1) + f"{ord(char):02X}")
+    return "".join(out)
+
+
+@st.composite
+def secret_in_a_uri(draw: st.DrawFn) -> tuple[str, str]:
+    """(uri, secret): a secret value under a secret name, the name (and the separators
+    around it) percent-encoded to random depths, in random case, with an array suffix."""
+    name = draw(st.sampled_from(NAMES))
+    name = "".join(c.upper() if draw(st.booleans()) else c for c in name)
+    name += draw(st.sampled_from(["", "[]", "[0]", "[12]"]))
+    depths = draw(st.lists(st.integers(0, 3), min_size=len(name), max_size=len(name)))
+    separator = draw(st.sampled_from(SEPARATORS))
+    separator = encoded(separator, [draw(st.integers(0, 2))] * len(separator))
+    equals = draw(st.sampled_from(["=", "%3D", "%3d", "%253D"]))
+    secret = draw(st.text(VALUE_CHARS, min_size=8, max_size=24))
+    value = quote(secret, safe="") if draw(st.booleans()) else quote(quote(secret, safe=""))
+    prefix = draw(st.sampled_from(["/card/rest", "/v1/card/balance", "http://h/card/rest", ""]))
+    tail = draw(st.sampled_from(["", "&stuid=2012052690", "#f", "&x=y%26z"]))
+    uri = f"{prefix}{separator}{encoded(name, depths)}{equals}{value}{tail}"
+    assume(secret not in uri.replace(value, ""))
+    assume(secret.strip() == secret and len(set(secret)) > 3)
+    return uri, secret
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(secret_in_a_uri())
+def test_a_secret_never_shows_whatever_the_encoding(case: tuple[str, str]) -> None:
+    uri, secret = case
+    for shown in (
+        redacted_uri(uri),
+        redacted_uri(uri, known_words()),
+        redact(f"Malformed request {uri} from 127.0.0.1"),
+    ):
+        assert secret not in shown, (uri, shown)
+        readable = fully_decoded(shown)
+        assert readable is None or secret not in readable, (uri, shown)

@@ -80,7 +80,9 @@ class LegacyLibraryHandler(LegacyHandler):
         return self.deps.library
 
     def own_base(self) -> str:
-        return f"{self.request.protocol}://{self.request.host}"
+        """Where clients reach this server (`api.public_url`; never the Host header,
+        which is the client's to write)."""
+        return self.deps.public_url
 
 
 class BookSearchHandler(LegacyLibraryHandler):

@@ -269,7 +269,8 @@ class CalendarTokensHandler(V1AcademicHandler):
             "feed": feed,
             "token": token,
             "path": path,
-            "url": f"{self.request.protocol}://{self.request.host}{path}",
+            # The configured public URL: the Host header is the client's to write.
+            "url": f"{self.deps.public_url}{path}",
         }
         self.write_json(body, 201)
 

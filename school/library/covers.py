@@ -6,7 +6,10 @@ Evidence (2013): covers came from an outside service,
 parameter is how 2013 sent it). What it answers without a cover is not known
 (guess: 404). An answer is passed on only if it says it is a JPEG, PNG or GIF,
 its first bytes agree, and it is not longer than `max_bytes`; anything else is
-a SchoolPageError, never an image of unknown content.
+refused, never passed on as an image of unknown content: AnswerRefused when the
+service answered this ISBN with something we will not pass on (too long, not an
+image: about this cover, not the service's health), SchoolPageError for an
+answer no working service gives (another status, a redirect loop).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from school.errors import SchoolPageError
+from school.errors import AnswerRefused, SchoolPageError
 from school.library.innopac import CatalogueSettings
 from school.library.isbn import normalise_isbn
 from school.web import Browser
@@ -67,8 +70,8 @@ class CoverClient:
     async def cover(self, isbn: str) -> tuple[bytes, str] | None:
         """(image, content type) of a book's cover; None when the service has none.
 
-        ValueError if `isbn` is not a valid ISBN; SchoolPageError for an answer
-        that is not a JPEG, PNG or GIF, or too long.
+        ValueError if `isbn` is not a valid ISBN; AnswerRefused for an answer that is
+        not a JPEG, PNG or GIF, or too long; SchoolPageError for another status.
         """
         valid = normalise_isbn(isbn)
         if valid is None:
@@ -102,6 +105,6 @@ class CoverClient:
             kind = image_type(response.headers.get("content-type"), response.content)
             if kind is None:
                 shown = (response.headers.get("content-type") or "none")[:40]
-                raise SchoolPageError(f"cover service answered {shown}, not an image")
+                raise AnswerRefused(f"cover service answered {shown}, not an image")
             return response.content, kind
         raise SchoolPageError(f"more than {self.settings.max_redirects} redirects")
