@@ -7,8 +7,11 @@ GuardedApplication  the Tornado application; each request's message goes through
 BodyLimit           a request whose declared Content-Length exceeds `http.max_body_bytes`
                     is answered 413 (JSON) before a byte of its body is read; a chunked
                     body is answered 413 once it passes the limit, and nothing beyond
-                    the limit is kept. Either way the connection is closed after the
-                    answer (the only way not to read the rest). A route whose handler
+                    the limit is kept. A Content-Length Tornado cannot read (not one
+                    whole number, or beside a Transfer-Encoding) is answered 400 (JSON)
+                    at once, where Tornado would send a bare 400. Either way the
+                    connection is closed after the answer (the only way not to read
+                    the rest). A route whose handler
                     takes more (a picture upload: its `body_limit(**route kwargs)`) has
                     its own limit, by exact path; only its requests may be that large.
 security_headers    `X-Content-Type-Options: nosniff` on every answer; a strict
@@ -127,10 +130,40 @@ class PayloadTooLargeHandler(JsonHandler):
         raise HTTPError(413, "the request body must not exceed %d bytes", self.limit)
 
 
+class BadFramingHandler(JsonHandler):
+    """Answers 400 for a body whose length cannot be known, as soon as the headers are in
+    (Tornado would answer it with a bare 400 and no JSON)."""
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        # Where this request's body ends is unknown, so the connection cannot go on.
+        self.set_header("Connection", "close")
+
+    def prepare(self) -> None:
+        super().prepare()
+        raise HTTPError(
+            400, "Content-Length must be one whole number (and not sent with Transfer-Encoding)"
+        )
+
+
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
 def declared_length(headers: httputil.HTTPHeaders) -> int | None:
     """The Content-Length the client declared, if it is a plain number."""
     value = header(headers, "Content-Length", "").split(",")[0].strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if _DIGITS.fullmatch(value) else None
+
+
+def framing_ok(headers: httputil.HTTPHeaders) -> bool:
+    """Whether Tornado can tell where the body ends: no Content-Length, or copies of one
+    plain number, and never beside a Transfer-Encoding (Tornado's own rules)."""
+    if "Content-Length" not in headers:
+        return True
+    if "Transfer-Encoding" in headers:
+        return False
+    pieces = re.split(r",[ \t]*", headers["Content-Length"].strip())
+    return len(set(pieces)) == 1 and _DIGITS.fullmatch(pieces[0]) is not None
 
 
 class BodyLimit(httputil.HTTPMessageDelegate):
@@ -168,11 +201,18 @@ class BodyLimit(httputil.HTTPMessageDelegate):
         )
         if self._app.body_limits:
             self._limit = self._app.body_limits.get(self._request.path, self._limit)
+        if not framing_ok(headers):
+            # Answered without reading a body (and the connection closed after it).
+            del headers["Content-Length"]
+            headers.pop("Transfer-Encoding", None)
+            return self._refuse(BadFramingHandler, {"deps": self._app.deps})
         declared = declared_length(headers)
         if declared is not None and declared > self._limit:
             # Answered without reading: Tornado must not refuse it again with a bare 400.
             self._set_connection_limit(declared)
-            return self._refuse()
+            return self._refuse(
+                PayloadTooLargeHandler, {"deps": self._app.deps, "limit": self._limit}
+            )
         if headers.get_list("Transfer-Encoding"):  # chunked (Tornado refuses any other)
             self._set_connection_limit(_UNLIMITED)
         elif self._limit > self._app.max_body_bytes:
@@ -186,7 +226,9 @@ class BodyLimit(httputil.HTTPMessageDelegate):
         self._received += len(chunk)
         if self._received > self._limit:
             self._inner.on_connection_close()  # drops what the route buffered so far
-            return self._refuse()
+            return self._refuse(
+                PayloadTooLargeHandler, {"deps": self._app.deps, "limit": self._limit}
+            )
         return self._inner.data_received(chunk)
 
     def finish(self) -> None:
@@ -199,12 +241,12 @@ class BodyLimit(httputil.HTTPMessageDelegate):
         if isinstance(self._conn, HTTP1Connection):
             self._conn.set_max_body_size(size)
 
-    def _refuse(self) -> Awaitable[None] | None:
+    def _refuse(self, handler: type[JsonHandler], kwargs: dict[str, Any]) -> Awaitable[None] | None:
         assert self._start_line is not None and self._request is not None
         self._refusal = self._app.lean_delegate(
             self._request,
-            PayloadTooLargeHandler,
-            {"deps": self._app.deps, "limit": self._limit},
+            handler,
+            kwargs,
             [],
             "unmatched",
             at_headers=True,

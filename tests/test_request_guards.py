@@ -81,6 +81,42 @@ async def test_a_declared_oversize_body_is_refused_before_it_is_sent(
     assert headers["x-content-type-options"] == "nosniff"
 
 
+@pytest.mark.parametrize(
+    "length",
+    [
+        "8Z_X/E&",  # what a fuzzer sent: Tornado answered a bare 400, no JSON
+        "12, 13",  # unequal copies
+        "-1",
+        "\u00b2",  # a digit to str.isdigit, not to int()
+        "1e3",
+        "",
+        "99999999999999999999999999",
+        "5\r\nTransfer-Encoding: chunked",  # both: where the body ends is ambiguous
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_body_length_that_cannot_be_read_gets_a_json_400(
+    served: tuple[httpx.AsyncClient, AppDeps], length: str, method: str
+) -> None:
+    client, _ = served
+    answer = await exchange(
+        client,
+        f"{method} /v1/timetable?year=2026&term=1 HTTP/1.1\r\nHost: t\r\n"
+        f"Authorization: Basic MjAxMjA1MjY5MDowNTI2OTA=\r\nContent-Length: {length}\r\n\r\n"
+        "abcde".encode(),
+    )
+    status, headers, body = parse(answer)
+    assert status == 400, answer[:300]
+    error = json.loads(body)["error"]
+    assert error["code"] == "bad_request"
+    assert "Content-Length" in error["message"]
+    assert headers["content-type"].startswith("application/json")
+    assert headers["x-request-id"]
+    assert headers["connection"] == "close"
+    # The server goes on serving.
+    assert (await client.get("/healthz")).status_code == 200
+
+
 async def test_a_chunked_body_is_cut_off_at_the_limit(
     served: tuple[httpx.AsyncClient, AppDeps],
 ) -> None:
