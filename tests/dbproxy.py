@@ -56,6 +56,10 @@ class DatabaseProxy:
         except OSError:
             writer.close()
             return
+        if self._server is None:  # cut while this one was being connected: it dies too
+            writer.close()
+            up_writer.close()
+            return
         self._writers.update((writer, up_writer))
         for source, sink in ((reader, up_writer), (up_reader, writer)):
             task = asyncio.get_running_loop().create_task(self._pipe(source, sink))
