@@ -22,12 +22,14 @@ from typing import Any
 import httpx
 
 from bench.drills import (
+    BUDGETS,
     DEADLINE_S,
     DEFAULT_OVERLAY,
     Load,
     OwnMariaDB,
     ask,
     check,
+    jnufm_on,
     no_500,
     school_within_budget,
     steady,
@@ -38,8 +40,6 @@ from bench.procs import CARD, School, System, http_json, start_jnufm, start_scho
 from bench.slow_body import drill_slow_body
 from bench.storage_growth import drill_storage_growth
 
-# The default budget of each system (config.yaml budget:), by the simulator's name for it.
-BUDGETS = {CARD: 2, "academic": 2, "opac": 2, "ilas": 1, "covers": 4}
 HANG_MS = 15000  # every school request takes this long in the hang drills
 
 
@@ -93,10 +93,7 @@ async def drill_db_reload(tmp: Path, seconds: float) -> dict[str, Any]:
     db = OwnMariaDB(tmp)
     db.start()
     school = start_school(tmp, "fast")
-    system = start_jnufm(
-        tmp, "db-reload", DEFAULT_OVERLAY, school.url, 2, database_url=db.url,
-        extra_config={"database": {"connect_timeout_s": 1}},
-    )  # fmt: skip
+    system = jnufm_on(db, tmp, school, "db-reload")
     master = system.children[0]
     try:
         warm = [f"201020{i:04d}" for i in range(50)]
@@ -289,10 +286,7 @@ async def drill_db_flap(tmp: Path, seconds: float) -> dict[str, Any]:
     db = OwnMariaDB(tmp)
     db.start()
     school = start_school(tmp, "fast")
-    system = start_jnufm(
-        tmp, "db-flap", DEFAULT_OVERLAY, school.url, 2, database_url=db.url,
-        extra_config={"database": {"connect_timeout_s": 1}},
-    )  # fmt: skip
+    system = jnufm_on(db, tmp, school, "db-flap")
     try:
         warm = [f"201050{i:04d}" for i in range(30)]
         await warm_up(system.url, warm)

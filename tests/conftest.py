@@ -48,16 +48,24 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
         yield proc
 
 
-def _mysql_database(base_url: str) -> Iterator[str]:
-    url = make_url(base_url)
-    name = f"jnufm_t_{secrets.token_hex(6)}"
-    conn = pymysql.connect(
+def mysql_connection(db_url: str, **options: Any) -> pymysql.connections.Connection[Any]:
+    """A plain PyMySQL connection to the database of a SQLAlchemy URL (for looking at
+    what the server wrote, from outside it)."""
+    url = make_url(db_url)
+    return pymysql.connect(
         host=url.host or "127.0.0.1",
         port=url.port or 3306,
         user=url.username or "root",
         password=url.password or "",
-        autocommit=True,
+        database=url.database,
+        **options,
     )
+
+
+def _mysql_database(base_url: str) -> Iterator[str]:
+    url = make_url(base_url)
+    name = f"jnufm_t_{secrets.token_hex(6)}"
+    conn = mysql_connection(base_url, autocommit=True)
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
@@ -203,13 +211,7 @@ def slot_leases(db_url: str, system: str = "") -> list[tuple[str, datetime]]:
         with sqlite3.connect(str(url.database)) as db:
             rows = list(db.execute(sql + "?", (pattern,)))
     else:
-        conn = pymysql.connect(
-            host=url.host or "127.0.0.1",
-            port=url.port or 3306,
-            user=url.username or "root",
-            password=url.password or "",
-            database=url.database,
-        )
+        conn = mysql_connection(db_url)
         try:
             with conn.cursor() as cur:
                 cur.execute(sql + "%s", (pattern,))

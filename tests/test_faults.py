@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pymysql
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import make_settings, serve_app, slot_leases
+from tests.conftest import make_settings, mysql_connection, serve_app, slot_leases
 from tests.dbproxy import DatabaseProxy
 from tests.procs import Proc, jnufm_server, schoolsim, sim_json
 
@@ -52,14 +51,7 @@ async def proxied(mysql_url: str) -> AsyncIterator[tuple[str, DatabaseProxy]]:
 
 
 def mysql_count(mysql_url: str, sql: str) -> int:
-    url = make_url(mysql_url)
-    conn = pymysql.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 3306,
-        user=url.username or "root",
-        password=url.password or "",
-        database=url.database,
-    )
+    conn = mysql_connection(mysql_url)
     try:
         with conn.cursor() as cur:
             cur.execute(sql)

@@ -148,17 +148,9 @@ def assert_not_in_database(db_url: str, secret: str) -> None:
         for file in path.parent.glob(path.name + "*"):
             assert secret.encode() not in file.read_bytes(), file.name
         return
-    import pymysql
-    from sqlalchemy.engine import make_url
+    from tests.conftest import mysql_connection
 
-    url = make_url(db_url)
-    conn = pymysql.connect(
-        host=url.host,
-        port=url.port or 3306,
-        user=url.username,
-        password=url.password or "",
-        database=url.database,
-    )
+    conn = mysql_connection(db_url)
     try:
         with conn.cursor() as cur:
             rows: list[str] = []
