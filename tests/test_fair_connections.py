@@ -394,14 +394,18 @@ def test_an_address_over_its_cap_is_refused_over_the_whole_host(tmp_path: Path, 
             ),
             "the refusal counted in /metrics",
         )
-        assert (
-            metric(
-                server,
-                "jnufm_http_connections_refused_total",
-                reason="too_many_connections",
-                scope="client",
-            )
-            >= 1
+        # Each worker publishes its counters on its own timer: wait for the one that refused.
+        until(
+            lambda: (
+                metric(
+                    server,
+                    "jnufm_http_connections_refused_total",
+                    reason="too_many_connections",
+                    scope="client",
+                )
+                >= 1
+            ),
+            "the client's refusal counted in /metrics",
         )
 
         # A worker killed with SIGKILL never gives its counts back: they stop counting
