@@ -10,10 +10,10 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import os
-from datetime import date, time, timedelta
+from datetime import date, time
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -22,10 +22,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
+from school.config import SystemConfig
 from secret_key import (
     DEFAULT_SECRET_KEY,
     KeyFile,
@@ -33,6 +35,10 @@ from secret_key import (
     read_key_file,
     secret_key_weakness,
 )
+from systems import SYSTEMS
+from systems.plugin import Upstream
+
+C = TypeVar("C", bound=SystemConfig)
 
 
 class ConfigError(Exception):
@@ -40,6 +46,8 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
+    """As school.config.Section (a school system's section): unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
@@ -72,104 +80,35 @@ class DatabaseSettings(_Section):
         return value
 
 
-class SystemConfig(_Section):
-    """Where one school system is and how we talk to it; each system's section in
-    `school:` starts with these keys."""
+class SchoolSection(_Section):
+    """`school:`: one section per upstream of every registered system (systems/), each
+    of the type its system declares; built below from the registry."""
 
-    base_url: str
-    connect_timeout_s: Annotated[float, Field(gt=0)] = 3.0
-    total_timeout_s: Annotated[float, Field(gt=0)] = 30.0
-    user_agent: str = "jnufm/0.1 (+campus API server)"
-    max_connections: Annotated[int, Field(ge=1)] = 32
+    def systems(self) -> dict[str, SystemConfig]:
+        """Every upstream's section, by name (`card`, `library_zhuhai`, ...)."""
+        return {name: getattr(self, name) for name in type(self).model_fields}
 
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
+    def section(self, name: str, kind: type[C]) -> C:
+        """The section of upstream `name`, of the type its system declares."""
+        value = getattr(self, name)
+        if not isinstance(value, kind):
+            raise TypeError(f"school.{name} is a {type(value).__name__}, not a {kind.__name__}")
         return value
 
 
-class CardCenterConfig(SystemConfig):
-    base_url: str = "http://127.0.0.1:8100"
-    clock_offset_minutes: int = 55
-    max_pages: Annotated[int, Field(ge=1, le=1000)] = 50
+UPSTREAMS: tuple[Upstream, ...] = tuple(u for system in SYSTEMS for u in system.upstreams)
 
-    @property
-    def clock_offset(self) -> timedelta:
-        return timedelta(minutes=self.clock_offset_minutes)
+if TYPE_CHECKING:
+    SchoolSettings = SchoolSection
+else:
+    SchoolSettings = create_model(
+        "SchoolSettings",
+        __base__=SchoolSection,
+        **{u.key: (u.config, u.config()) for u in UPSTREAMS},
+    )
 
-
-class GpaSettings(_Section):
-    """How a grade point average is computed (see school/academic/models.py GpaRule)."""
-
-    # The office's 学分绩点 cell holds credits x grade point (as on the 2013 grade list).
-    points_include_credits: bool = True
-    count_failed: bool = True
-    # Only these course categories count (e.g. ["必修"]); null: all of them.
-    categories: list[str] | None = None
-    places: Annotated[int, Field(ge=0, le=6)] = 2
-
-
-class AcademicOfficeConfig(SystemConfig):
-    base_url: str = "http://127.0.0.1:8100/jwc/"
-    max_connections: Annotated[int, Field(ge=1)] = 8
-    total_timeout_s: Annotated[float, Field(gt=0)] = 15.0
-    max_captcha_tries: Annotated[int, Field(ge=1, le=10)] = 5
-    term_weeks: Annotated[int, Field(ge=1, le=30)] = 16
-    gpa: GpaSettings = GpaSettings()
-
-
-class MainCatalogueConfig(SystemConfig):
-    """The main library's INNOPAC / Millennium WebPAC catalogue."""
-
-    base_url: str = "http://127.0.0.1:8100/opac"
-    max_connections: Annotated[int, Field(ge=1)] = 8
-    total_timeout_s: Annotated[float, Field(gt=0)] = 10.0
-
-
-class ZhuhaiCatalogueConfig(SystemConfig):
-    """The Zhuhai campus library's ILAS catalogue."""
-
-    base_url: str = "http://127.0.0.1:8100/ilas"
-    max_connections: Annotated[int, Field(ge=1)] = 4
-    total_timeout_s: Annotated[float, Field(gt=0)] = 10.0
-    # Deepest result page asked: ILAS pages by following each page's "next" form, so
-    # page N costs N requests.
-    max_pages: Annotated[int, Field(ge=1, le=50)] = 10
-    # Result rows whose detail page is read for the ISBN and copies (each one request).
-    isbn_lookups: Annotated[int, Field(ge=0, le=20)] = 0
-
-
-class CoverServiceConfig(SystemConfig):
-    """Where book covers come from, by ISBN."""
-
-    base_url: str = "http://127.0.0.1:8100/covers"
-    max_connections: Annotated[int, Field(ge=1)] = 8
-    total_timeout_s: Annotated[float, Field(gt=0)] = 5.0
-    max_bytes: Annotated[int, Field(ge=1024, le=8 * 1024 * 1024)] = 512 * 1024
-
-
-class SchoolSettings(_Section):
-    card: CardCenterConfig = CardCenterConfig()
-    academic: AcademicOfficeConfig = AcademicOfficeConfig()
-    library: MainCatalogueConfig = MainCatalogueConfig()
-    library_zhuhai: ZhuhaiCatalogueConfig = ZhuhaiCatalogueConfig()
-    covers: CoverServiceConfig = CoverServiceConfig()
-
-    def systems(self) -> dict[str, SystemConfig]:
-        """Every school system's section, by name."""
-        return {name: getattr(self, name) for name in type(self).model_fields}
-
-
-# Where each system is served by the bundled simulator, under its address.
-SIMULATOR_PATHS: dict[str, str] = {
-    "card": "",
-    "academic": "/jwc/",
-    "library": "/opac",
-    "library_zhuhai": "/ilas",
-    "covers": "/covers",
-}
+# Where each upstream is served by the bundled simulator, under its address.
+SIMULATOR_PATHS: dict[str, str] = {u.key: u.simulator_path for u in UPSTREAMS}
 
 
 class SimulatorSettings(_Section):
@@ -208,7 +147,7 @@ def _period(text: str) -> tuple[time, time]:
     return start, end
 
 
-class CampusSettings(_Section):
+class CampusCalendarSettings(_Section):
     """The campus calendar: when terms start and when each class period is."""
 
     terms: list[TermSettings] = [
@@ -292,26 +231,12 @@ class ApiSettings(_Section):
         return value.rstrip("/")
 
 
-class FreshnessSettings(_Section):
-    """How old an answer may be, per kind of query, before we ask the school again."""
-
-    balance: Annotated[float, Field(ge=0)] = 60
-    today: Annotated[float, Field(ge=0)] = 60
-    history: Annotated[float, Field(ge=0)] = 600
-    profile: Annotated[float, Field(ge=0)] = 86400
-    timetable: Annotated[float, Field(ge=0)] = 21600
-    exams: Annotated[float, Field(ge=0)] = 3600
-    grades: Annotated[float, Field(ge=0)] = 300
-    search: Annotated[float, Field(ge=0)] = 600
-    book: Annotated[float, Field(ge=0)] = 600
-    cover: Annotated[float, Field(ge=0)] = 604800
-
-
 class CacheSettings(_Section):
     enabled: bool = True
     memory_entries: Annotated[int, Field(ge=0)] = 20000
     memory_mb: Annotated[float, Field(ge=0)] = 16
-    fresh_s: FreshnessSettings = FreshnessSettings()
+    # How old an answer may be before we ask again: per system, `school.<name>.fresh_s`
+    # (here in older config files, `cache.fresh_s.<kind>`: moved there on reading).
     max_stale_s: Annotated[float, Field(ge=0)] = 86400
     fresh_min_interval_s: Annotated[float, Field(ge=0)] = 10
     stale_wait_s: Annotated[float, Field(gt=0)] = 2
@@ -329,11 +254,8 @@ class CoalescingSettings(_Section):
 
 
 class BudgetSettings(_Section):
-    card: Annotated[int, Field(ge=1, le=1000)] = 2
-    academic: Annotated[int, Field(ge=1, le=1000)] = 2
-    library: Annotated[int, Field(ge=1, le=1000)] = 2
-    library_zhuhai: Annotated[int, Field(ge=1, le=1000)] = 1
-    covers: Annotated[int, Field(ge=1, le=1000)] = 4
+    # Each system's budget is `school.<name>.budget` (here in older config files,
+    # `budget.<name>`: moved there on reading).
     wait_s: Annotated[float, Field(ge=0)] = 10
     per_student_queue: Annotated[int, Field(ge=1, le=1000)] = 4
     slot_lease_s: Annotated[float, Field(gt=0)] = 30
@@ -559,6 +481,60 @@ class DebugSettings(_Section):
     block_route: bool = False
 
 
+def _fresh_owners() -> dict[str, str]:
+    """Which upstream's section holds each kind's lifetime (`fresh_s`)."""
+    owners: dict[str, str] = {}
+    for u in UPSTREAMS:
+        fresh = u.config.model_fields.get("fresh_s")
+        kind = fresh.annotation if fresh is not None else None
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            owners.update(dict.fromkeys(kind.model_fields, u.key))
+    return owners
+
+
+def move_older_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a raw config with the older places of per-system keys moved to the
+    system's section; a key set in both places is an error (which one would win?)."""
+    data = dict(data)
+    school = {
+        k: dict(v) if isinstance(v, dict) else v for k, v in (data.get("school") or {}).items()
+    }
+    moves: list[tuple[str, str, str, Any]] = []  # (old key, section, key in it, value)
+    budget = data.get("budget")
+    if isinstance(budget, dict):
+        budget = dict(budget)
+        for u in UPSTREAMS:
+            if u.key in budget:
+                moves.append((f"budget.{u.key}", u.key, "budget", budget.pop(u.key)))
+        data["budget"] = budget
+    cache = data.get("cache")
+    if isinstance(cache, dict) and isinstance(cache.get("fresh_s"), dict):
+        cache, fresh = dict(cache), dict(cache["fresh_s"])
+        for kind, owner in _fresh_owners().items():
+            if kind in fresh:
+                moves.append((f"cache.fresh_s.{kind}", owner, f"fresh_s.{kind}", fresh.pop(kind)))
+        if fresh:
+            cache["fresh_s"] = fresh  # unknown kinds: left to fail validation, named
+        else:
+            del cache["fresh_s"]
+        data["cache"] = cache
+    for old, owner, key, value in moves:
+        section = school.setdefault(owner, {})
+        if not isinstance(section, dict):
+            continue  # not a mapping: its own validation error names it
+        head, _, kind = key.partition(".")
+        target = section
+        if kind:
+            target = section[head] = dict(section.get(head) or {})
+            head = kind
+        if head in target:
+            raise ValueError(f"{old} and school.{owner}.{key} are both set: keep one")
+        target[head] = value
+    if school:
+        data["school"] = school
+    return data
+
+
 class Settings(_Section):
     mode: Literal["development", "production"] = "development"
     listen: ListenSettings = ListenSettings()
@@ -569,7 +545,7 @@ class Settings(_Section):
     secret_key: Annotated[str, Field(min_length=16, repr=False)] = DEFAULT_SECRET_KEY
     school: SchoolSettings = SchoolSettings()
     simulator: SimulatorSettings = SimulatorSettings()
-    campus: CampusSettings = CampusSettings()
+    campus: CampusCalendarSettings = CampusCalendarSettings()
     api: ApiSettings = ApiSettings()
     cache: CacheSettings = CacheSettings()
     coalescing: CoalescingSettings = CoalescingSettings()
@@ -589,6 +565,22 @@ class Settings(_Section):
     memory: MemorySettings = MemorySettings()
     metrics: MetricsSettings = MetricsSettings()
     debug: DebugSettings = DebugSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_keys(cls, data: Any) -> Any:
+        """Read older config files: `budget.<name>` and `cache.fresh_s.<kind>` now live
+        in the system's section (`school.<name>.budget`, `school.<name>.fresh_s.<kind>`)."""
+        return move_older_keys(data) if isinstance(data, dict) else data
+
+    def fresh_s(self) -> dict[str, float]:
+        """Every kind of cached answer and how long it stays fresh, over every system."""
+        lifetimes: dict[str, float] = {}
+        for section in self.school.systems().values():
+            fresh = getattr(section, "fresh_s", None)
+            if isinstance(fresh, BaseModel):
+                lifetimes.update(fresh.model_dump())
+        return lifetimes
 
     def base_url(self, system: str) -> str:
         """Where a school system's client goes: the bundled simulator when it is on."""

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from api.errors import Failure
 from api.schemas import COMPONENTS, EXAMPLES, Schema, ref
+from services.codes import ErrorCode
 
 OPENAPI_VERSION = "3.1.1"
 API_VERSION = "0.1.0"
@@ -80,7 +80,7 @@ class Operation:
     description: str = ""
     params: tuple[Param, ...] = ()
     body: Body | None = None
-    failures: tuple[Failure, ...] = ()
+    failures: tuple[ErrorCode, ...] = ()
     # Security schemes, any one of which is accepted; `anonymous`: none needed either.
     security: tuple[str, ...] = ()
     anonymous: bool = True
@@ -293,7 +293,7 @@ def _media(answer: Answer, media_type: str) -> Schema:
     return media
 
 
-def _errors(status: int, failures: list[Failure], legacy: bool) -> Schema:
+def _errors(status: int, failures: list[ErrorCode], legacy: bool) -> Schema:
     codes = [f.code for f in failures]
     base = ref("LegacyError" if legacy else "Error")
     schema: Schema = {
@@ -341,7 +341,7 @@ def _merge(first: Schema, second: Schema) -> Schema:
 
 def _responses(op: Operation) -> Schema:
     responses: Schema = {str(op.answer.status): _success(op.answer)}
-    by_status: dict[int, list[Failure]] = {}
+    by_status: dict[int, list[ErrorCode]] = {}
     for failure in op.failures:
         listed = by_status.setdefault(failure.status, [])
         if failure not in listed:
@@ -431,7 +431,7 @@ def document(
     """The OpenAPI 3.1 document of these routes. Raises ValueError on two routes with one
     path, or a pattern that cannot be a path."""
     paths: dict[str, Any] = {}
-    failures: list[Failure] = []
+    failures: list[ErrorCode] = []
     for route in routes:
         for op in route.operations:
             failures += [f for f in op.failures if f not in failures]

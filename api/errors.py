@@ -1,509 +1,140 @@
-"""Every error an answer can carry (README's error table), grouped by what fails.
+"""The error codes an answer can carry, grouped by what fails, for the API description.
 
-An operation lists the groups that apply to it; the document then has one
-response per status, whose schema names exactly the codes of that status.
+The codes themselves, their statuses and meanings are the catalogue's
+(services/codes.py), every entry of which is `api.errors.<NAME>` too; this module
+only groups them (an operation lists the groups that apply to it: the document
+then has one response per status, whose schema names exactly the codes of that
+status) and rewords an entry where a route answers it for a reason of its own.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """One error code at one status, and when it is answered."""
-
-    status: int
-    code: str
-    when: str
-    when_zh: str
-
-
-# --- the request itself -----------------------------------------------------------------
-
-BAD_REQUEST = Failure(
-    400,
-    "bad_request",
-    "a parameter that is not valid UTF-8, a malformed form body",
-    "参数不是合法的 UTF-8，或表单格式错误",
-)
-PAYLOAD_TOO_LARGE = Failure(
-    413,
-    "payload_too_large",
-    "a body over `http.max_body_bytes` (the connection is closed)",
-    "请求体超过 http.max_body_bytes（随后关闭连接）",
-)
-RATE_LIMITED = Failure(
-    429,
-    "rate_limited",
-    "too many requests from this address or registered client",
-    "该地址或注册客户端请求过多",
-)
-OVERLOADED = Failure(
-    503,
-    "overloaded",
-    "the worker already has `http.max_connections` open connections",
-    "工作进程的连接数已达 http.max_connections",
-)
-SHUTTING_DOWN = Failure(503, "shutting_down", "the server is stopping", "服务器正在停止")
-# Connections shared fairly (runtime/connections.py): answered on any route, then closed.
-TOO_MANY_CONNECTIONS = Failure(
-    429,
-    "too_many_connections",
-    "this address (or registered client) already holds `connections.per_address` open "
-    "connections (the connection is closed)",
-    "该地址（或注册客户端）的连接数已达 connections.per_address（随后关闭连接）",
-)
-TOO_MANY_UNFINISHED_REQUESTS = Failure(
-    429,
-    "too_many_unfinished_requests",
-    "this address (or registered client) already has `connections.per_address_unfinished` "
-    "requests whose body is still coming (the connection is closed)",
-    "该地址（或注册客户端）请求体尚未发完的请求数已达 connections.per_address_unfinished"
-    "（随后关闭连接）",
-)
-REQUEST_TIMEOUT = Failure(
-    408,
-    "request_timeout",
-    "a body sent slower than `connections.min_body_bytes_per_s`, or, while the worker is "
-    "near its cap, headers not sent within `connections.header_grace_s` (the connection is "
-    "closed)",
-    "请求体发送慢于 connections.min_body_bytes_per_s，或工作进程接近连接上限时请求头未在 "
-    "connections.header_grace_s 内发完（随后关闭连接）",
-)
-
-STORAGE_UNAVAILABLE = Failure(
-    503,
-    "storage_unavailable",
-    "our database failed and nothing in memory answers",
-    "数据库不可用，内存中也没有答案",
-)
+from services import codes as c
+from services.codes import *  # noqa: F403  (each catalogue entry as api.errors.<NAME>)
 
 # What every route can answer, whatever it does.
 EVERY_ROUTE = (
-    PAYLOAD_TOO_LARGE,
-    OVERLOADED,
-    TOO_MANY_CONNECTIONS,
-    TOO_MANY_UNFINISHED_REQUESTS,
-    REQUEST_TIMEOUT,
+    c.PAYLOAD_TOO_LARGE,
+    c.OVERLOADED,
+    c.TOO_MANY_CONNECTIONS,
+    c.TOO_MANY_UNFINISHED_REQUESTS,
+    c.REQUEST_TIMEOUT,
 )
 
 # --- credentials ----------------------------------------------------------------------
 
-MISSING_STUDENT_ID = Failure(400, "missing_student_id", "no student number", "缺少学号")
-MISSING_PASSWORD = Failure(400, "missing_password", "no password", "缺少密码")
-INVALID_STUDENT_ID = Failure(
-    400, "invalid_student_id", "a student number that is not 6-16 digits", "学号不是 6-16 位数字"
+CREDENTIAL_SHAPE = (
+    c.MISSING_STUDENT_ID,
+    c.MISSING_PASSWORD,
+    c.INVALID_STUDENT_ID,
+    c.INVALID_PASSWORD,
 )
-INVALID_PASSWORD = Failure(
-    400,
-    "invalid_password",
-    "a card password that is not 6 digits, or an academic office password that is not "
-    "1-32 printable ASCII characters",
-    "校园卡密码不是 6 位数字，或教务处密码不是 1-32 个可打印 ASCII 字符",
-)
-MISSING_CREDENTIALS = Failure(
-    401,
-    "missing_credentials",
-    "neither Basic auth nor a POST body with credentials (`WWW-Authenticate: Basic`)",
-    "既没有 Basic 认证，也没有带凭据的 POST 请求体",
-)
-INVALID_AUTHORIZATION = Failure(
-    401,
-    "invalid_authorization",
-    "an Authorization header that is not `Basic base64(student_id:password)`",
-    "Authorization 头不是 Basic base64(学号:密码)",
-)
-INVALID_CREDENTIALS = Failure(
-    401,
-    "invalid_credentials",
-    "the school system refused the student number or password",
-    "学校系统拒绝了学号或密码",
-)
-TOO_MANY_FAILED_LOGINS = Failure(
-    429,
-    "too_many_failed_logins",
-    "too many wrong passwords for this student or from this address: every password is "
-    "refused for now, the right one too",
-    "该学号或该地址的错误密码过多：暂时拒绝所有密码，包括正确的",
-)
-STUDENT_BUSY = Failure(
-    429,
-    "student_busy",
-    "too many of this student's queries are waiting for the school",
-    "该学生排队等待学校系统的查询过多",
-)
-
-CREDENTIAL_SHAPE = (MISSING_STUDENT_ID, MISSING_PASSWORD, INVALID_STUDENT_ID, INVALID_PASSWORD)
 # A student's session token (`Authorization: Bearer`, /v1/sessions) that opens nothing.
 BEARER = (
-    Failure(
-        401,
-        "invalid_token",
-        "a Bearer token that is no student's session token (unknown or malformed)",
-        "Bearer 令牌不是学生的会话令牌（不存在或格式错误）",
-    ),
-    Failure(
-        401,
-        "token_expired",
-        "a session token unused for `tokens.idle_s`, or older than `tokens.max_age_s`",
-        "会话令牌闲置超过 tokens.idle_s，或超过 tokens.max_age_s",
-    ),
-    Failure(
-        401,
-        "token_revoked",
-        "a session token its student revoked, or one replaced by newer ones",
-        "会话令牌已被学生撤销，或已被更新的令牌替换",
-    ),
-    Failure(
-        401,
-        "password_changed",
-        "a session token whose password changed at the school (refused at a login, or "
-        "another one accepted): every token made with it has ended",
-        "会话令牌所存的密码已在学校修改（登录被拒，或另一密码被接受）：用它创建的令牌均已失效",
-    ),
-    Failure(
-        403,
-        "insufficient_scope",
-        "a session token of the other school system",
-        "另一个学校系统的会话令牌",
-    ),
+    c.INVALID_TOKEN,
+    c.TOKEN_EXPIRED,
+    c.TOKEN_REVOKED,
+    c.PASSWORD_CHANGED,
+    c.INSUFFICIENT_SCOPE,
 )
 # /v1/: Basic auth, a session token, or a POST body.
 V1_CREDENTIALS = (
     *CREDENTIAL_SHAPE,
-    MISSING_CREDENTIALS,
-    INVALID_AUTHORIZATION,
+    c.MISSING_CREDENTIALS,
+    c.INVALID_AUTHORIZATION,
     *BEARER,
-    Failure(
-        400,
-        "invalid_json",
-        "a JSON body that is not an object of strings",
-        "JSON 请求体不是字符串对象",
-    ),
-    Failure(
-        400,
-        "unsupported_body",
-        "a POST body that is neither JSON nor a form",
-        "POST 请求体既不是 JSON 也不是表单",
-    ),
+    c.INVALID_JSON,
+    c.UNSUPPORTED_BODY,
 )
 
 # --- the school ---------------------------------------------------------------------------
 
-SCHOOL_FAILED = Failure(502, "school_unavailable", "the school system failed", "学校系统出错")
-SCHOOL_BAD_PAGE = Failure(
-    502, "school_bad_page", "the school sent a page we cannot read", "学校返回了无法解析的页面"
-)
-SCHOOL_SESSION_LOST = Failure(
-    502, "school_session_lost", "the school dropped the session", "学校系统丢失了会话"
-)
-SCHOOL_BUSY = Failure(
-    503,
-    "school_busy",
-    "over the school's budget of concurrent requests, and no stale answer",
-    "超出学校系统的并发预算，且没有旧答案可用",
-)
-BREAKER_OPEN = Failure(
-    503,
-    "school_unavailable",
-    "the breaker is open (the school failed repeatedly), and no stale answer",
-    "熔断器打开（学校系统多次失败），且没有旧答案可用",
-)
-SCHOOL_TIMEOUT = Failure(
-    504,
-    "school_timeout",
-    "the school did not answer within the query's deadline",
-    "学校系统未在期限内回答",
-)
-
 # A school query: the school judges the password, limits apply, and the school may fail.
 # 502/503/504 are documented answers (with Retry-After), never a failure of ours.
-CLIENT_SLOWED = Failure(
-    429,
-    "client_slowed",
-    "a registered client over its failure budget (`clients.failures_max` wrong passwords): "
-    "its logins that need the school are slowed down for now",
-    "注册客户端超出其失败预算：需要学校判断的登录暂时被限速",
-)
 SCHOOL = (
-    INVALID_CREDENTIALS,
-    RATE_LIMITED,
-    TOO_MANY_FAILED_LOGINS,
-    STUDENT_BUSY,
-    CLIENT_SLOWED,
-    SCHOOL_FAILED,
-    SCHOOL_BAD_PAGE,
-    SCHOOL_SESSION_LOST,
-    SCHOOL_BUSY,
-    BREAKER_OPEN,
-    STORAGE_UNAVAILABLE,
-    SHUTTING_DOWN,
-    SCHOOL_TIMEOUT,
+    c.INVALID_CREDENTIALS,
+    c.RATE_LIMITED,
+    c.TOO_MANY_FAILED_LOGINS,
+    c.STUDENT_BUSY,
+    c.CLIENT_SLOWED,
+    c.SCHOOL_UNAVAILABLE,
+    c.SCHOOL_BAD_PAGE,
+    c.SCHOOL_SESSION_LOST,
+    c.SCHOOL_BUSY,
+    c.BREAKER_OPEN,
+    c.STORAGE_UNAVAILABLE,
+    c.SHUTTING_DOWN,
+    c.SCHOOL_TIMEOUT,
 )
 # A question without credentials (the library): no password to refuse, no session to
 # lose, no student's line; the per-address limit on school requests applies to what
 # the cache cannot answer.
 SHARED_SCHOOL = (
-    RATE_LIMITED,
-    SCHOOL_FAILED,
-    SCHOOL_BAD_PAGE,
-    SCHOOL_BUSY,
-    BREAKER_OPEN,
-    STORAGE_UNAVAILABLE,
-    SHUTTING_DOWN,
-    SCHOOL_TIMEOUT,
-)
-QUERY_REJECTED = Failure(
-    400,
-    "query_rejected",
-    'the card center refused the query as invalid (e.g. its "date illegal" page)',
-    "校园卡中心认为查询无效",
+    c.RATE_LIMITED,
+    c.SCHOOL_UNAVAILABLE,
+    c.SCHOOL_BAD_PAGE,
+    c.SCHOOL_BUSY,
+    c.BREAKER_OPEN,
+    c.STORAGE_UNAVAILABLE,
+    c.SHUTTING_DOWN,
+    c.SCHOOL_TIMEOUT,
 )
 
 # --- parameters ---------------------------------------------------------------------------
 
-TERM = (
-    Failure(
-        400,
-        "missing_term",
-        "a year without a term, or a term without a year",
-        "只给了学年或学期之一",
-    ),
-    Failure(
-        400, "invalid_year", "a year that is not 2000-2100 (or is overlong)", "学年不在 2000-2100"
-    ),
-    Failure(400, "invalid_term", "a term that is not 1 or 2 (or is overlong)", "学期不是 1 或 2"),
-)
-DATES = (
-    Failure(400, "invalid_date", "a date not written YYYY-MM-DD", "日期不是 YYYY-MM-DD"),
-    Failure(
-        400,
-        "invalid_range",
-        "reversed, before 2000, after tomorrow, or longer than `api.history_max_days`",
-        "日期范围颠倒、早于 2000 年、晚于明天或超过 api.history_max_days 天",
-    ),
-    Failure(400, "invalid_start", "an overlong start", "start 过长"),
-    Failure(400, "invalid_end", "an overlong end", "end 过长"),
-)
-INVALID_FEED = Failure(
-    400,
-    "invalid_feed",
-    "a feed other than all, timetable, exams",
-    "feed 不是 all、timetable 或 exams",
-)
-NOT_CONFIGURED = Failure(
-    404,
-    "not_configured",
-    "the system the route needs (the academic office, calendar feeds, the library) is not "
-    "configured on this server",
-    "本服务器未配置该路由所需的系统（教务处、日历订阅、图书馆）",
-)
-NO_SUCH_PATH = Failure(
-    404,
-    "not_found",
+TERM = (c.MISSING_TERM, c.INVALID_YEAR, c.INVALID_TERM)
+DATES = (c.INVALID_DATE, c.INVALID_RANGE, c.INVALID_START, c.INVALID_END)
+NO_SUCH_PATH = c.NOT_FOUND.answered(
     "a path whose parameter (a feed token, an ISBN, a book id) does not have its shape: no "
     "such route",
     "路径参数（订阅令牌、ISBN、图书编号）格式不对：没有这个路由",
 )
-SESSION_INPUT = (
-    Failure(
-        400,
-        "invalid_system",
-        "a system other than card or academic",
-        "system 不是 card 或 academic",
-    ),
-    Failure(400, "invalid_label", "a label over 64 characters", "label 超过 64 个字符"),
-)
+SESSION_INPUT = (c.INVALID_SYSTEM, c.INVALID_LABEL)
 # A feed URL whose token ended: gone, and why.
-FEED_GONE = (
-    Failure(
-        410,
-        "token_expired",
-        "a feed not read for `tokens.idle_s`, or older than `tokens.max_age_s`",
-        "订阅闲置超过 tokens.idle_s，或超过 tokens.max_age_s",
-    ),
-    Failure(
-        410,
-        "token_revoked",
-        "a feed its student revoked, or one replaced by newer tokens",
-        "订阅已被学生撤销，或已被更新的令牌替换",
-    ),
-    Failure(
-        410,
-        "password_changed",
-        "a feed made with an academic office password since changed at the school",
-        "创建订阅所用的教务处密码已在学校修改",
-    ),
-)
-UNKNOWN_TOKEN = Failure(
-    404,
-    "unknown_token",
-    "no such token: a feed URL's never made (or ended long ago), a session id that is "
-    "none of this student's live tokens",
-    "没有该令牌：订阅链接从未创建（或早已失效），或会话编号不属于该学生的有效令牌",
-)
-
-# --- the library ----------------------------------------------------------------------------
-
-MISSING_QUERY = Failure(
-    400,
-    "missing_query",
-    "no search query (`query` or `q`; on the 2013 search, neither it nor the path's last part)",
-    "缺少检索词（query 或 q）",
-)
-INVALID_QUERY = Failure(
-    400,
-    "invalid_query",
-    "a query over 200 characters, with control characters or nothing searchable, or one the "
-    "catalogue cannot take (characters outside GBK at Zhuhai, a page deeper than its "
-    "`max_pages`)",
-    "检索词超过 200 个字符、含控制字符或没有可检索的字符，或目录无法接受（珠海校区：GBK 以外的"
-    "字符、超过 max_pages 的页码）",
-)
-INVALID_PAGE = Failure(
-    400, "invalid_page", "a page that is not a whole number from 1 to 50", "页码不是 1-50 的整数"
-)
-INVALID_CAMPUS = Failure(
-    400,
-    "invalid_campus",
-    "a campus other than main or zhuhai (`iszh` other than 0 or 1)",
-    "campus 不是 main 或 zhuhai（iszh 不是 0 或 1）",
-)
-INVALID_AVAILABLE = Failure(
-    400,
-    "invalid_available",
-    "`available` other than 0, 1, true or false",
-    "available 不是 0、1、true 或 false",
-)
-INVALID_ISBN = Failure(
-    400,
-    "invalid_isbn",
-    "not a valid ISBN-10 or ISBN-13 (a wrong check digit too): nothing is asked",
-    "不是有效的 ISBN-10 或 ISBN-13（校验位错误也是）：不会查询",
-)
-INVALID_BOOK_ID = Failure(
-    400,
-    "invalid_book_id",
-    "a book id that is not a record number of its catalogue (`b1234567`; Zhuhai `zh-300001`)",
-    "图书编号不是该目录的记录号（b1234567；珠海校区 zh-300001）",
-)
-INVALID_URL = Failure(
-    400,
-    "invalid_url",
-    "a `url` that is not the URL-safe base64 of a record URL of the configured catalogues "
-    "(never fetched)",
-    "url 不是本服务器所配置目录的记录链接的 URL 安全 base64（不会访问）",
-)
-UNKNOWN_BOOK = Failure(404, "unknown_book", "no such record in the catalogue", "目录中没有该记录")
+FEED_GONE = (c.FEED_EXPIRED, c.FEED_REVOKED, c.FEED_PASSWORD_CHANGED)
 
 # --- operations ---------------------------------------------------------------------------
 
-FORBIDDEN = Failure(
-    403,
-    "forbidden",
-    "a client outside `metrics.allow_networks` without the bearer token",
-    "客户端不在 metrics.allow_networks 内，也没有令牌",
-)
-METRICS_DISABLED = Failure(
-    404, "not_found", "`metrics.enabled` is false", "metrics.enabled 为 false"
-)
+METRICS_DISABLED = c.NOT_FOUND.answered("`metrics.enabled` is false", "metrics.enabled 为 false")
 
 # --- the 2013 account API -------------------------------------------------------------------
 
-MISSING_USERNAME = Failure(400, "missing_username", "no user name", "缺少用户名")
-INVALID_USERNAME = Failure(
-    400,
-    "invalid_username",
-    "a user name that is not 1-64 of a-z, 0-9 and `_.@-` starting with a letter or digit "
-    "(compared without case)",
-    "用户名不是 1-64 个 a-z、0-9 和 _.@- 字符（以字母或数字开头，不区分大小写）",
-)
-INVALID_ACCOUNT_PASSWORD = Failure(
-    400,
-    "invalid_password",
+INVALID_ACCOUNT_PASSWORD = c.INVALID_PASSWORD.answered(
     "an account password (`password`, `oldpassword`) that is not 6-128 characters",
     "账户密码（password、oldpassword）不是 6-128 个字符",
 )
-INVALID_PROFILE = Failure(
-    400,
-    "invalid_profile",
-    "a profile field too long (nickname and realname 64 characters, sex 16, signature 256)",
-    "资料字段过长（昵称、真实姓名 64 个字符，性别 16，签名 256）",
-)
-MISSING_FILE = Failure(
-    400, "missing_file", "no multipart form field `file`", "缺少 multipart 表单字段 file"
-)
-INVALID_IMAGE = Failure(
-    400,
-    "invalid_image",
-    "a file that is not a PNG, JPEG or GIF picture, or a damaged one",
-    "文件不是 PNG、JPEG 或 GIF 图片，或已损坏",
-)
-IMAGE_TOO_LARGE = Failure(
-    400,
-    "image_too_large",
-    "a picture with a side over `accounts.max_image_side` pixels, or too detailed to store",
-    "图片的边长超过 accounts.max_image_side 像素，或细节过多无法保存",
-)
-UPLOAD_TOO_LARGE = Failure(
-    413,
-    "payload_too_large",
+UPLOAD_TOO_LARGE = c.PAYLOAD_TOO_LARGE.answered(
     "an upload over `accounts.max_upload_bytes` (the connection is closed)",
     "上传超过 accounts.max_upload_bytes（随后关闭连接）",
 )
-INVALID_TOKEN = Failure(
-    401,
-    "invalid_token",
+LOGIN_TOKEN_REFUSED = c.INVALID_TOKEN.answered(
     "a login token that opens no account (missing, unknown, expired, or ended by a password "
     "reset): 2013's bad token, `status` 2 (`AuthNotPass` on /class/auth and /kaoshi/auth)",
     "登录令牌无效（缺少、不存在、已过期或因重置密码而失效）：即 2013 的 status 2（/class/auth、"
     "/kaoshi/auth 为 AuthNotPass）",
 )
 OFFICE_BINDING_ENDED = (
-    Failure(
-        401,
-        "token_expired",
+    c.TOKEN_EXPIRED.answered(
         "the account's academic office binding expired (unused too long): `AuthNotPass`",
         "账户绑定的教务处会话已过期：AuthNotPass",
     ),
-    Failure(
-        401,
-        "token_revoked",
+    c.TOKEN_REVOKED.answered(
         "the account's academic office binding was revoked by its student (/v1/sessions) "
         "or replaced: `AuthNotPass`",
         "账户绑定的教务处会话已被学生撤销或被替换：AuthNotPass",
     ),
-    Failure(
-        401,
-        "password_changed",
+    c.PASSWORD_CHANGED.answered(
         "the academic office password the account's binding holds was changed at the "
         "school: `AuthNotPass`; send `jwcpw`, or bind again with /auth_jwc",
         "账户绑定的教务处密码已在学校修改：AuthNotPass；请提供 jwcpw 或重新 /auth_jwc",
     ),
 )
-NOT_BOUND = Failure(
-    409,
-    "not_bound",
-    "the account has no academic office bound to it (bind one with /auth_jwc)",
-    "账户尚未绑定教务处（请先 /auth_jwc）",
-)
-UNKNOWN_UPLOAD = Failure(
-    404,
-    "unknown_upload",
-    "no such picture (replaced by a newer one, or never made)",
-    "没有该图片（已被替换或不存在）",
-)
-ACCOUNT_LOCKED_OUT = Failure(
-    429,
-    "too_many_failed_logins",
+ACCOUNT_LOCKED_OUT = c.TOO_MANY_FAILED_LOGINS.answered(
     "too many wrong account passwords for this user name or from this address "
     "(`limits.failed_logins_*`): every password is refused for now, the right one too",
     "该用户名或该地址的错误账户密码过多：暂时拒绝所有密码，包括正确的",
 )
-ACCOUNTS_DISABLED = Failure(
-    404,
-    "not_configured",
+ACCOUNTS_DISABLED = c.NOT_CONFIGURED.answered(
     "the 2013 account API is off (`accounts.enabled: false`), or /class/auth and "
     "/kaoshi/auth without the academic office",
     "未启用 2013 账户接口（accounts.enabled: false），或未配置教务处",

@@ -1,9 +1,11 @@
 """Every route of handlers.routes(), described: the one source of `/openapi.json`.
 
-ROUTES has one `Route` per pattern of handlers/__init__.py, in the same order;
-EXCLUDED names the patterns left out on purpose. The helpers below give each API
-family its usual parameters, credentials and errors, so that describing a new
-route of a family takes a few lines (see api/__init__.py).
+ROUTES has one `Route` per pattern of handlers/__init__.py, in the same order: each
+school system's routes come from its description (systems/<name>/api.py, gathered
+from the registry as handlers/__init__.py gathers its routes), the rest are here.
+EXCLUDED names the patterns left out on purpose. api/families.py gives each API family
+its usual parameters, credentials and errors, so that describing a new route of a
+family takes a few lines (see api/__init__.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from api import errors as e
 from api.contract import (
     Answer,
     Body,
-    Method,
     Operation,
     Param,
     PathParam,
@@ -23,16 +24,28 @@ from api.contract import (
     Tag,
     document,
 )
+from api.families import (
+    CACHED,
+    CARD_PASSWORD,
+    FRESHNESS,
+    OFFICE_PASSWORD,
+    REQUEST_ID,
+    SESSION_FAILURES,
+    STUDENT_ID,
+    SYSTEM,
+    SYSTEM_PARAM,
+    TERM_PARAMS,
+    body,
+)
 from api.schemas import (
-    BOOK,
-    BOOK_ISBN,
-    BOOK_PAGE_EXAMPLE,
-    BOOK_URL_TOKEN,
     PICTURE,
     STUDENT,
     TOKEN,
     Schema,
 )
+from services.codes import ErrorCode
+from systems import SYSTEMS
+from systems.plugin import ROUTE_GROUPS
 
 TITLE = "jnufm"
 DESCRIPTION = (
@@ -78,328 +91,6 @@ EXCLUDED: dict[str, str] = {
     r"/debug/block": "test only, routed only when debug.block_route is on",
 }
 
-# --- parameters -----------------------------------------------------------------------------
-
-CARD_PASSWORD: Schema = {"type": "string", "pattern": "^[0-9]{6}$"}
-OFFICE_PASSWORD: Schema = {"type": "string", "pattern": "^[\\x20-\\x7e]{1,32}$"}
-STUDENT_ID: Schema = {"type": "string", "pattern": "^[0-9]{6,16}$"}
-YEAR: Schema = {"type": "string", "pattern": "^[0-9]{4}$"}
-TERM: Schema = {"type": "string", "enum": ["1", "2"]}
-DATE: Schema = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
-FEED: Schema = {"type": "string", "enum": ["all", "timetable", "exams"]}
-
-FRESH = Param(
-    "fresh",
-    "query",
-    "`1`, `true` or `yes` asks the school again (an answer younger than "
-    "`cache.fresh_min_interval_s` is still served)",
-)
-CACHE_CONTROL = Param("Cache-Control", "header", "`no-cache` asks the school again, as `fresh=1`")
-REQUEST_ID = Param(
-    "X-Request-Id",
-    "header",
-    "your own request id: kept when it is 1-128 of `A-Za-z0-9._:@/+=-` (starting with a "
-    "letter or digit), else replaced by a new one (never refused)",
-)
-FRESHNESS = (FRESH, CACHE_CONTROL, REQUEST_ID)
-IF_NONE_MATCH = Param(
-    "If-None-Match", "header", "the feed's `ETag` a calendar app has: 304 while it is unchanged"
-)
-SYSTEM: Schema = {"type": "string", "enum": ["card", "academic"]}
-# /v1/sessions: the credentials (or a token) of one system, proven at its school.
-SESSION_FAILURES = (
-    e.BAD_REQUEST,
-    *e.V1_CREDENTIALS,
-    *e.SESSION_INPUT,
-    *e.SCHOOL,
-    e.NOT_CONFIGURED,
-    *e.EVERY_ROUTE,
-)
-SYSTEM_PARAM = Param(
-    "system", "query", "the school system: card (default) or academic", SYSTEM, False, "card"
-)
-
-
-def legacy_credentials(id_name: str, password: Schema, required: bool) -> tuple[Param, ...]:
-    return (
-        Param(id_name, "query", "the student number", STUDENT_ID, required, STUDENT),
-        Param("password", "query", "the password", password, required, "052690"),
-    )
-
-
-TERM_PARAMS = (
-    Param(
-        "year", "query", "the academic year's first year (2026 = 2026-2027)", YEAR, False, "2026"
-    ),
-    Param("term", "query", "1 or 2; without year and term, the current term", TERM, False, "1"),
-)
-DATE_PARAMS = (
-    Param("start", "query", "first day, YYYY-MM-DD (default today)", DATE, False, "2026-11-20"),
-    Param("end", "query", "last day, YYYY-MM-DD (default today)", DATE, False, "2026-11-27"),
-)
-
-
-def as_json(schema: Schema) -> Schema:
-    """A body field as JSON may send it: the text, a number (read as its digits), or null
-    (as if absent)."""
-    return {"anyOf": [schema, {"type": "integer", "minimum": 0}, {"type": "null"}]}
-
-
-def body(description: str, fields: dict[str, Schema], example: dict[str, Any]) -> Body:
-    """The same fields as a JSON object or a form."""
-    return Body(
-        description,
-        json={"type": "object", "properties": {k: as_json(v) for k, v in fields.items()}},
-        form={"type": "object", "properties": fields},
-        example=example,
-    )
-
-
-# --- the 2013 endpoints ---------------------------------------------------------------------
-
-LEGACY_CARD_FAILURES = (
-    e.BAD_REQUEST,
-    *e.CREDENTIAL_SHAPE,
-    e.QUERY_REJECTED,
-    *e.SCHOOL,
-    *e.EVERY_ROUTE,
-)
-LEGACY_OFFICE_FAILURES = (
-    e.BAD_REQUEST,
-    *e.CREDENTIAL_SHAPE,
-    *e.TERM,
-    e.NOT_CONFIGURED,
-    *e.SCHOOL,
-    *e.EVERY_ROUTE,
-)
-CACHED = ("Age", "Cache-Status")
-
-
-def legacy_card(
-    methods: tuple[Method, ...], summary: str, summary_zh: str, schema: str, description: str
-) -> tuple[Operation, ...]:
-    """A 2013 card endpoint: `stuid` and `password` in the query, or a POST form."""
-    answer = Answer(200, summary, schema, headers=CACHED)
-    form = Body(
-        "the credentials as a form, instead of the query",
-        form={
-            "type": "object",
-            "properties": {"stuid": STUDENT_ID, "password": CARD_PASSWORD},
-        },
-        example={"stuid": STUDENT, "password": "052690"},
-    )
-    ops = []
-    for method in methods:
-        post = method == "post"
-        ops.append(
-            Operation(
-                method,
-                summary,
-                summary_zh,
-                "2013",
-                answer,
-                description,
-                (*legacy_credentials("stuid", CARD_PASSWORD, not post), *FRESHNESS),
-                form if post else None,
-                LEGACY_CARD_FAILURES,
-                legacy_errors=True,
-            )
-        )
-    return tuple(ops)
-
-
-def legacy_office(summary: str, summary_zh: str, schema: str) -> tuple[Operation, ...]:
-    """A 2013 academic office endpoint: `user`, `password`, `year`, `term`; GET or POST."""
-    answer = Answer(200, summary, schema, headers=CACHED)
-    properties = {"user": STUDENT_ID, "password": OFFICE_PASSWORD, "year": YEAR, "term": TERM}
-    form = Body(
-        "the same fields as a form, instead of the query",
-        form={"type": "object", "properties": properties},
-        example={"user": STUDENT, "password": "052690", "year": "2026", "term": "1"},
-    )
-    return tuple(
-        Operation(
-            method,
-            summary,
-            summary_zh,
-            "2013",
-            answer,
-            "The academic office password. Without year and term: the current term.",
-            (
-                *legacy_credentials("user", OFFICE_PASSWORD, method == "get"),
-                *TERM_PARAMS,
-                *FRESHNESS,
-            ),
-            form if method == "post" else None,
-            LEGACY_OFFICE_FAILURES,
-            legacy_errors=True,
-        )
-        for method in ("get", "post")
-    )
-
-
-# --- /v1/ -------------------------------------------------------------------------------------
-
-
-def v1(
-    tag: str,
-    summary: str,
-    summary_zh: str,
-    answer: Answer,
-    password: Schema,
-    params: tuple[Param, ...] = (),
-    failures: tuple[e.Failure, ...] = (),
-    methods: tuple[Method, ...] = ("get", "post"),
-    description: str = "",
-) -> tuple[Operation, ...]:
-    """A /v1/ query: Basic auth, or (POST) a JSON or form body with the credentials and
-    the same parameters."""
-    fields: dict[str, Schema] = {"student_id": STUDENT_ID, "password": password}
-    fields.update({p.name: p.schema for p in params})
-    example: dict[str, Any] = {"student_id": STUDENT, "password": "052690"}
-    example.update({p.name: p.example for p in params if p.example is not None})
-    every = (
-        e.BAD_REQUEST,
-        *e.V1_CREDENTIALS,
-        *failures,
-        *e.SCHOOL,
-        *e.EVERY_ROUTE,
-    )
-    return tuple(
-        Operation(
-            method,
-            summary,
-            summary_zh,
-            tag,
-            answer,
-            description,
-            (*params, *FRESHNESS),
-            body("the credentials (and parameters) as JSON or a form", fields, example)
-            if method == "post"
-            else None,
-            every,
-            security=("studentBasic", "studentToken"),
-            # A POST body may carry the credentials instead.
-            anonymous=method == "post",
-        )
-        for method in methods
-    )
-
-
-def card(summary: str, summary_zh: str, schema: str, **more: Any) -> tuple[Operation, ...]:
-    return v1(
-        "card",
-        summary,
-        summary_zh,
-        Answer(200, summary, schema, headers=CACHED),
-        CARD_PASSWORD,
-        **more,
-    )
-
-
-def office(
-    summary: str, summary_zh: str, answer: Answer, tag: str = "academic", **more: Any
-) -> tuple[Operation, ...]:
-    return v1(
-        tag,
-        summary,
-        summary_zh,
-        answer,
-        OFFICE_PASSWORD,
-        TERM_PARAMS,
-        (*e.TERM, e.NOT_CONFIGURED),
-        **more,
-    )
-
-
-ICS_MEDIA = "text/calendar"
-
-# --- the library ------------------------------------------------------------------------------
-
-QUERY: Schema = {"type": "string", "minLength": 1, "maxLength": 200}
-PAGE: Schema = {"type": "integer", "minimum": 1, "maximum": 50}
-FLAG: Schema = {"type": "string", "enum": ["0", "1", "true", "false"]}
-CAMPUS: Schema = {"type": "string", "enum": ["main", "zhuhai"]}
-BOOK_URL: Schema = {"type": "string", "pattern": "^[A-Za-z0-9_-]+={0,2}$", "maxLength": 600}
-
-LIBRARY_SEARCH_FAILURES = (
-    e.BAD_REQUEST,
-    e.MISSING_QUERY,
-    e.INVALID_QUERY,
-    e.INVALID_PAGE,
-    e.INVALID_AVAILABLE,
-    e.INVALID_CAMPUS,
-    e.NOT_CONFIGURED,
-    *e.SHARED_SCHOOL,
-    *e.EVERY_ROUTE,
-)
-SEARCH_ABOUT = (
-    "No credentials: one search serves every student from the cache "
-    "(`cache.fresh_s.search`); the per-address limit on school requests applies only to "
-    "searches the cache cannot answer (429 `rate_limited`)."
-)
-SEARCH_PAGE = (
-    Param(
-        "page",
-        "query",
-        "the result page, 1-50 (default 1; at Zhuhai at most `school.library_zhuhai.max_pages`)",
-        PAGE,
-        False,
-        1,
-    ),
-    Param(
-        "available",
-        "query",
-        "`1` or `true`: only books with a copy on the shelf (the main library's catalogue; "
-        "Zhuhai's has no such filter and ignores it)",
-        FLAG,
-    ),
-)
-LEGACY_SEARCH_PARAMS = (
-    Param(
-        "query",
-        "query",
-        "the search words (without it, the path's last part, as in 2013)",
-        QUERY,
-        False,
-        "数据结构",
-    ),
-    *SEARCH_PAGE,
-    Param(
-        "iszh",
-        "query",
-        "`1`: the Zhuhai campus catalogue (default 0: the main library's)",
-        {"type": "string", "enum": ["0", "1"]},
-    ),
-)
-
-
-def legacy_search() -> tuple[Operation, ...]:
-    """2013's `/book/search/<anything>`: the parameters in the query, or a POST form."""
-    form = Body(
-        "the same fields as a form, instead of the query",
-        form={"type": "object", "properties": {p.name: p.schema for p in LEGACY_SEARCH_PARAMS}},
-        example={"query": "数据结构", "page": 1},
-    )
-    return tuple(
-        Operation(
-            method,
-            "Search the library's catalogues (2013)",
-            "馆藏检索（2013 接口）",
-            "2013",
-            Answer(
-                200, "one page of results, as 2013 wrote them", "LegacyBookSearch", headers=CACHED
-            ),
-            SEARCH_ABOUT + " 2013 clients used `/book/search/engine`.",
-            (*LEGACY_SEARCH_PARAMS, *FRESHNESS),
-            form if method == "post" else None,
-            LIBRARY_SEARCH_FAILURES,
-            legacy_errors=True,
-        )
-        for method in ("get", "post")
-    )
-
-
 # --- the 2013 account API -------------------------------------------------------------------
 
 USERNAME: Schema = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"}
@@ -430,7 +121,7 @@ ACCOUNT_OPTIONAL = frozenset({"jwcpw", "nickname", "realname", "sex", "signature
 ACCOUNT_BASE = (e.BAD_REQUEST, e.RATE_LIMITED, e.ACCOUNTS_DISABLED, e.STORAGE_UNAVAILABLE)
 ACCOUNT_NAME = (e.MISSING_USERNAME, e.INVALID_USERNAME)
 ACCOUNT_SECRET = (e.MISSING_PASSWORD, e.INVALID_ACCOUNT_PASSWORD)
-BAD_TOKEN = (e.INVALID_TOKEN,)
+BAD_TOKEN = (e.LOGIN_TOKEN_REFUSED,)
 OFFICE_QUERY = (
     *BAD_TOKEN,
     *e.OFFICE_BINDING_ENDED,
@@ -446,7 +137,7 @@ def account_op(
     summary: str,
     summary_zh: str,
     answer: Answer,
-    failures: tuple[e.Failure, ...],
+    failures: tuple[ErrorCode, ...],
     description: str = "",
     extra: tuple[Param, ...] = (),
 ) -> tuple[Operation, ...]:
@@ -703,7 +394,7 @@ def ops(
     summary: str,
     summary_zh: str,
     answer: Answer,
-    failures: tuple[e.Failure, ...] = OPS_FAILURES,
+    failures: tuple[ErrorCode, ...] = OPS_FAILURES,
     **more: Any,
 ) -> tuple[Operation, ...]:
     return (Operation("get", summary, summary_zh, "operations", answer, failures=failures, **more),)
@@ -711,263 +402,23 @@ def ops(
 
 # --- the routes -------------------------------------------------------------------------------
 
+
+def _system_routes() -> dict[str, list[Route]]:
+    """Every registered school system's described routes, by group, in the registry's
+    order: the same groups and order as handlers.routes()."""
+    by_group: dict[str, list[Route]] = {group: [] for group in ROUTE_GROUPS}
+    for system in SYSTEMS:
+        for group, routes in system.api().ROUTES.items():
+            by_group[group].extend(routes)
+    return by_group
+
+
+SYSTEM_ROUTES = _system_routes()
+
 ROUTES: tuple[Route, ...] = (
-    Route(
-        r"/card/rest",
-        legacy_card(
-            ("get", "post"),
-            "Card balance (2013)",
-            "校园卡余额（2013 接口）",
-            "LegacyBalance",
-            '`{"data": "123.45"}`',
-        ),
-    ),
-    Route(
-        r"/card/today",
-        legacy_card(
-            ("get",),
-            "Today's card transactions (2013)",
-            "今日消费记录（2013 接口）",
-            "LegacyTransactions",
-            "Times are China time, corrected for the card center's slow clock.",
-        ),
-    ),
-    Route(
-        r"/card/month",
-        legacy_card(
-            ("get", "post"),
-            "Card transactions of today and the 7 days before (2013)",
-            "今天及之前 7 天的消费记录（2013 接口）",
-            "LegacyTransactions",
-            '2013\'s "month" asked today-7 .. today.',
-        ),
-    ),
-    Route(
-        r"/card/personalinfo",
-        legacy_card(
-            ("get",),
-            "The card account page's value cells (2013)",
-            "校园卡账户信息（2013 接口）",
-            "LegacyPersonalInfo",
-            "As 2013 listed them; /v1/card/profile has named fields.",
-        ),
-    ),
-    Route(r"/class/get", legacy_office("Timetable (2013)", "课表（2013 接口）", "LegacyTimetable")),
-    Route(r"/kaoshi/get", legacy_office("Exams (2013)", "考试安排（2013 接口）", "LegacyExams")),
-    Route(
-        r"/book/search/([^/]+)",
-        legacy_search(),
-        (
-            PathParam(
-                "name",
-                "anything (2013 clients sent `engine`); the search words when there is no `query`",
-                "engine",
-            ),
-        ),
-    ),
-    Route(
-        r"/web/book",
-        (
-            Operation(
-                "get",
-                "A book's page (2013)",
-                "图书详情页（2013 接口）",
-                "2013",
-                Answer(
-                    200,
-                    "the book's page in HTML, from our template (everything that came from "
-                    "the catalogue escaped)",
-                    None,
-                    "text/html",
-                    CACHED,
-                    BOOK_PAGE_EXAMPLE,
-                ),
-                "Only record URLs of the configured catalogues are accepted (the `url` of a "
-                "search's answer); any other URL is a 400 and is never fetched. The "
-                "example is a record of the bundled simulator as the default configuration "
-                "runs it (port 8100): with another catalogue, take `url` from a search. "
-                "Errors are JSON, like every error of the API.",
-                (
-                    Param(
-                        "url",
-                        "query",
-                        "the record URL in URL-safe base64 (padding optional)",
-                        BOOK_URL,
-                        True,
-                        BOOK_URL_TOKEN,
-                    ),
-                    *FRESHNESS,
-                ),
-                failures=(
-                    e.BAD_REQUEST,
-                    e.INVALID_URL,
-                    e.UNKNOWN_BOOK,
-                    e.NOT_CONFIGURED,
-                    *e.SHARED_SCHOOL,
-                    *e.EVERY_ROUTE,
-                ),
-                legacy_errors=True,
-            ),
-        ),
-    ),
-    Route(
-        r"/isbn/image/([0-9Xx-]{10,17})",
-        (
-            Operation(
-                "get",
-                "A book's cover",
-                "图书封面",
-                "library",
-                Answer(
-                    200,
-                    "the cover as the cover service has it (JPEG, PNG or GIF, checked before "
-                    "it is passed on), or our placeholder PNG with `X-Cover: placeholder`",
-                    None,
-                    "image/jpeg",
-                    CACHED,
-                    more_media=("image/png", "image/gif"),
-                    optional_headers=("X-Cover",),
-                ),
-                "2013's cover URL (`image` of a search). Cached a week "
-                "(`cache.fresh_s.cover`), a missing cover too; `Cache-Control: public, "
-                "max-age=86400`. An ISBN whose check digit is wrong is a 400, never asked.",
-                (REQUEST_ID,),
-                failures=(
-                    e.INVALID_ISBN,
-                    e.NO_SUCH_PATH,
-                    e.NOT_CONFIGURED,
-                    *e.SHARED_SCHOOL,
-                    *e.EVERY_ROUTE,
-                ),
-            ),
-        ),
-        (PathParam("isbn", "an ISBN-10 or ISBN-13, hyphens allowed", BOOK_ISBN),),
-    ),
+    *SYSTEM_ROUTES["legacy"],
     *ACCOUNT_ROUTES,
-    Route(r"/v1/card/balance", card("Card balance", "校园卡余额", "Balance")),
-    Route(
-        r"/v1/card/transactions",
-        card(
-            "Card transactions in a date range",
-            "一段日期内的消费记录",
-            "Transactions",
-            params=DATE_PARAMS,
-            failures=(*e.DATES, e.QUERY_REJECTED),
-            description="Both dates default to today; at most `api.history_max_days` days.",
-        ),
-    ),
-    Route(r"/v1/card/profile", card("Card holder's profile", "持卡人信息", "Profile")),
-    Route(
-        r"/v1/timetable",
-        office(
-            "The term's timetable",
-            "本学期课表",
-            Answer(200, "the term and its courses", "Timetable", headers=CACHED),
-        ),
-    ),
-    Route(
-        r"/v1/timetable\.ics",
-        office(
-            "The term's timetable as an iCalendar feed",
-            "课表（iCalendar 日历）",
-            Answer(200, "RFC 5545, one event per class meeting", None, ICS_MEDIA, CACHED),
-            tag="calendar",
-        ),
-    ),
-    Route(
-        r"/v1/exams",
-        office(
-            "The term's exams",
-            "本学期考试安排",
-            Answer(200, "the term and its exams", "Exams", headers=CACHED),
-        ),
-    ),
-    Route(
-        r"/v1/exams\.ics",
-        office(
-            "The term's exams as an iCalendar feed",
-            "考试安排（iCalendar 日历）",
-            Answer(200, "RFC 5545, one event per exam", None, ICS_MEDIA, CACHED),
-            tag="calendar",
-        ),
-    ),
-    Route(
-        r"/v1/grades",
-        office(
-            "The term's grades and GPA",
-            "本学期成绩与绩点",
-            Answer(200, "the term, its grades and the GPA", "Grades", headers=CACHED),
-        ),
-    ),
-    Route(
-        r"/v1/library/search",
-        (
-            Operation(
-                "get",
-                "Search the library's catalogues",
-                "馆藏检索",
-                "library",
-                Answer(
-                    200,
-                    "one page of results, with links to the others",
-                    "LibrarySearch",
-                    headers=CACHED,
-                ),
-                SEARCH_ABOUT,
-                (
-                    Param("q", "query", "the search words", QUERY, True, "数据结构"),
-                    *SEARCH_PAGE,
-                    Param(
-                        "campus",
-                        "query",
-                        "`main` (the main library's catalogue, the default) or `zhuhai`",
-                        CAMPUS,
-                        False,
-                        "main",
-                    ),
-                    *FRESHNESS,
-                ),
-                failures=LIBRARY_SEARCH_FAILURES,
-            ),
-        ),
-    ),
-    Route(
-        r"/v1/library/books/((?:zh-)?[0-9A-Za-z.]{1,24})",
-        (
-            Operation(
-                "get",
-                "A book's record and its copies",
-                "图书详情与馆藏",
-                "library",
-                Answer(
-                    200,
-                    "the record: its labelled fields and its copies",
-                    "LibraryRecord",
-                    headers=CACHED,
-                ),
-                "No credentials: one answer serves every student from the cache "
-                "(`cache.fresh_s.book`).",
-                FRESHNESS,
-                failures=(
-                    e.BAD_REQUEST,
-                    e.INVALID_BOOK_ID,
-                    e.UNKNOWN_BOOK,
-                    e.NO_SUCH_PATH,
-                    e.NOT_CONFIGURED,
-                    *e.SHARED_SCHOOL,
-                    *e.EVERY_ROUTE,
-                ),
-            ),
-        ),
-        (
-            PathParam(
-                "id",
-                "a main library record number (`b1234567`), or `zh-` and a Zhuhai one "
-                "(`zh-300001`): `id` of a search's book",
-                BOOK,
-            ),
-        ),
-    ),
+    *SYSTEM_ROUTES["v1"],
     Route(
         r"/v1/sessions",
         (
@@ -1051,68 +502,7 @@ ROUTES: tuple[Route, ...] = (
         ),
         (PathParam("id", "the token's id (from GET /v1/sessions)", "7"),),
     ),
-    Route(
-        r"/v1/calendar/tokens",
-        v1(
-            "calendar",
-            "A feed URL for calendar apps",
-            "创建日历订阅链接",
-            Answer(201, "the new feed", "FeedToken", headers=("Location",)),
-            OFFICE_PASSWORD,
-            (
-                *TERM_PARAMS,
-                Param("feed", "query", "all (default), timetable or exams", FEED, False, "all"),
-            ),
-            (*e.TERM, e.INVALID_FEED, e.NOT_CONFIGURED),
-            methods=("post",),
-            description="Calendar apps cannot send Basic auth: the feed's URL holds a "
-            "revocable token instead (256 random bits, stored only as its SHA-256), listed and "
-            "revoked with the student's tokens (`GET /v1/sessions?system=academic`), ended by "
-            "a password change at the school.",
-        ),
-    ),
-    Route(
-        r"/v1/calendar/([A-Za-z0-9_-]{20,64})\.ics",
-        (
-            Operation(
-                "get",
-                "A calendar feed, by its token",
-                "按令牌读取日历订阅",
-                "calendar",
-                Answer(200, "the feed, from stored answers only", None, ICS_MEDIA, CACHED),
-                "Served from stored answers only: a calendar app's polling never reaches "
-                "the school. With its `ETag`: `If-None-Match` gets 304 while it is unchanged.",
-                (REQUEST_ID, IF_NONE_MATCH),
-                failures=(
-                    e.UNKNOWN_TOKEN,
-                    *e.FEED_GONE,
-                    e.NO_SUCH_PATH,
-                    e.NOT_CONFIGURED,
-                    e.RATE_LIMITED,
-                    e.SHUTTING_DOWN,
-                    *e.EVERY_ROUTE,
-                    e.STORAGE_UNAVAILABLE,
-                ),
-            ),
-            Operation(
-                "delete",
-                "Revoke a calendar feed",
-                "撤销日历订阅",
-                "calendar",
-                Answer(204, "revoked"),
-                params=(REQUEST_ID,),
-                failures=(
-                    e.UNKNOWN_TOKEN,
-                    e.NO_SUCH_PATH,
-                    e.NOT_CONFIGURED,
-                    e.RATE_LIMITED,
-                    *e.EVERY_ROUTE,
-                    e.STORAGE_UNAVAILABLE,
-                ),
-            ),
-        ),
-        (PathParam("token", "the feed's token", TOKEN),),
-    ),
+    *SYSTEM_ROUTES["token_urls"],
     Route(
         r"/healthz",
         ops(

@@ -66,17 +66,14 @@ import pymysql
 
 from bench.procs import (
     CARD,
-    Child,
     School,
     System,
-    http_json,
     rss_mb,
-    spawn,
     start_jnufm,
     start_school,
 )
 from bench.run import RESULTS
-from tests.procs import free_port, wait_for_http
+from harness.processes import Proc, free_port, http_json, spawn, start_schoolsim
 
 DEFAULT_OVERLAY = Path(__file__).resolve().parent / "configs" / "default.yaml"
 DEADLINE_S = 10.0  # api.deadline_s, the default
@@ -253,7 +250,7 @@ class OwnMariaDB:
     def __init__(self, tmp: Path) -> None:
         self.dir = tmp / "mariadb"
         self.port = free_port()
-        self.child: Child | None = None
+        self.child: Proc | None = None
         self.dir.mkdir()
         subprocess.run(
             [
@@ -470,14 +467,8 @@ async def drill_school_kill(tmp: Path, seconds: float) -> dict[str, Any]:
 
 
 def restart_school(tmp: Path, port: int) -> School:
-    child = spawn(
-        [sys.executable, "-m", "schoolsim", "--host", "127.0.0.1", "--port", str(port),
-         "--profile", "fast"],
-        tmp / "schoolsim-2.log",
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    wait_for_http(url + "/__sim/stats", child.popen, 30, log=child.log_path)
-    return School(child, url, "fast")
+    proc = start_schoolsim(tmp, "fast", port=port, log_name="schoolsim-2.log")
+    return School(proc, proc.url, "fast")
 
 
 async def drill_worker_kill(tmp: Path, seconds: float) -> dict[str, Any]:

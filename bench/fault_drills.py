@@ -36,9 +36,10 @@ from bench.drills import (
     students,
     warm_up,
 )
-from bench.procs import CARD, School, System, http_json, start_jnufm, start_school
+from bench.procs import CARD, School, System, start_jnufm, start_school
 from bench.slow_body import drill_slow_body
 from bench.storage_growth import drill_storage_growth
+from harness.processes import http_json
 
 HANG_MS = 15000  # every school request takes this long in the hang drills
 

@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 
 from bench import load, procs
 from bench.procs import CARD, CONFIGS, School, System
+from harness.processes import ROOT
 
 SEED = 2013
 ZIPF_S = 1.1  # as the search workload's words: a few students ask very often
@@ -438,7 +439,7 @@ def clients_command(system: System, *args: str) -> str:
     config = str(system.extra["config_path"])
     proc = subprocess.run(
         [procs.server_python(), "server.py", "clients", *args, "--config", config],
-        cwd=procs.ROOT,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,

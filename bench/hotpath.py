@@ -31,6 +31,7 @@ from typing import Any
 from bench import load, procs
 from bench.procs import CONFIGS, SINGLE_STUDENT
 from bench.run import RESULTS, machine_facts
+from harness.processes import ROOT
 
 OURS = ("handlers/", "services/", "school/", "db/", "runtime/", "settings.py", "server.py")
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:()]+)(?::(?P<line>\d+))?\)$")
@@ -39,7 +40,7 @@ FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:()]+)(?::(?P<line>\d+))?\)$")
 def _where(path: str) -> str:
     """'ours', 'stdlib', or the library's top-level package name."""
     norm = path.replace("\\", "/")
-    root = procs.ROOT.as_posix() + "/"
+    root = ROOT.as_posix() + "/"
     if norm.startswith(root):
         norm = norm[len(root) :]
     if "site-packages/" in norm:
@@ -53,7 +54,7 @@ def _where(path: str) -> str:
 
 def _short(path: str) -> str:
     norm = path.replace("\\", "/")
-    root = procs.ROOT.as_posix() + "/"
+    root = ROOT.as_posix() + "/"
     if norm.startswith(root):
         return norm[len(root) :]
     for marker in ("site-packages/", "/lib/python3"):

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.procs import ROOT, free_port, schoolsim, sim_json, wait_for_http
+from harness.processes import ROOT, free_port, schoolsim, sim_json, wait_for_http
 
 PATHS = ("/healthz", "/card/rest?stuid=2012052690&password=052690")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -17,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +23,17 @@ from typing import Any
 
 import yaml
 
-from tests.procs import free_port, wait_for_http
+from harness.processes import (
+    ROOT,
+    Proc,
+    free_port,
+    http_json,
+    school_urls,
+    spawn,
+    start_schoolsim,
+    wait_for_http,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = Path(__file__).resolve().parent / "configs"
 SINGLE_STUDENT = "2012052690"
 REPLICA_INSTANCES = 5
@@ -94,48 +100,6 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def http_json(url: str, body: object | None = None, timeout: float = 10) -> dict[str, Any]:
-    """GET url, or POST body as JSON, and decode the JSON answer."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
-    req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        result: dict[str, Any] = json.loads(resp.read())
-        return result
-
-
-@dataclass
-class Child:
-    """One started process, its log, and how to stop it."""
-
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-    stop_signal: int = signal.SIGTERM
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(self.stop_signal)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-
-
-def spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> Child:
-    """Start args with stdout+stderr into log_path, from the project root."""
-    full_env = dict(os.environ)
-    full_env["PYTHONUNBUFFERED"] = "1"
-    full_env.update(env or {})
-    with log_path.open("wb") as log:
-        popen = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=full_env)
-    return Child(popen, log_path)
-
-
 # --- the school ---------------------------------------------------------------
 
 
@@ -168,7 +132,7 @@ class School:
     """The simulator (`python -m schoolsim`): the card center and the systems mounted
     beside it, each with its own profile, counters and side endpoints."""
 
-    child: Child
+    child: Proc
     url: str
     profile: str
     profiles: dict[str, str] = field(default_factory=dict)  # mounted system -> profile
@@ -216,28 +180,8 @@ def start_school(
     tmp: Path, profile: str = "jnu-2013", seed: int = 2013, overrides: list[str] | None = None
 ) -> School:
     """`python -m schoolsim` on a free port; overrides are `key=value` settings."""
-    port = free_port()
-    extra = [a for o in overrides or [] for a in ("--set", o)]
-    child = spawn(
-        [
-            sys.executable,
-            "-m",
-            "schoolsim",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--profile",
-            profile,
-            "--seed",
-            str(seed),
-            *extra,
-        ],
-        tmp / "schoolsim.log",
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_for_http(url + "/__sim/stats", child.popen, 30, log=child.log_path)
-    return School(child, url, profile)
+    proc = start_schoolsim(tmp, profile, overrides or [], seed, log_name="schoolsim.log")
+    return School(proc, proc.url, profile)
 
 
 # --- systems under test -------------------------------------------------------
@@ -249,7 +193,7 @@ class System:
 
     key: str
     url: str
-    children: list[Child]
+    children: list[Proc]
     worker_pids: Callable[[], list[int]]
     served: Callable[[], collections.Counter[int]]
     uses_school: bool
@@ -360,13 +304,7 @@ def start_jnufm(
         "shutdown_grace_s": 2,
         "database": {"url": database_url or f"sqlite+aiosqlite:///{workdir / 'jnufm.sqlite3'}"},
         "simulator": {"enabled": False},
-        "school": {
-            "card": {"base_url": school_url},
-            "academic": {"base_url": f"{school_url}/jwc/"},
-            "library": {"base_url": f"{school_url}/opac"},
-            "library_zhuhai": {"base_url": f"{school_url}/ilas"},
-            "covers": {"base_url": f"{school_url}/covers"},
-        },
+        "school": school_urls(school_url),
         "log": {"level": "INFO"},
     }
     config = deep_merge(config, yaml.safe_load(overlay.read_text()) or {})
@@ -480,7 +418,7 @@ http {{
 """
 
 
-def start_nginx(prefix: Path, port: int, workers: int, body: str) -> Child:
+def start_nginx(prefix: Path, port: int, workers: int, body: str) -> Proc:
     """nginx from the system's package, on its own config and prefix, in the foreground."""
     prefix.mkdir(parents=True, exist_ok=True)
     conf = prefix / "nginx.conf"
@@ -557,8 +495,8 @@ def start_replica(tmp: Path, school_url: str, instances: int = REPLICA_INSTANCES
     workdir.mkdir(parents=True, exist_ok=True)
     lengths = academic_login_lengths()
     judge = ["--jwc-lengths", ",".join(f"{k}={v}" for k, v in lengths.items())] if lengths else []
-    backends: list[tuple[int, Child]] = []
-    started: list[Child] = []
+    backends: list[tuple[int, Proc]] = []
+    started: list[Proc] = []
     try:
         for i in range(instances):
             port = free_port()

@@ -38,6 +38,7 @@ from urllib.parse import urlencode
 
 from bench import gateway, load, procs
 from bench.procs import CARD, CONFIGS, SINGLE_STUDENT, School, System
+from harness.processes import http_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -197,11 +198,7 @@ class SearchPlan:
         }
         if school is not None:
             hits = [
-                int(
-                    procs.http_json(school.url + "/__sim/opac/search?" + urlencode({"q": w}))[
-                        "total"
-                    ]
-                )
+                int(http_json(school.url + "/__sim/opac/search?" + urlencode({"q": w}))["total"])
                 for w in self.words
             ]
             out["words_without_hits"] = sum(1 for h in hits if h == 0)
@@ -224,14 +221,17 @@ def budget_of(system: System, school: str) -> int | None:
     """jnufm's budget (concurrent requests, all workers) for a simulated system."""
     if system.key in ("replica", "hello", "nginx"):
         return None
-    from settings import BudgetSettings
+    from settings import Settings
 
     key = BUDGET_KEYS.get(school)
     if key is None:
         return None
-    configured = system.extra.get("config", {}).get("budget", {})
-    value = configured.get(key, getattr(BudgetSettings(), key, None))
-    return int(value) if value is not None else None
+    config = system.extra.get("config", {})
+    # `school.<key>.budget`, or `budget.<key>` as older configs say it.
+    value = config.get("school", {}).get(key, {}).get("budget")
+    if value is None:
+        value = config.get("budget", {}).get(key, Settings().school.systems()[key].budget)
+    return int(value)
 
 
 def machine_facts() -> dict[str, Any]:

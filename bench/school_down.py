@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.procs import jnufm_server, schoolsim, sim_json
+from harness.processes import jnufm_server, schoolsim, sim_json
 
 
 async def ask(

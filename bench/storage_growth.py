@@ -81,10 +81,10 @@ def scaled_overlay(day_s: float, shared_cap: int) -> dict[str, Any]:
     def s(value: float) -> float:
         return round(max(1.0, value * scale), 3)
 
-    fresh = defaults.cache.fresh_s
+    fresh = defaults.fresh_s()
     return {
         "cache": {
-            "fresh_s": {name: s(getattr(fresh, name)) for name in type(fresh).model_fields},
+            "fresh_s": {name: s(value) for name, value in fresh.items()},
             "max_stale_s": s(defaults.cache.max_stale_s),
             "fresh_min_interval_s": s(defaults.cache.fresh_min_interval_s),
         },

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.procs import jnufm_server
+from harness.processes import jnufm_server
 
 # Only /healthz is asked: no school client is used.
 UNUSED_SCHOOL = "http://127.0.0.1:9"

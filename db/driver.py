@@ -25,7 +25,7 @@ statements, commits and rollbacks, but a non-DBAPI failure while connecting or i
 the pool's pre-ping leaves SQLAlchemy unwrapped and unseen by it (tried on 2.1.9:
 the `RuntimeError`s above came from exactly those two). The adapters are
 SQLAlchemy's own aiomysql adapters with the one change, handed to the engine as its
-DBAPI module (`create_async_engine(module=...)`); tests/test_database_dies.py holds
+DBAPI module (`create_async_engine(module=...)`); tests/system/test_database_dies.py holds
 them to it against a database killed mid-request.
 """
 

@@ -66,15 +66,18 @@ async def _migration_lock(engine: AsyncEngine, conn: AsyncConnection) -> AsyncIt
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
         return
+    # GET_LOCK names are server-wide: the lock is one database's, not every database's
+    # on the server (others' upgrades need not wait for this one).
+    name = f"{LOCK_NAME}:{engine.url.database}"[:64]
     got = (
-        await conn.execute(text("SELECT GET_LOCK(:n, :t)"), {"n": LOCK_NAME, "t": LOCK_TIMEOUT_S})
+        await conn.execute(text("SELECT GET_LOCK(:n, :t)"), {"n": name, "t": LOCK_TIMEOUT_S})
     ).scalar()
     if got != 1:
         raise MigrationLockTimeout(f"another process held the migration lock for {LOCK_TIMEOUT_S}s")
     try:
         yield
     finally:
-        await conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": LOCK_NAME})
+        await conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
 
 
 def _upgrade(connection: Connection) -> None:

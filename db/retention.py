@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Lease, LoginFailure, Result, SchoolSession, Student, Token
 
-# The stored answers a calendar feed is built from (services/academic.py stored_term).
+# The stored answers a calendar feed is built from (systems/academic/service.py stored_term).
 FEED_SYSTEM = "academic"
 FEED_KINDS = ("timetable", "exams")
 

@@ -12,17 +12,14 @@ from tornado.web import Application
 from handlers import docs, ops, pages
 from handlers.base import AppDeps, log_request
 from handlers.guards import GuardedApplication
-from handlers.legacy import academic as legacy_academic
 from handlers.legacy import accounts as legacy_accounts
-from handlers.legacy import card as legacy_card
-from handlers.legacy import library as legacy_library
-from handlers.v1 import academic as v1_academic
-from handlers.v1 import card as v1_card
-from handlers.v1 import library as v1_library
 from handlers.v1 import sessions as v1_sessions
 from observability import metrics
 from observability.dashboard import ReadingHistory
 from settings import HttpSettings
+from systems import SYSTEMS
+from systems.parts import Rule
+from systems.plugin import ROUTE_GROUPS
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -31,19 +28,10 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
     """Every URL the server answers, in one place."""
     d = {"deps": deps}
     static = {"path": str(STATIC_DIR)}
+    by_group = system_routes(deps)
     return [
-        # The 2013 endpoints, unchanged for old clients.
-        (r"/card/rest", legacy_card.BalanceHandler, d),
-        (r"/card/today", legacy_card.TodayHandler, d),
-        (r"/card/month", legacy_card.MonthHandler, d),
-        (r"/card/personalinfo", legacy_card.PersonalInfoHandler, d),
-        (r"/class/get", legacy_academic.ClassHandler, d),
-        (r"/kaoshi/get", legacy_academic.ExamHandler, d),
-        # No length in the pattern: it sees the percent-encoded path (a Chinese character
-        # is 9 characters there); the handler bounds the decoded query (400 invalid_query).
-        (r"/book/search/([^/]+)", legacy_library.BookSearchHandler, d),
-        (r"/web/book", legacy_library.BookPageHandler, d),
-        (r"/isbn/image/([0-9Xx-]{10,17})", legacy_library.CoverHandler, d),
+        # The 2013 endpoints, unchanged for old clients: each school system's.
+        *by_group["legacy"],
         # The 2013 account API: accounts, their tokens and pictures, the bound office.
         (r"/signup", legacy_accounts.SignupHandler, d),
         (r"/login", legacy_accounts.LoginHandler, d),
@@ -59,23 +47,13 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/kaoshi/auth", legacy_accounts.ExamAuthHandler, d),
         (r"/version", legacy_accounts.VersionHandler, d),
         (r"/uploads/([A-Za-z0-9_-]{32})\.png", legacy_accounts.PictureFileHandler, d),
-        # The clean API.
-        (r"/v1/card/balance", v1_card.V1BalanceHandler, d),
-        (r"/v1/card/transactions", v1_card.V1TransactionsHandler, d),
-        (r"/v1/card/profile", v1_card.V1ProfileHandler, d),
-        (r"/v1/timetable", v1_academic.TimetableHandler, d),
-        (r"/v1/timetable\.ics", v1_academic.TimetableIcsHandler, d),
-        (r"/v1/exams", v1_academic.ExamsHandler, d),
-        (r"/v1/exams\.ics", v1_academic.ExamsIcsHandler, d),
-        (r"/v1/grades", v1_academic.GradesHandler, d),
-        (r"/v1/library/search", v1_library.LibrarySearchHandler, d),
-        (r"/v1/library/books/((?:zh-)?[0-9A-Za-z.]{1,24})", v1_library.LibraryBookHandler, d),
+        # The clean API: each school system's.
+        *by_group["v1"],
         # Students' session tokens: a token instead of a password on every call.
         (r"/v1/sessions", v1_sessions.SessionsHandler, d),
         (r"/v1/sessions/([0-9]{1,18})", v1_sessions.SessionHandler, d),
-        # Calendar apps cannot send Basic auth: a revocable token in the URL instead.
-        (r"/v1/calendar/tokens", v1_academic.CalendarTokensHandler, d),
-        (r"/v1/calendar/([A-Za-z0-9_-]{20,64})\.ics", v1_academic.CalendarFeedHandler, d),
+        # URLs that carry a token instead of credentials (calendar feeds).
+        *by_group["token_urls"],
         # Operations: liveness, readiness, Prometheus metrics (see docs/operations.md).
         (r"/healthz", pages.HealthHandler, d),
         (r"/readyz", ops.ReadyHandler, d),
@@ -91,6 +69,15 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/static/(.*)", pages.StaticHandler, static),
         (r"/index\.html", pages.RedirectToIndex, {"url": "/"}),
     ]
+
+
+def system_routes(deps: AppDeps) -> dict[str, list[Rule]]:
+    """Every registered school system's routes, by group, in the registry's order."""
+    by_group: dict[str, list[Rule]] = {group: [] for group in ROUTE_GROUPS}
+    for system in SYSTEMS:
+        for group, rules in system.assembly().routes(deps).items():
+            by_group[group].extend(rules)
+    return by_group
 
 
 # What makes a part of a route's pattern more than a literal word.

@@ -12,27 +12,27 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
+from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RequestHandler
 
-from handlers.lean import ROUTE_SYNTAX, Compression, LeanHandler, header
+from leanweb import ROUTE_SYNTAX, Compression, LeanHandler, header
 from observability import metrics
 from observability.decisions import refusals
 from observability.logs import access_lines, redacted_uri
 from observability.probes import OpsDeps
 from observability.timing import RequestTimer, activate, request_id_from
-from services.academic import AcademicService
+from services import codes
 from services.addresses import client_ip
 from services.calendar import FeedCache
 from services.callers import Caller, ClientRegistry, anonymous
-from services.card import CardService
 from services.errors import (
     BadInput,
     RateLimited,
@@ -42,11 +42,13 @@ from services.errors import (
     TokenScope,
 )
 from services.gate import Lockout
-from services.library import LibraryService
 from services.pipeline import Answer
 from services.rates import RequestRateLimiter
 from services.sessions import SessionService
 from services.tokens import TokenStore
+from systems.academic.service import AcademicService
+from systems.card.service import CardService
+from systems.library.service import LibraryService
 
 if TYPE_CHECKING:
     from services.accounts import AccountService
@@ -85,10 +87,22 @@ class AppDeps:
     # Where clients reach this server (Settings.public_base_url): the base of every
     # absolute URL an answer carries, never the request's Host header.
     public_url: str = "http://127.0.0.1:8000"
-    # Which answers go gzip-compressed (`api.gzip_*`; None: none).
+    # Which answers go gzip-compressed (`api.gzip_*`; None: none): the large JSON (the
+    # OpenAPI document, a term's timetable, a long history, a page of books). BREACH
+    # (guessing a secret from the compressed size of answers that also echo the
+    # attacker's text) needs a secret repeated in many answers next to reflected input:
+    # no answer here holds both. The tokens an answer carries are new each time (a
+    # session, a feed), the other answers hold the student's own data, and no answer
+    # echoes request text beside a secret (a password is never echoed).
     compression: Compression | None = None
     academic: AcademicService | None = None
     library: LibraryService | None = None
+    # Every registered school system's service, by name (systems/): a system's own
+    # handlers read theirs here; the fields above are for the parts of the server that
+    # depend on a system by type (students' sessions, 2013 accounts, the dashboard).
+    systems: Mapping[str, object] = field(default_factory=dict)
+    # Each upstream's budget of concurrent school requests, by name (the dashboard's).
+    school_budgets: Mapping[str, int] = field(default_factory=dict)
     # Who is asking: registered clients, and how addresses are counted.
     clients: ClientRegistry | None = None
     ipv6_prefix: int = 64
@@ -185,16 +199,20 @@ def log_request(
     )
 
 
+# The code of Tornado's own refusals (HTTPError), by status; any other 4xx: bad_request.
 HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    411: "length_required",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    416: "range_not_satisfiable",
+    error.status: error.code
+    for error in (
+        codes.BAD_REQUEST,
+        codes.UNAUTHORIZED,
+        codes.FORBIDDEN,
+        codes.NOT_FOUND,
+        codes.METHOD_NOT_ALLOWED,
+        codes.LENGTH_REQUIRED,
+        codes.PAYLOAD_TOO_LARGE,
+        codes.UNSUPPORTED_MEDIA_TYPE,
+        codes.RANGE_NOT_SATISFIABLE,
+    )
 }
 
 
@@ -220,19 +238,87 @@ def describe_error(
             headers["Retry-After"] = str(retry_after_s)
         return exc.status, exc.code, exc.message, headers
     if isinstance(exc, HTTPError) and exc.status_code < 500:
-        code = HTTP_CODES.get(exc.status_code, "bad_request")
+        code = HTTP_CODES.get(exc.status_code, codes.BAD_REQUEST.code)
         message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
         if message and message.startswith("Invalid unicode"):
             # Tornado's message repeats the raw value, which may be a password.
             message = "a parameter is not valid UTF-8"
         return exc.status_code, code, message or code.replace("_", " "), {}
     if status < 500 and exc is None:
-        code = HTTP_CODES.get(status, "bad_request")
+        code = HTTP_CODES.get(status, codes.BAD_REQUEST.code)
         return status, code, code.replace("_", " "), {}
-    return 500, "internal_error", "an internal error occurred; it has been logged", {}
+    error = codes.INTERNAL_ERROR
+    return error.status, error.code, "an internal error occurred; it has been logged", {}
 
 
-class JsonHandler(LeanHandler):
+class ErrorAnswer(Protocol):
+    """What writing and logging an error needs of a handler: a LeanHandler and a
+    tornado.web.RequestHandler (static files, the redirect) both have it, with JsonErrors."""
+
+    request: HTTPServerRequest
+
+    def set_status(self, status_code: int, reason: str | None = None) -> None: ...
+    def set_header(self, name: str, value: str) -> None: ...
+    def finish(self, chunk: str) -> object: ...
+    def note_outcome(self, outcome: str) -> None: ...
+    def retry_after(self) -> int: ...
+    def error_body(self, exc: BaseException | None, code: str, message: str) -> str: ...
+
+
+class JsonErrors:
+    """Errors as JSON (describe_error) and logged without the raw URI: the one
+    `write_error` and `log_exception` of every handler, on LeanHandler (JsonHandler)
+    or on tornado.web.RequestHandler (handlers/pages.py)."""
+
+    def write_error(self: ErrorAnswer, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        exc = exc_info[1] if exc_info else None
+        status, code, message, headers = describe_error(exc, status_code, self.retry_after())
+        self.set_status(status)
+        self.note_outcome(code)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        for name, value in headers.items():
+            self.set_header(name, value)
+        self.finish(self.error_body(exc, code, message))
+
+    def error_body(self, exc: BaseException | None, code: str, message: str) -> str:
+        """An error answer's body (the 2013 routes add their own keys)."""
+        return json.dumps(
+            {"error": {"code": code, "message": message}}, ensure_ascii=False, separators=(",", ":")
+        )
+
+    def note_outcome(self, outcome: str) -> None:
+        """Name how the request ended in its access line (where the handler keeps one)."""
+
+    def retry_after(self) -> int:
+        """The Retry-After of a 5xx that names none (`api.retry_after_s`)."""
+        return 0
+
+    def log_exception(
+        self: ErrorAnswer,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Expected failures get one line; only real bugs get a traceback, and
+        # never the raw URI (it may hold a password).
+        where = f"{self.request.method} {redacted_uri(self.request.uri or '')}"
+        if isinstance(value, HTTPError) or (isinstance(value, ServiceError) and value.status < 500):
+            return
+        if isinstance(value, ServiceError):
+            # The cause (a school or storage error) says more than the client's message.
+            cause = value.__cause__ or value
+            error_log.warning("%s: %s: %s", where, type(cause).__name__, cause)
+            return
+        if isinstance(value, SQLAlchemyError):
+            # The statement's parameters may hold user input; log the class and the reason only.
+            reason = str(getattr(value, "orig", "") or "").splitlines()[0:1]
+            error_log.error("%s: database error %s %s", where, type(value).__name__, reason)
+            return
+        error_log.error("%s: unexpected error", where, exc_info=value)
+
+
+class JsonHandler(JsonErrors, LeanHandler):
     """Writes JSON answers and JSON errors."""
 
     deps: AppDeps
@@ -287,7 +373,7 @@ class JsonHandler(LeanHandler):
             # An error answer names its code (write_error); any other its status.
             status = self.get_status()
             self.note_outcome("ok" if status < 400 else f"http_{status}")
-        if not self._headers_written:
+        if not self.answered:
             # Only successful answers say where the time went: on a refusal (wrong
             # password, lockout, bad input) the parts would tell an unauthenticated
             # caller whether the cache, the database or the school was asked.
@@ -295,10 +381,8 @@ class JsonHandler(LeanHandler):
                 timing = self.timer.server_timing(self.request.request_time())
                 self.set_header("Server-Timing", timing)
             if self.deps.state.draining:
-                # Tornado then sends `Connection: close` and closes after this answer.
-                connection = self.request.connection
-                if hasattr(connection, "_disconnect_on_finish"):
-                    connection._disconnect_on_finish = True  # type: ignore[union-attr]
+                # `Connection: close`, and the connection closed after this answer.
+                self.close_connection()
         super().finish(chunk)
 
     def write_json(self, body: Any, status: int = 200) -> None:
@@ -370,29 +454,12 @@ class JsonHandler(LeanHandler):
         self.mark_answer(answer)
         self.write_json(body)
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc_info = kwargs.get("exc_info")
-        exc = exc_info[1] if exc_info else None
-        status, code, message, headers = describe_error(exc, status_code, self.deps.retry_after_s)
-        self.set_status(status)
-        self.note_outcome(code)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        for name, value in headers.items():
-            self.set_header(name, value)
-        self.finish(self.error_body(exc, code, message))
-
-    def error_body(self, exc: BaseException | None, code: str, message: str) -> str:
-        """An error answer's body (the 2013 routes add their own keys)."""
-        return json.dumps(
-            {"error": {"code": code, "message": message}}, ensure_ascii=False, separators=(",", ":")
-        )
+    def retry_after(self) -> int:
+        return self.deps.retry_after_s
 
     def log_exception(
         self, typ: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
-        # Expected failures get one line; only real bugs get a traceback, and
-        # never the raw URI (it may hold a password).
-        where = f"{self.request.method} {redacted_uri(self.request.uri or '')}"
         if isinstance(value, RateLimited):
             metrics.record_rate_limited(value.code)
             caller = self._caller
@@ -401,19 +468,7 @@ class JsonHandler(LeanHandler):
             elif caller is not None:
                 refusals.refused(value.code, caller.scope, caller.subject, value.retry_after)
             return
-        if isinstance(value, HTTPError) or (isinstance(value, ServiceError) and value.status < 500):
-            return
-        if isinstance(value, ServiceError):
-            # The cause (a school or storage error) says more than the client's message.
-            cause = value.__cause__ or value
-            error_log.warning("%s: %s: %s", where, type(cause).__name__, cause)
-            return
-        if isinstance(value, SQLAlchemyError):
-            # The statement's parameters may hold user input; log the class and the reason only.
-            reason = str(getattr(value, "orig", "") or "").splitlines()[0:1]
-            error_log.error("%s: database error %s %s", where, type(value).__name__, reason)
-            return
-        error_log.error("%s: unexpected error", where, exc_info=value)
+        super().log_exception(typ, value, tb)
 
 
 class NotFoundHandler(JsonHandler):

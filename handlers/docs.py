@@ -14,7 +14,6 @@ from handlers.base import AppDeps, JsonHandler
 from handlers.ops import readable_metrics
 from observability.dashboard import ReadingHistory, figures, read
 from services.errors import StorageUnavailable
-from services.pipeline import Pipeline
 
 # Lockouts listed on the dashboard, the latest-ending first.
 TOP_LOCKOUTS = 20
@@ -45,15 +44,8 @@ class OpenApiHandler(JsonHandler):
 
 
 def school_budgets(deps: AppDeps) -> dict[str, int]:
-    """Each school system's budget of concurrent requests (`budget.<system>`)."""
-    pipelines: list[Pipeline[Any]] = []
-    if deps.card is not None:
-        pipelines.append(deps.card.pipeline)
-    if deps.academic is not None:
-        pipelines.append(deps.academic.pipeline)
-    if deps.library is not None:
-        pipelines.extend(deps.library.pipelines().values())
-    return {p.spec.system: p.spec.budget for p in pipelines}
+    """Each school system's budget of concurrent requests (`school.<system>.budget`)."""
+    return dict(deps.school_budgets)
 
 
 class DashboardHandler(JsonHandler):

@@ -2,7 +2,7 @@
 
 GuardedApplication  the Tornado application; each request's message goes through
                     BodyLimit, which routes it (the API's handlers through
-                    handlers/lean.py, static files through tornado.web), and every
+                    leanweb, static files through tornado.web), and every
                     answer gets security_headers.
 BodyLimit           a request whose declared Content-Length exceeds `http.max_body_bytes`
                     is answered 413 (JSON) before a byte of its body is read; a chunked
@@ -36,7 +36,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.web import Application, HTTPError, OutputTransform
 
 from handlers.base import AppDeps, JsonHandler, NotFoundHandler
-from handlers.lean import LeanDelegate, LeanHandler, LeanRoutes, header
+from leanweb import LeanDelegate, LeanHandler, LeanRoutes, header
 
 # The index page loads its style sheet and icon from this server and runs no script.
 CONTENT_SECURITY_POLICY = (
@@ -59,7 +59,7 @@ def security_headers(status: int, headers: httputil.HTTPHeaders) -> None:
 class GuardedApplication(Application):
     """An Application whose requests all pass the body limit and get security headers.
 
-    Routes whose handler is a LeanHandler are matched here (handlers/lean.py); the
+    Routes whose handler is a LeanHandler are matched here (leanweb.LeanRoutes); the
     others (static files, the redirect) by tornado.web; a path neither knows gets
     NotFoundHandler's JSON 404.
     """

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-from types import TracebackType
-from typing import Any
 
-from tornado.web import HTTPError, RedirectHandler, RequestHandler, StaticFileHandler
+from tornado.web import HTTPError, RedirectHandler, StaticFileHandler
 
-from handlers.base import JsonHandler, describe_error, error_log
-from observability.logs import redacted_uri
+from handlers.base import JsonErrors, JsonHandler
+from services import codes
 
 
 class HealthHandler(JsonHandler):
@@ -29,26 +26,6 @@ class HealthHandler(JsonHandler):
         )
 
 
-class JsonErrors(RequestHandler):
-    """Errors of Tornado's own handlers as JSON like the rest, logged without the raw URI."""
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc_info = kwargs.get("exc_info")
-        status, code, message, _ = describe_error(exc_info[1] if exc_info else None, status_code, 0)
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps({"error": {"code": code, "message": message}}))
-
-    def log_exception(
-        self, typ: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        # Tornado's own would log the raw URI, query string included.
-        if isinstance(value, HTTPError):
-            return
-        where = f"{self.request.method} {redacted_uri(self.request.uri or '')}"
-        error_log.error("%s: unexpected error", where, exc_info=value)
-
-
 class StaticHandler(JsonErrors, StaticFileHandler):
     """Static files, with JSON errors like the rest of the server."""
 
@@ -63,8 +40,8 @@ class StaticHandler(JsonErrors, StaticFileHandler):
         if self.get_status() == 416:
             # Tornado answers an unsatisfiable Range with an empty text/plain body.
             self.set_header("Content-Type", "application/json; charset=UTF-8")
-            error = {"code": "range_not_satisfiable", "message": "the range is outside the file"}
-            self.finish(json.dumps({"error": error}))
+            code, message = codes.RANGE_NOT_SATISFIABLE.code, "the range is outside the file"
+            self.finish(self.error_body(None, code, message))
 
 
 class RedirectToIndex(JsonErrors, RedirectHandler):

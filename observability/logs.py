@@ -143,7 +143,7 @@ SECRET_ENDINGS = ("password", "passwd", "pwd", "secret", "token", "key", "sessio
 # Routes with a secret in the path (handlers/__init__.py), as (prefix, what may follow
 # it in plain sight): a calendar feed's token, a session's id, an uploaded picture's
 # unguessable name. Whatever else follows the prefix is hidden up to a file extension,
-# in mistyped URLs too (tests/test_redaction.py checks every route against this).
+# in mistyped URLs too (tests/unit/test_redaction.py checks every route against this).
 SECRET_PATHS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("v1/calendar", ("tokens",)),
     ("v1/sessions", ()),

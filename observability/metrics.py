@@ -350,7 +350,7 @@ def record_connection_cut(reason: str) -> None:
     _tally.count("connections_cut", (reason,))
 
 
-# --- School systems (school/card/client.py) --------------------------------------------
+# --- School systems (systems/card/client.py) --------------------------------------------
 
 
 def observe_school_request(system: str, path: str, outcome: str, seconds: float) -> None:

@@ -76,8 +76,10 @@ from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream
 
 from observability import metrics
+from services import codes
 from services.addresses import Network, client_ip, parse_address
 from services.callers import Caller
+from services.codes import ErrorCode
 from services.shared_slots import SharedSlots, key_hash
 from settings import ConnectionsSettings, HttpSettings
 
@@ -268,8 +270,8 @@ def _free_slot(block: bytes, alive: Callable[[int], bool]) -> int:
 class Admission(enum.Enum):
     COUNTED = "counted"
     UNCOUNTED = "uncounted"  # no room in the table to count it: let in (the worker cap holds)
-    TOO_MANY_CONNECTIONS = "too_many_connections"
-    TOO_MANY_UNFINISHED = "too_many_unfinished_requests"
+    TOO_MANY_CONNECTIONS = codes.TOO_MANY_CONNECTIONS.code
+    TOO_MANY_UNFINISHED = codes.TOO_MANY_UNFINISHED_REQUESTS.code
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,15 +315,15 @@ REASONS: Final = {
 }
 
 
-def refusal_answer(status: int, code: str, message: str, retry_after_s: int | None) -> bytes:
+def refusal_answer(error: ErrorCode, message: str, retry_after_s: int | None) -> bytes:
     """A whole HTTP answer that ends the connection: JSON that both the 2013 clients
     (`data`) and the /v1/ clients (`error`) read, and Retry-After."""
     body = json.dumps(
-        {"data": None, "error": {"code": code, "message": message}}, separators=(",", ":")
+        {"data": None, "error": {"code": error.code, "message": message}}, separators=(",", ":")
     ).encode()
     retry = f"Retry-After: {retry_after_s}\r\n" if retry_after_s is not None else ""
     head = (
-        f"HTTP/1.1 {status} {REASONS[status]}\r\n"
+        f"HTTP/1.1 {error.status} {REASONS[error.status]}\r\n"
         "Content-Type: application/json; charset=UTF-8\r\n"
         f"Content-Length: {len(body)}\r\n"
         f"{retry}"
@@ -496,32 +498,28 @@ class ConnectionGuard:
         retry = settings.retry_after_s
         self.answers = {
             ("ip", Admission.TOO_MANY_CONNECTIONS): refusal_answer(
-                429,
-                Admission.TOO_MANY_CONNECTIONS.value,
+                codes.TOO_MANY_CONNECTIONS,
                 "this address holds too many connections; reuse one or try again shortly",
                 retry,
             ),
             ("client", Admission.TOO_MANY_CONNECTIONS): refusal_answer(
-                429,
-                Admission.TOO_MANY_CONNECTIONS.value,
+                codes.TOO_MANY_CONNECTIONS,
                 "this client holds too many connections; reuse one or try again shortly",
                 retry,
             ),
             ("ip", Admission.TOO_MANY_UNFINISHED): refusal_answer(
-                429,
-                Admission.TOO_MANY_UNFINISHED.value,
+                codes.TOO_MANY_UNFINISHED_REQUESTS,
                 "this address has too many requests still being sent; finish one first",
                 retry,
             ),
             ("client", Admission.TOO_MANY_UNFINISHED): refusal_answer(
-                429,
-                Admission.TOO_MANY_UNFINISHED.value,
+                codes.TOO_MANY_UNFINISHED_REQUESTS,
                 "this client has too many requests still being sent; finish one first",
                 retry,
             ),
         }
         self.too_slow = refusal_answer(
-            408, "request_timeout", "the request was not sent in time; send it again", None
+            codes.REQUEST_TIMEOUT, "the request was not sent in time; send it again", None
         )
         self.events = EventCounts(clock)
 

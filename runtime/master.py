@@ -32,8 +32,9 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from tornado.netutil import bind_sockets
 
@@ -50,15 +51,6 @@ from settings import ConfigError, Settings
 log = logging.getLogger("jnufm.master")
 
 TICK_S = 0.1
-HANDLED_SIGNALS = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGCHLD,
-    signal.SIGHUP,
-    signal.SIGUSR1,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-)
 # Extra time a stopping worker gets beyond its grace period before SIGKILL.
 KILL_MARGIN_S = 5.0
 
@@ -245,29 +237,39 @@ class Master:
         self._report(now)
 
     def _handle_signals(self) -> None:
+        """Act on the signals received since the last round, in order, by SIGNAL_ACTIONS."""
         while self.pending_signals and not self.stopping:
             signum = self.pending_signals.pop(0)
-            if signum in (signal.SIGTERM, signal.SIGINT):
-                log.info("received %s: stopping", signal.Signals(signum).name)
-                self.stopping = True
-            elif signum == signal.SIGHUP:
-                self.reload()
-            elif signum == signal.SIGUSR1:
-                log.info("received SIGUSR1: reopening log files")
-                reopen_log_files()
-                for worker in self.workers.values():
-                    _kill(worker.pid, signal.SIGUSR1)
-            elif signum == signal.SIGTTIN:
-                self.wanted += 1
-                log.info("received SIGTTIN: %d workers", self.wanted)
-            elif signum == signal.SIGTTOU:
-                if self.wanted > 1:
-                    self.wanted -= 1
-                    for worker in self._current():
-                        if worker.index >= self.wanted:
-                            self._retire(worker)
-                    self.restart_at = {i: t for i, t in self.restart_at.items() if i < self.wanted}
-                log.info("received SIGTTOU: %d workers", self.wanted)
+            SIGNAL_ACTIONS[signal.Signals(signum)](self, signum)
+
+    def _on_stop_signal(self, signum: int) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        self.stopping = True
+
+    def _on_reload_signal(self, _signum: int) -> None:
+        self.reload()
+
+    def _on_reopen_logs_signal(self, _signum: int) -> None:
+        log.info("received SIGUSR1: reopening log files")
+        reopen_log_files()
+        for worker in self.workers.values():
+            _kill(worker.pid, signal.SIGUSR1)
+
+    def _on_more_workers_signal(self, _signum: int) -> None:
+        self.wanted += 1
+        log.info("received SIGTTIN: %d workers", self.wanted)
+
+    def _on_fewer_workers_signal(self, _signum: int) -> None:
+        if self.wanted > 1:
+            self.wanted -= 1
+            for worker in self._current():
+                if worker.index >= self.wanted:
+                    self._retire(worker)
+            self.restart_at = {i: t for i, t in self.restart_at.items() if i < self.wanted}
+        log.info("received SIGTTOU: %d workers", self.wanted)
+
+    def _on_child_signal(self, _signum: int) -> None:
+        """Nothing more: the signal woke the loop, whose next round reaps the dead."""
 
     # --- deaths ----------------------------------------------------------------
 
@@ -493,6 +495,20 @@ class Master:
             self._watch(time.monotonic())
             if self.workers:
                 self._sleep(0.02)
+
+
+# What the master does on each signal it handles; every one of them also wakes the loop
+# (through the wakeup fd), and a worker's death (SIGCHLD) needs nothing more.
+SIGNAL_ACTIONS: Final[Mapping[signal.Signals, Callable[[Master, int], None]]] = {
+    signal.SIGTERM: Master._on_stop_signal,
+    signal.SIGINT: Master._on_stop_signal,
+    signal.SIGHUP: Master._on_reload_signal,
+    signal.SIGUSR1: Master._on_reopen_logs_signal,
+    signal.SIGTTIN: Master._on_more_workers_signal,
+    signal.SIGTTOU: Master._on_fewer_workers_signal,
+    signal.SIGCHLD: Master._on_child_signal,
+}
+HANDLED_SIGNALS: Final = tuple(SIGNAL_ACTIONS)
 
 
 def _kill(pid: int, sig: int) -> None:

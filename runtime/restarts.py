@@ -1,7 +1,7 @@
 """What the master does when a worker dies: start another, when, or stop the server.
 
 A pure function of the worker's exit and the history of deaths, so the policy
-is tested without forking (tests/test_restarts.py):
+is tested without forking (tests/unit/test_restarts.py):
 
 - a **boot failure**, a worker that died before it served or within
   `supervisor.boot_window_s` of starting to serve, says the code or the

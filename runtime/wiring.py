@@ -1,6 +1,7 @@
 """The app factory: build one worker's services and handlers' dependencies from the
 settings, after the fork. It sits above everything it builds (handlers, services,
-storage, school clients, observability) and nothing below imports it."""
+storage, every registered school system (systems/), observability) and nothing below
+imports it."""
 
 from __future__ import annotations
 
@@ -13,29 +14,26 @@ import httpx
 from db.engine import make_engine, make_sessionmaker
 from db.revision import head_revision
 from handlers.base import AppDeps, WorkerState
-from handlers.lean import Compression
+from leanweb import Compression
 from observability.probes import StorageState, make_ops_deps
 from observability.timing import instrument_engine
 from runtime.connections import ConnectionTable
-from school.academic.client import AcademicOfficeClient, AcademicOfficeSettings
-from school.academic.models import AcademicSession
-from school.card.client import CardCenterClient, CardCenterSettings
-from school.card.models import CardSession
-from school.library.covers import CoverClient
-from school.library.ilas import IlasClient
-from school.library.innopac import CatalogueSettings, InnopacClient
-from services.academic import AcademicService
+from school.config import SystemConfig
 from services.accounts import AccountService
 from services.breaker import BreakerTable
 from services.budget import slot_linger
 from services.callers import ClientRegistry
-from services.card import CardService
 from services.credentials import pseudonym
 from services.deferred import DeferredWrites, HostWrites, WriteHealth
 from services.gate import CredentialGate, GateStore
-from services.library import LibraryService
 from services.lockout import GateTable, OutageTable
-from services.pipeline import Connector, CookieConnector, Pipeline, SystemSpec, utc_now
+from services.pipeline import (
+    Connector,
+    Pipeline,
+    SystemSpec,
+    build_pipeline,
+    utc_now,
+)
 from services.rates import RequestRateLimiter, SharedRateTable
 from services.retention import Retention
 from services.sessions import SessionService
@@ -43,7 +41,12 @@ from services.shared_cache import open_shared_cache
 from services.storage import Storage
 from services.tokens import TokenStore
 from services.vault import SessionVault
-from settings import Settings, SystemConfig
+from settings import Settings
+from systems import SYSTEMS
+from systems.academic.service import AcademicService
+from systems.card.service import CardService
+from systems.library.service import LibraryService
+from systems.parts import WorkerParts, service_of
 
 S = TypeVar("S")
 
@@ -76,66 +79,6 @@ def make_http_client(system: SystemConfig) -> httpx.AsyncClient:
     )
 
 
-def card_client(settings: Settings, http: httpx.AsyncClient) -> CardCenterClient:
-    card = settings.school.card
-    return CardCenterClient(
-        CardCenterSettings(
-            base_url=settings.base_url("card"),
-            connect_timeout=card.connect_timeout_s,
-            total_timeout=card.total_timeout_s,
-            clock_offset=card.clock_offset,
-            max_pages=card.max_pages,
-            user_agent=card.user_agent,
-        ),
-        http,
-    )
-
-
-def academic_client(settings: Settings, http: httpx.AsyncClient) -> AcademicOfficeClient:
-    office = settings.school.academic
-    return AcademicOfficeClient(
-        AcademicOfficeSettings(
-            base_url=settings.base_url("academic"),
-            connect_timeout=office.connect_timeout_s,
-            total_timeout=office.total_timeout_s,
-            user_agent=office.user_agent,
-            max_captcha_tries=office.max_captcha_tries,
-            term_weeks=office.term_weeks,
-        ),
-        http,
-    )
-
-
-def catalogue_settings(settings: Settings, system: str) -> CatalogueSettings:
-    config = settings.school.systems()[system]
-    return CatalogueSettings(
-        base_url=settings.base_url(system),
-        connect_timeout=config.connect_timeout_s,
-        total_timeout=config.total_timeout_s,
-        user_agent=config.user_agent,
-    )
-
-
-def library_clients(
-    settings: Settings, clients: dict[str, httpx.AsyncClient]
-) -> tuple[InnopacClient, IlasClient, CoverClient]:
-    zhuhai = settings.school.library_zhuhai
-    return (
-        InnopacClient(catalogue_settings(settings, "library"), clients["library"]),
-        IlasClient(
-            catalogue_settings(settings, "library_zhuhai"),
-            clients["library_zhuhai"],
-            max_pages=zhuhai.max_pages,
-            isbn_lookups=zhuhai.isbn_lookups,
-        ),
-        CoverClient(
-            catalogue_settings(settings, "covers"),
-            clients["covers"],
-            max_bytes=settings.school.covers.max_bytes,
-        ),
-    )
-
-
 def preload(settings: Settings) -> None:
     """Import and build in the master, before the fork, what every worker would otherwise
     import or build on its first request: loaded once and shared, not once per worker.
@@ -160,9 +103,6 @@ def preload(settings: Settings) -> None:
     from PIL import Image
     from sqlalchemy.orm import configure_mappers
 
-    from school.academic import captcha
-    from school.card import keypad
-
     # anyio imports its parts on first use of a name (httpcore's async backend uses these).
     for name in (
         "connect_tcp",
@@ -178,8 +118,10 @@ def preload(settings: Settings) -> None:
         codecs.lookup(name)
     # The image formats Image.open tries first (captchas are GIF/JPEG/BMP, covers any).
     Image.preinit()
-    captcha.glyphs()
-    keypad.prepare()
+    # Each school system's own (the academic office's captcha glyphs, the card
+    # center's keypad faces), with every module of it the workers will use.
+    for system in SYSTEMS:
+        system.assembly().preload()
     # cryptography sets OpenSSL up on first use (each worker's session vault: ~1.7 MB
     # of its own pages), SQLAlchemy its ORM mappers on the first query (~1.3 MB).
     AESGCM(bytes(32)).encrypt(bytes(12), b"", None)
@@ -286,45 +228,26 @@ async def build_worker_services(
     def pipeline(spec: SystemSpec, connector: Connector[S] | None) -> Pipeline[S]:
         """A school system on the shared pipeline: this worker's storage, limits and, for
         a system with passwords, the credential gate."""
-        return Pipeline(
+        return build_pipeline(
             spec,
             connector,
             storage,
             settings,
-            gate if spec.password is not None else None,
+            gate if spec.takes_password else None,
             school_limiter=school_limiter,
             stop_by=lambda: state.stop_by,
             breakers=tables.breakers,
         )
 
-    card = card_client(settings, clients["card"])
-    card_pipeline = pipeline(
-        SystemSpec("card", "the card center", "card password", settings.budget.card),
-        CookieConnector(card.login, CardSession, lambda s: s.cookie),
-    )
-    office = academic_client(settings, clients["academic"])
-    academic_pipeline = pipeline(
-        SystemSpec(
-            "academic", "the academic office", "academic office password", settings.budget.academic
-        ),
-        CookieConnector(office.login, AcademicSession, lambda s: s.cookie),
-    )
-    budget = settings.budget
-    library_pipelines: dict[str, Pipeline[None]] = {
-        "library": pipeline(
-            SystemSpec("library", "the library catalogue", None, budget.library), None
-        ),
-        "library_zhuhai": pipeline(
-            SystemSpec(
-                "library_zhuhai", "the Zhuhai library catalogue", None, budget.library_zhuhai
-            ),
-            None,
-        ),
-        "covers": pipeline(SystemSpec("covers", "the cover service", None, budget.covers), None),
-    }
-    pipelines: list[Pipeline[Any]] = [card_pipeline, academic_pipeline, *library_pipelines.values()]
-    card_service = CardService(card, card_pipeline, settings)
-    academic_service = AcademicService(office, academic_pipeline, settings)
+    # Every registered school system builds itself from this worker's parts.
+    parts = WorkerParts(settings, clients, pipeline)
+    built = {system.name: system.assembly().build(parts) for system in SYSTEMS}
+    pipelines: list[Pipeline[Any]] = [p for b in built.values() for p in b.pipelines]
+    services = {name: b.service for name, b in built.items()}
+    # The parts of the server that depend on a system by type: students' sessions (the
+    # card center, the academic office), the 2013 accounts (the academic office).
+    card_service = service_of(services, "card", CardService)
+    academic_service = service_of(services, "academic", AcademicService)
     registry = ClientRegistry(sessions, settings.clients, limits.ipv6_prefix)
     accounts = None
     if settings.accounts.enabled:
@@ -339,7 +262,9 @@ async def build_worker_services(
         ipv6_prefix=limits.ipv6_prefix,
         pseudonym=lambda student_id: pseudonym(secret, student_id),
         lockouts=lambda: gate.lockouts(registry.failures_max_of),
-        library=LibraryService(*library_clients(settings, clients), library_pipelines, settings),
+        library=service_of(services, "library", LibraryService),
+        systems=services,
+        school_budgets={p.spec.system: p.spec.budget for p in pipelines},
         state=state,
         retry_after_s=settings.api.retry_after_s,
         worker_index=worker_index,

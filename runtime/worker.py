@@ -61,6 +61,7 @@ from runtime.connections import (
 )
 from runtime.heartbeat import HeartbeatTable
 from runtime.wiring import HostTables, build_worker_services
+from services import codes
 from services.callers import Caller, anonymous
 from settings import HttpSettings, Settings
 
@@ -138,8 +139,7 @@ def held_refusals_room(settings: Settings, open_files: int, cap: int) -> int:
 def overload_answer(retry_after_s: int) -> bytes:
     """The whole answer to a connection over the cap: a minimal JSON 503."""
     return refusal_answer(
-        503,
-        "overloaded",
+        codes.OVERLOADED,
         "the server has too many open connections; try again shortly",
         retry_after_s,
     )

@@ -24,6 +24,7 @@ import httpx
 from observability import metrics
 from observability.timing import add_time
 from school import deadline
+from school.config import SystemConfig
 from school.errors import (
     AnswerRefused,
     SchoolConnectionError,
@@ -47,28 +48,6 @@ _OUTCOMES: dict[type[SchoolError], str] = {
     SchoolPageError: "bad_page",
     AnswerRefused: "bad_page",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class BrowserSettings:
-    """Where a school system is, how we present ourselves, how long we wait."""
-
-    base_url: str
-    connect_timeout: float = 3.0
-    total_timeout: float = 30.0
-    user_agent: str = "Mozilla/5.0 (compatible; jnufm)"
-    # Host header; None: the base URL's.
-    host: str | None = None
-    max_redirects: int = 5
-
-    def __post_init__(self) -> None:
-        """Reject settings that would make every request fail or never end."""
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError("base_url must be an http(s) URL")
-        if self.connect_timeout <= 0 or self.total_timeout <= 0:
-            raise ValueError("timeouts must be positive")
-        if self.max_redirects < 0:
-            raise ValueError("max_redirects must be >= 0")
 
 
 class CookieJar:
@@ -149,7 +128,7 @@ class Browser:
     def __init__(
         self,
         system: str,
-        settings: BrowserSettings,
+        settings: SystemConfig,
         http: httpx.AsyncClient,
         metric_path: re.Pattern[str],
     ) -> None:
@@ -162,7 +141,7 @@ class Browser:
         self._base = settings.base_url.rstrip("/")
         base = urlsplit(self._base)
         self._origin = (base.scheme, base.netloc.lower())
-        self._timeout = httpx.Timeout(settings.total_timeout, connect=settings.connect_timeout)
+        self._timeout = httpx.Timeout(settings.total_timeout_s, connect=settings.connect_timeout_s)
         self.requests_sent = 0
         # How long a request has been taking lately (moving average): a query whose
         # deadline is nearer than this starts no further request.
@@ -194,7 +173,7 @@ class Browser:
         outcome = "ok"
         try:
             try:
-                async with asyncio.timeout(self.settings.total_timeout):
+                async with asyncio.timeout(self.settings.total_timeout_s):
                     if max_bytes is None:
                         response = await self._http.send(request, follow_redirects=False)
                     else:

@@ -35,7 +35,9 @@ _SHUTDOWN_GRACE_S = 2.0
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m schoolsim", description="Simulated 2013 school card center."
+        prog="python -m schoolsim",
+        description="The simulated 2013 school: the card center at /, the academic office "
+        "under /jwc/, the library catalogues and covers under /opac/, /ilas/, /covers/.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8013, help="port (0 = any free port)")
@@ -47,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one profile setting (repeatable)",
+        help="override one profile setting (repeatable): KEY for the card center, "
+        "SYSTEM.KEY for another system (academic, opac, ilas, covers)",
     )
     return parser
 

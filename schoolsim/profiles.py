@@ -19,7 +19,8 @@ class SettingError(ValueError):
 
 @dataclass(frozen=True)
 class SimSettings:
-    """Every behaviour knob of the simulated card center."""
+    """Every behaviour knob of a simulated system (every system starts from the same
+    profile: schoolsim/systems.py)."""
 
     # Seed of the dataset and of every random choice (latency, failures, keypads).
     seed: int = 2013

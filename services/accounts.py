@@ -54,14 +54,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db import accounts as q
 from db import queries
 from db.models import Account, LoginFailure
-from school.academic.models import Exam, Timetable
-from services.academic import AcademicService
+from services import codes
 from services.callers import Caller
 from services.campus import Term
 from services.credentials import Credentials
 from services.errors import (
     BadInput,
     InvalidPassword,
+    NotConfigured,
     RateLimited,
     StorageUnavailable,
     TokenRefused,
@@ -71,6 +71,8 @@ from services.pipeline import Answer
 from services.storage import transaction
 from services.tokens import TokenStore
 from settings import Settings
+from systems.academic.models import Exam, Timetable
+from systems.academic.service import AcademicService
 
 log = logging.getLogger("jnufm.accounts")
 
@@ -104,11 +106,11 @@ def parse_username(value: str | None) -> str:
     """A user name as stored: 1-64 of a-z, 0-9 and `_.@-`, starting with a letter or digit,
     compared without case (stored in lower case). Raises BadInput."""
     if value is None or value.strip() == "":
-        raise BadInput("missing_username", "a user name is required")
+        raise BadInput(codes.MISSING_USERNAME, "a user name is required")
     name = value.strip()
     if not name.isascii() or not USERNAME.fullmatch(name.lower()):
         raise BadInput(
-            "invalid_username",
+            codes.INVALID_USERNAME,
             "a user name is 1 to 64 of the letters a-z, digits and _ . @ -, starting with a "
             "letter or digit",
         )
@@ -118,10 +120,10 @@ def parse_username(value: str | None) -> str:
 def parse_password(value: str | None, name: str = "password") -> str:
     """An account password: 6 to 128 characters, kept exactly as sent. Raises BadInput."""
     if value is None or value == "":
-        raise BadInput("missing_password", f"{name} is required")
+        raise BadInput(codes.MISSING_PASSWORD, f"{name} is required")
     if not MIN_PASSWORD <= len(value) <= MAX_PASSWORD:
         raise BadInput(
-            "invalid_password", f"{name} must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+            codes.INVALID_PASSWORD, f"{name} must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"
         )
     return value
 
@@ -130,7 +132,7 @@ def parse_profile(values: dict[str, str]) -> dict[str, str]:
     """Profile fields to set (any of nickname, realname, sex, signature). Raises BadInput."""
     for field, longest in PROFILE_FIELDS.items():
         if len(values.get(field, "")) > longest:
-            raise BadInput("invalid_profile", f"{field} is at most {longest} characters")
+            raise BadInput(codes.INVALID_PROFILE, f"{field} is at most {longest} characters")
     return {k: v for k, v in values.items() if k in PROFILE_FIELDS}
 
 
@@ -377,7 +379,7 @@ class LoginLimiter:
                     # Free again when the limit-th newest of them leaves the window.
                     wait = (others[limit - 1].latest + window - now).total_seconds()
                     raise RateLimited(
-                        "too_many_failed_logins",
+                        codes.TOO_MANY_FAILED_LOGINS,
                         f"too many wrong passwords for {whom}; try again later",
                         max(1, int(wait + 0.999)),
                     )
@@ -512,7 +514,7 @@ class AccountService:
         account_id = await self._tokens.account(token) if token else None
         if account_id is None:
             raise TokenRefused(
-                "invalid_token",
+                codes.INVALID_TOKEN,
                 "no such token, or it expired or ended (a password reset ends them): log in",
             )
         return account_id
@@ -520,7 +522,7 @@ class AccountService:
     async def _account(self, token: str) -> AccountRow:
         account = await self._store.by_id(await self._account_id(token))
         if account is None:
-            raise TokenRefused("invalid_token", "this token's account no longer exists")
+            raise TokenRefused(codes.INVALID_TOKEN, "this token's account no longer exists")
         return account
 
     async def username(self, token: str) -> str:
@@ -557,7 +559,7 @@ class AccountService:
         account_id = await self._account_id(token)
         if len(data) > self.max_upload_bytes:
             raise BadInput(
-                "payload_too_large", f"a picture is at most {self.max_upload_bytes} bytes", 413
+                codes.PAYLOAD_TOO_LARGE, f"a picture is at most {self.max_upload_bytes} bytes"
             )
         png = await self._in_thread(clean_picture, data, self._max_side)
         name = secrets.token_urlsafe(24)
@@ -568,7 +570,7 @@ class AccountService:
         """A stored picture (PNG) by its file name. Raises BadInput 404 unknown_upload."""
         data = await self._store.picture(name) if PICTURE_NAME.fullmatch(name) else None
         if data is None:
-            raise BadInput("unknown_upload", "no such picture (replaced, or never made)", 404)
+            raise BadInput(codes.UNKNOWN_UPLOAD, "no such picture (replaced, or never made)")
         return data
 
     async def sync(self, token: str) -> AccountView:
@@ -579,7 +581,7 @@ class AccountService:
 
     def _office(self) -> AcademicService:
         if self._academic is None:
-            raise BadInput("not_configured", "the academic office is not configured here", 404)
+            raise NotConfigured("the academic office is not configured here")
         return self._academic
 
     def term(self, year: str | None, term: str | None) -> Term:
@@ -619,9 +621,8 @@ class AccountService:
         account = await self._account(token)
         if account.student_id is None:
             raise BadInput(
-                "not_bound",
+                codes.NOT_BOUND,
                 "this account has no academic office bound to it: bind one with /auth_jwc",
-                409,
             )
         if password is not None:
             creds = Credentials.parse(account.student_id, password, OFFICE)
@@ -631,7 +632,7 @@ class AccountService:
         grant = await self._tokens.account_session(account.id, OFFICE)
         if grant is None:
             raise TokenRefused(
-                "token_expired",
+                codes.TOKEN_EXPIRED,
                 "this account's academic office binding expired: send jwcpw, or bind again "
                 "with /auth_jwc",
             )

@@ -26,8 +26,8 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
 
-from school.academic.models import Exam, Timetable
-from services.campus import CAMPUS_TZ_NAME, Campus, Term
+from services.campus import CAMPUS_TZ_NAME, CampusCalendar, Term
+from systems.academic.models import Exam, Timetable
 
 CAMPUS_TZ = ZoneInfo(CAMPUS_TZ_NAME)
 PRODID = "-//jnufm//campus calendar//EN"
@@ -47,7 +47,7 @@ class Events:
 
 
 def class_events(
-    student_id: str, term: Term, timetable: Timetable, campus: Campus, stamp: datetime
+    student_id: str, term: Term, timetable: Timetable, calendar: CampusCalendar, stamp: datetime
 ) -> Events:
     """One event per meeting of every course of the term."""
     events: list[Event] = []
@@ -55,9 +55,9 @@ def class_events(
     for course in timetable.courses:
         unplaced += len(course.unparsed)
         for meeting in course.meetings:
-            span = campus.span(meeting.periods)
+            span = calendar.span(meeting.periods)
             for week in meeting.weeks:
-                day = campus.day_of(term, week, meeting.weekday)
+                day = calendar.day_of(term, week, meeting.weekday)
                 if day is None or span is None:
                     unplaced += 1
                     continue

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
+from services import codes
 from services.errors import BadInput
-from settings import CampusSettings
+from settings import CampusCalendarSettings
 
 CHINA = timezone(timedelta(hours=8), "CST")
 # The IANA name of campus time, for calendar feeds.
@@ -36,10 +37,10 @@ class Term:
         return f"{self.year}-{self.year + 1} term {self.term}"
 
 
-class Campus:
+class CampusCalendar:
     """The calendar of `campus:`: which term it is, when a week starts, when a period is."""
 
-    def __init__(self, settings: CampusSettings) -> None:
+    def __init__(self, settings: CampusCalendarSettings) -> None:
         self._terms = [(Term(t.year, t.term), t.starts) for t in settings.terms]
         self._periods = settings.period_times()
 
@@ -53,18 +54,18 @@ class Campus:
             current = self.current(today)
             if current is None:
                 raise BadInput(
-                    "missing_term", "give year and term (no term of campus.terms has started)"
+                    codes.MISSING_TERM, "give year and term (no term of campus.terms has started)"
                 )
             return current
         if not year or not term:
-            raise BadInput("missing_term", "give both year and term, or neither")
+            raise BadInput(codes.MISSING_TERM, "give both year and term, or neither")
         if not (year.isascii() and year.isdigit() and len(year) == 4):
-            raise BadInput("invalid_year", "year is the academic year's first year, e.g. 2026")
+            raise BadInput(codes.INVALID_YEAR, "year is the academic year's first year, e.g. 2026")
         if term not in ("1", "2"):
-            raise BadInput("invalid_term", "term is 1 or 2")
+            raise BadInput(codes.INVALID_TERM, "term is 1 or 2")
         number = int(year)
         if not FIRST_YEAR <= number <= LAST_YEAR:
-            raise BadInput("invalid_year", f"year must be within {FIRST_YEAR}..{LAST_YEAR}")
+            raise BadInput(codes.INVALID_YEAR, f"year must be within {FIRST_YEAR}..{LAST_YEAR}")
         return Term(number, int(term))
 
     def current(self, today: date) -> Term | None:

@@ -6,6 +6,7 @@ import hmac
 import re
 from dataclasses import dataclass, field
 
+from services import codes
 from services.errors import BadInput
 
 STUDENT_ID = re.compile(r"[0-9]{6,16}")
@@ -51,14 +52,14 @@ class Credentials:
         naming the first bad field."""
         rule = PASSWORD_RULES[system]
         if student_id is None or student_id.strip() == "":
-            raise BadInput("missing_student_id", "a student number is required")
+            raise BadInput(codes.MISSING_STUDENT_ID, "a student number is required")
         if password is None or password == "":
-            raise BadInput("missing_password", f"a {rule.name} is required")
+            raise BadInput(codes.MISSING_PASSWORD, f"a {rule.name} is required")
         student_id = student_id.strip()
         if len(student_id) > MAX_FIELD_LENGTH or not STUDENT_ID.fullmatch(student_id):
-            raise BadInput("invalid_student_id", "the student number must be 6 to 16 digits")
+            raise BadInput(codes.INVALID_STUDENT_ID, "the student number must be 6 to 16 digits")
         if len(password) > MAX_FIELD_LENGTH or not rule.shape.fullmatch(password):
-            raise BadInput("invalid_password", f"the {rule.name} must be {rule.described}")
+            raise BadInput(codes.INVALID_PASSWORD, f"the {rule.name} must be {rule.described}")
         return cls(student_id, password)
 
 

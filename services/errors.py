@@ -3,15 +3,21 @@
 The handlers answer any of them by looking these up (handlers/base.py); no
 layer above raises another layer's errors: the pipeline turns school errors
 into these at its edge (`from_school`), and storage turns SQLAlchemy's into
-`StorageUnavailable` at its door.
+`StorageUnavailable` at its door. Each error's code and status are an entry of
+the catalogue (services/codes.py): a class names its entry, and the errors
+that carry one of several codes take the entry where they are raised.
 
 ServiceError                      status code
-├── BadInput                      400    (its own code; 401 for missing credentials)
+├── BadInput                      400    (the entry it is given: 401 for missing
+│                                        credentials, 404 for a name that names nothing,
+│                                        409 not_bound, 413 for a picture too large)
+├── NotConfigured                 404    not_configured: the route's system is not set up
 ├── QueryRefused                  400    query_rejected: the school refused what we asked
 ├── InvalidPassword               401    invalid_credentials
 ├── PasswordChanged               401    password_changed: a token's password no longer works
 ├── TokenRefused                  401    invalid_token, token_expired, token_revoked,
-│                                        password_changed (with WWW-Authenticate: Bearer)
+│                                        password_changed (with WWW-Authenticate: Bearer);
+│                                        410 with the same codes for an ended feed
 ├── TokenScope                    403    insufficient_scope: a token of another system
 ├── RateLimited                   429    too_many_failed_logins, rate_limited, student_busy,
 │                                        client_slowed
@@ -28,7 +34,6 @@ ServiceError                      status code
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 from school.errors import (
     DeadlinePassed,
@@ -39,19 +44,29 @@ from school.errors import (
     SchoolTimeout,
     SessionExpired,
 )
+from services import codes
+from services.codes import ErrorCode
 
 
 class ServiceError(Exception):
     """Base of the service layer's errors: what the client is told, and when to retry."""
 
-    status = 500
-    code: str = "internal_error"
+    # The catalogue's entry: the code and status the client is answered with.
+    error: ErrorCode = codes.INTERNAL_ERROR
 
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         # None: the server's default (api.retry_after_s) where a status calls for one.
         self.retry_after_s = retry_after_s
+
+    @property
+    def status(self) -> int:
+        return self.error.status
+
+    @property
+    def code(self) -> str:
+        return self.error.code
 
     @property
     def retry_after(self) -> int | None:
@@ -62,26 +77,29 @@ class ServiceError(Exception):
 
 
 class BadInput(ServiceError):
-    """A parameter is missing or malformed; code is stable and machine-readable."""
+    """A parameter is missing or malformed (or names nothing): `error` says which, with a
+    stable, machine-readable code."""
 
-    status = 400
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(self, error: ErrorCode, message: str) -> None:
         super().__init__(message)
-        self.code = code
-        self.status = status
+        self.error = error
+
+
+class NotConfigured(ServiceError):
+    """The route's school system (or feature) is not set up on this server: nothing the
+    client sent is wrong, and nothing it may send will help."""
+
+    error = codes.NOT_CONFIGURED
 
 
 class QueryRefused(ServiceError):
-    status = 400
-    code = "query_rejected"
+    error = codes.QUERY_REJECTED
 
 
 class InvalidPassword(ServiceError):
     """The school refused the credentials (or already refused them to this client)."""
 
-    status = 401
-    code = "invalid_credentials"
+    error = codes.INVALID_CREDENTIALS
 
     def __init__(self, message: str = "the student number or password is wrong") -> None:
         super().__init__(message)
@@ -91,8 +109,7 @@ class PasswordChanged(ServiceError):
     """The school refused the password a student's token holds: the password was changed
     at the school, and every token made with the old one has ended."""
 
-    status = 401
-    code = "password_changed"
+    error = codes.PASSWORD_CHANGED
 
     def __init__(
         self,
@@ -102,45 +119,35 @@ class PasswordChanged(ServiceError):
         super().__init__(message)
 
 
-TokenCode = Literal["invalid_token", "token_expired", "token_revoked", "password_changed"]
-
-
 class TokenRefused(ServiceError):
     """A bearer token that opens nothing: unknown, expired, revoked, or ended by a
-    password change (the code says which)."""
+    password change (`error` says which: 401, or 410 for a feed's token)."""
 
-    status = 401
-
-    def __init__(self, code: TokenCode, message: str) -> None:
+    def __init__(self, error: ErrorCode, message: str) -> None:
         super().__init__(message)
-        self.code = code
+        self.error = error
 
 
 class TokenScope(ServiceError):
     """A valid token used where it gives no access (a card token on the academic office)."""
 
-    status = 403
-    code = "insufficient_scope"
-
-
-RateLimitCode = Literal["too_many_failed_logins", "rate_limited", "student_busy", "client_slowed"]
+    error = codes.INSUFFICIENT_SCOPE
 
 
 class RateLimited(ServiceError):
-    """A limit refuses the request for now; retry_after_s says when it may succeed."""
-
-    status = 429
+    """A limit refuses the request for now (`error` says which limit); retry_after_s says
+    when it may succeed."""
 
     def __init__(
         self,
-        code: RateLimitCode,
+        error: ErrorCode,
         message: str,
         retry_after_s: int,
         scope: str | None = None,
         subject: str | None = None,
     ) -> None:
         super().__init__(message, retry_after_s)
-        self.code = code
+        self.error = error
         # Whom the limit holds back, for the decision log ("student" and its pseudonym,
         # "ip" and the address, "client" and its name); None: the caller.
         self.scope = scope
@@ -148,39 +155,33 @@ class RateLimited(ServiceError):
 
 
 class SchoolUnreachable(ServiceError):
-    status = 502
-    code = "school_unavailable"
+    error = codes.SCHOOL_UNAVAILABLE
 
 
 class SchoolBadPage(ServiceError):
-    status = 502
-    code = "school_bad_page"
+    error = codes.SCHOOL_BAD_PAGE
 
 
 class SchoolSessionLost(ServiceError):
-    status = 502
-    code = "school_session_lost"
+    error = codes.SCHOOL_SESSION_LOST
 
 
 class SchoolBusy(ServiceError):
     """No slot of the school's budget freed up before the deadline."""
 
-    status = 503
-    code = "school_busy"
+    error = codes.SCHOOL_BUSY
 
 
 class SchoolFailing(ServiceError):
     """The school failed repeatedly; we are not asking it for a while (the breaker)."""
 
-    status = 503
-    code = "school_unavailable"
+    error = codes.BREAKER_OPEN
 
 
 class StorageUnavailable(ServiceError):
     """Our database cannot be used right now (unreachable, disk full, read-only)."""
 
-    status = 503
-    code = "storage_unavailable"
+    error = codes.STORAGE_UNAVAILABLE
 
     def __init__(self, what: str) -> None:
         super().__init__("our database is unavailable; try again shortly")
@@ -193,8 +194,7 @@ class StorageUnavailable(ServiceError):
 class ShuttingDown(ServiceError):
     """This worker is stopping and the query could not be answered before it must."""
 
-    status = 503
-    code = "shutting_down"
+    error = codes.SHUTTING_DOWN
 
     def __init__(self, message: str = "this server is restarting; try again") -> None:
         super().__init__(message, 1)
@@ -203,8 +203,7 @@ class ShuttingDown(ServiceError):
 class SchoolTimedOut(ServiceError):
     """The school did not answer within the query's deadline (no older answer stands in)."""
 
-    status = 504
-    code = "school_timeout"
+    error = codes.SCHOOL_TIMEOUT
 
 
 def from_school(exc: SchoolError, name: str, password: str) -> ServiceError:

@@ -1,6 +1,6 @@
 """The credential gate: every request that bears a password passes here, for every school system.
 
-    admit -> Ticket -> (the pipeline answers) -> accepted / rejected -> release
+    admit -> GateTicket -> (the pipeline answers) -> accepted / rejected -> release
 
 Who judges a password:
 
@@ -62,7 +62,7 @@ import functools
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
@@ -73,6 +73,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db import queries, tokens
 from db.models import LoginFailure
 from observability import metrics
+from services import attempts
 from services.callers import Caller
 from services.credentials import Credentials, make_verifier, pseudonym
 from services.deferred import DeferredWrites, WriteHealth
@@ -333,7 +334,7 @@ class CredentialGate:
         """How logs name a student (services.credentials.pseudonym)."""
         return pseudonym(self._secret_key, student_id)
 
-    async def admit(self, system: str, creds: Credentials, caller: Caller) -> Ticket:
+    async def admit(self, system: str, creds: Credentials, caller: Caller) -> GateTicket:
         """Let one request with credentials in. Raises RateLimited (locked out) or
         InvalidPassword (this client already had this password refused by the school)."""
         p = self.present(system, creds, caller)
@@ -348,7 +349,7 @@ class CredentialGate:
         metrics.record_gate(system, "verified" if ticket.matches else "reserved")
         return ticket
 
-    async def _admit(self, p: Presented, creds: Credentials) -> Ticket:
+    async def _admit(self, p: Presented, creds: Credentials) -> GateTicket:
         keys = (self._student_key(p), self._caller_key(p))
         t = self._now().timestamp()
         # Each record is read once here; the reads below happen again only after an await.
@@ -358,7 +359,7 @@ class CredentialGate:
             # answered from the cache; else the school judges it.
             known, _ = await self._known_verifier(p, records[0], t)
             matches = known is not None and hmac.compare_digest(known, p.host_verifier())
-            return Ticket(self, p, creds, matches=matches)
+            return GateTicket(self, p, creds, matches=matches)
         if self.enabled:
             self._raise_if_locked(p, records, t)
         known, waited = await self._known_verifier(p, records[0], t)
@@ -373,12 +374,12 @@ class CredentialGate:
                     self._now().timestamp(),
                 )
             self._proven_right(p, t)
-            return Ticket(self, p, creds, matches=True)
+            return GateTicket(self, p, creds, matches=True)
         # A password other than the verifier: judged wrong by the verifier already (if
         # there is one), by the school in a moment.
         mismatched = known is not None
         ids = await self._reserve(p, mismatched) if self.enabled else ()
-        return Ticket(self, p, creds, matches=False, ids=ids, mismatched=mismatched)
+        return GateTicket(self, p, creds, matches=False, ids=ids, mismatched=mismatched)
 
     def _settled(self, records: Sequence[HostRecord], t: float) -> bool:
         """No reservation of the student is being decided on this host, and the lockout
@@ -418,11 +419,10 @@ class CredentialGate:
         So a locked student costs the database nothing however hard it is hammered.
         A registered client is never locked (it is slowed down at its logins instead).
         """
-        student, caller = records
-        if student.locked_until > t:
-            raise self._locked_out(p, student.locked_until - t, STUDENT)
-        if not p.registered and caller.locked_until > t:
-            raise self._locked_out(p, caller.locked_until - t, IP)
+        locked = attempts.locked_scope(records[0], records[1], p.registered, t)
+        if locked is not None:
+            scope, left = locked
+            raise self._locked_out(p, left, scope)
 
     def _locked_out(self, p: Presented, retry_after_s: float, scope: str) -> RateLimited:
         if scope == STUDENT:
@@ -592,55 +592,32 @@ class CredentialGate:
         self._storage(ok=True)
         since = now - self._window
         t = now.timestamp()
-        refused: dict[str, float] = {}
-        formed: dict[str, tuple[float, int]] = {}
         # Counted after the commit, so that of two concurrent attempts the later one
         # always sees the earlier one. The student's rows: pending ones count too.
         limit = self._limits.failed_logins_max
         others = await self._store.groups(STUDENT, p.student_subject, since, ids, 2 * limit + 8)
-        end = lock_end(others, limit, self._window, now)
-        if end is not None:
-            refused[STUDENT] = end.timestamp()
-        else:
-            with_mine = sorted(
-                [g for g in others if g.attempt != p.attempt]
-                + [queries.FailureGroup(p.attempt, now, False, mismatched)],
-                key=lambda g: g.latest,
-                reverse=True,
-            )
-            end = lock_end(with_mine, limit, self._window, now)
-            if end is not None:
-                formed[STUDENT] = (end.timestamp(), len(with_mine))
-            self._table.write(self._student_key(p), t, failures=len(with_mine))
         # The caller's rows: wrong passwords only (this one too, if the verifier judged it).
         allowed = self._allowed(p, t)
         cgroups = await self._store.groups(p.scope, p.caller.subject, since, ids, allowed + 8)
-        mine = [g for g in cgroups if g.attempt == p.attempt]
-        known_wrong = bool(mine) and mine[0].refused
-        cend = lock_end(cgroups, allowed, self._window, now)
-        if cend is not None and not p.registered:
-            refused[IP] = cend.timestamp()
-        elif mismatched and not mine:
-            with_mine = sorted(
-                [*cgroups, queries.FailureGroup(p.attempt, now, False, True)],
-                key=lambda g: g.latest,
-                reverse=True,
-            )
-            cend = lock_end(with_mine, allowed, self._window, now)
-            if cend is not None:
-                formed[IP] = (cend.timestamp(), len(with_mine))
-        if refused or known_wrong:
+        verdict = attempts.judge_attempt(
+            p.attempt, now, self._window, others, limit, cgroups, allowed, mismatched, p.registered
+        )
+        if verdict.student_failures is not None:
+            self._table.write(self._student_key(p), t, failures=verdict.student_failures)
+        if not verdict.admitted:
             await self._store.withdraw(ids)
-            if refused:
-                self._mark_locked(p, {s: (u, 0) for s, u in refused.items()}, t, formed=False)
-                scope = STUDENT if STUDENT in refused else IP
-                raise self._locked_out(p, refused[scope] - t, scope)
+            if verdict.refused:
+                self._mark_locked(
+                    p, {s: (u, 0) for s, u in verdict.refused.items()}, t, formed=False
+                )
+                scope = verdict.refused_scope
+                raise self._locked_out(p, verdict.refused[scope] - t, scope)
             raise InvalidPassword()
         if mismatched:
             # Admitted: judged wrong by the verifier, it counts whatever comes next.
             await self._store.settle(ids, LoginFailure.MISMATCHED)
         # If this attempt completes a lockout, every later request sees it here at once.
-        self._mark_locked(p, formed, t)
+        self._mark_locked(p, verdict.formed, t)
         await self._store.prune(since)
         return ids
 
@@ -653,21 +630,21 @@ class CredentialGate:
         since = t - self._window.total_seconds()
         mine = attempt_hash(p.attempt)
         window_end = t + self._window.total_seconds()
-        counts: dict[str, int] = {}
-        for scope in (STUDENT, IP):
-            key = self._subject_key(p, scope)
-            known = self._table.read(key, t).failures
-            others = self._outage.attempts(key, since) - {mine}
-            limit = self._limit(p, scope, t)
-            if known + len(others) >= limit and (scope == STUDENT or not p.registered):
-                self._table.write(key, t, lock_at=t, locked_until=window_end)
-                raise self._locked_out(p, window_end - t, scope)
-            counts[scope] = known + len(others) + 1
-        for scope in (STUDENT, IP):
-            key = self._subject_key(p, scope)
+        keys = {scope: self._subject_key(p, scope) for scope in (STUDENT, IP)}
+        wrong = {
+            scope: self._table.read(key, t).failures
+            + len(self._outage.attempts(key, since) - {mine})
+            for scope, key in keys.items()
+        }
+        limits = {scope: self._limit(p, scope, t) for scope in keys}
+        counted = attempts.count_on_host(wrong, limits, p.registered)
+        if counted.refused is not None:
+            self._table.write(keys[counted.refused], t, lock_at=t, locked_until=window_end)
+            raise self._locked_out(p, window_end - t, counted.refused)
+        for key in keys.values():
             self._outage.add(key, mine, t)
-            if counts[scope] >= self._limit(p, scope, t):
-                self._table.write(key, t, lock_at=t, locked_until=window_end)
+        for scope in counted.locks:
+            self._table.write(keys[scope], t, lock_at=t, locked_until=window_end)
         rows = self._rows(p, True, LoginFailure.MISMATCHED)
         self._defer("failed_login", lambda: self._store_mismatched(rows, p.attempt, now))
 
@@ -691,7 +668,7 @@ class CredentialGate:
     def _mark_locked(
         self,
         p: Presented,
-        ends: dict[str, tuple[float, int]],
+        ends: Mapping[str, tuple[float, int]],
         t: float,
         formed: bool = True,
     ) -> None:
@@ -784,9 +761,35 @@ class CredentialGate:
         found.sort(key=lambda lock: lock.until, reverse=True)
         return found
 
-    # Before a login --------------------------------------------------------------------------
+    # What a ticket tells the gate (GateTicket) -------------------------------------------------
 
-    async def _before_login(self, p: Presented) -> None:
+    async def count_login(self, p: Presented, ids: Sequence[int]) -> tuple[int, ...]:
+        """A login is about to let the school judge this password: count it first, and
+        return the ids it is counted under. A password that matched the verifier is
+        counted only now (its stored session failed or expired); others were counted
+        when admitted (`ids`)."""
+        if not self.enabled or p.proven or ids:
+            return tuple(ids)
+        return await self._reserve(p, mismatched=False)
+
+    async def check_login(self, p: Presented) -> None:
+        """A password the verifier did not prove is about to be judged by the school: the
+        caller's limit once more (RateLimited)."""
+        if self.enabled and not p.proven:
+            await self._caller_before_login(p)
+
+    async def proven(self, p: Presented) -> bool:
+        """Whether the stored verifier is now this password's (the school accepted it for
+        another request meanwhile)."""
+        stored = await self._store.verifier(p.system, p.student_id)
+        return stored is not None and hmac.compare_digest(stored, p.verifier)
+
+    async def unjudged(self, p: Presented, ids: Sequence[int]) -> None:
+        """Nothing judged the password counted under `ids`: its rows are withdrawn."""
+        metrics.record_gate(p.system, "unjudged")
+        await self._write("failed_login", lambda: self._store.withdraw(ids))
+
+    async def _caller_before_login(self, p: Presented) -> None:
         """The school is about to judge a password that the verifier did not prove: the
         caller's limit is checked again (wrong passwords judged since admission count).
         Raises RateLimited: an anonymous caller locked out, a registered one slowed down
@@ -794,9 +797,10 @@ class CredentialGate:
         await self._sync_locks(p, (IP,))
         t = self._now().timestamp()
         record = self._table.read(self._caller_key(p), t)
-        if record.locked_until <= t:
+        decision = attempts.before_login(record.locked_until, p.registered, t)
+        if decision == attempts.GO:
             return
-        if not p.registered:
+        if decision == "locked":
             raise self._locked_out(p, record.locked_until - t, IP)
         if self._slowed is None:
             return
@@ -809,7 +813,8 @@ class CredentialGate:
 
     # Outcomes ----------------------------------------------------------------------------------
 
-    async def _accepted(self, p: Presented) -> None:
+    async def accepted(self, p: Presented) -> None:
+        """The school accepted the password: it becomes the verifier."""
         metrics.record_gate(p.system, "accepted")
         now = self._now()
         stored = True
@@ -845,9 +850,11 @@ class CredentialGate:
         if self._on_password_change is not None:
             self._on_password_change(p.student_id, p.system)
 
-    async def _rejected(
+    async def rejected(
         self, p: Presented, ids: Sequence[int], matched: bool, counted: bool
     ) -> None:
+        """The school refused the password counted under `ids` (`matched`: the one the
+        verifier stood for; `counted`: the verifier judged it wrong already)."""
         metrics.record_gate(p.system, "refused")
         now = self._now()
         if matched:
@@ -893,8 +900,9 @@ class CredentialGate:
             self._defer(what, write)
 
 
-class Ticket:
-    """One request's passage through the gate. `matches`: the password matches the verifier.
+class GateTicket:
+    """One request's passage through the gate (services/pipeline/tickets.py's `Ticket`).
+    `matches`: the password matches the verifier.
 
     The pipeline tells it how the school judged the password (`accepted`,
     `rejected`), or nothing; `release` ends it (a fetch that outlives its
@@ -921,6 +929,14 @@ class Ticket:
         self._holders = 1
 
     @property
+    def subject(self) -> str:
+        return self.presented.student_id
+
+    @property
+    def flight(self) -> str:
+        return self.presented.verifier
+
+    @property
     def caller(self) -> Caller:
         return self.presented.caller
 
@@ -934,27 +950,21 @@ class Ticket:
         return self._creds.student_id, self._creds.password
 
     async def before_login(self) -> None:
-        """A login is about to let the school judge this password: count it first.
-
-        A password that matched the verifier is counted only now (its stored
-        session failed or expired); others were counted when admitted. A password
-        the verifier did not prove passes the caller's limit once more.
-        """
-        gate = self._gate
-        if self._settled or not gate.enabled or self.presented.proven:
+        """A login is about to let the school judge this password: the gate counts it
+        first, and checks the caller's limit again for a password the verifier did not
+        prove."""
+        if self._settled:
             return
-        if not self._ids:
-            self._ids = await gate._reserve(self.presented, mismatched=False)
+        self._ids = await self._gate.count_login(self.presented, self._ids)
         if not self.matches:
-            await gate._before_login(self.presented)
+            await self._gate.check_login(self.presented)
 
     async def proven_elsewhere(self) -> bool:
         """Whether the school accepted this password for another request meanwhile
         (the stored verifier is now this one); if so the ticket matches from now on."""
         if self.matches:
             return True
-        stored = await self._gate._store.verifier(self.presented.system, self.presented.student_id)
-        if stored is None or not hmac.compare_digest(stored, self.presented.verifier):
+        if not await self._gate.proven(self.presented):
             return False
         self.matches = True
         await self.accepted()
@@ -965,7 +975,7 @@ class Ticket:
         if self._settled:
             return
         self._settled = True
-        await asyncio.shield(self._gate._accepted(self.presented))
+        await asyncio.shield(self._gate.accepted(self.presented))
 
     async def rejected(self) -> None:
         """The school refused the password."""
@@ -973,7 +983,7 @@ class Ticket:
             return
         self._settled = True
         await asyncio.shield(
-            self._gate._rejected(self.presented, self._ids, self.matches, self.mismatched)
+            self._gate.rejected(self.presented, self._ids, self.matches, self.mismatched)
         )
 
     def hold(self) -> None:
@@ -989,6 +999,4 @@ class Ticket:
         self._settled = True
         if self.mismatched:
             return
-        gate, ids = self._gate, self._ids
-        metrics.record_gate(self.presented.system, "unjudged")
-        await asyncio.shield(gate._write("failed_login", lambda: gate._store.withdraw(ids)))
+        await asyncio.shield(self._gate.unjudged(self.presented, self._ids))

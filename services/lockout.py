@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from db import queries
+from services import codes
 from services.errors import RateLimited
 from services.shared_slots import SharedSlots, key_hash
 
@@ -303,7 +304,7 @@ def locked_out(
 ) -> RateLimited:
     whom = "this student number" if scope == STUDENT else "this address"
     return RateLimited(
-        "too_many_failed_logins",
+        codes.TOO_MANY_FAILED_LOGINS,
         f"too many failed logins for {whom}; try again later",
         max(1, int(retry_after_s + 0.999)),
         scope,
@@ -313,7 +314,7 @@ def locked_out(
 
 def slowed_down(retry_after_s: float) -> RateLimited:
     return RateLimited(
-        "client_slowed",
+        codes.CLIENT_SLOWED,
         "this client sent too many wrong passwords: logins that need the school are slowed "
         "down; students with a token or a password proven right are not",
         max(1, int(retry_after_s + 0.999)),

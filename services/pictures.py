@@ -15,6 +15,7 @@ from typing import Final
 
 from PIL import Image, ImageOps
 
+from services import codes
 from services.errors import BadInput
 
 FORMATS: Final = ("PNG", "JPEG", "GIF")
@@ -41,7 +42,7 @@ def clean_picture(data: bytes, max_side: int) -> bytes:
     except Exception:
         # Untrusted bytes: Pillow's decoders fail in many ways (OSError, SyntaxError,
         # struct.error, ...); each means a file we do not take.
-        raise BadInput("invalid_image", "the file is not a PNG, JPEG or GIF picture") from None
+        raise BadInput(codes.INVALID_IMAGE, "the file is not a PNG, JPEG or GIF picture") from None
     # A new image from the pixels alone: nothing of the upload's info travels with it.
     clean = Image.frombytes(mode, pixels.size, pixels.tobytes())
     out = io.BytesIO()
@@ -63,4 +64,4 @@ def _has_alpha(image: Image.Image) -> bool:
 
 
 def _too_large(detail: str) -> BadInput:
-    return BadInput("image_too_large", f"the picture is too large: {detail}")
+    return BadInput(codes.IMAGE_TOO_LARGE, f"the picture is too large: {detail}")

@@ -15,7 +15,7 @@ The rate table's slot updates hold an fcntl lock because without one the
 loss is not "a few extra requests": a process preempted between reading and
 writing a bucket writes back a stale count and refunds every token the
 others spent meanwhile (two unlocked processes on one IP let through hundreds of
-times the burst in tests/test_limits.py's fork test). The lock costs about
+times the burst in tests/component/test_rate_table_forks.py). The lock costs about
 0.85 us of a 2.4-3 us check (bench/limits_cost.py), and the two system calls
 were 4-6% of a warm query's time under load: so while a bucket holds more than
 half its burst, a worker takes up to `batch` tokens at once and spends them
@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from services import codes
 from services.addresses import address_key
 from services.errors import RateLimited
 from services.shared_slots import CHAIN, SharedSlots, key_hash
@@ -141,7 +142,7 @@ class RequestRateLimiter:
             self._stash[tag] = (take - 1, now + STASH_S)
         if not allowed:
             raise RateLimited(
-                "rate_limited", self._message, max(1, math.ceil((1.0 - tokens) / rate))
+                codes.RATE_LIMITED, self._message, max(1, math.ceil((1.0 - tokens) / rate))
             )
 
 

@@ -37,8 +37,8 @@ from settings import Settings
 
 log = logging.getLogger("jnufm.retention")
 
-# The kinds of stored answers (services/card.py, academic.py, library.py) and the
-# freshness settings (cache.fresh_s) that may serve each: the card center's account
+# The kinds of stored answers (systems/card/service.py, academic.py, library.py) and the
+# freshness settings (each system's fresh_s) that may serve each: the card center's account
 # page answers both the balance and the profile. An answer is never deleted while
 # still fresh. A kind not listed here is kept as long as the longest freshness.
 KIND_FRESHNESS: dict[str, tuple[str, ...]] = {
@@ -87,17 +87,17 @@ class Plan:
 
 
 def _results_rules(settings: Settings, now: datetime) -> tuple[ResultsRule, ...]:
-    fresh = settings.cache.fresh_s
+    fresh = settings.fresh_s()
     r = settings.retention
     personal_s = settings.cache.max_stale_s if r.results_s is None else r.results_s
     shared_s = personal_s if r.shared_results_s is None else r.shared_results_s
-    longest = max(getattr(fresh, name) for name in type(fresh).model_fields)
+    longest = max(fresh.values())
     rules: list[ResultsRule] = []
     for shared, keep_s in ((False, personal_s), (True, shared_s)):
         # Kinds that share a cutoff share a statement.
         by_cutoff: dict[float, list[str]] = {}
         for kind, names in KIND_FRESHNESS.items():
-            kept = max(keep_s, *(getattr(fresh, name) for name in names))
+            kept = max(keep_s, *(fresh[name] for name in names))
             by_cutoff.setdefault(kept, []).append(kind)
         for kept, kinds in sorted(by_cutoff.items()):
             rules.append(ResultsRule(tuple(kinds), shared, now - timedelta(seconds=kept)))

@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from services.academic import AcademicService
+from services import codes
 from services.callers import Caller
-from services.card import CardService
 from services.credentials import Credentials
 from services.errors import BadInput
 from services.pipeline import Pipeline
 from services.tokens import TokenStore, TokenView
+from systems.academic.service import AcademicService
+from systems.card.service import CardService
 
 SYSTEMS: Final = ("card", "academic")
 MAX_LABEL: Final = 64
@@ -49,7 +50,7 @@ class SessionService:
                 return await academic.timetable(creds, academic.term(None, None), caller)
 
             return academic.pipeline, timetable
-        raise BadInput("invalid_system", "system is card or academic")
+        raise BadInput(codes.INVALID_SYSTEM, "system is card or academic")
 
     async def prove(self, system: str, creds: Credentials, caller: Caller) -> None:
         """Have the password judged (a token's needs nothing more). Raises what a query raises."""
@@ -63,7 +64,7 @@ class SessionService:
         """A new session token for the student at `system`: the token (shown once) and
         what it is."""
         if len(label) > MAX_LABEL:
-            raise BadInput("invalid_label", f"a label is at most {MAX_LABEL} characters")
+            raise BadInput(codes.INVALID_LABEL, f"a label is at most {MAX_LABEL} characters")
         pipeline, ask = self._system(system)
         await ask(creds, caller)  # the password must work at the school (or match)
         client = caller.client.name if caller.client is not None else ""

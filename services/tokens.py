@@ -38,8 +38,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import tokens as q
 from db.models import Token
+from services import codes
+from services.codes import ErrorCode
 from services.credentials import Credentials
-from services.errors import BadInput, TokenCode, TokenRefused, TokenScope
+from services.errors import BadInput, TokenRefused, TokenScope
 from services.storage import transaction
 from services.vault import SessionVault
 from settings import TokensSettings
@@ -59,14 +61,21 @@ FEEDS: tuple[Feed, ...] = ("all", "timetable", "exams")
 
 T = TypeVar("T")
 
-WHY: dict[str, tuple[TokenCode, str]] = {
+# Why a token ended -> its error as a session token (401), as a feed's (410), and what
+# the client is told.
+WHY: dict[str, tuple[ErrorCode, ErrorCode, str]] = {
     "password_changed": (
-        "password_changed",
+        codes.PASSWORD_CHANGED,
+        codes.FEED_PASSWORD_CHANGED,
         "this token ended because the password changed at the school; make a new one",
     ),
-    "revoked": ("token_revoked", "this token was revoked"),
-    "replaced": ("token_revoked", "this token was replaced by newer ones (too many at once)"),
-    "expired": ("token_expired", "this token expired; make a new one"),
+    "revoked": (codes.TOKEN_REVOKED, codes.FEED_REVOKED, "this token was revoked"),
+    "replaced": (
+        codes.TOKEN_REVOKED,
+        codes.FEED_REVOKED,
+        "this token was replaced by newer ones (too many at once)",
+    ),
+    "expired": (codes.TOKEN_EXPIRED, codes.FEED_EXPIRED, "this token expired; make a new one"),
 }
 
 
@@ -294,18 +303,17 @@ class TokenStore:
             return "expired"
         return None
 
-    def _refused(self, reason: str, status: int = 401) -> TokenRefused:
-        code, message = WHY.get(reason, WHY["revoked"])
-        refused = TokenRefused(code, message)
-        refused.status = status
-        return refused
+    def _refused(self, reason: str, feed: bool = False) -> TokenRefused:
+        """Why a token ended, as a session token's error (401) or a feed's (410)."""
+        session, gone, message = WHY.get(reason, WHY["revoked"])
+        return TokenRefused(gone if feed else session, message)
 
     async def session(self, token: str, system: str) -> SessionGrant:
         """The grant of a live session token for `system`. Raises TokenRefused (unknown,
         expired, revoked, ended by a password change) or TokenScope (another system's)."""
         view = await self._find(token)
         if view is None or view.kind != "session" or view.sealed is None:
-            raise TokenRefused("invalid_token", "no such token")
+            raise TokenRefused(codes.INVALID_TOKEN, "no such token")
         why = self._why_dead(view)
         if why is not None:
             raise self._refused(why)
@@ -315,7 +323,7 @@ class TokenStore:
         password = self._vault.open(view.student_id, view.system, view.sealed, SEALED_PURPOSE)
         if password is None:
             # Sealed with another secret key: it can never open again.
-            raise TokenRefused("invalid_token", "this token can no longer be opened")
+            raise TokenRefused(codes.INVALID_TOKEN, "this token can no longer be opened")
         self._touch(view.id)
         return SessionGrant(view.id, view.student_id, view.system, password, view.client)
 
@@ -324,10 +332,10 @@ class TokenStore:
         with 410 for one that ended (its code says why)."""
         view = await self._find(token)
         if view is None or view.kind != "feed" or view.feed not in FEEDS:
-            raise BadInput("unknown_token", "no such calendar feed (revoked or never made)", 404)
+            raise BadInput(codes.UNKNOWN_TOKEN, "no such calendar feed (revoked or never made)")
         why = self._why_dead(view)
         if why is not None:
-            raise self._refused(why, status=410)
+            raise self._refused(why, feed=True)
         assert view.student_id is not None and view.year is not None and view.term is not None
         self._touch(view.id)
         feed: Feed = (
@@ -358,7 +366,7 @@ class TokenStore:
             raise self._refused(why)
         password = self._vault.open(row.student_id, system, sealed, SEALED_PURPOSE)
         if password is None:
-            raise TokenRefused("invalid_token", "this token can no longer be opened")
+            raise TokenRefused(codes.INVALID_TOKEN, "this token can no longer be opened")
         self._touch(view.id)
         return SessionGrant(view.id, row.student_id, system, password, view.client)
 

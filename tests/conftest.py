@@ -32,13 +32,34 @@ from db.engine import make_engine
 from db.migrate import migrate
 from handlers import make_app
 from handlers.base import AppDeps
+from harness.processes import Proc, schoolsim, use_port_range
 from runtime.wiring import build_worker_services
 from runtime.worker import make_http_server
 from settings import Settings, load_settings
-from tests.procs import Proc, schoolsim
 
 MYSQL_ENV = "JNUFM_TEST_MYSQL_URL"
 TEST_SECRET = "test-secret-key-0123456789abcdef"
+
+# Parallel workers (pytest-xdist) take the ports of the servers they start from
+# blocks of their own, below the kernel's ephemeral range (32768 and up): a port
+# one worker found free is never given to another before the first one binds it.
+PORTS_FROM, PORTS_PER_WORKER = 20000, 500
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A parallel worker's own port range (workers past the 25th: the kernel's ports)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw"):
+        first = PORTS_FROM + int(worker[2:]) * PORTS_PER_WORKER
+        if first + PORTS_PER_WORKER <= 32768:
+            use_port_range(first, first + PORTS_PER_WORKER - 1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `long` first (the rest keep their order): a parallel run hands them
+    out before the short ones, so no worker is left with one at the end while the others
+    sit idle."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import socket
 
-from tests.procs import free_port
+from harness.processes import free_port
 
 
 class DatabaseProxy:

@@ -9,7 +9,7 @@ logging costs it nothing. SIGTERM to the parent stops the workers.
 
 --bare answers through a plain HTTPServerConnectionDelegate instead of a
 tornado.web Application and RequestHandler: Tornado's HTTP server alone, what
-handlers/lean.py builds on (README, "Choices that depart").
+leanweb/ builds on (README, "Choices that depart").
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""The 2013 jnu.fm endpoints: same paths, methods, parameters and JSON shapes, one module
-per school system. Every error body is {"data": null, "error": {...}}, so a 2013
-client reading ["data"] shows nothing instead of crashing. README lists every
+"""The 2013 jnu.fm endpoints: same paths, methods, parameters and JSON shapes. Here the
+handler base every 2013 endpoint shares (LegacyHandler) and the 2013 account API
+(accounts.py); each school system's 2013 endpoints are in its package
+(systems/<name>/legacy.py). Every error body is {"data": null, "error": {...}}, so a
+2013 client reading ["data"] shows nothing instead of crashing. README lists every
 difference from 2013.
 """
 

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 from handlers.base import AppDeps, JsonHandler
 from handlers.legacy import LegacyHandler, encode
-from handlers.legacy.academic import legacy_courses, legacy_exams
+from services import codes
 from services.accounts import (
     PROFILE_FIELDS,
     AccountService,
@@ -47,7 +47,8 @@ from services.accounts import (
     parse_username,
 )
 from services.credentials import Credentials
-from services.errors import BadInput, PasswordChanged, TokenRefused
+from services.errors import BadInput, NotConfigured, PasswordChanged, TokenRefused
+from systems.academic.legacy import legacy_courses, legacy_exams
 
 VERSION = 1.0
 BAD_TOKEN = 2
@@ -57,7 +58,7 @@ PICTURE_CACHE = "public, max-age=31536000, immutable"
 
 def service(deps: AppDeps) -> AccountService:
     if deps.accounts is None:
-        raise BadInput("not_configured", "the 2013 account API is not enabled here", 404)
+        raise NotConfigured("the 2013 account API is not enabled here")
     return deps.accounts
 
 
@@ -189,7 +190,9 @@ class PictureHandler(AccountHandler):
         accounts = self.accounts()
         files = self.request.files.get("file")
         if not files:
-            raise BadInput("missing_file", "send the picture as the multipart form field `file`")
+            raise BadInput(
+                codes.MISSING_FILE, "send the picture as the multipart form field `file`"
+            )
         url = await accounts.set_picture(self.token(), self.kind, files[-1].body)
         self.write_json({"version": VERSION, "status": 0, "url": url})
 

@@ -1,5 +1,7 @@
-"""The clean API under /v1/: credentials by HTTP Basic auth or a POST body, typed answers,
-one module per school system.
+"""The clean API under /v1/: credentials by HTTP Basic auth or a POST body, typed answers.
+Here the handler base every /v1/ endpoint shares (V1Handler) and students' session
+tokens (sessions.py); each school system's endpoints are in its package
+(systems/<name>/v1.py).
 
 Times are ISO 8601 with their offset, and every answer about a student says
 `as_of` (when the school produced it), `source` and `stale`.
@@ -10,13 +12,25 @@ from __future__ import annotations
 import base64
 import json
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Final
 
 from handlers.base import JsonHandler
+from services import codes
 from services.campus import CHINA
 from services.credentials import MAX_FIELD_LENGTH, Credentials
-from services.errors import BadInput
+from services.errors import BadInput, NotConfigured
 from services.pipeline import Answer
+
+# The error of an overlong parameter, by the parameter's name (every one `param` reads).
+OVERLONG: Final = {
+    "year": codes.INVALID_YEAR,
+    "term": codes.INVALID_TERM,
+    "start": codes.INVALID_START,
+    "end": codes.INVALID_END,
+    "feed": codes.INVALID_FEED,
+    "system": codes.INVALID_SYSTEM,
+    "label": codes.INVALID_LABEL,
+}
 
 
 def iso(moment: datetime) -> str:
@@ -43,20 +57,19 @@ class V1Handler(JsonHandler):
                 return creds
             if scheme != "basic" or not token:
                 raise BadInput(
-                    "invalid_authorization",
+                    codes.INVALID_AUTHORIZATION,
                     "send HTTP Basic credentials or a Bearer token",
-                    401,
                 )
             try:
                 decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
             except ValueError:  # binascii.Error, UnicodeDecodeError, or a non-ASCII token
                 raise BadInput(
-                    "invalid_authorization", "the Basic credentials are not valid base64", 401
+                    codes.INVALID_AUTHORIZATION, "the Basic credentials are not valid base64"
                 ) from None
             student_id, sep, password = decoded.partition(":")
             if not sep:
                 raise BadInput(
-                    "invalid_authorization", "Basic credentials must be student_id:password", 401
+                    codes.INVALID_AUTHORIZATION, "Basic credentials must be student_id:password"
                 )
             creds = Credentials.parse(student_id, password, system)
         elif self.request.method == "POST" and self.request.body:
@@ -64,9 +77,8 @@ class V1Handler(JsonHandler):
             creds = Credentials.parse(body.get("student_id"), body.get("password"), system)
         else:
             raise BadInput(
-                "missing_credentials",
+                codes.MISSING_CREDENTIALS,
                 "send credentials by HTTP Basic auth, a Bearer token or a POST body",
-                401,
             )
         self.note_student(creds.student_id)
         return creds
@@ -75,7 +87,7 @@ class V1Handler(JsonHandler):
         """The credentials a student's session token holds. Raises TokenRefused, TokenScope."""
         tokens = self.deps.tokens
         if tokens is None:
-            raise BadInput("not_configured", "tokens are not configured here", 404)
+            raise NotConfigured("tokens are not configured here")
         grant = await tokens.session(token, system)
         self.token_id = grant.token_id
         return grant.credentials()
@@ -86,22 +98,22 @@ class V1Handler(JsonHandler):
             try:
                 data: Any = json.loads(self.request.body or b"{}")
             except ValueError:  # also UnicodeDecodeError, and numbers too long to convert
-                raise BadInput("invalid_json", "the body is not valid JSON") from None
+                raise BadInput(codes.INVALID_JSON, "the body is not valid JSON") from None
             except RecursionError:
-                raise BadInput("invalid_json", "the body is nested too deeply") from None
+                raise BadInput(codes.INVALID_JSON, "the body is nested too deeply") from None
             if not isinstance(data, dict):
-                raise BadInput("invalid_json", "the body must be a JSON object")
+                raise BadInput(codes.INVALID_JSON, "the body must be a JSON object")
             fields = {}
             for key, value in data.items():
                 if value is not None and not isinstance(value, str | int):
-                    raise BadInput("invalid_json", f"{key} must be a string")
+                    raise BadInput(codes.INVALID_JSON, f"{key} must be a string")
                 fields[str(key)] = None if value is None else str(value)
             return {k: v for k, v in fields.items() if v is not None}
         if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
             return {k: self.get_body_argument(k) for k in self.request.body_arguments}
         if not self.request.body:
             return {}  # nothing sent: no fields (the query string may hold them)
-        raise BadInput("unsupported_body", "send a JSON or form-encoded body")
+        raise BadInput(codes.UNSUPPORTED_BODY, "send a JSON or form-encoded body")
 
     def param(self, name: str) -> str | None:
         """A query or body parameter (body first for POST)."""
@@ -109,7 +121,7 @@ class V1Handler(JsonHandler):
             return self.body_fields()[name]
         value = self.get_query_argument(name, None)
         if value is not None and len(value) > MAX_FIELD_LENGTH:
-            raise BadInput(f"invalid_{name}", f"{name} is too long")
+            raise BadInput(OVERLONG[name], f"{name} is too long")
         return value
 
     def envelope(
@@ -134,4 +146,4 @@ def parse_date(name: str, value: str | None, default: date) -> date:
 
 
 def _bad_date(name: str) -> date:
-    raise BadInput("invalid_date", f"{name} must be a date written YYYY-MM-DD")
+    raise BadInput(codes.INVALID_DATE, f"{name} must be a date written YYYY-MM-DD")

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.v1 import V1Handler, iso
-from services.errors import BadInput
+from services import codes
+from services.errors import BadInput, NotConfigured
 from services.sessions import SYSTEMS, SessionService
 from services.tokens import TokenView
 
@@ -36,13 +37,13 @@ def token_body(view: TokenView, current: int | None) -> dict[str, Any]:
 class SessionsBase(V1Handler):
     def service(self) -> SessionService:
         if self.deps.sessions is None:
-            raise BadInput("not_configured", "tokens are not configured here", 404)
+            raise NotConfigured("tokens are not configured here")
         return self.deps.sessions
 
     def system(self) -> str:
         system = self.param("system") or "card"
         if system not in SYSTEMS:
-            raise BadInput("invalid_system", "system is card or academic")
+            raise BadInput(codes.INVALID_SYSTEM, "system is card or academic")
         return system
 
 
@@ -88,6 +89,6 @@ class SessionHandler(SessionsBase):
         creds = await self.credentials(system)
         ended = await service.revoke(system, creds, self.caller(), [int(token_id)])
         if not ended:
-            raise BadInput("unknown_token", "no such live token of this student", 404)
+            raise BadInput(codes.UNKNOWN_TOKEN, "no such live token of this student")
         self.set_status(204)
         self.finish()

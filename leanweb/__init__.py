@@ -1,0 +1,63 @@
+"""A small HTTP layer on Tornado's HTTP server, without tornado.web's per-request machinery.
+
+Tornado's HTTPServer (tornado.http1connection) still reads every request and writes
+every answer; what this replaces is tornado.web's layer between the two: the
+RequestHandler object (its header defaults, output transforms, ETag hashing, UI
+modules, XSRF and cookie hooks) and the Application's routing through every rule.
+For a small JSON answer that layer costs as much as the rest of a Tornado
+hello-world. It knows nothing of the application that uses it.
+
+handler.py      LeanHandler: RequestHandler's interface as far as a JSON API uses it
+                (arguments, headers, status, finish, errors, HEAD), and what it
+                leaves out on purpose
+routing.py      LeanRoutes (path -> handler), LeanDelegate (one request),
+                LeanApplication (routes served on an HTTPServer)
+request.py      header values, UTF-8 arguments, form and multipart bodies
+compression.py  Compression (which answers go gzip-compressed), accepts_gzip
+
+tests/component/test_lean_parity.py sends the same requests through a handler on
+tornado.web.RequestHandler and the same handler on LeanHandler, and lists every
+difference with its reason: a Tornado upgrade that changes behaviour fails it.
+
+Tornado's public interfaces it relies on, and nothing private:
+- tornado.httputil: HTTPServerConnectionDelegate and HTTPMessageDelegate (how the
+  server hands over a request), HTTPServerRequest (its method, path, version,
+  headers, arguments, body, `connection`, `server_connection`), HTTPHeaders,
+  RequestStartLine / ResponseStartLine, HTTPConnection.write_headers (its future
+  tells when the answer is written) and finish, parse_body_arguments,
+  HTTPInputError;
+- tornado.http1connection.HTTP1ServerConnection.close (closing a connection after
+  its answer);
+- tornado.routing.PathMatches (route patterns, as tornado.web matches them);
+- tornado.escape.xhtml_escape (the default error page, as tornado.web writes it);
+- tornado.web.HTTPError and MissingArgumentError (handlers raise what they would
+  raise on tornado.web).
+"""
+
+from leanweb.compression import Compression, accepts_gzip
+from leanweb.handler import Finisher, LeanHandler
+from leanweb.request import decode_argument, header, parse_body
+from leanweb.routing import (
+    ROUTE_SYNTAX,
+    LeanApplication,
+    LeanDelegate,
+    LeanRoutes,
+    NotFoundHandler,
+    Rule,
+)
+
+__all__ = [
+    "ROUTE_SYNTAX",
+    "Compression",
+    "Finisher",
+    "LeanApplication",
+    "LeanDelegate",
+    "LeanHandler",
+    "LeanRoutes",
+    "NotFoundHandler",
+    "Rule",
+    "accepts_gzip",
+    "decode_argument",
+    "header",
+    "parse_body",
+]

@@ -1,0 +1,49 @@
+"""Reading a request: header values, UTF-8 arguments, form and multipart bodies.
+
+The same rules as tornado.web.RequestHandler (an argument that is not UTF-8 is a 400,
+a body is parsed whatever the method), with tornado.httputil's public parsers.
+"""
+
+from __future__ import annotations
+
+from typing import overload
+
+from tornado import httputil
+from tornado.web import HTTPError
+
+
+@overload
+def header(headers: httputil.HTTPHeaders, name: str) -> str | None: ...
+@overload
+def header(headers: httputil.HTTPHeaders, name: str, default: str) -> str: ...
+@overload
+def header(headers: httputil.HTTPHeaders, name: str, default: None) -> str | None: ...
+def header(headers: httputil.HTTPHeaders, name: str, default: str | None = None) -> str | None:
+    """A request header's value, as HTTPHeaders.get gives it (repeated ones joined by
+    commas), without Mapping.get's KeyError for a missing one (most are missing)."""
+    values = headers.get_list(name)
+    return ",".join(values) if values else default
+
+
+def decode_argument(value: bytes, name: str) -> str:
+    """An argument's text; a 400 (as RequestHandler.decode_argument) if it is not UTF-8."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "Invalid unicode in %s: %r", name, value[:40]) from None
+
+
+def parse_body(request: httputil.HTTPServerRequest) -> None:
+    """Form and multipart bodies into request.body_arguments (and request.arguments)."""
+    try:
+        httputil.parse_body_arguments(
+            header(request.headers, "Content-Type", ""),
+            request.body,
+            request.body_arguments,
+            request.files,
+            request.headers,
+        )
+    except httputil.HTTPInputError as exc:
+        raise HTTPError(400, "Invalid body: %s", exc) from exc
+    for name, values in request.body_arguments.items():
+        request.arguments.setdefault(name, []).extend(values)

@@ -1,1 +1,0 @@
-"""The card center (synjones platform): its client, page parsers, keypad reader and models."""

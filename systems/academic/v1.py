@@ -1,0 +1,307 @@
+"""/v1/timetable, /v1/exams, /v1/grades (and their .ics feeds), and calendar feed tokens.
+
+`?year=&term=` name the term (2026 = 2026-2027, term 1 or 2); without them,
+the current term of `campus.terms`. Credentials are the academic office's
+(HTTP Basic, a student's Bearer token, or a POST body). Weeks are lists, times
+`HH:MM` campus time by the `campus.periods` table, dates ISO.
+"""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+from typing import Any
+
+from handlers.v1 import V1Handler, iso
+from services import codes
+from services.calendar import Events, calendar, class_events, exam_events, stamp_of
+from services.campus import CampusCalendar, Term
+from services.credentials import Credentials
+from services.errors import BadInput, NotConfigured, StorageUnavailable
+from services.pipeline import Answer
+from services.tokens import FEEDS, Feed, TokenStore
+from systems.academic.models import Course, Exam, Grade, Timetable
+from systems.academic.service import AcademicService
+
+
+def term_body(term: Term, calendar: CampusCalendar) -> dict[str, Any]:
+    starts = calendar.starts(term)
+    return {
+        "year": term.year,
+        "term": term.term,
+        "term_name": term.label,
+        "term_starts": None if starts is None else starts.isoformat(),
+    }
+
+
+def v1_course(course: Course, calendar: CampusCalendar) -> dict[str, Any]:
+    meetings = []
+    for m in course.meetings:
+        span = calendar.span(m.periods)
+        meetings.append(
+            {
+                "weeks": list(m.weeks),
+                "weekday": m.weekday,
+                "periods": list(m.periods),
+                "starts": None if span is None else f"{span[0]:%H:%M}",
+                "ends": None if span is None else f"{span[1]:%H:%M}",
+                "place": m.place,
+                "text": m.text,
+            }
+        )
+    return {
+        "id": course.course_id,
+        "name": course.name,
+        "class": course.class_id,
+        "credits": None if course.credits is None else str(course.credits),
+        "category": course.category,
+        "teacher": course.teacher,
+        "meetings": meetings,
+        "unparsed": list(course.unparsed),
+        "schedule": course.schedule,
+        "place": course.place,
+        "remarks": course.remarks,
+    }
+
+
+def v1_exam(exam: Exam) -> dict[str, Any]:
+    return {
+        "course_id": exam.course_id,
+        "course_name": exam.course_name,
+        "date": exam.date.isoformat(),
+        "starts": f"{exam.start:%H:%M}",
+        "ends": f"{exam.end:%H:%M}",
+        "starts_at": iso(exam.starts_at),
+        "ends_at": iso(exam.ends_at),
+        "place": exam.place,
+    }
+
+
+def v1_grade(grade: Grade) -> dict[str, Any]:
+    return {
+        "course_id": grade.code,
+        "course_name": grade.name,
+        "category": grade.category,
+        "score": grade.score_text,
+        "score_value": None if grade.score is None else str(grade.score),
+        "credits": None if grade.credits is None else str(grade.credits),
+        "grade_points": None if grade.grade_points is None else str(grade.grade_points),
+        "remarks": grade.remarks,
+    }
+
+
+class V1AcademicHandler(V1Handler):
+    def academic(self) -> AcademicService:
+        if self.deps.academic is None:
+            raise NotConfigured("the academic office is not configured here")
+        return self.deps.academic
+
+    def tokens(self) -> TokenStore:
+        if self.deps.tokens is None:
+            raise NotConfigured("calendar feeds are not configured here")
+        return self.deps.tokens
+
+    def asked_term(self, academic: AcademicService) -> Term:
+        return academic.term(self.param("year"), self.param("term"))
+
+    async def academic_credentials(self) -> Credentials:
+        return await self.credentials("academic")
+
+
+class TimetableHandler(V1AcademicHandler):
+    async def get(self) -> None:
+        academic = self.academic()
+        creds = await self.academic_credentials()
+        term = self.asked_term(academic)
+        answer = await academic.timetable(creds, term, self.caller(), self.wants_fresh())
+        body = {
+            **term_body(term, academic.calendar),
+            "courses": [v1_course(c, academic.calendar) for c in answer.value.courses],
+        }
+        self.write_answer(answer, self.envelope(creds, answer, body))
+
+    post = get
+
+
+class ExamsHandler(V1AcademicHandler):
+    async def get(self) -> None:
+        academic = self.academic()
+        creds = await self.academic_credentials()
+        term = self.asked_term(academic)
+        answer = await academic.exams(creds, term, self.caller(), self.wants_fresh())
+        exams = sorted(answer.value, key=lambda e: (e.date, e.start))
+        body = {**term_body(term, academic.calendar), "exams": [v1_exam(e) for e in exams]}
+        self.write_answer(answer, self.envelope(creds, answer, body))
+
+    post = get
+
+
+class GradesHandler(V1AcademicHandler):
+    async def get(self) -> None:
+        academic = self.academic()
+        creds = await self.academic_credentials()
+        term = self.asked_term(academic)
+        answer = await academic.grades(creds, term, self.caller(), self.wants_fresh())
+        gpa = academic.gpa(answer.value)
+        body = {
+            **term_body(term, academic.calendar),
+            "grades": [v1_grade(g) for g in answer.value],
+            "gpa": None if gpa is None else str(gpa),
+        }
+        self.write_answer(answer, self.envelope(creds, answer, body))
+
+    post = get
+
+
+# Calendar feeds -----------------------------------------------------------------------------
+
+
+class IcsMixin(V1AcademicHandler):
+    def write_ics(
+        self,
+        name: str,
+        student_id: str,
+        feed: Feed,
+        term: Term,
+        timetable: Answer[Timetable] | None,
+        exams: Answer[list[Exam]] | None,
+    ) -> None:
+        """The feed, built once per change of what it shows (services.calendar.FeedCache),
+        with its ETag: `304 Not Modified` to a calendar app that already has it."""
+        academic = self.academic()
+        refresh = academic.feed_refresh_s
+        shown = [a for a in (timetable, exams) if a is not None]
+        key = (name, student_id, feed, term.key, *(a.as_of for a in shown), refresh)
+        built = self.deps.feed_cache.get(
+            key,
+            lambda: calendar(
+                name,
+                feed_parts(feed, student_id, term, academic.calendar, timetable, exams),
+                refresh,
+            ),
+        )
+        newest = max(a.as_of for a in shown)
+        self.mark_answer(min(shown, key=lambda a: a.as_of))
+        # Calendar apps may keep it, and must ask again before they use it.
+        self.set_header("Cache-Control", "private, no-cache")
+        self.set_header("ETag", built.etag)
+        self.set_header("Last-Modified", formatdate(newest.timestamp(), usegmt=True))
+        if built.etag in etags(self.header("If-None-Match", "")):
+            self.set_status(304)
+            self.finish()
+            return
+        self.set_header("Content-Type", "text/calendar; charset=utf-8")
+        self.set_header("Content-Disposition", 'inline; filename="jnufm.ics"')
+        self.finish(built.body)
+
+
+def etags(header: str) -> set[str]:
+    """The entity tags of an If-None-Match header (weak ones compared by their value)."""
+    if header.strip() == "*":
+        return {"*"}
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+def feed_parts(
+    feed: Feed,
+    student_id: str,
+    term: Term,
+    calendar: CampusCalendar,
+    timetable: Answer[Timetable] | None,
+    exams: Answer[list[Exam]] | None,
+) -> list[Events]:
+    parts = []
+    if timetable is not None and feed in ("all", "timetable"):
+        stamp = stamp_of(timetable.as_of)
+        parts.append(class_events(student_id, term, timetable.value, calendar, stamp))
+    if exams is not None and feed in ("all", "exams"):
+        parts.append(exam_events(student_id, term, exams.value, stamp_of(exams.as_of)))
+    return parts
+
+
+class TimetableIcsHandler(IcsMixin):
+    async def get(self) -> None:
+        academic = self.academic()
+        creds = await self.academic_credentials()
+        term = self.asked_term(academic)
+        answer = await academic.timetable(creds, term, self.caller(), self.wants_fresh())
+        self.write_ics(f"Classes {term.label}", creds.student_id, "timetable", term, answer, None)
+
+    post = get
+
+
+class ExamsIcsHandler(IcsMixin):
+    async def get(self) -> None:
+        academic = self.academic()
+        creds = await self.academic_credentials()
+        term = self.asked_term(academic)
+        answer = await academic.exams(creds, term, self.caller(), self.wants_fresh())
+        self.write_ics(f"Exams {term.label}", creds.student_id, "exams", term, None, answer)
+
+    post = get
+
+
+class CalendarTokensHandler(V1AcademicHandler):
+    """POST: a new feed URL for the student's term (fetching the term's classes and exams
+    once, so the feed has them)."""
+
+    async def post(self) -> None:
+        academic = self.academic()
+        creds = await self.academic_credentials()
+        term = self.asked_term(academic)
+        asked = self.param("feed") or "all"
+        feed = next((f for f in FEEDS if f == asked), None)
+        if feed is None:
+            raise BadInput(codes.INVALID_FEED, "feed is all, timetable or exams")
+        await academic.term_events(creds, term, self.caller())
+        client = self.caller().client
+        token = await self.tokens().create_feed(
+            creds.student_id,
+            feed,
+            term.year,
+            term.term,
+            academic.pipeline.attempt_of(creds),
+            client.name if client is not None else "",
+        )
+        path = f"/v1/calendar/{token}.ics"
+        self.set_header("Location", path)
+        body = {
+            "student_id": creds.student_id,
+            **term_body(term, academic.calendar),
+            "feed": feed,
+            "token": token,
+            "path": path,
+            # The configured public URL: the Host header is the client's to write.
+            "url": f"{self.deps.public_url}{path}",
+        }
+        self.write_json(body, 201)
+
+
+class CalendarFeedHandler(IcsMixin):
+    """GET: the feed a token opens, from stored answers only. DELETE: revoke the token
+    (holding the URL is enough: whoever has it can read the feed anyway)."""
+
+    rate_limited = True
+
+    async def get(self, token: str) -> None:
+        academic = self.academic()
+        found = await self.tokens().feed(token)
+        term = Term(found.year, found.term)
+        timetable, exams = await academic.stored_term(found.student_id, term)
+        if (found.feed != "exams" and timetable is None) or (
+            found.feed != "timetable" and exams is None
+        ):
+            raise StorageUnavailable("feed answers")
+        self.write_ics(
+            f"jnufm {term.label}",
+            found.student_id,
+            found.feed,
+            term,
+            timetable if found.feed != "exams" else None,
+            exams if found.feed != "timetable" else None,
+        )
+
+    async def delete(self, token: str) -> None:
+        if not await self.tokens().revoke_token(token, "feed"):
+            raise BadInput(codes.UNKNOWN_TOKEN, "no such calendar feed (revoked or never made)")
+        self.set_status(204)
+        self.finish()

@@ -1,0 +1,75 @@
+"""/v1/card/: balance, profile and transactions. Money is a decimal string with `currency`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from handlers.v1 import V1Handler, iso, parse_date
+from systems.card.models import Transaction
+
+CURRENCY = "CNY"
+
+
+def money(amount: Decimal) -> str:
+    return f"{amount:.2f}"
+
+
+class V1BalanceHandler(V1Handler):
+    async def get(self) -> None:
+        creds = await self.credentials()
+        answer = await self.deps.card.balance(creds, self.caller(), self.wants_fresh())
+        body = {"balance": {"amount": money(answer.value.balance), "currency": CURRENCY}}
+        self.write_answer(answer, self.envelope(creds, answer, body))
+
+    post = get
+
+
+class V1ProfileHandler(V1Handler):
+    async def get(self) -> None:
+        creds = await self.credentials()
+        answer = await self.deps.card.profile(creds, self.caller(), self.wants_fresh())
+        info = answer.value
+        body = {
+            "name": info.name,
+            "card_number": info.card_number,
+            "identity": info.identity,
+            "department": info.department,
+            "status": info.status,
+        }
+        self.write_answer(answer, self.envelope(creds, answer, body))
+
+    post = get
+
+
+def v1_rows(rows: list[Transaction]) -> list[dict[str, str]]:
+    return [
+        {
+            "time": iso(row.time),
+            "kind": row.way,
+            "place": row.position,
+            "amount": money(row.amount),
+            "balance_after": money(row.balance_after),
+        }
+        for row in rows
+    ]
+
+
+class V1TransactionsHandler(V1Handler):
+    async def get(self) -> None:
+        creds = await self.credentials()
+        today = self.deps.card.today()
+        start = parse_date("start", self.param("start"), today)
+        end = parse_date("end", self.param("end"), today)
+        answer = await self.deps.card.transactions(
+            creds, start, end, self.caller(), self.wants_fresh()
+        )
+        body = {
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "currency": CURRENCY,
+            "count": len(answer.value),
+            "transactions": v1_rows(answer.value),
+        }
+        self.write_answer(answer, self.envelope(creds, answer, body))
+
+    post = get

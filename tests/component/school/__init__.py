@@ -1,0 +1,1 @@
+"""Clients of the school systems against the simulator or a scripted local school."""

@@ -1,0 +1,2 @@
+"""Tests of jnufm as processes: servers started, signalled and restarted, the
+benchmark smoke test, the page in a browser."""

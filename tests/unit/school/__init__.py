@@ -1,0 +1,1 @@
+"""Tests of the school systems' page parsers and keypads, on saved pages."""
