@@ -80,6 +80,13 @@ def gate_count(decision: str) -> float:
     )
 
 
+def error_code(reply: httpx.Response) -> str | None:
+    """The error code of a JSON error answer (None for an answer)."""
+    if reply.status_code < 400:
+        return None
+    return str(reply.json()["error"]["code"])
+
+
 async def balance(client: httpx.AsyncClient, student: str, password: str) -> httpx.Response:
     return await client.get("/card/rest", params={"stuid": student, "password": password})
 
@@ -308,9 +315,18 @@ async def test_two_instances_on_one_database_judge_at_most_five_guesses(
             )
             codes = Counter(r.status_code for r in replies)
             assert set(codes) <= {401, 429}, codes
+            # A 429 may also be the student's line being full (student_busy: not judged,
+            # not counted); on a busy machine the burst can end before the lockout. More
+            # guesses, one at a time, until the lockout answers.
+            extra = iter(guesses(60, right)[30:])
+            while not any(error_code(r) == "too_many_failed_logins" for r in replies):
+                reply = await balance(second[0], student, next(extra))
+                assert reply.status_code in (401, 429), reply.text
+                replies.append(reply)
+                codes[reply.status_code] += 1
             assert codes[401] <= 5, codes
             assert failed_logins(school) - before == codes[401]
-            assert (await balance(second[3], student, right)).status_code == 429
+            assert error_code(await balance(second[3], student, right)) == "too_many_failed_logins"
 
 
 async def ab(client: httpx.AsyncClient, path: str, concurrency: int, total: int) -> list[int]:
