@@ -7,7 +7,8 @@ Both use system (c) (bench/configs/default.yaml) with 2 workers against the
 `fast` school profile, and `wrk -c 20` on one student's balance (a "warm"
 query: the same student again). `profile` samples one worker with py-spy
 (`--native` off, 200 Hz, idle samples excluded) and splits the time into our
-code (handlers/, services/, school/, db/, runtime/, settings.py), libraries,
+code (handlers/, services/, systems/, school/, leanweb/, db/, runtime/,
+settings.py), libraries,
 and the rest; `loops` runs both loops in turn `--rounds` times and compares
 requests/s measured in the same run.
 """
@@ -33,7 +34,17 @@ from bench.procs import CONFIGS, SINGLE_STUDENT
 from bench.run import RESULTS, machine_facts
 from harness.processes import ROOT
 
-OURS = ("handlers/", "services/", "school/", "db/", "runtime/", "settings.py", "server.py")
+OURS = (
+    "handlers/",
+    "services/",
+    "systems/",
+    "school/",
+    "leanweb/",
+    "db/",
+    "runtime/",
+    "settings.py",
+    "server.py",
+)
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:()]+)(?::(?P<line>\d+))?\)$")
 
 

@@ -126,9 +126,12 @@ async def test_a_burst_of_guesses_at_a_cached_student_is_judged_at_most_five_tim
         assert codes[401] <= 5, codes
         assert failed_logins(school) - before == codes[401], "every 401 was the school's verdict"
         refused = [r for r in replies if r.status_code == 429]
-        assert all(r.json()["error"]["code"] == "too_many_failed_logins" for r in refused)
+        # A refusal is the lockout, or (on a busy machine, while the student's line at
+        # the school is full) student_busy: neither was judged nor counted.
+        assert {error_code(r) for r in refused} <= {"too_many_failed_logins", "student_busy"}
         assert all(int(r.headers["Retry-After"]) >= 1 for r in refused)
-        assert gate_count("locked_out") - locked_before == len(refused), "and it shows in /metrics"
+        locked = [r for r in refused if error_code(r) == "too_many_failed_logins"]
+        assert gate_count("locked_out") - locked_before == len(locked), "and it shows in /metrics"
         # Concurrent attempts that counted each other may all have been refused (the
         # gate errs on the safe side, for the Retry-After it says): top the wrong ones
         # up to five, one at a time, as a client that honours Retry-After would.
