@@ -651,9 +651,12 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
 
 def _describe(err: ValidationError) -> str:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    key = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
         return f"{key}: unknown key"
+    if not key:
+        # A check of the whole file has no location: its message names the keys.
+        return str(first["msg"]).removeprefix("Value error, ")
     return f"{key}: {first['msg']}"
 
 
