@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Final, Literal
+from typing import Literal
 
 from db.queries import FailureGroup
 from services.lockout import IP, STUDENT, HostRecord, lock_end
@@ -22,7 +22,6 @@ from services.lockout import IP, STUDENT, HostRecord, lock_end
 # What a caller whose wrong passwords reached its limit gets before a login: an
 # anonymous address is locked out; a registered client is slowed down.
 BeforeLogin = Literal["go", "locked", "slowed"]
-GO: Final = "go"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +123,7 @@ def before_login(caller_locked_until: float, registered: bool, t: float) -> Befo
     or the caller reached its limit since admission: an anonymous address is "locked",
     a registered client "slowed" (its logins pass at the slowed rate)."""
     if caller_locked_until <= t:
-        return GO
+        return "go"
     return "slowed" if registered else "locked"
 
 

@@ -798,7 +798,7 @@ class CredentialGate:
         t = self._now().timestamp()
         record = self._table.read(self._caller_key(p), t)
         decision = attempts.before_login(record.locked_until, p.registered, t)
-        if decision == attempts.GO:
+        if decision == "go":
             return
         if decision == "locked":
             raise self._locked_out(p, record.locked_until - t, IP)

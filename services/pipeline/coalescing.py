@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from observability import metrics
 from services import codes
@@ -54,6 +54,20 @@ def lease_name(key: CacheKey) -> str:
 Fetch = Callable[[], Awaitable[CacheEntry[T]]]
 
 
+@dataclass(frozen=True, slots=True)
+class Flight(Generic[T]):
+    """One request's question on its way to the school: who asks, under which key, what
+    result from another process may stand for it (stored since `not_before`), by when
+    (`deadline`, time.monotonic()), and how to fetch it."""
+
+    ticket: Ticket
+    key: CacheKey
+    q: Question[T, Any]
+    not_before: datetime
+    deadline: float
+    fetch: Fetch[T]
+
+
 class Coalescing:
     """One system's flights in this worker and leases across processes."""
 
@@ -86,6 +100,7 @@ class Coalescing:
         (entry, shared)."""
         if not self._policy.enabled:
             return await fetch(), False
+        f = Flight(ticket, key, q, not_before, deadline, fetch)
         flight = (key, ticket.flight)
         while (leader := self._flights.get(flight)) is not None:
             metrics.coalesced_wait(key.kind)
@@ -102,7 +117,7 @@ class Coalescing:
         )
         self._flights[flight] = future
         try:
-            result = await self._across_processes(ticket, key, q, not_before, deadline, fetch)
+            result = await self._across_processes(f)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: followers may be none
@@ -113,15 +128,7 @@ class Coalescing:
         finally:
             del self._flights[flight]
 
-    async def _across_processes(
-        self,
-        ticket: Ticket,
-        key: CacheKey,
-        q: Question[T, Any],
-        not_before: datetime,
-        deadline: float,
-        fetch: Fetch[T],
-    ) -> tuple[CacheEntry[T], bool]:
+    async def _across_processes(self, f: Flight[T]) -> tuple[CacheEntry[T], bool]:
         """Hold the question's lease while fetching; without it, wait for the holder's result.
 
         The lease of a student's questions is per student, so one student never holds
@@ -129,7 +136,7 @@ class Coalescing:
         everyone else.
         """
         self._breaker.raise_if_open()  # fail fast, without waiting in any line
-        subject = key.subject
+        subject = f.key.subject
         if subject:
             waiting = self._waiting.get(subject, 0)
             if waiting >= self._policy.per_student_queue:
@@ -140,7 +147,7 @@ class Coalescing:
                 )
             self._waiting[subject] = waiting + 1
         try:
-            return await self._lease_then_fetch(ticket, key, q, not_before, deadline, fetch)
+            return await self._lease_then_fetch(f)
         finally:
             if subject:
                 left = self._waiting[subject] - 1
@@ -149,50 +156,40 @@ class Coalescing:
                 else:
                     del self._waiting[subject]
 
-    async def _lease_then_fetch(
-        self,
-        ticket: Ticket,
-        key: CacheKey,
-        q: Question[T, Any],
-        not_before: datetime,
-        deadline: float,
-        fetch: Fetch[T],
-    ) -> tuple[CacheEntry[T], bool]:
+    async def _lease_then_fetch(self, f: Flight[T]) -> tuple[CacheEntry[T], bool]:
         p = self._policy
         leases = self._storage.leases
-        name = lease_name(key)
+        name = lease_name(f.key)
         holder = new_holder_id()
         give_up = time.monotonic() + p.lease_s + p.wait_s
         while True:
             if await leases.try_acquire(name, holder, p.lease_s):
                 try:
                     # The previous holder may have stored what we need just before letting go.
-                    done = await self._result_for(ticket, key, q, not_before)
+                    done = await self._result_for(f)
                     if done is not None:
                         return done, True
-                    return await fetch(), False
+                    return await f.fetch(), False
                 finally:
                     await asyncio.shield(leases.release(name, holder, p.lease_s))
             await asyncio.sleep(p.poll_s)
-            done = await self._result_for(ticket, key, q, not_before)
+            done = await self._result_for(f)
             if done is not None:
                 return done, True
-            if time.monotonic() > min(give_up, self._deadlines.until(deadline)):
+            if time.monotonic() > min(give_up, self._deadlines.until(f.deadline)):
                 raise BudgetExhausted(self._spec.system, p.lease_s)
 
-    async def _result_for(
-        self, ticket: Ticket, key: CacheKey, q: Question[T, Any], not_before: datetime
-    ) -> CacheEntry[T] | None:
+    async def _result_for(self, f: Flight[T]) -> CacheEntry[T] | None:
         """A result another process stored since `not_before`, if this request may have it.
 
         A password that did not match the verifier may have it only once the school
         has accepted that same password for another request (the verifier is now it).
         """
-        done = await self._storage.stored(key, q.codec, since=not_before)
-        if done is None or done.fetched_at < not_before:
+        done = await self._storage.stored(f.key, f.q.codec, since=f.not_before)
+        if done is None or done.fetched_at < f.not_before:
             return None
-        if not ticket.matches and not await ticket.proven_elsewhere():
+        if not f.ticket.matches and not await f.ticket.proven_elsewhere():
             return None
-        self._storage.remember(key, done)
-        metrics.coalesced_wait(key.kind)
+        self._storage.remember(f.key, done)
+        metrics.coalesced_wait(f.key.kind)
         return done
