@@ -237,12 +237,15 @@ def systemd_unit(args: argparse.Namespace) -> int:
     return 0
 
 
-def clients(argv: list[str]) -> int:
-    """`clients ...`, with `--config PATH` anywhere among its arguments."""
+def operator_command(name: str, argv: list[str]) -> int:
+    """`clients ...` or `pages ...`, with `--config PATH` anywhere among its arguments."""
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", type=Path, default=None)
     known, rest = config.parse_known_args(argv)
-    from runtime.admin import run
+    if name == "clients":
+        from runtime.admin import run
+    else:
+        from runtime.pages import run
 
     settings = load_settings(config_path(known))
     migrate_here(settings)
@@ -251,9 +254,9 @@ def clients(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["clients"]:
+    if argv[:1] in (["clients"], ["pages"]):
         try:
-            return clients(argv[1:])
+            return operator_command(argv[0], argv[1:])
         except ConfigError as exc:
             print(f"jnufm: {exc}", file=sys.stderr)
             return 2

@@ -367,6 +367,81 @@ class RetentionSettings(_Section):
     students_s: Annotated[float, Field(gt=0)] = 180 * 86400.0
 
 
+class CapturesSettings(_Section):
+    """School pages a client could not read, kept redacted for the operator
+    (services/captures.py, `python server.py pages`)."""
+
+    enabled: bool = True
+    # Distinct pages kept per school system and UTC day (the same page again only counts).
+    per_system_per_day: Annotated[int, Field(ge=1, le=10000)] = 20
+    # Characters of a redacted page kept (the rest is cut, and the copy says so).
+    max_chars: Annotated[int, Field(ge=1024, le=4 * 1024 * 1024)] = 131072
+    # Kept pages last seen longer ago than this are deleted by retention.
+    keep_s: Annotated[float, Field(gt=0)] = 14 * 86400.0
+
+
+# The name of an environment variable.
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+
+
+class CanaryAccountSettings(_Section):
+    """The canary's test account at a school system with passwords. Its password is
+    never written in the config file: it is read, at each round, from the environment
+    variable `password_env` or from `password_file` (relative to the config file; in
+    production mode readable by the server's user alone, as JNUFM_SECRET_KEY_FILE)."""
+
+    # "": no account, the canary skips the system.
+    student_id: Annotated[str, Field(pattern=r"^(?:[0-9]{6,16})?$")] = ""
+    password_env: Annotated[str, Field(pattern=_ENV_NAME)]
+    password_file: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_password_here(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError(
+                "password: never written in the config file; set the environment "
+                "variable named by password_env, or password_file"
+            )
+        return data
+
+
+class CanaryCardSettings(CanaryAccountSettings):
+    password_env: Annotated[str, Field(pattern=_ENV_NAME)] = "JNUFM_CANARY_CARD_PASSWORD"  # noqa: S105
+
+
+class CanaryAcademicSettings(CanaryAccountSettings):
+    password_env: Annotated[str, Field(pattern=_ENV_NAME)] = "JNUFM_CANARY_ACADEMIC_PASSWORD"  # noqa: S105
+    # The term read (both or neither; neither: the current term of campus.terms).
+    year: Annotated[int, Field(ge=2000, le=2100)] | None = None
+    term: Literal[1, 2] | None = None
+    grades: bool = True
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> CanaryAcademicSettings:
+        if (self.year is None) != (self.term is None):
+            raise ValueError("year and term: give both, or neither (the current term)")
+        return self
+
+
+class CanaryLibrarySettings(_Section):
+    # "": the canary skips the library.
+    query: Annotated[str, Field(max_length=200)] = "python"
+    record: bool = True
+
+
+class CanarySettings(_Section):
+    """The background canary (services/canary.py): a test account's pages read on a
+    slow schedule, a metric when one stops parsing."""
+
+    enabled: bool = False
+    interval_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600.0
+    refused_backoff_s: Annotated[float, Field(ge=0, le=365 * 86400)] = 7 * 86400.0
+    card: CanaryCardSettings = CanaryCardSettings()
+    academic: CanaryAcademicSettings = CanaryAcademicSettings()
+    library: CanaryLibrarySettings = CanaryLibrarySettings()
+
+
 class AccountsSettings(_Section):
     """The 2013 account API (/signup, /login, ...)."""
 
@@ -558,6 +633,8 @@ class Settings(_Section):
     tokens: TokensSettings = TokensSettings()
     accounts: AccountsSettings = AccountsSettings()
     retention: RetentionSettings = RetentionSettings()
+    captures: CapturesSettings = CapturesSettings()
+    canary: CanarySettings = CanarySettings()
     http: HttpSettings = HttpSettings()
     connections: ConnectionsSettings = ConnectionsSettings()
     log: LogSettings = LogSettings()
@@ -638,7 +715,8 @@ def _anchor_sqlite_path(settings: Settings, base: Path) -> Settings:
 
 
 def _anchor_paths(settings: Settings, base: Path) -> Settings:
-    """The log file, metrics directory and shared cache are relative to the config file too."""
+    """The log file, metrics directory, shared cache and the canary's password files are
+    relative to the config file too."""
     log, metrics, cache = settings.log, settings.metrics, settings.cache
     if log.file and not Path(log.file).is_absolute():
         log = log.model_copy(update={"file": str(base / log.file)})
@@ -646,7 +724,16 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
         metrics = metrics.model_copy(update={"multiproc_dir": str(base / metrics.multiproc_dir)})
     if not Path(cache.shared_path).is_absolute():
         cache = cache.model_copy(update={"shared_path": str(base / cache.shared_path)})
-    return settings.model_copy(update={"log": log, "metrics": metrics, "cache": cache})
+    canary = settings.canary
+    for name in ("card", "academic"):
+        account = getattr(canary, name)
+        if account.password_file and not Path(account.password_file).is_absolute():
+            anchored = str(base / account.password_file)
+            account = account.model_copy(update={"password_file": anchored})
+            canary = canary.model_copy(update={name: account})
+    return settings.model_copy(
+        update={"log": log, "metrics": metrics, "cache": cache, "canary": canary}
+    )
 
 
 def _describe(err: ValidationError) -> str:

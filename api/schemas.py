@@ -475,6 +475,23 @@ DASHBOARD = obj(
                 ),
             }
         ),
+        "unreadable_pages": nullable(
+            {
+                "type": "array",
+                "description": "the last school pages no client could read, kept redacted "
+                "(python server.py pages show ID); null: the database cannot say",
+                "items": obj(
+                    {
+                        "id": {"type": "integer"},
+                        "system": text(),
+                        "page": text("the page kind (login, balance, timetable, search...)"),
+                        "last_seen": text(format="date-time"),
+                        "seen": {"type": "integer", "minimum": 1},
+                        "reason": text(),
+                    }
+                ),
+            }
+        ),
         "answered_by": obj({"worker": {"type": "integer"}, "generation": {"type": "integer"}}),
     }
 )
@@ -1018,6 +1035,16 @@ EXAMPLES: dict[str, Any] = {
                 "wrong": 5,
                 "allowed": 5,
                 "until": "2026-11-27T00:40:29+00:00",
+            }
+        ],
+        "unreadable_pages": [
+            {
+                "id": 3,
+                "system": "academic",
+                "page": "login",
+                "last_seen": "2026-11-27T00:41:02+00:00",
+                "seen": 14,
+                "reason": "the login answer is neither the login form nor a logged-in page",
             }
         ],
         "workers": {"count": 2, "live": [{"worker": 0, "pid": 4242, "generation": 1}]},

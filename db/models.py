@@ -313,3 +313,45 @@ class LoginFailure(Base):
     failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     attempt: Mapped[str] = mapped_column(String(32), default="")
     outcome: Mapped[int] = mapped_column(SmallInteger, default=0)
+
+
+class PageCapture(Base):
+    """A school page a client could not read, redacted (school/capture.py), with the
+    request that led to it: kept for the operator (`python server.py pages`).
+
+    One row per system, page kind, day and redacted page: the same page seen again
+    counts in `seen`. At most `captures.per_system_per_day` rows per system and day.
+    """
+
+    __tablename__ = "page_captures"
+    __table_args__ = (
+        UniqueConstraint("system", "kind", "day", "digest"),
+        # The newest first (the dashboard, `pages list`) and pruning the oldest.
+        Index("ix_page_captures_last_seen_at", "last_seen_at"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    system: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    # The UTC day of the first sighting, YYYY-MM-DD.
+    day: Mapped[str] = mapped_column(String(10))
+    # SHA-256 of the redacted page: the same page seen again is the same row.
+    digest: Mapped[str] = mapped_column(String(64))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    seen: Mapped[int] = mapped_column(Integer, default=1)
+    # Why the client could not read it (our own message, digits masked).
+    reason: Mapped[str] = mapped_column(String(300))
+    # The request that got the page: method, URL without query values, field names.
+    method: Mapped[str] = mapped_column(String(8))
+    url: Mapped[str] = mapped_column(String(500))
+    form_names: Mapped[str] = mapped_column(String(500))
+    # The requests of the fetch before it ("GET /path" lines).
+    trail: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(100))
+    # The page's size as received, in bytes, and whether the kept copy was cut.
+    size: Mapped[int] = mapped_column(Integer)
+    cut: Mapped[int] = mapped_column(SmallInteger, default=0)
+    page: Mapped[str] = mapped_column(LongText)

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, exists, func, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Lease, LoginFailure, Result, SchoolSession, Student, Token
+from db.models import Lease, LoginFailure, PageCapture, Result, SchoolSession, Student, Token
 
 # The stored answers a calendar feed is built from (systems/academic/service.py stored_term).
 FEED_SYSTEM = "academic"
@@ -179,3 +179,10 @@ async def prune_students(session: AsyncSession, before: datetime, limit: int) ->
     holds_token = exists().where(Token.student_id == Student.student_id)
     where = [Student.last_login_at < before, not_(holds_token)]
     return await _delete_where(session, Student, Student.id, where, limit)
+
+
+async def prune_page_captures(session: AsyncSession, before: datetime, limit: int) -> Batch:
+    """Delete kept school pages last seen before `before`."""
+    return await _delete_where(
+        session, PageCapture, PageCapture.id, [PageCapture.last_seen_at < before], limit
+    )

@@ -33,6 +33,7 @@ from services import codes
 from services.addresses import client_ip
 from services.calendar import FeedCache
 from services.callers import Caller, ClientRegistry, anonymous
+from services.captures import PageCaptures
 from services.errors import (
     BadInput,
     RateLimited,
@@ -113,6 +114,8 @@ class AppDeps:
     accounts: AccountService | None = None
     # Who is locked out or slowed down now (the dashboard's view of the gate).
     lockouts: Callable[[], Awaitable[list[Lockout]]] | None = None
+    # The school pages no client could read, kept redacted (the dashboard lists them).
+    page_captures: PageCaptures | None = None
     # How access lines name a student (services.credentials.pseudonym).
     pseudonym: Callable[[str], str] = field(default=lambda student_id: "-")
 

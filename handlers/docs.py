@@ -48,6 +48,10 @@ def school_budgets(deps: AppDeps) -> dict[str, int]:
     return dict(deps.school_budgets)
 
 
+# Unreadable pages the dashboard lists (the newest).
+DASHBOARD_PAGES = 10
+
+
 class DashboardHandler(JsonHandler):
     """Requests/s, cache hit ratio, school load against budgets, breakers, latency and
     workers, for whoever may read /metrics (the same rule: loopback or the token)."""
@@ -70,7 +74,30 @@ class DashboardHandler(JsonHandler):
             (self.deps.worker_index, state.generation),
         )
         body["lockouts"] = await self.lockouts()
+        body["unreadable_pages"] = await self.unreadable_pages()
         self.write_json(body)
+
+    async def unreadable_pages(self) -> list[dict[str, Any]] | None:
+        """The last school pages no client could read (`python server.py pages show ID`
+        prints one); None when the database cannot say."""
+        captures = self.deps.page_captures
+        if captures is None:
+            return []
+        try:
+            rows = await captures.latest(DASHBOARD_PAGES)
+        except StorageUnavailable:
+            return None
+        return [
+            {
+                "id": r.id,
+                "system": r.system,
+                "page": r.kind,
+                "last_seen": r.last_seen_at.isoformat(timespec="seconds"),
+                "seen": r.seen,
+                "reason": r.reason,
+            }
+            for r in rows
+        ]
 
     async def lockouts(self) -> list[dict[str, Any]] | None:
         """Who is locked out or slowed down now; None when the database cannot say."""

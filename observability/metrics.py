@@ -33,6 +33,7 @@ Recording functions (all cheap, safe to call anywhere, in any process):
     budget_rejected(system)
     set_breaker_state(system, state)
     record_pruned(table, rows), record_prune_round(table, outcome)
+    set_canary_page(system, page, readable), record_canary_run(system, outcome, at)
     record_rate_limited(scope)
     record_worker_restart(reason)        (master)
     set_worker_count(count)              (master)
@@ -93,6 +94,10 @@ class _Metrics:
     storage_degraded: Gauge
     retention_deleted: Counter
     retention_rounds: Counter
+    pages_unreadable: Counter
+    canary_page_readable: Gauge
+    canary_runs: Counter
+    canary_last_run: Gauge
     worker_restarts: Counter
     workers: Gauge
     worker_generation: Gauge
@@ -231,11 +236,38 @@ def _m() -> _Metrics:
                 "Rows deleted by retention (services/retention.py), by table.",
                 ["table"],
             ),
+            pages_unreadable=Counter(
+                "jnufm_school_pages_unreadable",
+                "School pages a client could not read (502 school_page_unreadable; a "
+                "redacted copy kept: python server.py pages list), by system and page kind.",
+                ["system", "page"],
+            ),
             retention_rounds=Counter(
                 "jnufm_retention_rounds",
                 "Rounds of retention run on a table, by outcome: done, more_left (stopped "
                 "after half an interval, goes on at the next), skipped (a storage error).",
                 ["table", "outcome"],
+            ),
+            canary_page_readable=Gauge(
+                "jnufm_canary_page_readable",
+                "Whether the canary's last reading of a school page parsed (1) or not "
+                "(0), by system and page; the last reading over all workers wins.",
+                ["system", "page"],
+                multiprocess_mode="livemostrecent",
+            ),
+            canary_runs=Counter(
+                "jnufm_canary_runs",
+                "Rounds of the canary on a school system, by outcome: ok, unreadable (a "
+                "page did not parse), skipped (the school busy, failing or away: nothing "
+                "learned), refused_login (the test account's password was refused).",
+                ["system", "outcome"],
+            ),
+            canary_last_run=Gauge(
+                "jnufm_canary_last_run_timestamp_seconds",
+                "When the canary last ended a round on a school system (Unix time), "
+                "newest over workers.",
+                ["system"],
+                multiprocess_mode="livemax",
             ),
             worker_restarts=Counter(
                 "jnufm_worker_restarts",
@@ -426,9 +458,26 @@ def record_pruned(table: str, rows: int) -> None:
     _m().retention_deleted.labels(table).inc(rows)
 
 
+def count_unreadable_page(system: str, page: str) -> None:
+    """A client could not read a page of a school system (page: its kind)."""
+    _m().pages_unreadable.labels(system, page).inc()
+
+
 def record_prune_round(table: str, outcome: str) -> None:
     """Retention ran a round on a table (done, more_left, skipped)."""
     _m().retention_rounds.labels(table, outcome).inc()
+
+
+def set_canary_page(system: str, page: str, readable: bool) -> None:
+    """The canary read a page of a school system: it parsed, or not."""
+    _m().canary_page_readable.labels(system, page).set(1 if readable else 0)
+
+
+def record_canary_run(system: str, outcome: str, at: float) -> None:
+    """The canary ended a round on a school system at `at` (Unix time)."""
+    m = _m()
+    m.canary_runs.labels(system, outcome).inc()
+    m.canary_last_run.labels(system).set(at)
 
 
 # --- Master (runtime/master.py) --------------------------------------------------

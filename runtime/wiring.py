@@ -23,6 +23,8 @@ from services.accounts import AccountService
 from services.breaker import BreakerTable
 from services.budget import slot_linger
 from services.callers import ClientRegistry
+from services.canary import Canary, CanaryTargets
+from services.captures import PageCaptures
 from services.credentials import pseudonym
 from services.deferred import DeferredWrites, HostWrites, WriteHealth
 from services.gate import CredentialGate, GateStore
@@ -58,6 +60,7 @@ class WorkerServices:
     deps: AppDeps
     recover: Callable[[], Awaitable[None]]
     close: Callable[[], Awaitable[None]]
+    canary: Canary | None = None  # None: `canary.enabled` is false
 
 
 # One TLS context for every school client (the CA bundle loaded once, ~1.2 MB each),
@@ -223,6 +226,7 @@ async def build_worker_services(
     shared_cache = open_shared_cache(settings.cache, settings.database.url)
     storage = Storage(sessions, settings, deferred, utc_now, shared_cache)
     retention = Retention(sessions, storage.leases, settings, utc_now)
+    page_captures = PageCaptures(sessions, settings.captures, utc_now)
     state = WorkerState()
 
     def pipeline(spec: SystemSpec, connector: Connector[S] | None) -> Pipeline[S]:
@@ -237,6 +241,7 @@ async def build_worker_services(
             school_limiter=school_limiter,
             stop_by=lambda: state.stop_by,
             breakers=tables.breakers,
+            captures=page_captures,
         )
 
     # Every registered school system builds itself from this worker's parts.
@@ -249,6 +254,48 @@ async def build_worker_services(
     card_service = service_of(services, "card", CardService)
     academic_service = service_of(services, "academic", AcademicService)
     registry = ClientRegistry(sessions, settings.clients, limits.ipv6_prefix)
+    canary: Canary | None = None
+    canary_pipelines: list[Pipeline[Any]] = []
+    if settings.canary.enabled:
+        # The canary's own services, on pipelines that take no cached answer and let
+        # none stand in (services/canary.py); budget slots, breakers, gate and quota
+        # are the students'.
+        uncached = settings.model_copy(
+            update={"cache": settings.cache.model_copy(update={"enabled": False})}
+        )
+
+        def canary_pipeline(spec: SystemSpec, connector: Connector[S] | None) -> Pipeline[S]:
+            return build_pipeline(
+                spec,
+                connector,
+                storage,
+                uncached,
+                gate if spec.takes_password else None,
+                school_limiter=school_limiter,
+                stop_by=lambda: state.stop_by,
+                breakers=tables.breakers,
+                captures=page_captures,
+            )
+
+        watched = WorkerParts(settings, clients, canary_pipeline)
+        probes = {system.name: system.assembly().build(watched) for system in SYSTEMS}
+        canary_pipelines = [p for b in probes.values() for p in b.pipelines]
+        probe_services = {name: b.service for name, b in probes.items()}
+
+        def students_waiting(system: str) -> bool:
+            students = built.get(system)
+            return students is not None and any(p.budget.waiting for p in students.pipelines)
+
+        canary = Canary(
+            CanaryTargets(
+                card=service_of(probe_services, "card", CardService),
+                academic=service_of(probe_services, "academic", AcademicService),
+                library=service_of(probe_services, "library", LibraryService),
+                students_waiting=students_waiting,
+            ),
+            storage.leases,
+            settings,
+        )
     accounts = None
     if settings.accounts.enabled:
         accounts = AccountService(sessions, settings, token_store, academic_service)
@@ -262,6 +309,7 @@ async def build_worker_services(
         ipv6_prefix=limits.ipv6_prefix,
         pseudonym=lambda student_id: pseudonym(secret, student_id),
         lockouts=lambda: gate.lockouts(registry.failures_max_of),
+        page_captures=page_captures,
         library=service_of(services, "library", LibraryService),
         systems=services,
         school_budgets={p.spec.system: p.spec.budget for p in pipelines},
@@ -299,11 +347,15 @@ async def build_worker_services(
         await registry.refresh()
         registry.start()
         retention.start()
+        if canary is not None:
+            canary.start()
 
     async def close() -> None:
         await retention.stop()
+        if canary is not None:
+            await canary.stop()
         await registry.stop()
-        for pipeline in pipelines:
+        for pipeline in [*pipelines, *canary_pipelines]:
             await pipeline.aclose(settings.shutdown_grace_s)
         await deferred.drain(settings.shutdown_grace_s)
         await token_store.aclose()
@@ -315,4 +367,4 @@ async def build_worker_services(
         if host_tables is None:
             tables.close()  # made here, not inherited from the master
 
-    return WorkerServices(deps, recover, close)
+    return WorkerServices(deps, recover, close, canary)

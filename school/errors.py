@@ -52,7 +52,17 @@ class SchoolServerError(SchoolUnavailable):
 
 
 class SchoolPageError(SchoolError):
-    """A page we cannot read: unexpected, truncated, or an unreadable keypad."""
+    """A page we cannot read: unexpected, truncated, or an unreadable keypad.
+
+    `kind` names the page (`login`, `balance`, `timetable`, `search`, ...: lower case
+    letters and `_`), for the operator's copy of the page, the metric and the breaker
+    (which counts an unreadable page once per kind, not once per student). None: the
+    client did not say; the page's path stands in.
+    """
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class AnswerRefused(SchoolPageError):
@@ -61,7 +71,7 @@ class AnswerRefused(SchoolPageError):
 
     About this one request, not the school's health: it must never count as a school
     failure for the breaker. Still a SchoolPageError for callers that do not tell it apart
-    (an unreadable answer, 502 `school_bad_page`).
+    (an unreadable answer, 502 `school_page_unreadable`).
     """
 
 

@@ -23,7 +23,7 @@ import httpx
 
 from observability import metrics
 from observability.timing import add_time
-from school import deadline
+from school import capture, deadline
 from school.config import SystemConfig
 from school.errors import (
     AnswerRefused,
@@ -255,6 +255,15 @@ class Browser:
             response = await self.exchange(request, "redirected" if hop else "asked")
             jar.update(response)
             status = response.status_code
+            # The last answer of a fetch is what the operator sees when it cannot be read.
+            capture.note(
+                method,
+                url,
+                form if content is not None else None,
+                status,
+                response.headers.get("content-type"),
+                response.content,
+            )
             if status == 200:
                 return Reply(url, response.content, response.headers.get("content-type"))
             location = response.headers.get("location")

@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import random
+import re
 import socket
 import struct
 import time
@@ -205,6 +206,22 @@ def server_error_page(status: int) -> str:
     return f"<html><body><h1>HTTP Status {status}</h1></body></html>"
 
 
+def redesigned_page(path: str) -> str:  # path: the request URI, query included
+    """A page after a redesign (the `redesign` drill): what it says is what a real page
+    would (a student's name and number, a balance, a session token, an e-mail address),
+    in a layout no client knows."""
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>新版服务大厅</title>'
+        '</head><body><main class="v2-app" data-path="' + escape(path) + '">'
+        '<section class="v2-card"><h2>欢迎您，张小明同学</h2>'
+        "<p>学号 2010204060 · 身份证 440106199001011234 · 账户余额 36.50 元</p>"
+        "<p>联系邮箱 zhangxm@stu2010.example.edu.cn 电话 13800138000</p>"
+        '<input type="hidden" name="csrf" value="Qm9vdHN0cmFwVG9rZW4xMjM0NTY3ODkw">'
+        '<input type="password" name="pwd" value="204060">'
+        "</section></main></body></html>"
+    )
+
+
 class OverloadHandler(tornado.web.RequestHandler):
     """Base of every page of a simulated system: the overload layer runs in `prepare`."""
 
@@ -260,6 +277,8 @@ class OverloadHandler(tornado.web.RequestHandler):
         if state.rng.random() < state.settings.failure_rate:
             state.stats.errors["random_failure"] += 1
             self._plain(500, self.error_page(500))
+        elif state.settings.redesign and re.search(state.settings.redesign, self.request.path):
+            self._plain(200, redesigned_page(self.request.uri or self.request.path))
 
     def on_finish(self) -> None:
         """Account for the answer and free the slot."""

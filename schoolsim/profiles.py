@@ -2,9 +2,12 @@
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from schoolsim.variants import VariantSetting
 
 OverloadAction = Literal["error", "reset"]
 DownMode = Literal["reset", "error", "hang"]
@@ -67,6 +70,14 @@ class SimSettings:
     # schools: accounttodatTrjnObject.action, the history continuation, the
     # tr.bl pager, ten columns). See docs/card-center-protocol.md.
     markup: Markup = "2013"
+    # How the pages are written (schoolsim/variants.py): "plain", "legacy", "modern",
+    # "bare", or "mixed" (one of them per student, per query for the catalogues).
+    # The facts on the pages are the same in every variant.
+    variant: VariantSetting = "plain"
+    # Drill, not evidence: request paths matching this regular expression (searched in
+    # the path; "" = none) are answered with a redesigned page no client knows (200,
+    # HTML, a name, numbers and a token on it), as after a redesign at the school.
+    redesign: str = ""
     # Not evidence, tolerance drills for clients: a successful login answers
     # 302 to the account page instead of the frame page...
     login_redirect: bool = False
@@ -102,6 +113,10 @@ class SimSettings:
         for ok, message in checks:
             if not ok:
                 raise SettingError(message)
+        try:
+            re.compile(self.redesign)
+        except re.error as exc:
+            raise SettingError(f"redesign is not a regular expression: {exc}") from None
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -187,6 +202,10 @@ def _coerce(name: str, kind: Any, raw: object) -> object:
             except ValueError:
                 pass
         raise SettingError(f"{name} must be a number, not {raw!r}")
+    if kind is str:
+        if isinstance(raw, str) and len(raw) <= 500:
+            return raw
+        raise SettingError(f"{name} must be a string of at most 500 characters, not {raw!r}")
     raise SettingError(f"{name} has an unsupported type")  # pragma: no cover
 
 

@@ -206,9 +206,11 @@ class BreakerCall:
         if self._end():
             self._breaker._record(bad=False, student=self._student, probe=self._probe)
 
-    def failed(self) -> None:
+    def failed(self, subject: str | None = None) -> None:
+        """The call failed; `subject` counts it under another name than its student's
+        (an unreadable page kind fails for everyone: one subject, not many)."""
         if self._end():
-            self._breaker._record(bad=True, student=self._student, probe=self._probe)
+            self._breaker._record(bad=True, student=subject or self._student, probe=self._probe)
 
     def neutral(self) -> None:
         """The call told us nothing about the school's health (a wrong password)."""

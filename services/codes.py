@@ -269,8 +269,11 @@ INVALID_LABEL = ErrorCode(
 SCHOOL_UNAVAILABLE = ErrorCode(
     502, "school_unavailable", "the school system failed", "学校系统出错"
 )
-SCHOOL_BAD_PAGE = ErrorCode(
-    502, "school_bad_page", "the school sent a page we cannot read", "学校返回了无法解析的页面"
+SCHOOL_PAGE_UNREADABLE = ErrorCode(
+    502,
+    "school_page_unreadable",
+    "the school sent a page we cannot read",
+    "学校返回了无法解析的页面",
 )
 SCHOOL_SESSION_LOST = ErrorCode(
     502, "school_session_lost", "the school dropped the session", "学校系统丢失了会话"

@@ -22,7 +22,7 @@ ServiceError                      status code
 ├── RateLimited                   429    too_many_failed_logins, rate_limited, student_busy,
 │                                        client_slowed
 ├── SchoolUnreachable             502    school_unavailable: refused, reset, 5xx, overload page
-├── SchoolBadPage                 502    school_bad_page: a page we cannot read
+├── SchoolPageUnreadable          502    school_page_unreadable: a page we cannot read
 ├── SchoolSessionLost             502    school_session_lost
 ├── SchoolBusy                    503    school_busy: no budget slot in time
 ├── SchoolFailing                 503    school_unavailable: the breaker is open
@@ -158,8 +158,8 @@ class SchoolUnreachable(ServiceError):
     error = codes.SCHOOL_UNAVAILABLE
 
 
-class SchoolBadPage(ServiceError):
-    error = codes.SCHOOL_BAD_PAGE
+class SchoolPageUnreadable(ServiceError):
+    error = codes.SCHOOL_PAGE_UNREADABLE
 
 
 class SchoolSessionLost(ServiceError):
@@ -219,5 +219,5 @@ def from_school(exc: SchoolError, name: str, password: str) -> ServiceError:
     if isinstance(exc, SessionExpired):
         return SchoolSessionLost(f"{name} dropped the session; try again")
     if isinstance(exc, SchoolPageError):
-        return SchoolBadPage(f"{name} answered with a page we cannot read")
+        return SchoolPageUnreadable(f"{name} answered with a page we cannot read")
     return SchoolUnreachable(f"{name} is unavailable")

@@ -54,7 +54,15 @@ KIND_FRESHNESS: dict[str, tuple[str, ...]] = {
 }
 
 # The tables in the order a round prunes them.
-TABLES = ("results", "school_sessions", "login_failures", "tokens", "leases", "students")
+TABLES = (
+    "results",
+    "school_sessions",
+    "login_failures",
+    "tokens",
+    "leases",
+    "students",
+    "page_captures",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +92,7 @@ class Plan:
     token_idle_s: float
     token_max_age_s: float
     students_before: datetime
+    captures_before: datetime
 
 
 def _results_rules(settings: Settings, now: datetime) -> tuple[ResultsRule, ...]:
@@ -133,6 +142,7 @@ def plan(settings: Settings, now: datetime) -> Plan:
         token_idle_s=tokens.idle_s,
         token_max_age_s=tokens.max_age_s,
         students_before=ago(settings.retention.students_s),
+        captures_before=ago(settings.captures.keep_s),
     )
 
 
@@ -208,6 +218,8 @@ class Retention:
             return [lambda db, n: q.prune_leases(db, p.now, n)]
         if table == "students":
             return [lambda db, n: q.prune_students(db, p.students_before, n)]
+        if table == "page_captures":
+            return [lambda db, n: q.prune_page_captures(db, p.captures_before, n)]
         raise ValueError(f"no retention for table {table!r}")
 
     def _results_step(self, rule: ResultsRule, p: Plan) -> Step:

@@ -40,6 +40,8 @@
       "dash.lockouts": "当前锁定与限速", "dash.scope": "范围", "dash.who": "对象",
       "dash.wrong": "错误密码 / 允许", "dash.until": "直到", "dash.none": "无",
       "dash.unknown": "数据库暂时无法回答",
+      "dash.pages": "最近无法读取的学校页面（python server.py pages show ID 查看脱敏副本）",
+      "dash.page": "页面", "dash.lastseen": "最近一次", "dash.seen": "次数", "dash.reason": "原因",
       "scope.student": "学生", "scope.ip": "地址", "scope.client": "注册客户端（限速）", "scope.account": "2013 账户",
       "client.anonymous": "匿名地址（合计）",
       "dash.about": "数据来自与 /metrics 相同的指标（所有工作进程合计），每 2 秒刷新；速率覆盖最近约 10 秒；“进行中”是学校请求在这段时间的平均并发数。",
@@ -81,6 +83,8 @@
       "dash.lockouts": "Lockouts and slow-downs now", "dash.scope": "scope", "dash.who": "who",
       "dash.wrong": "wrong passwords / allowed", "dash.until": "until", "dash.none": "none",
       "dash.unknown": "the database cannot say right now",
+      "dash.pages": "School pages we could not read lately (python server.py pages show ID prints the redacted copy)",
+      "dash.page": "page", "dash.lastseen": "last seen", "dash.seen": "times", "dash.reason": "reason",
       "scope.student": "student", "scope.ip": "address", "scope.client": "registered client (slowed)", "scope.account": "2013 account",
       "client.anonymous": "anonymous addresses (together)",
       "dash.about": "From the same metrics as /metrics (all workers together), refreshed every 2 s; rates cover about the last 10 s; \"in flight\" is the school requests' average concurrency over that time.",
@@ -462,6 +466,21 @@
           h("td", { text: new Date(l.until).toLocaleTimeString(LANG === "en" ? "en-GB" : "zh-CN") })));
       }
       document.querySelector("#dash-lockouts tbody").replaceChildren(...locks);
+      let pages;
+      if (body.unreadable_pages === null) {
+        pages = [h("tr", {}, h("td", { colspan: "6", class: "muted", text: t("dash.unknown") }))];
+      } else if (!body.unreadable_pages || body.unreadable_pages.length === 0) {
+        pages = [h("tr", {}, h("td", { colspan: "6", class: "muted", text: t("dash.none") }))];
+      } else {
+        pages = body.unreadable_pages.map((p) => h("tr", { "data-capture": String(p.id) },
+          h("td", { class: "num", text: p.id }),
+          h("td", {}, h("code", {}, p.system)),
+          h("td", {}, h("code", {}, p.page)),
+          h("td", { text: new Date(p.last_seen).toLocaleString(LANG === "en" ? "en-GB" : "zh-CN") }),
+          h("td", { class: "num", text: p.seen }),
+          h("td", { text: p.reason })));
+      }
+      document.querySelector("#dash-pages tbody").replaceChildren(...pages);
       const workers = body.workers.live.map((w) => h("tr", {},
         h("td", { class: "num", text: w.worker }), h("td", { class: "num", text: w.pid === null ? "—" : w.pid }),
         h("td", { class: "num", text: w.generation })));

@@ -15,6 +15,7 @@ from schoolsim.academic.state import MAX_REPORTS, AcademicState, Session
 from schoolsim.card.dataset import CHINA
 from schoolsim.overload import Mount, OverloadHandler, Rule, SimHandler, SystemState
 from schoolsim.profiles import SimSettings
+from schoolsim.variants import Variant, variant_for
 
 NAME = "academic"
 PREFIX = "/jwc/"
@@ -34,6 +35,7 @@ class PostedQuery(NamedTuple):
     term_text: str
     year: int
     term: int
+    variant: Variant
 
 
 class OfficeHandler(OverloadHandler):
@@ -54,7 +56,17 @@ class OfficeHandler(OverloadHandler):
         self.set_header("X-AspNet-Version", "2.0.50727")
 
     def error_page(self, status: int) -> str:
-        return pages.server_busy(status)
+        return pages.server_busy(status, self.variant())
+
+    def variant(self, stuid: str | None = None) -> Variant:
+        """The markup variant of this answer: by the student (the one named, else the
+        session's), as `variant_for` picks it for the `variant` setting."""
+        if stuid is None:
+            found = self.state.sessions.get(
+                self.get_cookie(COOKIE), self.state.settings.session_idle_s
+            )
+            stuid = found.stuid if found is not None else None
+        return variant_for(self.state.settings.variant, stuid or "")
 
     def latency_factor(self) -> float:
         if self.latency_kind == "login" and self.request.method == "POST":
@@ -65,9 +77,12 @@ class OfficeHandler(OverloadHandler):
         """Form values arrive in GBK (the pages' charset)."""
         return value.decode("gb18030", errors="replace")
 
-    def html(self, body: str, status: int = 200) -> None:
+    def html(self, body: str, status: int = 200, variant: Variant = "plain") -> None:
         self.set_status(status)
-        self.set_header("Content-Type", "text/html; charset=gbk")
+        if pages.charset_declared_in_header(variant):
+            self.set_header("Content-Type", "text/html; charset=gbk")
+        else:
+            self.set_header("Content-Type", "text/html")
         self.set_header("Cache-Control", "private")
         self.finish(body.encode("gbk", errors="replace"))
 
@@ -93,7 +108,7 @@ class OfficeHandler(OverloadHandler):
             return None
         return sess, sess.stuid
 
-    def postback_ok(self) -> bool:
+    def postback_ok(self, variant: Variant) -> bool:
         """Check the posted view state; False after answering ASP.NET's error."""
         if self.state.valid(self.page_name, self.arg("__VIEWSTATE"), self.arg("__EVENTVALIDATION")):
             return True
@@ -104,19 +119,23 @@ class OfficeHandler(OverloadHandler):
                 "Validation of viewstate MAC failed. If this application is hosted by a Web "
                 "Farm or cluster, ensure that <machineKey> configuration specifies the same "
                 "validationKey and validation algorithm.",
+                variant,
             ),
             500,
+            variant,
         )
         return False
 
-    def invalid_postback(self) -> None:
+    def invalid_postback(self, variant: Variant) -> None:
         self.state.viewstate_failures += 1
         self.html(
             pages.aspnet_error(
                 "Invalid postback or callback argument.",
                 "Invalid postback or callback argument. Event validation is enabled.",
+                variant,
             ),
             500,
+            variant,
         )
 
     def forms(self) -> tuple[str, str]:
@@ -133,7 +152,7 @@ class OfficeHandler(OverloadHandler):
         term = pages.TERM_NAMES[0] if now.month >= 8 or now.month == 1 else pages.TERM_NAMES[1]
         return f"{year}-{year + 1}", term
 
-    def posted_term(self) -> tuple[str, str, int, int] | None:
+    def posted_term(self, variant: Variant) -> tuple[str, str, int, int] | None:
         """The posted year and term (both field pairs); None after answering the error
         ASP.NET gives for a value its select did not offer."""
         year, term = self.arg("dlstXndZ"), self.arg("dlstNdxq")
@@ -146,7 +165,7 @@ class OfficeHandler(OverloadHandler):
             and self.arg("dlstNdxq0") in ("", term)
         )
         if not ok or found is None:
-            self.invalid_postback()
+            self.invalid_postback(variant)
             return None
         return year, term, int(found[1]), pages.TERM_NAMES.index(term) + 1
 
@@ -154,13 +173,15 @@ class OfficeHandler(OverloadHandler):
         """A query form's postback: the student's session and the term asked for; None
         after answering (the login redirect, or ASP.NET's error)."""
         found = self.student()
-        if found is None or not self.postback_ok():
+        if found is None or not self.postback_ok(self.variant(found[1])):
             return None
-        posted = self.posted_term()
+        posted = self.posted_term(self.variant(found[1]))
         if posted is None:
             return None
         year_text, term_text, year, term = posted
-        return PostedQuery(found[0], found[1], year_text, term_text, year, term)
+        return PostedQuery(
+            found[0], found[1], year_text, term_text, year, term, self.variant(found[1])
+        )
 
     def term_data(self, stuid: str, year: int, term: int) -> TermData:
         return self.state.dataset.term(stuid, year, term)
@@ -173,17 +194,20 @@ class LoginHandler(OfficeHandler):
     latency_kind = "login"
 
     def get(self) -> None:
-        self.session()
-        self.html(pages.login_page(*self.forms()))
+        sess = self.session()
+        variant = self.variant(sess.stuid)
+        self.html(pages.login_page(*self.forms(), variant=variant), variant=variant)
 
     def post(self) -> None:
         state = self.state
         sess = self.session()
-        if not self.postback_ok():
+        stuid = self.arg("txtYHBS").strip()
+        # The refusal is written in the variant of the student named.
+        variant = self.variant(stuid)
+        if not self.postback_ok(variant):
             return
         captcha, sess.captcha = sess.captcha, None
         typed = self.arg("txtFJM")
-        stuid = self.arg("txtYHBS").strip()
         if state.faults["wrong_captcha"] > 0:
             state.faults["wrong_captcha"] -= 1
             captcha = None
@@ -191,15 +215,19 @@ class LoginHandler(OfficeHandler):
         if captcha is None or typed != captcha:
             state.captcha_wrong += 1
             state.stats.logins_failed += 1
-            self.html(pages.login_page(*self.forms(), pages.WRONG_CAPTCHA))
+            self.html(
+                pages.login_page(*self.forms(), pages.WRONG_CAPTCHA, variant), variant=variant
+            )
             return
         if not exists(stuid):
             state.stats.logins_failed += 1
-            self.html(pages.login_page(*self.forms(), pages.NO_USER))
+            self.html(pages.login_page(*self.forms(), pages.NO_USER, variant), variant=variant)
             return
         if self.arg("txtYHMM") != state.dataset.password(stuid):
             state.stats.logins_failed += 1
-            self.html(pages.login_page(*self.forms(), pages.WRONG_PASSWORD))
+            self.html(
+                pages.login_page(*self.forms(), pages.WRONG_PASSWORD, variant), variant=variant
+            )
             return
         sess.stuid = stuid
         sess.reports.clear()
@@ -226,7 +254,8 @@ class HomeHandler(OfficeHandler):
     def get(self) -> None:
         if self.student() is None:
             return
-        self.html(pages.home_page())
+        variant = self.variant()
+        self.html(pages.home_page(variant), variant=variant)
 
 
 class MenuHandler(OfficeHandler):
@@ -235,7 +264,8 @@ class MenuHandler(OfficeHandler):
     def get(self) -> None:
         if self.student() is None:
             return
-        self.html(pages.menu_page())
+        variant = self.variant()
+        self.html(pages.menu_page(variant), variant=variant)
 
 
 class TimetableHandler(OfficeHandler):
@@ -244,10 +274,15 @@ class TimetableHandler(OfficeHandler):
     page_name = "xk_maincx"
 
     def get(self) -> None:
-        if self.student() is None:
+        found = self.student()
+        if found is None:
             return
         year, term = self.current()
-        self.html(pages.timetable_page(*self.forms(), self.years(), year, term, None))
+        variant = self.variant(found[1])
+        self.html(
+            pages.timetable_page(*self.forms(), self.years(), year, term, None, variant),
+            variant=variant,
+        )
 
     def post(self) -> None:
         q = self.posted_query()
@@ -256,14 +291,18 @@ class TimetableHandler(OfficeHandler):
         if "bthSearch" not in self.request.body_arguments:
             # Another button (or none): the form again, without results.
             self.html(
-                pages.timetable_page(*self.forms(), self.years(), q.year_text, q.term_text, None)
+                pages.timetable_page(
+                    *self.forms(), self.years(), q.year_text, q.term_text, None, q.variant
+                ),
+                variant=q.variant,
             )
             return
         data = self.term_data(q.stuid, q.year, q.term)
         self.html(
             pages.timetable_page(
-                *self.forms(), self.years(), q.year_text, q.term_text, data.courses
-            )
+                *self.forms(), self.years(), q.year_text, q.term_text, data.courses, q.variant
+            ),
+            variant=q.variant,
         )
 
 
@@ -273,10 +312,15 @@ class ExamsHandler(OfficeHandler):
     page_name = "xk_studentkcb"
 
     def get(self) -> None:
-        if self.student() is None:
+        found = self.student()
+        if found is None:
             return
         year, term = self.current()
-        self.html(pages.exams_form_page(*self.forms(), self.years(), year, term))
+        variant = self.variant(found[1])
+        self.html(
+            pages.exams_form_page(*self.forms(), self.years(), year, term, variant=variant),
+            variant=variant,
+        )
 
     def post(self) -> None:
         q = self.posted_query()
@@ -293,7 +337,10 @@ class ExamsHandler(OfficeHandler):
             # resolving it against another host).
             frame = f"../../Reports/KsbFrame.aspx?key={key}"
         self.html(
-            pages.exams_form_page(*self.forms(), self.years(), q.year_text, q.term_text, frame)
+            pages.exams_form_page(
+                *self.forms(), self.years(), q.year_text, q.term_text, frame, q.variant
+            ),
+            variant=q.variant,
         )
 
 
@@ -301,17 +348,24 @@ class ReportFrameHandler(OfficeHandler):
     """Reports/KsbFrame.aspx: the frame set; the data is in its second frame."""
 
     def get(self) -> None:
-        if self.student() is None:
+        found = self.student()
+        if found is None:
             return
         key = self.get_query_argument("key", "")
-        self.html(pages.report_frameset("KsbToolbar.aspx", f"KsbContent.aspx?key={quote(key)}"))
+        variant = self.variant(found[1])
+        self.html(
+            pages.report_frameset("KsbToolbar.aspx", f"KsbContent.aspx?key={quote(key)}", variant),
+            variant=variant,
+        )
 
 
 class ReportToolbarHandler(OfficeHandler):
     def get(self) -> None:
-        if self.student() is None:
+        found = self.student()
+        if found is None:
             return
-        self.html(pages.report_toolbar())
+        variant = self.variant(found[1])
+        self.html(pages.report_toolbar(variant), variant=variant)
 
 
 class ReportContentHandler(OfficeHandler):
@@ -322,14 +376,22 @@ class ReportContentHandler(OfficeHandler):
         if found is None:
             return
         sess, stuid = found
+        variant = self.variant(stuid)
         asked = sess.reports.get(self.get_query_argument("key", ""))
         if asked is None:
-            self.html(pages.aspnet_error("报表已过期", "The report is no longer available."), 500)
+            self.html(
+                pages.aspnet_error("报表已过期", "The report is no longer available.", variant),
+                500,
+                variant,
+            )
             return
         year, term = asked
         data = self.term_data(stuid, year, term)
         self.html(
-            pages.report_content(f"{year}-{year + 1}", pages.TERM_NAMES[term - 1], data.exams)
+            pages.report_content(
+                f"{year}-{year + 1}", pages.TERM_NAMES[term - 1], data.exams, variant
+            ),
+            variant=variant,
         )
 
 
@@ -339,10 +401,15 @@ class GradesHandler(OfficeHandler):
     page_name = "cjgl_xscjcx"
 
     def get(self) -> None:
-        if self.student() is None:
+        found = self.student()
+        if found is None:
             return
         year, term = self.current()
-        self.html(pages.grades_page(*self.forms(), self.years(), year, term, None))
+        variant = self.variant(found[1])
+        self.html(
+            pages.grades_page(*self.forms(), self.years(), year, term, None, variant),
+            variant=variant,
+        )
 
     def post(self) -> None:
         q = self.posted_query()
@@ -350,7 +417,10 @@ class GradesHandler(OfficeHandler):
             return
         data = self.term_data(q.stuid, q.year, q.term)
         self.html(
-            pages.grades_page(*self.forms(), self.years(), q.year_text, q.term_text, data.grades)
+            pages.grades_page(
+                *self.forms(), self.years(), q.year_text, q.term_text, data.grades, q.variant
+            ),
+            variant=q.variant,
         )
 
 
@@ -359,9 +429,11 @@ class ProfileHandler(OfficeHandler):
 
     def get(self, *args: str) -> None:
         self.state.profile_fetches += 1
-        if self.student() is None:
+        found = self.student()
+        if found is None:
             return
-        self.html(pages.profile_page())
+        variant = self.variant(found[1])
+        self.html(pages.profile_page(variant), variant=variant)
 
     def post(self, *args: str) -> None:
         self.get()
@@ -369,7 +441,8 @@ class ProfileHandler(OfficeHandler):
 
 class NotFoundHandler(OfficeHandler):
     def get(self, *args: str) -> None:
-        self.html(pages.not_found(), 404)
+        variant = self.variant()
+        self.html(pages.not_found(variant), 404, variant)
 
     def post(self, *args: str) -> None:
         self.get()

@@ -15,6 +15,7 @@ from schoolsim.card.sessions import Session
 from schoolsim.card.state import AppState
 from schoolsim.overload import Mount, OverloadHandler, side_routes
 from schoolsim.overload import SimHandler as BaseSimHandler
+from schoolsim.variants import Variant, variant_for
 
 COOKIE = "JSESSIONID"
 # The load balancer's cookie (setting extra_cookie; not evidence).
@@ -34,6 +35,9 @@ class SchoolHandler(OverloadHandler):
     state: AppState
     # Extra latency multiplier of this page (login and history cost more).
     latency_kind = ""
+    # Whose page this is, for its markup variant: the session's student, the name
+    # posted to the login; "" before any (a `mixed` setting then writes plain).
+    page_key = ""
 
     def set_default_headers(self) -> None:
         """Look like the 2013 Tomcat rather than Tornado."""
@@ -55,9 +59,13 @@ class SchoolHandler(OverloadHandler):
         """Form values arrive in GBK (the pages' charset), e.g. Submit=+%C8%B7+%B6%A8+."""
         return value.decode("gb18030", errors="replace")
 
+    def variant(self) -> Variant:
+        """The markup variant of this request's page (schoolsim/variants.py)."""
+        return variant_for(self.state.settings.variant, self.page_key)
+
     def html(self, body: str) -> None:
-        """Send a GBK page declaring its charset in the header (and in the page)."""
-        self.set_header("Content-Type", "text/html;charset=GBK")
+        """Send a GBK page, its charset declared as its variant declares it."""
+        self.set_header("Content-Type", pages.content_type(self.variant()))
         self.finish(body.encode("gbk"))
 
     def session(self, always_cookie: bool = False) -> Session:
@@ -72,6 +80,8 @@ class SchoolHandler(OverloadHandler):
         if sess is None:
             sess = store.create(settings.session_idle_s)
             always_cookie = True
+        if sess.stuid:
+            self.page_key = sess.stuid
         if always_cookie:
             self.set_cookie(COOKIE, sess.sid, path="/")
             if settings.extra_cookie:
@@ -84,7 +94,7 @@ class SchoolHandler(OverloadHandler):
         sess = self.session()
         st = self.state.dataset.student(sess.stuid) if sess.stuid else None
         if st is None:
-            self.html(pages.login_page())
+            self.html(pages.login_page(variant=self.variant()))
             return None
         return sess, st
 
@@ -105,7 +115,7 @@ class SchoolHandler(OverloadHandler):
         if start is None or end is None or start > end or end > self.displayed_today():
             # The chain stays at the date form, so corrected dates may be posted again.
             sess.his_step = 2
-            self.html(pages.error_page(pages.DATE_ERROR))
+            self.html(pages.error_page(pages.DATE_ERROR, self.variant()))
             return False
         sess.his_step = 3
         sess.his_range = (start, end)
@@ -167,7 +177,11 @@ class SchoolHandler(OverloadHandler):
             summary = summary or "总计交易额为"
         else:
             paging = pages.Paging("/accountconsubBrows.action", "pageNum")
-        self.html(pages.result_page(rows, st, page, size, settings.markup, paging, summary))
+        self.html(
+            pages.result_page(
+                rows, st, page, size, settings.markup, paging, summary, self.variant()
+            )
+        )
 
 
 class NotFoundHandler(SchoolHandler):
@@ -188,7 +202,7 @@ class HomeHandler(SchoolHandler):
     def get(self) -> None:
         """The login page."""
         self.session(always_cookie=True)
-        self.html(pages.login_page())
+        self.html(pages.login_page(variant=self.variant()))
 
 
 class CaptchaHandler(SchoolHandler):
@@ -235,6 +249,7 @@ class LoginHandler(SchoolHandler):
         state = self.state
         sess = self.session()
         stuid = self.arg("name")
+        self.page_key = stuid
         if sess.captcha is None or sess.keypad is None:
             error = pages.EXPIRED_ERROR
         elif state.dataset.student(stuid) is None:
@@ -249,10 +264,10 @@ class LoginHandler(SchoolHandler):
             if state.settings.login_redirect:
                 self.redirect("accountcardUser.action")
                 return
-            self.html(pages.frame_page(st.name, state.settings.markup))
+            self.html(pages.frame_page(st.name, state.settings.markup, self.variant()))
             return
         state.stats.logins_failed += 1
-        self.html(pages.login_page(error))
+        self.html(pages.login_page(error, self.variant()))
 
 
 class AccountHandler(SchoolHandler):
@@ -265,7 +280,8 @@ class AccountHandler(SchoolHandler):
             return
         _, st = found
         balance = self.state.dataset.balance(st, self.state.now())
-        self.html(pages.account_page(pages.Account(st, money(balance)), self.state.settings.markup))
+        account = pages.Account(st, money(balance))
+        self.html(pages.account_page(account, self.state.settings.markup, self.variant()))
 
 
 class TodayHandler(SchoolHandler):
@@ -281,7 +297,7 @@ class TodayHandler(SchoolHandler):
         action = "/accounttodayTrjn.action"
         if self.state.settings.markup == "platform":
             action = "/accounttodatTrjnObject.action"
-        self.html(pages.account_form(action, st.card_number, "当日流水查询"))
+        self.html(pages.account_form(action, st.card_number, "当日流水查询", self.variant()))
 
     def post(self) -> None:
         """Result page 1 of today's transactions (the form must have been fetched)."""
@@ -293,7 +309,7 @@ class TodayHandler(SchoolHandler):
             return
         sess, st = found
         if not sess.today_ready:
-            self.html(pages.error_page(pages.STEP_ERROR))
+            self.html(pages.error_page(pages.STEP_ERROR, self.variant()))
             return
         self.today_result(sess, st, 1)
 
@@ -367,7 +383,7 @@ class HistoryHandler(SchoolHandler):
             action = "/accounthisTrjn1.action"
         sess.his_step = 1
         sess.his_range = None
-        self.html(pages.account_form(action, st.card_number, "历史流水查询"))
+        self.html(pages.account_form(action, st.card_number, "历史流水查询", self.variant()))
 
     def new_key(self, sess: Session, step: int) -> str:
         key = f"{self.state.rng.getrandbits(64):016x}"
@@ -381,6 +397,7 @@ class HistoryHandler(SchoolHandler):
                 pages.date_form(
                     "/accounthisTrjn.action?__continue=" + self.new_key(sess, 2),
                     *self.default_range(),
+                    self.variant(),
                 )
             )
         elif step == 2:
@@ -388,13 +405,13 @@ class HistoryHandler(SchoolHandler):
             if accepted:
                 # Evidence: the wait page's form holds "?__continue=<key>" in id and action.
                 target = "?__continue=" + self.new_key(sess, 3)
-                self.html(pages.wait_page(target, target))
+                self.html(pages.wait_page(target, target, self.variant()))
             else:
                 sess.flow[key] = 2  # corrected dates may be posted again
         elif step == 3 and sess.his_range is not None:
             self.history_result(sess, st, "总计交易额为")
         else:
-            self.html(pages.error_page(pages.STEP_ERROR))
+            self.html(pages.error_page(pages.STEP_ERROR, self.variant()))
 
 
 class History1Handler(SchoolHandler):
@@ -407,10 +424,10 @@ class History1Handler(SchoolHandler):
             return
         sess, _ = found
         if sess.his_step < 1 or self.state.settings.markup != "2013":
-            self.html(pages.error_page(pages.STEP_ERROR))
+            self.html(pages.error_page(pages.STEP_ERROR, self.variant()))
             return
         sess.his_step = 2
-        self.html(pages.date_form("/accounthisTrjn2.action", *self.default_range()))
+        self.html(pages.date_form("/accounthisTrjn2.action", *self.default_range(), self.variant()))
 
 
 class History2Handler(SchoolHandler):
@@ -423,10 +440,10 @@ class History2Handler(SchoolHandler):
             return
         sess, _ = found
         if sess.his_step < 2 or self.state.settings.markup != "2013":
-            self.html(pages.error_page(pages.STEP_ERROR))
+            self.html(pages.error_page(pages.STEP_ERROR, self.variant()))
             return
         if self.accept_dates(sess):
-            self.html(pages.wait_page("/accounthisTrjn3.action"))
+            self.html(pages.wait_page("/accounthisTrjn3.action", variant=self.variant()))
 
 
 class History3Handler(SchoolHandler):
@@ -441,7 +458,7 @@ class History3Handler(SchoolHandler):
             return
         sess, st = found
         if sess.his_step < 3 or sess.his_range is None or self.state.settings.markup != "2013":
-            self.html(pages.error_page(pages.STEP_ERROR))
+            self.html(pages.error_page(pages.STEP_ERROR, self.variant()))
             return
         self.history_result(sess, st, "")
 
@@ -456,7 +473,7 @@ class PagingHandler(SchoolHandler):
             return
         sess, st = found
         if sess.last_query is None:
-            self.html(pages.error_page(pages.STEP_ERROR))
+            self.html(pages.error_page(pages.STEP_ERROR, self.variant()))
             return
         self.result(sess, st, sess.last_query, _page_number(self.arg("pageNum")))
 

@@ -7,6 +7,12 @@ after the title (the year in a commented-out div), `tr.bibItemsEntry` copies
 with III's field comments, a cover image whose src carries the ISBN first;
 record pages of `td.bibInfoLabel` / `td.bibInfoData` rows with a permanent
 link `a#recordnum`; a search with one hit answers with the record itself.
+
+Every page is written in the variant the `variant` setting picks
+(schoolsim/variants.py; `mixed`: by the query, or the record id): `plain` as
+above; `legacy`, `modern` and `bare` say the same facts otherwise. Which of their
+traits rest on evidence: `_legacy`, `_modern`, `_bare` below and
+docs/library-protocol.md ("Markup variants").
 """
 
 from __future__ import annotations
@@ -20,6 +26,14 @@ from schoolsim.library.dataset import Book, Copy
 from schoolsim.library.state import CatalogueState, calibrated, truth_routes
 from schoolsim.overload import Mount, OverloadHandler, Rule, SystemState
 from schoolsim.profiles import SimSettings
+from schoolsim.variants import (
+    Variant,
+    char_refs,
+    open_tags,
+    padding,
+    upper_tags,
+    variant_for,
+)
 
 NAME = "opac"
 PREFIX = "/opac/"
@@ -32,9 +46,77 @@ _SEARCH = re.compile(
 )
 # Page latency multipliers: a record page costs less than a search.
 _RECORD_FACTOR = 0.5
+# Guess (no page of this catalogue was kept): the size of a later skin's page, banners
+# and scripts included.
+_MODERN_SIZE = 24_000
+_CLASS = re.compile(r'class="([^"]*)"')
+_SIMPLE_VALUE = re.compile(r'="([A-Za-z0-9#%._-]+)"')
+_CELL_OPEN = re.compile(r"(<td\b[^>]*>)")
+_CELL_CLOSE = re.compile(r"(</td>)")
+# The header of each variant (guess for all but plain: see the README of variants).
+CONTENT_TYPES: dict[Variant, str] = {
+    "plain": "text/html; charset=UTF-8",
+    # Guess: an older server declared nothing in the header, only in the meta tag.
+    "legacy": "text/html",
+    "modern": "text/html; charset=UTF-8",
+    # Guess: nothing declared anywhere; the bytes are UTF-8 all the same.
+    "bare": "text/html",
+}
 
 
-def _page(title: str, body: str) -> str:
+def _text(text: str, variant: Variant) -> str:
+    """Text escaped; in `bare`, some CJK characters as character references (guess)."""
+    return char_refs(escape(text)) if variant == "bare" else escape(text)
+
+
+def _label(text: str, variant: Variant) -> str:
+    """A label or message as each variant wraps it: `<font>` (legacy), `<span>` (modern),
+    bare text (plain, bare). Guess: III's own skins use none of these consistently."""
+    if variant == "legacy":
+        return f'<font color="#333333">{text}</font>'
+    if variant == "modern":
+        return f'<span class="label">{text}</span>'
+    return text
+
+
+def _legacy(html: str) -> str:
+    """Guesses all: class names in lower case (the markup's case differs between III
+    releases), simple attribute values unquoted, tag names in upper case, the end tags
+    HTML lets a page leave out left out (no `</td>`, `</tr>`, `</body>`, `</html>`)."""
+    html = _CLASS.sub(lambda m: f'class="{m.group(1).lower()}"', html)
+    return upper_tags(open_tags(_SIMPLE_VALUE.sub(r"=\1", html)))
+
+
+def _spaced(body: str) -> str:
+    """Guess (template engines indent): cells opened and closed on lines of their own."""
+    return _CELL_CLOSE.sub(r"\n      \1", _CELL_OPEN.sub("\\1\n        ", body))
+
+
+def _page(title: str, body: str, variant: Variant = "plain") -> str:
+    if variant == "legacy":
+        return _legacy(_plain_page(title, body))
+    if variant == "modern":
+        # Guess: charset in the header and a <meta charset>; banners and scripts around
+        # the content, up to a later skin's size.
+        return (
+            '<!DOCTYPE html>\n<html lang="zh-CN">\n<head>\n<meta charset="UTF-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{escape(title)}</title>\n"
+            '<link rel="stylesheet" type="text/css" href="/screens/styles.css">\n'
+            "</head>\n<body>\n"
+            f"{padding(_MODERN_SIZE - len(body))}"
+            f'<div class="pageContent" id="main">\n{_spaced(body)}\n</div>\n'
+            '<div class="footer">暨南大学图书馆 &copy; 版权所有</div>\n'
+            '<script type="text/javascript" src="/scripts/webpac.js"></script>\n'
+            "</body>\n</html>\n"
+        )
+    if variant == "bare":
+        # Guess: the smallest page that says the same: no doctype, no charset, no end.
+        return f"<html><head><title>{escape(title)}</title></head><body>\n{body}\n"
+    return _plain_page(title, body)
+
+
+def _plain_page(title: str, body: str) -> str:
     return (
         '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN">\n'
         '<html lang="zh">\n<head>\n'
@@ -52,7 +134,7 @@ def _status(copy: Copy) -> str:
     return "馆内阅览" if copy.state == "reading" else "处理中"
 
 
-def _items(book: Book, prefix: str) -> str:
+def _items(book: Book, prefix: str, variant: Variant = "plain") -> str:
     rows = [
         '<table width="100%" border="0" cellspacing="1" cellpadding="2" class="bibItems">',
         '<tr class="bibItemsHeader">\n<th width="38%" class="bibItemsHeader">馆藏地</th>\n'
@@ -64,17 +146,17 @@ def _items(book: Book, prefix: str) -> str:
         rows.append(
             '<tr  class="bibItemsEntry">\n'
             f'<td width="38%" ><!-- field 1 -->&nbsp;<a href="{prefix}screens/location.html">'
-            f"{escape(copy.location)}</a> \n</td>\n"
+            f"{_text(copy.location, variant)}</a> \n</td>\n"
             f'<td width="38%" ><!-- field C -->&nbsp;<a href="{prefix}search~S1*chx?/c'
             f'{quote(book.call_number)}/c{quote(book.call_number.lower())}/-3,-1,,B/browse">'
             f"{call}</a> <!-- field v --><!-- field # --></td>\n"
-            f'<td width="24%" ><!-- field % -->&nbsp;{escape(_status(copy))} </td></tr>'
+            f'<td width="24%" ><!-- field % -->&nbsp;{_text(_status(copy), variant)} </td></tr>'
         )
     rows.append("</table>")
     return "\n".join(rows)
 
 
-def _row(book: Book, n: int, total: int, term: str, prefix: str) -> str:
+def _row(book: Book, n: int, total: int, term: str, prefix: str, variant: Variant) -> str:
     frameset = (
         f"{prefix}search~S1*chx?/X({term})&amp;SORT=D/X({term})&amp;SORT=D&amp;SUBKEY=({term})"
         f"/{n}%2C{total}%2C{total}%2CB/frameset&amp;FF=X({term})&amp;SORT=D&amp;{n}%2C{n}%2C"
@@ -86,13 +168,13 @@ def _row(book: Book, n: int, total: int, term: str, prefix: str) -> str:
         f'<td align="center" class="briefcitEntryNum"><input type="checkbox" name="save" '
         f'value="{book.record_id}" id="{book.record_id}"><br />{n}</td>\n'
         '<td align="left" class="briefcitDetail">\n<!--{nohitmsg}-->\n'
-        f'<span class="briefcitTitle">\n<a href="{frameset}">{escape(book.title)}</a>\n</span>\n'
-        f"<br />\n / {escape(book.author)}&nbsp; &nbsp;\n"
-        f"{escape(book.publication)}&nbsp; &nbsp;\n"
-        f"{escape(book.physical)}<!--\n<div>\n{book.year}</div>\n-->\n<br />\n"
-        f'<span class="briefcitStatus">{status}</span>\n'
-        f'<div class="briefcitItems">\n{_items(book, prefix)}\n</div>\n'
-        f'<div class="briefcitItems">{escape(book.notes)}</div>\n'
+        f'<span class="briefcitTitle">\n<a href="{frameset}">{_text(book.title, variant)}</a>\n'
+        f"</span>\n<br />\n / {_text(book.author, variant)}&nbsp; &nbsp;\n"
+        f"{_text(book.publication, variant)}&nbsp; &nbsp;\n"
+        f"{_text(book.physical, variant)}<!--\n<div>\n{book.year}</div>\n-->\n<br />\n"
+        f'<span class="briefcitStatus">{_label(_text(status, variant), variant)}</span>\n'
+        f'<div class="briefcitItems">\n{_items(book, prefix, variant)}\n</div>\n'
+        f'<div class="briefcitItems">{_text(book.notes, variant)}</div>\n'
         "</td>\n"
         f'<td align="center" class="briefcitExtras"><img src="{prefix}bookjacket?isbn='
         f'{book.isbn}&amp;size=0" alt="封面" border="0"></td>\n'
@@ -100,46 +182,62 @@ def _row(book: Book, n: int, total: int, term: str, prefix: str) -> str:
     )
 
 
-def results_page(books: list[Book], first: int, query: str, prefix: str) -> str:
+def results_page(
+    books: list[Book], first: int, query: str, prefix: str, variant: Variant = "plain"
+) -> str:
     """A result page from position `first` (1-based)."""
     total = len(books)
     shown = books[first - 1 : first - 1 + PER_PAGE]
     last = first + len(shown) - 1
     term = quote(query, safe="")
-    rows = "\n".join(_row(b, first + i, total, term, prefix) for i, b in enumerate(shown))
+    rows = "\n".join(_row(b, first + i, total, term, prefix, variant) for i, b in enumerate(shown))
+    count = f"关键词 ({first}-{last} 共 {total})"
+    header = (
+        '<tr><td class="browseHeader"><table width="100%"><tr>\n'
+        f'<td class="browseHeaderData">{_label(_text(count, variant), variant)}</td>\n'
+        "</tr></table></td></tr>\n"
+    )
+    if variant == "modern" and last == total and len(shown) < PER_PAGE:
+        # Guess: a later skin shows no count line on a last page that is not full (the
+        # rows' own positions still say the range, and a short page is the last).
+        header = ""
     body = (
         '<table class="browseScreen" width="100%">\n'
-        '<tr><td class="browseHeader"><table width="100%"><tr>\n'
-        f'<td class="browseHeaderData">关键词 ({first}-{last} 共 {total})</td>\n'
-        "</tr></table></td></tr>\n"
+        f"{header}"
         f'<tr><td><table width="100%" class="browseList">\n{rows}\n</table></td></tr>\n'
         "</table>"
     )
-    return _page(f"暨南大学图书馆 书目检索 /关键词 {query}", body)
+    return _page(f"暨南大学图书馆 书目检索 /关键词 {query}", body, variant)
 
 
-def no_hits_page(query: str) -> str:
+def no_hits_page(query: str, variant: Variant = "plain") -> str:
+    message = _label(_text("没有找到匹配的记录; 附近的 关键词 是:", variant), variant)
     body = (
         '<table class="browseScreen" width="100%"><tr><td class="browseSearchtoolMessage">'
-        f"<h2>没有找到匹配的记录; 附近的 关键词 是:</h2> {escape(query)}</td></tr></table>"
+        f"<h2>{message}</h2> {escape(query)}</td></tr></table>"
     )
-    return _page("暨南大学图书馆 书目检索 /关键词", body)
+    return _page("暨南大学图书馆 书目检索 /关键词", body, variant)
 
 
-def record_page(book: Book, prefix: str) -> str:
+def record_page(book: Book, prefix: str, variant: Variant = "plain") -> str:
     """A record page (its fields, copies and permanent link)."""
+
+    def t(text: str) -> str:
+        return _text(text, variant)
+
     fields = [
-        ("题名", f"<strong>{escape(book.title)} / {escape(book.author)}</strong>"),
-        ("主要责任者", f'<a href="{prefix}search~S1*chx?/a">{escape(book.author)}</a>'),
-        ("出版资料", escape(book.publication)),
-        ("载体形态", escape(book.physical)),
+        ("题名", f"<strong>{t(book.title)} / {t(book.author)}</strong>"),
+        ("主要责任者", f'<a href="{prefix}search~S1*chx?/a">{t(book.author)}</a>'),
+        ("出版资料", t(book.publication)),
+        ("载体形态", t(book.physical)),
         ("标准号", f"ISBN {escape(book.isbn_shown)} : {escape(book.price)}"),
-        ("附注", escape(book.notes)),
+        ("附注", t(book.notes)),
         # Evidence (III): a field's further value comes in a row with an empty label.
-        ("", "中文图书" if book.language == "zh" else "外文图书"),
+        ("", t("中文图书" if book.language == "zh" else "外文图书")),
     ]
     rows = "\n".join(
-        f'<tr><td valign="top" width="20%" class="bibInfoLabel">{label}</td>'
+        f'<tr><td valign="top" width="20%" class="bibInfoLabel">'
+        f"{_label(t(label), variant) if label else label}</td>"
         f'<td class="bibInfoData">{value}</td></tr>'
         for label, value in fields
     )
@@ -148,15 +246,16 @@ def record_page(book: Book, prefix: str) -> str:
         '<table width="100%" class="bibDetail"><tr><td>\n'
         f'<table width="100%" border="0" cellspacing="0" cellpadding="0">\n{rows}\n</table>\n'
         "</td></tr></table>\n"
-        f"{_items(book, prefix)}\n"
+        f"{_items(book, prefix, variant)}\n"
         f'<a id="recordnum" href="{prefix}record={book.record_id}~S1*chx">永久链接</a>\n'
         "</div>"
     )
-    return _page(f"暨南大学图书馆 /{book.title}", body)
+    return _page(f"暨南大学图书馆 /{book.title}", body, variant)
 
 
-def no_record_page() -> str:
-    return _page("暨南大学图书馆", "<h2>No Such Record 无此记录</h2>")
+def no_record_page(variant: Variant = "plain") -> str:
+    message = _label(_text("No Such Record 无此记录", variant), variant)
+    return _page("暨南大学图书馆", f"<h2>{message}</h2>", variant)
 
 
 class OpacHandler(OverloadHandler):
@@ -167,9 +266,13 @@ class OpacHandler(OverloadHandler):
     def set_default_headers(self) -> None:
         self.set_header("Server", "III 100")
 
-    def html(self, text: str, status: int = 200) -> None:
+    def variant(self, key: str) -> Variant:
+        """The variant of the page for a query or record id (`mixed`: by that key)."""
+        return variant_for(self.state.settings.variant, key)
+
+    def html(self, text: str, status: int = 200, variant: Variant = "plain") -> None:
         self.set_status(status)
-        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.set_header("Content-Type", CONTENT_TYPES[variant])
         self.finish(text.encode("utf-8"))
 
 
@@ -188,20 +291,21 @@ class SearchHandler(OpacHandler):
         self.state.count("searches")
         prefix = self.state.prefix
         books = self.state.catalogue.search(query, False, bool(limit))
+        v = self.variant(query)
         if found.group("hit"):
             hit = int(found.group("hit"))
             if 1 <= hit <= len(books):
-                self.html(record_page(books[hit - 1], prefix))
+                self.html(record_page(books[hit - 1], prefix, v), variant=v)
             else:
-                self.html(no_record_page())
+                self.html(no_record_page(v), variant=v)
             return
         first = max(1, int(found.group("first")))
         if not books:
-            self.html(no_hits_page(query))
+            self.html(no_hits_page(query, v), variant=v)
         elif len(books) == 1 and first == 1:
-            self.html(record_page(books[0], prefix))
+            self.html(record_page(books[0], prefix, v), variant=v)
         else:
-            self.html(results_page(books, first, query, prefix))
+            self.html(results_page(books, first, query, prefix, v), variant=v)
 
 
 class RecordHandler(OpacHandler):
@@ -213,10 +317,11 @@ class RecordHandler(OpacHandler):
     def get(self, record_id: str) -> None:
         self.state.count("records")
         book = self.state.catalogue.by_id.get(record_id[:8])
+        v = self.variant(record_id[:8])
         if book is None:
-            self.html(no_record_page())
+            self.html(no_record_page(v), variant=v)
             return
-        self.html(record_page(book, self.state.prefix))
+        self.html(record_page(book, self.state.prefix, v), variant=v)
 
 
 class NotFoundHandler(OpacHandler):

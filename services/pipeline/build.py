@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from services.breaker import BreakerTable, CircuitBreaker
 from services.budget import UpstreamBudget
+from services.captures import PageCaptures
 from services.gate import CredentialGate
 from services.pipeline.cache import CacheStage
 from services.pipeline.coalescing import Coalescing, CoalescingPolicy
@@ -48,6 +49,7 @@ def build_pipeline(
     school_limiter: RequestRateLimiter | None = None,
     stop_by: Callable[[], float | None] = lambda: None,
     breakers: BreakerTable | None = None,
+    captures: PageCaptures | None = None,
 ) -> Pipeline[S]:
     """The protected path to one school system for one worker. A system with passwords
     needs its connector and the gate; one without takes neither."""
@@ -98,6 +100,7 @@ def build_pipeline(
         now,
         hold_s,
         b.wait_s,
+        captures,
     )
     coalescing = Coalescing(
         spec,

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from school import capture
+from school.capture import PageTrail
 from school.errors import (
     AnswerRefused,
     InvalidCredentials,
@@ -29,6 +31,7 @@ from services.breaker import BreakerCall, CircuitBreaker
 from services.budget import BudgetExhausted, UpstreamBudget
 from services.cache import CacheEntry, CacheKey, estimated_size
 from services.callers import Caller
+from services.captures import PageCaptures, page_kind
 from services.pipeline.deadlines import Deadlines
 from services.pipeline.model import Connector, Question, SystemSpec
 from services.pipeline.tickets import Ticket
@@ -173,6 +176,8 @@ class SchoolCall(Generic[S]):
     now: Callable[[], datetime]
     hold_s: float  # the whole operation's limit (within the coalescing lease)
     wait_s: float  # how long to wait for a budget slot at most (`budget.wait_s`)
+    # Where a page no client could read is kept for the operator (None: not kept).
+    captures: PageCaptures | None = None
 
     async def fetch(
         self, ticket: Ticket, key: CacheKey, q: Question[T, S], deadline: float
@@ -190,20 +195,35 @@ class SchoolCall(Generic[S]):
         # for shared answers the questions themselves.
         subject = key.subject or f"{key.kind}:{key.params}"
         call: BreakerCall | None = None
+        # The answers this fetch receives, the last one kept if it cannot be read.
+        trail = PageTrail()
         try:
             # A request waiting in line gives up as soon as the breaker opens.
             still_wanted = self.breaker.raise_if_open
-            async with asyncio.timeout(limit), self.budget.slot(wait, caller.key, still_wanted):
-                call = self.breaker.begin(subject)
-                value, session = await self.sessions.read(ticket, q.fetch)
-                call.ok()
+            with capture.following(trail):
+                async with (
+                    asyncio.timeout(limit),
+                    self.budget.slot(wait, caller.key, still_wanted),
+                ):
+                    call = self.breaker.begin(subject)
+                    value, session = await self.sessions.read(ticket, q.fetch)
+                    call.ok()
         except AnswerRefused:
             # The school answered; we refuse the answer for what was asked (a cover too
             # large): about this request, so it must not open the breaker for everyone.
             if call is not None:
                 call.neutral()
             raise
-        except (SchoolUnavailable, SchoolPageError):
+        except SchoolPageError as exc:
+            # A page no client rule could read: the same page kind fails for every
+            # student, so it counts once per kind, not once per student; kept for the
+            # operator (after the budget slot is freed).
+            if call is not None:
+                call.failed(f"page:{self.spec.system}:{page_kind(exc)}")
+            if self.captures is not None:
+                await self.captures.keep(self.spec.system, exc, trail)
+            raise
+        except SchoolUnavailable:
             if call is not None:
                 call.failed()
             raise

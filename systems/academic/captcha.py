@@ -60,6 +60,9 @@ MAX_OVERLAP = 1
 class CaptchaUnreadable(SchoolPageError):
     """The captcha could not be read with confidence; fetch another."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="captcha")
+
 
 @dataclass(frozen=True, slots=True)
 class Glyph:

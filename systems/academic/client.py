@@ -28,6 +28,7 @@ from systems.academic.pages import (
     CaptchaRefused,
     asp_form,
     login_page,
+    login_texts,
     parse_exam_page,
     parse_grades,
     parse_login_answer,
@@ -110,12 +111,14 @@ class AcademicOfficeClient:
         jar = CookieJar()
         page = await browser.send("GET", self._login_url, jar, self._login_url)
         form = login_page(page.body, page.content_type)
+        # What the form shows before any attempt is not a message about one.
+        shown_before = login_texts(page.body, page.content_type)
         for _ in range(self.settings.max_captcha_tries):
             captcha_url = browser.url(CAPTCHA_PATH, page.url)
             image = await browser.send("GET", captcha_url, jar, page.url)
             if COOKIE_NAME not in jar:
                 raise SchoolPageError(
-                    "the academic office opened no session (no ASP.NET_SessionId)"
+                    "the academic office opened no session (no ASP.NET_SessionId)", kind="login"
                 )
             try:
                 code = read_captcha(image.body)
@@ -127,14 +130,15 @@ class AcademicOfficeClient:
             target = browser.url(form.action or LOGIN_PATH, page.url)
             answer = await browser.send("POST", target, jar, page.url, fields, "gbk")
             try:
-                parse_login_answer(answer.body, answer.content_type, answer.url)
+                parse_login_answer(answer.body, answer.content_type, answer.url, shown_before)
             except CaptchaRefused:
                 # The refusal is the login page again, with fresh hidden fields.
                 page, form = answer, login_page(answer.body, answer.content_type)
                 continue
             return AcademicSession(student_id, jar.session_value(COOKIE_NAME))
         raise SchoolPageError(
-            f"no captcha read and accepted in {self.settings.max_captcha_tries} tries"
+            f"no captcha read and accepted in {self.settings.max_captcha_tries} tries",
+            kind="captcha",
         )
 
     # --- queries ----------------------------------------------------------------------
@@ -174,7 +178,9 @@ class AcademicOfficeClient:
             reply = await self._browser.send(
                 "GET", self._browser.url(page.next_url, reply.url), jar, reply.url
             )
-        raise SchoolPageError(f"exams: no data within {self.settings.max_frames} frames")
+        raise SchoolPageError(
+            f"exams: no data within {self.settings.max_frames} frames", kind="exams"
+        )
 
     async def grades(self, session: AcademicSession, year: int, term: int) -> list[Grade]:
         """The student's grade list of a term."""
@@ -230,5 +236,5 @@ class AcademicOfficeClient:
         if not any(year_text in o for o in form.options.values()) and not (
             set(YEAR_FIELDS) & {n for n, _ in form.fields}
         ):
-            raise SchoolPageError(f"{what}: the query form has no term fields")
+            raise SchoolPageError(f"{what}: the query form has no term fields", kind=what)
         return values

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, time
 from decimal import Decimal, InvalidOperation
@@ -28,11 +28,41 @@ log = logging.getLogger("jnufm.school")
 
 # Evidence: the login form's fields (2013 posted txtYHBS, txtYHMM, txtFJM).
 LOGIN_FIELDS = ("txtYHBS", "txtYHMM")
-# Login refusals by the words of the message (guess: 2013 told them apart by the
-# page's length only). 附加码 is what the field name txtFJM abbreviates.
+# Login refusals by what the message means (guess: 2013 told them apart by the
+# page's length only). A message is one run of text of the page (see
+# `_texts`) or an alert() argument; it is about the captcha or the password when it
+# names one *and* says it is wrong: the field labels (验证码：, 密　码：) name them
+# without refusing anything. 附加码 is what the field name txtFJM abbreviates.
 _CAPTCHA_WORDS = ("验证码", "附加码", "校验码")
-_UNKNOWN_WORDS = ("用户不存在", "无此用户", "用户名不存在", "没有此用户", "学号不存在")
-_PASSWORD_WORDS = ("密码",)
+_UNKNOWN_WORDS = (
+    "用户不存在",
+    "无此用户",
+    "用户名不存在",
+    "没有此用户",
+    "学号不存在",
+    "用户名无效",
+    "帐号不存在",
+    "账号不存在",
+)
+_PASSWORD_WORDS = ("密码", "口令")
+_REFUSAL_WORDS = (
+    "错误",
+    "不正确",
+    "有误",
+    "不对",
+    "无效",
+    "过期",
+    "失效",
+    "不符",
+    "不一致",
+    "不匹配",
+    "输入正确",
+)
+# Elements whose text is not a message: scripts are read for their alert() only.
+_NOT_TEXT = frozenset(("script", "style", "title", "head", "select", "option", "textarea"))
+# Inline formatting: text inside it belongs to the run around it ("<b>密码</b>错误").
+_INLINE = frozenset(("b", "i", "u", "em", "strong", "small", "big", "nobr", "tt", "sup", "sub"))
+_ALERT = re.compile(r"""alert\(\s*(["'])(.*?)\1\s*\)""", re.DOTALL)
 # A logged-in page (guess): a frame set, a path under /Secure/, or a way out.
 _LOGGED_IN_WORDS = ("注销", "退出", "安全退出", "欢迎")
 # IIS / ASP.NET pages of an overloaded or broken server that come with HTTP 200 (guess).
@@ -85,16 +115,26 @@ def is_login_page(tree: LexborHTMLParser) -> bool:
     return all(field in names for field in LOGIN_FIELDS)
 
 
-def read(page: Page, content_type: str | None, what: str) -> LexborHTMLParser:
-    """A data page's tree; SessionExpired if it is the login page."""
-    _, tree = tree_of(page, content_type)
-    _check_trouble(tree)
-    if is_login_page(tree):
-        raise SessionExpired(f"the academic office showed its login page for {what}")
+def _tree(page: Page, content_type: str | None, kind: str) -> LexborHTMLParser:
+    """The page's tree; a page that does not decode is a SchoolPageError of this kind."""
+    try:
+        _, tree = tree_of(page, content_type)
+    except SchoolPageError as exc:
+        raise SchoolPageError(str(exc), kind=kind) from exc
     return tree
 
 
-def asp_form(tree: LexborHTMLParser, what: str) -> AspForm:
+def read(page: Page, content_type: str | None, kind: str) -> LexborHTMLParser:
+    """A data page's tree; SessionExpired if it is the login page. `kind` names the page
+    (`timetable`, `exams`, `grades`) in errors."""
+    tree = _tree(page, content_type, kind)
+    _check_trouble(tree)
+    if is_login_page(tree):
+        raise SessionExpired(f"the academic office showed its login page for the {kind}")
+    return tree
+
+
+def asp_form(tree: LexborHTMLParser, kind: str) -> AspForm:
     """The page's form as a browser submits it (evidence: 2013 kept __VIEWSTATE,
     __EVENTVALIDATION and the button; the rest as browsers send it)."""
     forms = tree.css("form")
@@ -102,7 +142,7 @@ def asp_form(tree: LexborHTMLParser, what: str) -> AspForm:
     if form is None:
         form = forms[0] if forms else None
     if form is None:
-        raise SchoolPageError(f"{what}: no form")
+        raise SchoolPageError(f"{kind}: no form", kind=kind)
     fields: list[tuple[str, str]] = []
     buttons: list[tuple[str, str]] = []
     options: dict[str, tuple[str, ...]] = {}
@@ -159,32 +199,46 @@ class CaptchaRefused(SchoolPageError):
 
 def login_page(page: Page, content_type: str | None) -> AspForm:
     """The login page's form; SchoolPageError if the page is not the login page."""
-    _, tree = tree_of(page, content_type)
+    tree = _tree(page, content_type, "login")
     _check_trouble(tree)
     if not is_login_page(tree):
-        raise SchoolPageError("login.aspx did not show the login form")
-    return asp_form(tree, "login.aspx")
+        raise SchoolPageError("login.aspx did not show the login form", kind="login")
+    return asp_form(tree, "login")
 
 
-def parse_login_answer(page: Page, content_type: str | None, url: str) -> AspForm | None:
+def parse_login_answer(
+    page: Page, content_type: str | None, url: str, shown_before: frozenset[str] = frozenset()
+) -> AspForm | None:
     """None if the answer shows a logged-in page; raises on a refusal.
 
-    CaptchaRefused (the login form again, the message about the captcha),
-    InvalidCredentials, or SchoolPageError for an answer we cannot read (never
-    taken as a wrong password). Evidence: 2013 judged by the page's length;
-    we judge by content.
+    `shown_before`: the texts of the login form as first fetched (`login_texts`);
+    the same texts on the answer are the page's own (hints such as "密码错误五次将锁定",
+    guess), not a message about this login.
+
+    CaptchaRefused (the login form again, with a message that the captcha was
+    wrong), InvalidCredentials (the form again, with a message that the password
+    was wrong or the student unknown), or SchoolPageError(kind="login") for any
+    other answer: the form without a message, with a message we do not know, or
+    with messages that disagree; never taken as a wrong password nor retried.
+    Evidence: 2013 judged by the page's length; we judge by what the page says.
     """
-    _, tree = tree_of(page, content_type)
+    tree = _tree(page, content_type, "login")
     _check_trouble(tree)
     if is_login_page(tree):
-        message = _login_message(tree)
-        if any(word in message for word in _CAPTCHA_WORDS):
-            raise CaptchaRefused("the academic office refused the captcha")
-        if any(word in message for word in _UNKNOWN_WORDS):
+        messages = [m for m in login_messages(tree) if m not in shown_before]
+        refusals = {r for r in map(_refusal, messages) if r is not None}
+        if len(refusals) > 1:
+            raise SchoolPageError(
+                f"login refused with messages that disagree ({', '.join(sorted(refusals))})",
+                kind="login",
+            )
+        if refusals == {"captcha"}:
+            raise CaptchaRefused("the academic office refused the captcha", kind="login")
+        if refusals == {"unknown_student"}:
             raise InvalidCredentials("unknown_student")
-        if any(word in message for word in _PASSWORD_WORDS):
+        if refusals == {"wrong_password"}:
             raise InvalidCredentials("wrong_password")
-        raise SchoolPageError("login refused without a message we know")
+        raise SchoolPageError("the login form came back without a message we know", kind="login")
     path = url.lower().split("?", 1)[0]
     text = body_text(tree)
     if (
@@ -193,14 +247,61 @@ def parse_login_answer(page: Page, content_type: str | None, url: str) -> AspFor
         or any(word in text for word in _LOGGED_IN_WORDS)
     ):
         return None
-    raise SchoolPageError("the login answer is neither the login form nor a logged-in page")
+    raise SchoolPageError(
+        "the login answer is neither the login form nor a logged-in page", kind="login"
+    )
 
 
-def _login_message(tree: LexborHTMLParser) -> str:
-    """The message of a login page: labels, spans, alert() scripts, the rest of the text."""
-    parts = [text_of(n) for n in tree.css("span, label, font, div")]
-    parts.extend(n.text() for n in tree.css("script"))
-    return squeezed(" ".join(parts))
+def _refusal(message: str) -> str | None:
+    """What a message refuses: `captcha`, `unknown_student`, `wrong_password`, or None."""
+    text = squeezed(message)
+    if any(word in text for word in _UNKNOWN_WORDS):
+        return "unknown_student"
+    refuses = any(word in text for word in _REFUSAL_WORDS)
+    if refuses and any(word in text for word in _CAPTCHA_WORDS):
+        return "captcha"
+    if refuses and any(word in text for word in _PASSWORD_WORDS):
+        return "wrong_password"
+    return None
+
+
+def login_texts(page: Page, content_type: str | None) -> frozenset[str]:
+    """The texts a login page shows (see `login_messages`)."""
+    return frozenset(login_messages(_tree(page, content_type, "login")))
+
+
+def login_messages(tree: LexborHTMLParser) -> list[str]:
+    """Every text a login page shows: each run of text wherever it is (span, font, td,
+    div, the body itself) and each alert() of its scripts."""
+    texts: list[str] = []
+    root = tree.body if tree.body is not None else tree.root
+    if root is not None:
+        _texts(root, texts)
+    for script in tree.css("script"):
+        texts.extend(found[2] for found in _ALERT.finditer(script.text(deep=True)))
+    return [t for t in (squeezed(t) for t in texts) if t]
+
+
+def _texts(node: LexborNode, out: list[str]) -> None:
+    """The runs of text under a node: text nodes and inline formatting form one run,
+    any other element (a field, a cell, a span, a line break) ends it and has its own.
+    Walked with a stack, not recursion: however deep a page nests, it is read."""
+    stack: list[tuple[Iterator[LexborNode], list[str]]] = [(node.iter(include_text=True), [])]
+    while stack:
+        children, run = stack[-1]
+        child = next(children, None)
+        if child is None:
+            out.append("".join(run))
+            stack.pop()
+        elif child.tag == "-text":
+            run.append(child.text_content or "")
+        elif child.tag in _INLINE:
+            run.append(child.text(deep=True))
+        else:
+            out.append("".join(run))
+            run.clear()
+            if child.tag not in _NOT_TEXT:
+                stack.append((child.iter(include_text=True), []))
 
 
 # --- grids ------------------------------------------------------------------------------
@@ -342,7 +443,7 @@ def check_term(tree: LexborHTMLParser, year_text: str, term_text: str, what: str
     for name, wanted in (("dlstXndZ", year_text), ("dlstNdxq", term_text)):
         shown = selected(tree, name)
         if shown is not None and shown != wanted:
-            raise SchoolPageError(f"{what}: the office answered for {name}={shown!r}")
+            raise SchoolPageError(f"{what}: the office answered for {name}={shown!r}", kind=what)
 
 
 def parse_timetable(
@@ -353,7 +454,7 @@ def parse_timetable(
     term_weeks: int,
 ) -> tuple[Course, ...]:
     """The courses of a timetable answer; SessionExpired or SchoolPageError."""
-    tree = read(page, content_type, "the timetable")
+    tree = read(page, content_type, "timetable")
     check_term(tree, year_text, term_text, "timetable")
     grid = find_grid(tree, TIMETABLE_RULES, {"course_id", "name", "schedule"})
     if grid is not None:
@@ -364,9 +465,13 @@ def parse_timetable(
             if selected(tree, "dlstXndZ") == year_text and tree.css_first("[name=bthSearch]"):
                 # The query form answered for our term with no grid: no courses (guess).
                 return ()
-            raise SchoolPageError("timetable: neither a course grid nor the query form")
+            raise SchoolPageError(
+                "timetable: neither a course grid nor the query form", kind="timetable"
+            )
         if any(len(r) != len(TIMETABLE_2013) + 1 for r in found):
-            raise SchoolPageError("timetable: rows without headers and not of 12 cells")
+            raise SchoolPageError(
+                "timetable: rows without headers and not of 12 cells", kind="timetable"
+            )
         columns, rows = TIMETABLE_2013, found
     courses = []
     for row in rows:
@@ -401,14 +506,14 @@ def parse_grades(
     page: Page, content_type: str | None, year_text: str, term_text: str
 ) -> list[Grade]:
     """The rows of a grade list answer; SessionExpired or SchoolPageError."""
-    tree = read(page, content_type, "the grades")
+    tree = read(page, content_type, "grades")
     check_term(tree, year_text, term_text, "grades")
     grid = find_grid(tree, GRADE_RULES, {"name", "score"})
     if grid is None:
         if selected(tree, "dlstXndZ") == year_text:
             # The query form answered for our term with no grid: no grades (guess).
             return []
-        raise SchoolPageError("grades: neither a grade grid nor the query form")
+        raise SchoolPageError("grades: neither a grade grid nor the query form", kind="grades")
     grades = []
     for row in grid.rows:
         name = _cell(row, grid.columns, "name")
@@ -445,7 +550,7 @@ class ExamPage:
 def parse_exam_page(page: Page, content_type: str | None) -> ExamPage:
     """One page of the exam chain (evidence: answer -> iframe -> frameset, the data in its
     second frame, `DIV.r11` blocks)."""
-    tree = read(page, content_type, "the exams")
+    tree = read(page, content_type, "exams")
     blocks = [n for n in tree.css("div") if "r11" in (n.attributes.get("class") or "").split()]
     if blocks:
         return ExamPage(_exams_of(blocks), None)
@@ -458,7 +563,7 @@ def parse_exam_page(page: Page, content_type: str | None) -> ExamPage:
     src = (iframe.attributes.get("src") or "").strip() if iframe is not None else ""
     if src:
         return ExamPage(None, src)
-    raise SchoolPageError("exams: no exam blocks, frame or iframe")
+    raise SchoolPageError("exams: no exam blocks, frame or iframe", kind="exams")
 
 
 def _exams_of(blocks: Sequence[LexborNode]) -> list[Exam]:

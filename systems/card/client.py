@@ -20,7 +20,6 @@ import httpx
 
 from school.errors import (
     SchoolPageError,
-    SessionExpired,
 )
 from school.html import Form, page_charset
 from school.web import Browser, CookieJar, Reply
@@ -32,6 +31,7 @@ from systems.card.pages import (
     is_result_page,
     parse_account,
     parse_forms,
+    parse_login_account,
     parse_login_answer,
     parse_result,
 )
@@ -123,9 +123,14 @@ class CardCenterClient:
         await self._get(CAPTCHA_PATH, jar)
         keypad = await self._get(KEYPAD_PATH, jar)
         if COOKIE_NAME not in jar:
-            raise SchoolPageError("the card center opened no session (no JSESSIONID)")
+            raise SchoolPageError("the card center opened no session (no JSESSIONID)", kind="login")
         # An unreadable keypad stops here: a guessed password would count as a failed login.
-        sent = map_password(password, decode_keypad(keypad.body))
+        try:
+            sent = map_password(password, decode_keypad(keypad.body))
+        except SchoolPageError as exc:
+            if exc.kind is None:
+                exc.kind = "keypad"
+            raise
         fields = (
             ("loginType", "2"),
             ("name", student_id),
@@ -145,12 +150,7 @@ class CardCenterClient:
             page = answer
         else:
             page = await self._get(ACCOUNT_PATH, jar, answer.url)
-        try:
-            return parse_account(page.body, student_id, page.content_type)
-        except SessionExpired as exc:
-            raise SchoolPageError(
-                "login not refused, but the account page is the login page"
-            ) from exc
+        return parse_login_account(page.body, student_id, page.content_type)
 
     async def account(self, session: CardSession) -> AccountInfo:
         """The account page: balance, and name, card number, ... where it shows them."""
@@ -165,7 +165,7 @@ class CardCenterClient:
         """Today's transactions, newest first: the query form, its answer, further pages."""
         jar = CookieJar.from_session(session.cookie, COOKIE_NAME)
         page = await self._get(TODAY_PATH, jar)
-        answer = await self._submit(self._query_form(page), page, jar)
+        answer = await self._submit(self._query_form(page, "today"), page, jar)
         return await self._results(answer, jar)
 
     async def history(self, session: CardSession, start: date, end: date) -> list[Transaction]:
@@ -174,28 +174,28 @@ class CardCenterClient:
             raise ValueError("history start date is after its end date")
         jar = CookieJar.from_session(session.cookie, COOKIE_NAME)
         page = await self._get(HISTORY_PATH, jar)
-        dates_page = await self._submit(self._query_form(page), page, jar)
+        dates_page = await self._submit(self._query_form(page, "history"), page, jar)
         dates = {"inputStartDate": f"{start:%Y%m%d}", "inputEndDate": f"{end:%Y%m%d}"}
-        form = self._form_with(dates_page, set(dates))
+        form = self._form_with(dates_page, set(dates), "history")
         if form is None:
-            raise SchoolPageError("history: no form asks for the dates")
+            raise SchoolPageError("history: no form asks for the dates", kind="history")
         answer = await self._submit(form, dates_page, jar, dates)
         return await self._results(answer, jar)
 
     # --- pages ----------------------------------------------------------------------
 
-    def _form_with(self, page: Reply, names: set[str]) -> Form | None:
-        forms = parse_forms(page.body, page.content_type)
+    def _form_with(self, page: Reply, names: set[str], kind: str) -> Form | None:
+        forms = parse_forms(page.body, page.content_type, kind)
         return next((f for f in forms if names <= f.names()), None)
 
-    def _query_form(self, page: Reply) -> Form:
+    def _query_form(self, page: Reply, kind: str) -> Form:
         """The account-choice form (evidence: it has a field `account`), else the only form."""
-        forms = parse_forms(page.body, page.content_type)
+        forms = parse_forms(page.body, page.content_type, kind)
         found = next((f for f in forms if "account" in f.names()), None)
         if found is None and len(forms) == 1:
             found = forms[0]
         if found is None:
-            raise SchoolPageError(f"{urlsplit(page.url).path}: no query form")
+            raise SchoolPageError(f"{urlsplit(page.url).path}: no query form", kind=kind)
         return found
 
     async def _results(self, answer: Reply, jar: CookieJar) -> list[Transaction]:
@@ -204,12 +204,16 @@ class CardCenterClient:
             if is_result_page(answer.body, answer.content_type):
                 break
             # Evidence: the history answers "please wait" with a form that submits itself.
-            forms = parse_forms(answer.body, answer.content_type)
+            forms = parse_forms(answer.body, answer.content_type, "wait")
             if len(forms) != 1:
-                raise SchoolPageError(f"{urlsplit(answer.url).path}: neither results nor a form")
+                raise SchoolPageError(
+                    f"{urlsplit(answer.url).path}: neither results nor a form", kind="result"
+                )
             answer = await self._submit(forms[0], answer, jar)
         else:
-            raise SchoolPageError(f"no result page after {self.settings.max_steps} forms")
+            raise SchoolPageError(
+                f"no result page after {self.settings.max_steps} forms", kind="wait"
+            )
         return await self._collect(answer, jar)
 
     def _parse(self, reply: Reply) -> ResultPage:
@@ -239,10 +243,10 @@ class CardCenterClient:
         """
         reply, head = first, self._parse(first)
         if head.page not in (None, 1):
-            raise SchoolPageError(f"query answered with page {head.page}, expected 1")
+            raise SchoolPageError(f"query answered with page {head.page}, expected 1", "result")
         limit = self.settings.max_pages
         if head.pages is not None and head.pages > limit:
-            raise SchoolPageError(f"query has {head.pages} pages, more than we fetch")
+            raise SchoolPageError(f"query has {head.pages} pages, more than we fetch", "result")
         rows = list(head.rows)
         last, page = head, head
         number = 1
@@ -253,7 +257,7 @@ class CardCenterClient:
                 break
             number += 1
             if number > limit:
-                raise SchoolPageError(f"query has more than {limit} pages")
+                raise SchoolPageError(f"query has more than {limit} pages", "result")
             reply = await self._next_page(reply, page, number, jar)
             page = self._parse(reply)
             if head.pages is not None:
@@ -261,12 +265,13 @@ class CardCenterClient:
                     # The list moved under us (e.g. a purchase while paging): no mixed result.
                     raise SchoolPageError(
                         f"page {number} says page {page.page} of {page.pages}, "
-                        f"expected {number} of {head.pages}"
+                        f"expected {number} of {head.pages}",
+                        "result",
                     )
             elif page.rows == last.rows:
                 break
             rows.extend(page.rows)
             last = page
         if head.total is not None and len(rows) != head.total:
-            raise SchoolPageError(f"got {len(rows)} rows but the pager says {head.total}")
+            raise SchoolPageError(f"got {len(rows)} rows but the pager says {head.total}", "result")
         return rows

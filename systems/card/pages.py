@@ -6,6 +6,13 @@ docs/card-center-protocol.md), "guess" is ours. The parsers lean on the
 evidence and read everything else leniently: forms are taken as the page
 gives them, transaction columns are found by their header text, the pager may
 be either known one or absent, labels may be padded or missing.
+
+They judge a page by what it says, not by how it is written: the same page in
+upper-case tags with its end tags left out, with labels in <font>, <span> or
+bare cells, text as character references, without </html> or without a
+declared charset reads the same (docs/card-center-protocol.md, "Markup
+variants"). Every SchoolPageError names the kind of page it could not read
+(`login`, `balance`, `today`, `history`, `wait`, `result`, `form`).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from decimal import Decimal, InvalidOperation
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from school.errors import (
+    CredentialsReason,
     InvalidCredentials,
     QueryRejected,
     SchoolPageError,
@@ -38,11 +46,17 @@ from systems.card.models import AccountInfo, Transaction
 CHINA_TZ = timezone(timedelta(hours=8), "CST")
 
 _HTML_END = re.compile(r"</html\s*>\s*$", re.IGNORECASE)
+# Elements HTML lets no page leave open: a page without </html> is complete only
+# if each of these it opens is closed (a page cut short ends inside one).
+_MUST_CLOSE = ("table", "form", "select")
 _OVERLOAD_MARKS = ("HTTP Status 5", "Service Temporarily Unavailable", "Service Unavailable")
 # Login refusals: the later platform's words are "登陆失败，密码错误" and
 # "登陆失败，无此用户名称！" (evidence); the parts matched here also cover 2013's.
 _WRONG_PASSWORD = "密码错误"  # noqa: S105 - an error message, not a secret
 _UNKNOWN_STUDENT = ("无此用户", "用户不存在")
+# A refusal without the login form must say the login failed (the later
+# platform's words begin so; 登录 is the other common spelling: guess).
+_LOGIN_FAILED = ("登陆失败", "登录失败")
 # Error messages the card center shows about the query we sent, not about itself (guess).
 _INPUT_ERRORS = ("日期不合法", "日期非法", "日期格式", "日期错误")
 # Where error messages sit: #errorInfo (guess), p.biaotou (evidence: a later
@@ -115,6 +129,20 @@ class ResultPage:
     forms: tuple[Form, ...] = ()
 
 
+def _of_kind(exc: SchoolPageError, kind: str) -> SchoolPageError:
+    """The error, naming the page kind if it named none."""
+    if exc.kind is None:
+        exc.kind = kind
+    return exc
+
+
+def _tree(page: Page, content_type: str | None, kind: str) -> tuple[str, LexborHTMLParser]:
+    try:
+        return tree_of(page, content_type)
+    except SchoolPageError as exc:
+        raise _of_kind(exc, kind) from None
+
+
 def _check_overload(tree: LexborHTMLParser) -> None:
     for node in tree.css("title, h1"):
         title = text_of(node)
@@ -122,9 +150,27 @@ def _check_overload(tree: LexborHTMLParser) -> None:
             raise SchoolServerError(f"card center overloaded: {title[:80]}")
 
 
-def _check_complete(text: str) -> None:
-    if not _HTML_END.search(text):
-        raise SchoolPageError("page is truncated (no </html>)")
+def _check_complete(text: str, kind: str) -> None:
+    """SchoolPageError unless the page is whole.
+
+    Whole: it ends with </html>; or, without it (HTML lets a page leave out
+    </body></html>, and older servers did), it ends outside a tag and closes
+    every table, form and select it opens, whose end tags HTML never lets a
+    page leave out. What the page must hold (rows, a balance, a form) each
+    parser checks after.
+    """
+    if _HTML_END.search(text):
+        return
+    tail = text.rstrip()
+    left_open = [
+        tag
+        for tag in _MUST_CLOSE
+        if len(re.findall(rf"</{tag}\s*>", text, re.IGNORECASE))
+        < len(re.findall(rf"<{tag}[\s>]", text, re.IGNORECASE))
+    ]
+    if left_open or tail.rfind("<") > tail.rfind(">"):
+        what = ", ".join(left_open) or "a tag"
+        raise SchoolPageError(f"page is truncated (no </html>, {what} left open)", kind=kind)
 
 
 def _message(tree: LexborHTMLParser) -> str:
@@ -138,9 +184,11 @@ def _message(tree: LexborHTMLParser) -> str:
 # --- forms --------------------------------------------------------------------
 
 
-def parse_forms(page: Page, content_type: str | None = None) -> tuple[Form, ...]:
+def parse_forms(
+    page: Page, content_type: str | None = None, kind: str = "form"
+) -> tuple[Form, ...]:
     """Every form of a data page, as a browser would submit it; SchoolError for error pages."""
-    return forms_of(_data_tree(page, content_type))
+    return forms_of(_data_tree(page, content_type, kind))
 
 
 def _is_login_form(form: Form) -> bool:
@@ -153,13 +201,13 @@ def _login_form(tree: LexborHTMLParser) -> Form | None:
     return next((f for f in forms_of(tree) if _is_login_form(f)), None)
 
 
-def _data_tree(page: Page, content_type: str | None) -> LexborHTMLParser:
+def _data_tree(page: Page, content_type: str | None, kind: str) -> LexborHTMLParser:
     """A complete data page's tree, or the SchoolError its content means."""
-    text, tree = tree_of(page, content_type)
+    text, tree = _tree(page, content_type, kind)
     _check_overload(tree)
     if _login_form(tree) is not None:
         raise SessionExpired("card center returned its login page: session not logged in")
-    _check_complete(text)
+    _check_complete(text, kind)
     message = _message(tree)
     # A page without forms and rows may hold its message anywhere (guess).
     bare = not tree.css("form") and not _data_rows(tree)
@@ -167,23 +215,23 @@ def _data_tree(page: Page, content_type: str | None) -> LexborHTMLParser:
     if any(mark in text for mark in _INPUT_ERRORS):
         raise QueryRejected(f"card center refused the query: {text[:80]}")
     if bare and message and _pager(tree)[1] is None and not _header(tree, []):
-        raise SchoolPageError(f"card center error page: {message[:80]}")
+        raise SchoolPageError(f"card center error page: {message[:80]}", kind=kind)
     return tree
 
 
 # --- values -------------------------------------------------------------------
 
 
-def parse_money(text: str) -> Decimal:
+def parse_money(text: str, kind: str | None = None) -> Decimal:
     """A money cell like `-5.50` or `1,234.00元` as a Decimal; SchoolPageError if it is not one."""
     cleaned = squeezed(text).replace(",", "").replace("，", "").replace("－", "-")
     cleaned = cleaned.removesuffix("元").lstrip("¥￥")
     if not _MONEY.fullmatch(cleaned):
-        raise SchoolPageError(f"not an amount of money: {text.strip()[:40]!r}")
+        raise SchoolPageError(f"not an amount of money: {text.strip()[:40]!r}", kind=kind)
     try:
         return Decimal(cleaned)
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only decimals
-        raise SchoolPageError(f"not an amount of money: {text.strip()[:40]!r}") from exc
+        raise SchoolPageError(f"not an amount of money: {text.strip()[:40]!r}", kind=kind) from exc
 
 
 def parse_time(text: str, clock_offset: timedelta) -> datetime:
@@ -206,27 +254,72 @@ def parse_time(text: str, clock_offset: timedelta) -> datetime:
 # --- login ----------------------------------------------------------------------
 
 
+def _refusal(text: str) -> CredentialsReason | None:
+    """What a login refusal text says: a wrong password or an unknown student (not both)."""
+    wrong = _WRONG_PASSWORD in text
+    unknown = any(mark in text for mark in _UNKNOWN_STUDENT)
+    if wrong == unknown:
+        return None
+    return "wrong_password" if wrong else "unknown_student"
+
+
 def parse_login_answer(page: Page, content_type: str | None = None) -> None:
     """Return if the login answer refused nothing; raise what a refusal means.
 
-    InvalidCredentials for a wrong password or an unknown student (the
-    messages, wherever they are on the page), SchoolPageError for the login
-    form given back for another or no reason. Returning is not success: only
-    the account data that follows proves it.
+    Judged by meaning, not by markup. InvalidCredentials only for a refusal
+    the page states: a text saying wrong password or unknown student, with
+    the login form given back, or, without the form, saying the login failed
+    (登陆失败). The login form back for another or no reason is an unknown
+    outcome: SchoolPageError(kind="login"), never InvalidCredentials.
+    Returning is not success: only the account data that follows proves it
+    (parse_login_account).
     """
-    _, tree = tree_of(page, content_type)
+    _, tree = _tree(page, content_type, "login")
     _check_overload(tree)
     text = body_text(tree)
-    if _WRONG_PASSWORD in text:
-        raise InvalidCredentials("wrong_password", "card center: wrong password")
-    if any(mark in text for mark in _UNKNOWN_STUDENT):
-        raise InvalidCredentials("unknown_student", "card center: no such student")
-    if _login_form(tree) is not None:
-        reason = _message(tree)
-        raise SchoolPageError(f"login refused: {reason[:80] or 'no reason given'}")
+    form = _login_form(tree)
+    reason = _refusal(text)
+    if reason is not None and (form is not None or any(m in text for m in _LOGIN_FAILED)):
+        if reason == "wrong_password":
+            raise InvalidCredentials(reason, "card center: wrong password")
+        raise InvalidCredentials(reason, "card center: no such student")
+    if form is not None:
+        said = _message(tree)
+        raise SchoolPageError(f"login refused: {said[:80] or 'no reason given'}", kind="login")
+
+
+def parse_login_account(
+    page: Page, student_id: str, content_type: str | None = None
+) -> AccountInfo:
+    """The account data proving a login the card center did not refuse.
+
+    Anything but account data (the login form again, a page without a balance,
+    another student's page) leaves the login's outcome unknown:
+    SchoolPageError(kind="login"), never InvalidCredentials.
+    """
+    try:
+        return parse_account(page, student_id, content_type)
+    except SessionExpired as exc:
+        raise SchoolPageError(
+            "login not refused, but the account page is the login page", kind="login"
+        ) from exc
+    except QueryRejected as exc:  # an error about a query where none was asked
+        raise SchoolPageError(f"login outcome unknown: {exc}", kind="login") from exc
+    except SchoolPageError as exc:
+        raise SchoolPageError(f"login outcome unknown: {exc}", kind="login") from exc
 
 
 # --- account --------------------------------------------------------------------
+
+
+def _inline(text: str) -> tuple[str | None, str]:
+    """A known label and its value sharing one cell ("余额：36.50元"), else (None, "")."""
+    head, colon, value = squeezed(text).partition("：")
+    if not colon:
+        head, colon, value = squeezed(text).partition(":")
+    if colon and value and ("余额" in head or head in _ACCOUNT_LABELS):
+        return head, text.split(colon, 1)[1].strip()
+    return None, ""
 
 
 def _label(text: str) -> str | None:
@@ -244,7 +337,7 @@ def parse_account(page: Page, student_id: str, content_type: str | None = None) 
     balance cell holds 余额 and the amount before the first 元. SchoolPageError
     when the page shows no balance or another student's number.
     """
-    tree = _data_tree(page, content_type)
+    tree = _data_tree(page, content_type, "balance")
     nodes = tree.css("td.neiwen") or tree.css("td")
     cells = tuple(text_of(node) for node in nodes)
     values: dict[str, str] = {}
@@ -252,8 +345,12 @@ def parse_account(page: Page, student_id: str, content_type: str | None = None) 
     for i, cell in enumerate(cells):
         label = _label(cell)
         if label is None:
-            continue
-        value = cells[i + 1] if i + 1 < len(cells) and _label(cells[i + 1]) is None else ""
+            label, value = _inline(cell)
+            if label is None:
+                continue
+        else:
+            following = cells[i + 1] if i + 1 < len(cells) else ""
+            value = following if _label(following) is None else ""
         if "余额" in label and balance_text is None:
             balance_text = value
         key = _ACCOUNT_LABELS.get(label)
@@ -264,11 +361,11 @@ def parse_account(page: Page, student_id: str, content_type: str | None = None) 
         balance_text = next((c for c in cells if _label(c) is None and "余额" in c), None)
     found = _BALANCE.match(balance_text or "")
     if found is None:
-        raise SchoolPageError("account page shows no balance")
+        raise SchoolPageError("account page shows no balance", kind="balance")
     shown_id = values.get("student_id", "")
     if shown_id and shown_id != student_id:
         # Another student's page would leak their data: refuse it outright.
-        raise SchoolPageError("account page belongs to another student")
+        raise SchoolPageError("account page belongs to another student", kind="balance")
     return AccountInfo(
         student_id=student_id,
         name=values.get("name", ""),
@@ -276,7 +373,7 @@ def parse_account(page: Page, student_id: str, content_type: str | None = None) 
         identity=values.get("identity", ""),
         department=values.get("department", ""),
         status=values.get("status", ""),
-        balance=parse_money(found.group(1)),
+        balance=parse_money(found.group(1), "balance"),
         cells=cells,
     )
 
@@ -363,27 +460,35 @@ def parse_result(
     page: Page, clock_offset: timedelta, content_type: str | None = None
 ) -> ResultPage:
     """A transaction result page, all or nothing; SchoolPageError if it is not one."""
-    tree = _data_tree(page, content_type)
+    kind = "result"
+    tree = _data_tree(page, content_type, kind)
     rows = _data_rows(tree)
     header = _header(tree, rows)
     page_no, pages, total = _pager(tree)
     if not rows and not header and pages is None:
-        raise SchoolPageError("not a result page: no rows, no column headers, no pager")
+        raise SchoolPageError("not a result page: no rows, no column headers, no pager", kind=kind)
     columns = header or COLUMNS_2013
     if rows and "balance" not in columns:
-        raise SchoolPageError("result table names no balance column")
-    parsed = tuple(_row([text_of(td) for td in tr.css("td")], columns, clock_offset) for tr in rows)
+        raise SchoolPageError("result table names no balance column", kind=kind)
+    try:
+        parsed = tuple(
+            _row([text_of(td) for td in tr.css("td")], columns, clock_offset) for tr in rows
+        )
+    except SchoolPageError as exc:
+        raise _of_kind(exc, kind) from None
     if pages is not None:
         pages = max(pages, 1)  # a later client saw 共0页 for no rows
         if page_no is not None and not 1 <= page_no <= pages:
-            raise SchoolPageError(f"pager says page {page_no} of {pages}")
+            raise SchoolPageError(f"pager says page {page_no} of {pages}", kind=kind)
         if total is not None and len(parsed) > total:
-            raise SchoolPageError(f"page holds {len(parsed)} rows but the pager says {total}")
+            raise SchoolPageError(
+                f"page holds {len(parsed)} rows but the pager says {total}", kind=kind
+            )
     return ResultPage(rows=parsed, page=page_no, pages=pages, total=total, forms=forms_of(tree))
 
 
 def is_result_page(page: Page, content_type: str | None = None) -> bool:
     """Whether a data page is a result page (rows, column headers or a pager)."""
-    tree = _data_tree(page, content_type)
+    tree = _data_tree(page, content_type, "result")
     rows = _data_rows(tree)
     return bool(rows) or bool(_header(tree, rows)) or _pager(tree)[1] is not None

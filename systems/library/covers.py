@@ -97,10 +97,10 @@ class CoverClient:
                 url = self._browser.url(response.headers["location"], url)
                 continue
             if status != 200:
-                raise SchoolPageError(f"cover service answered HTTP {status}")
+                raise SchoolPageError(f"cover service answered HTTP {status}", "cover")
             kind = image_type(response.headers.get("content-type"), response.content)
             if kind is None:
                 shown = (response.headers.get("content-type") or "none")[:40]
                 raise AnswerRefused(f"cover service answered {shown}, not an image")
             return response.content, kind
-        raise SchoolPageError(f"more than {self.settings.max_redirects} redirects")
+        raise SchoolPageError(f"more than {self.settings.max_redirects} redirects", "cover")

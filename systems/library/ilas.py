@@ -23,6 +23,7 @@ from school.web import Browser, CookieJar, Reply
 from systems.library.config import ZhuhaiCatalogueConfig
 from systems.library.ilas_pages import (
     RECORD_ID,
+    SEARCH_KIND,
     IlasRow,
     parse_detail,
     parse_results,
@@ -108,10 +109,15 @@ class IlasClient:
             reply = await self._browser.submit(found.next_form, reply, jar)
             found = parse_results(reply.body, reply.content_type)
             if any(row.recno in seen for row in found.rows):
-                raise SchoolPageError(f"page {number} repeats rows of an earlier page")
+                raise SchoolPageError(f"page {number} repeats rows of an earlier page", SEARCH_KIND)
             seen |= {row.recno for row in found.rows}
         if len(found.rows) > PER_PAGE:
-            raise SchoolPageError(f"a page of {len(found.rows)} rows, asked for {PER_PAGE}")
+            raise SchoolPageError(
+                f"a page of {len(found.rows)} rows, asked for {PER_PAGE}", SEARCH_KIND
+            )
+        if total is None and found.next_form is None and (page == 1 or found.rows):
+            # No count line (guess: it may be left out): the last screen tells the total.
+            total = (page - 1) * PER_PAGE + len(found.rows)
         books = []
         for index, row in enumerate(found.rows):
             detail = await self._detail(row) if index < self.isbn_lookups else None

@@ -16,14 +16,16 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from school.errors import SchoolPageError
-from school.html import tree_of
 from school.web import Browser, CookieJar, Reply
 from systems.library.config import MainCatalogueConfig
 from systems.library.innopac_pages import (
     RECORD_ID,
+    RECORD_KIND,
+    SEARCH_KIND,
     is_record_page,
     parse_record,
     parse_search,
+    read,
     record_url,
     year_of,
 )
@@ -141,20 +143,27 @@ class InnopacClient:
         if not text.translate(_TERM_BREAKERS).strip():
             raise ValueError("the query has no searchable characters")
         reply = await self._get(self.search_url(text, page, available_only))
-        _, tree = tree_of(reply.body, reply.content_type)
+        _, tree = read(reply.body, reply.content_type, SEARCH_KIND)
         if is_record_page(tree):
             # Evidence (III): a search with a single hit answers with that record.
             books = (self._as_brief(parse_record(reply.body, reply.content_type)),)
             return SearchPage("main", text, page, 1, PER_PAGE, books if page == 1 else ())
         found = parse_search(reply.body, self._base, reply.content_type)
         first = 1 + (page - 1) * PER_PAGE
-        if found.books and found.first != first:
-            raise SchoolPageError(f"asked for results from {first}, got from {found.first}")
-        return SearchPage("main", text, page, found.total, PER_PAGE, found.books)
+        if found.books and found.first is not None and found.first != first:
+            raise SchoolPageError(
+                f"asked for results from {first}, got from {found.first}", SEARCH_KIND
+            )
+        total = found.total
+        if total is None and len(found.books) < PER_PAGE:
+            # No count line (guess: a later skin leaves it out): a page short of twelve
+            # rows is the last, so the total is known all the same.
+            total = first - 1 + len(found.books)
+        return SearchPage("main", text, page, total, PER_PAGE, found.books)
 
     def _as_brief(self, record: RecordPage) -> BookBrief:
         if not record.record_id:
-            raise SchoolPageError("a single-hit record page without its record number")
+            raise SchoolPageError("a single-hit record page without its record number", SEARCH_KIND)
         return BookBrief(
             record_id=record.record_id,
             record_url=record_url(self._base, record.record_id),
@@ -177,7 +186,9 @@ class InnopacClient:
         reply = await self._get(url)
         page = parse_record(reply.body, reply.content_type)
         if page.record_id and page.record_id[:8] != record_id[:8]:
-            raise SchoolPageError(f"asked for record {record_id}, got {page.record_id}")
+            raise SchoolPageError(
+                f"asked for record {record_id}, got {page.record_id}", RECORD_KIND
+            )
         return page.book_record("main", record_id, url)
 
     def record_id_from_url(self, url: str) -> str | None:

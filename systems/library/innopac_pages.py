@@ -1,8 +1,12 @@
 """Pure parsers of the main library's INNOPAC / Millennium WebPAC pages (UTF-8 HTML).
 
 Every rule says what it rests on (docs/library-protocol.md): "evidence" is the 2013
-jnu.fm client or public clients of other WebPAC sites, "guess" is ours. A page that
-cannot be read raises SchoolPageError, never a partial or wrong answer.
+jnu.fm client or public clients of other WebPAC sites, "guess" is ours. Pages are
+judged by their content, not by how they are written: classes in any case, labels in
+any element, the charset from the header, else the meta tag, else UTF-8; a page is
+complete when its tables are closed, whether or not it ends in `</html>`. A page that
+cannot be read raises SchoolPageError (kind `search` or `record`), never a partial or
+wrong answer.
 """
 
 from __future__ import annotations
@@ -15,16 +19,23 @@ from urllib.parse import unquote
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from school.errors import QueryRejected, SchoolPageError, SchoolServerError
-from school.html import Page, body_text, squeezed, text_of, tree_of
+from school.html import Page, body_text, squeezed, text_of
 from systems.library.holdings import holding
 from systems.library.isbn import find_isbn, normalise_isbn
+from systems.library.markup import first_with_class, read_page, tables_closed, with_class
 from systems.library.models import BookBrief, Holding, RecordPage
 
-_HTML_END = re.compile(r"</html\s*>\s*$", re.IGNORECASE)
+# Evidence (reference): the catalogue's pages are UTF-8; a page that declares nothing
+# is taken as such.
+USUAL_CHARSET = "utf-8"
+SEARCH_KIND = "search"
+RECORD_KIND = "record"
 _OVERLOAD_MARKS = ("HTTP Status 5", "Service Temporarily Unavailable", "Service Unavailable")
 # Evidence: "关键词 (1-12 共 345)" (a Chinese WebPAC, HUST), "(1-12 of 345)" (English
 # sites); "de" on a Spanish one.
 _RANGE = re.compile(r"\(\s*(\d+)\s*-\s*(\d+)\s*(?:共|of|de|/)\s*(\d+)\s*\)")
+# Evidence (2013's saved row, HUST): a row's td.briefcitEntryNum ends with its position.
+_ENTRY_NUMBER = re.compile(r"(\d{1,7})\s*$")
 # Guess (the English text is III's): a search without hits.
 _NO_HITS = ("No matches found", "NO ENTRIES FOUND", "没有找到", "沒有找到", "无匹配", "未找到")
 # Guess (III's English words): a record number that does not exist.
@@ -77,6 +88,8 @@ _LABELS: dict[str, str] = {
     "索取号": "call_number",
     "CallNumber": "call_number",
 }
+# Labels are compared without regard to case ("ISBN", "Isbn", "TITLE").
+_FOLDED_LABELS = {label.lower(): key for label, key in _LABELS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,15 +108,25 @@ def record_url(base_url: str, record_id: str) -> str:
     return f"{base_url.rstrip('/')}/record={record_id}~S1*chx"
 
 
-def _checked(page: Page, content_type: str | None) -> LexborHTMLParser:
-    text, tree = tree_of(page, content_type)
+def read(page: Page, content_type: str | None, kind: str) -> tuple[str, LexborHTMLParser]:
+    """The page's text and tree (charset: header, else meta, else UTF-8)."""
+    return read_page(page, content_type, USUAL_CHARSET, kind)
+
+
+def _checked(page: Page, content_type: str | None, kind: str) -> tuple[str, LexborHTMLParser]:
+    text, tree = read(page, content_type, kind)
     for node in tree.css("title, h1"):
         title = text_of(node)
         if any(mark in title for mark in _OVERLOAD_MARKS):
             raise SchoolServerError(f"catalogue overloaded: {title[:80]}")
-    if not _HTML_END.search(text):
-        raise SchoolPageError("page is truncated (no </html>)")
-    return tree
+    return text, tree
+
+
+def _complete(text: str, kind: str) -> None:
+    """SchoolPageError unless every table of the page is closed (a page cut inside its
+    rows or copies; what follows the last table is banners and footers)."""
+    if not tables_closed(text):
+        raise SchoolPageError("page is truncated (a table is not closed)", kind)
 
 
 def _lines(fragment: str) -> list[str]:
@@ -118,18 +141,24 @@ def _detail_lines(detail: LexborNode) -> tuple[str, str, str, str]:
     """Author, publisher, pages and year: the lines after the title (evidence, 2013:
     " / author", "place : publisher, year", "pages ; size", then the year in a
     commented-out <div>)."""
+    # The serialised tree: tag names in lower case, attribute values quoted; class
+    # names are compared in lower case.
     raw = detail.html or ""
-    start = raw.find("briefcitTitle")
-    start = raw.find("</span>", start) if start >= 0 else -1
+    low = raw.lower()
+    start = low.find("briefcittitle")
     if start < 0:
         return "", "", "", ""
-    chunk = raw[start + len("</span>") :]
+    end = low.find("</span>", start)
+    end = end + len("</span>") if end >= 0 else low.find("</a>", start) + len("</a>")
+    if end < len("</a>"):
+        return "", "", "", ""
+    chunk, low = raw[end:], low[end:]
     ends = [
         i
         for i in (
-            chunk.find('class="briefcitStatus"'),
-            chunk.find('class="briefcitItems"'),
-            chunk.find("<table"),
+            low.find('class="briefcitstatus"'),
+            low.find('class="briefcititems"'),
+            low.find("<table"),
         )
         if i >= 0
     ]
@@ -158,14 +187,16 @@ def year_of(publisher: str) -> str:
     return years[-1] if years else ""
 
 
-def parse_holdings(scope: LexborNode | LexborHTMLParser) -> tuple[Holding, ...]:
+def parse_holdings(
+    scope: LexborNode | LexborHTMLParser, kind: str = RECORD_KIND
+) -> tuple[Holding, ...]:
     """Copies from tr.bibItemsEntry rows: location, call number, status (evidence: III's
     `<!-- field 1 -->`, `<!-- field C -->`, `<!-- field % -->` cells in this order)."""
     copies = []
-    for row in scope.css("tr.bibItemsEntry"):
+    for row in with_class(scope, "bibItemsEntry", "tr"):
         cells = [text_of(td) for td in row.css("td")]
         if len(cells) < 3:
-            raise SchoolPageError(f"a holdings row has {len(cells)} cells, expected 3")
+            raise SchoolPageError(f"a holdings row has {len(cells)} cells, expected 3", kind)
         copies.append(holding(cells[0], cells[1], cells[2]))
     return tuple(copies)
 
@@ -191,14 +222,15 @@ def _record_id(row: LexborNode, href: str) -> str:
 
 
 def _brief(row: LexborNode, base_url: str) -> BookBrief:
-    link = row.css_first("span.briefcitTitle a")
+    holder = first_with_class(row, "briefcitTitle")
+    link = holder.css_first("a") if holder is not None else None
     if link is None:
-        raise SchoolPageError("a result row has no title link (span.briefcitTitle a)")
+        raise SchoolPageError("a result row has no title link (.briefcitTitle a)", SEARCH_KIND)
     title = text_of(link)
     href = (link.attributes.get("href") or "").strip()
     if not title or not href:
-        raise SchoolPageError("a result row has an empty title or link")
-    detail = row.css_first("td.briefcitDetail")
+        raise SchoolPageError("a result row has an empty title or link", SEARCH_KIND)
+    detail = first_with_class(row, "briefcitDetail", "td")
     author, publisher, pages, year = _detail_lines(detail) if detail is not None else ("",) * 4
     record_id = _record_id(row, href)
     if record_id:
@@ -216,68 +248,91 @@ def _brief(row: LexborNode, base_url: str) -> BookBrief:
         pages=pages,
         year=year,
         isbn=isbn,
-        status=text_of(row.css_first("span.briefcitStatus")),
-        holdings=parse_holdings(row),
+        status=text_of(first_with_class(row, "briefcitStatus")),
+        holdings=parse_holdings(row, SEARCH_KIND),
         cover_isbn=normalise_isbn(isbn) or "",
     )
 
 
 def is_record_page(tree: LexborHTMLParser) -> bool:
     """A record page (a search with one hit shows the record itself: evidence, III)."""
-    return bool(tree.css("td.bibInfoLabel")) and not tree.css("td.briefCitRow")
+    return bool(with_class(tree, "bibInfoLabel", "td")) and not with_class(
+        tree, "briefCitRow", "td"
+    )
+
+
+def _entry_number(row: LexborNode) -> int | None:
+    cell = first_with_class(row, "briefcitEntryNum", "td")
+    found = _ENTRY_NUMBER.search(text_of(cell)) if cell is not None else None
+    return int(found.group(1)) if found else None
 
 
 def parse_search(page: Page, base_url: str, content_type: str | None = None) -> BriefPage:
-    """A result page; SchoolPageError if it is neither results nor a no-hit page."""
-    tree = _checked(page, content_type)
-    rows = tree.css("td.briefCitRow")
-    header = tree.css_first("td.browseHeaderData")
+    """A result page; SchoolPageError(kind="search") if it is neither complete results
+    nor a no-hit page.
+
+    Complete results: rows, every table closed (a page cut inside a row is refused),
+    and the count line, when the page shows one, agreeing with the rows. Without a
+    count line the range is the rows' own positions (td.briefcitEntryNum), and the
+    total unknown (None)."""
+    text, tree = _checked(page, content_type, SEARCH_KIND)
+    rows = with_class(tree, "briefCitRow", "td")
+    header = first_with_class(tree, "browseHeaderData")
     first = last = total = None
     if header is not None:
         found = _RANGE.search(text_of(header))
         if found:
             first, last, total = (int(g) for g in found.groups())
-    books = tuple(_brief(row, base_url) for row in rows)
     if not rows:
+        if total is not None and total > 0 and (first is None or first <= total):
+            # A count of hits this page should show, and no rows: cut before them.
+            raise SchoolPageError(f"the page counts {total} hits but shows no rows", SEARCH_KIND)
         if total is not None or any(mark in body_text(tree) for mark in _NO_HITS):
             return BriefPage(first, last, total or 0, ())
-        raise SchoolPageError("neither result rows nor a no-hit message")
+        raise SchoolPageError("neither result rows nor a no-hit message", SEARCH_KIND)
+    _complete(text, SEARCH_KIND)
+    books = tuple(_brief(row, base_url) for row in rows)
+    numbers = [_entry_number(row) for row in rows]
     if total is None:
-        raise SchoolPageError("result rows without a count header (td.browseHeaderData)")
-    assert first is not None and last is not None
-    if last - first + 1 != len(books) or last > total:
-        raise SchoolPageError(
-            f"header says {first}-{last} of {total} but the page has {len(books)} rows"
-        )
+        shown = [n for n in numbers if n is not None]
+        if len(shown) == len(rows):
+            first, last = shown[0], shown[-1]
+    if first is not None and last is not None:
+        if last - first + 1 != len(books) or (total is not None and last > total):
+            raise SchoolPageError(
+                f"the page says {first}-{last} of {total} but has {len(books)} rows",
+                SEARCH_KIND,
+            )
+        if any(n is not None and n != first + i for i, n in enumerate(numbers)):
+            raise SchoolPageError("the rows' positions do not follow each other", SEARCH_KIND)
     return BriefPage(first, last, total, books)
 
 
-def _value(cell: LexborNode) -> str:
-    return text_of(cell)
-
-
 def parse_record(page: Page, content_type: str | None = None) -> RecordPage:
-    """A record page: labelled fields, the permanent record number, the copies."""
-    tree = _checked(page, content_type)
+    """A record page: labelled fields, the permanent record number, the copies.
+
+    SchoolPageError(kind="record") if it is no record page or is cut short."""
+    text, tree = _checked(page, content_type, RECORD_KIND)
     if not is_record_page(tree):
         if any(mark in body_text(tree) for mark in _NO_RECORD):
             raise QueryRejected("no such record")
-        raise SchoolPageError("not a record page (no td.bibInfoLabel)")
-    scope: LexborNode | LexborHTMLParser = tree.css_first("div.pageContentColumn") or tree
+        raise SchoolPageError("not a record page (no td.bibInfoLabel)", RECORD_KIND)
+    _complete(text, RECORD_KIND)
+    scope: LexborNode | LexborHTMLParser = first_with_class(tree, "pageContentColumn") or tree
     fields: list[tuple[str, str]] = []
     label = ""
-    for data in scope.css("td.bibInfoData"):
+    for data in with_class(scope, "bibInfoData", "td"):
         row = data.parent
-        label_cell = row.css_first("td.bibInfoLabel") if row is not None else None
+        label_cell = first_with_class(row, "bibInfoLabel", "td") if row is not None else None
         shown = text_of(label_cell)
         # Evidence (III): a field's further values come in rows with an empty label.
         label = shown or label
-        value = _value(data)
+        value = text_of(data)
         if label and value:
             fields.append((label, value))
     named: dict[str, str] = {}
     for shown, value in fields:
-        key = _LABELS.get(squeezed(shown).rstrip(":："))
+        key = _FOLDED_LABELS.get(squeezed(shown).rstrip(":：").lower())
         if key and key not in named:
             named[key] = value
     title = named.get("title", "")
@@ -286,7 +341,7 @@ def parse_record(page: Page, content_type: str | None = None) -> RecordPage:
         title, _, by = title.partition(" / ")
         author = author or by.strip()
     if not title:
-        raise SchoolPageError("record page without a title")
+        raise SchoolPageError("record page without a title", RECORD_KIND)
     link = tree.css_first("a#recordnum")
     found = _RECORD_IN_URL.search(link.attributes.get("href") or "") if link else None
     copies = parse_holdings(scope)

@@ -36,7 +36,7 @@ from tests.conftest import make_settings, serve_app
 
 STUDENT, PASSWORD = "2012052690", "052690"
 SCHOOL_ERRORS = {
-    502: {"school_unavailable", "school_bad_page", "school_session_lost"},
+    502: {"school_unavailable", "school_page_unreadable", "school_session_lost"},
     503: {"school_busy", "school_unavailable", "storage_unavailable"},
     504: {"school_timeout"},
 }

@@ -192,7 +192,7 @@ async def test_unreadable_keypad_stops_before_posting(
     assert ("POST", "/loginstudent.action") not in paths(school)
     # What the API answers for it.
     answer = from_school(info.value, "the card center", "card password")
-    assert describe_error(answer, 500, 30)[:2] == (502, "school_bad_page")
+    assert describe_error(answer, 500, 30)[:2] == (502, "school_page_unreadable")
 
 
 async def test_keypad_with_a_digit_beyond_key_9_stops_before_posting(
