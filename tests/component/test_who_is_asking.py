@@ -199,7 +199,7 @@ async def test_a_database_outage_locks_no_one_out_afterwards(mysql_url: str, sch
         settings = settings_with_default_limits(
             url.render_as_string(hide_password=False),
             school.url,
-            **{"database.connect_timeout_s": 1},
+            **{"database.connect_timeout_s": 1, **PATIENT},
         )
         students = [student(5000 + n) for n in range(40)]
         async with serve_app(settings) as (client, _):
