@@ -1,0 +1,2 @@
+"""Channels other than the REST API through which students reach jnufm: the WeChat
+official account."""
