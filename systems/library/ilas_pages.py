@@ -243,10 +243,11 @@ def parse_detail(page: Page, content_type: str | None = None) -> RecordPage:
             raise QueryRejected("no such record")
         raise SchoolPageError("detail page without 题名", DETAIL_KIND)
     _complete(text, DETAIL_KIND)
-    if tree.css_first("div[name=holding]") is None:
+    if tree.css_first("div[name=holding] table") is None:
         # Guess: every detail page shows its copies (the table, even empty), after the
-        # fields; without it the page was cut short.
-        raise SchoolPageError("page is truncated (no copies section)", DETAIL_KIND)
+        # fields; without it (or with the section but not yet its table) the page was
+        # cut short.
+        raise SchoolPageError("page is truncated (no copies table)", DETAIL_KIND)
     author = named.get("author", "")
     if " / " in title:
         title, _, by = title.partition(" / ")

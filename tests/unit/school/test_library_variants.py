@@ -183,7 +183,8 @@ def test_innopac_results_cut_short_are_refused(query: str, variant: Variant, cut
         return
     text = sim_opac.results_page(books, 1, query, PREFIX, variant)
     body = text.encode("utf-8")
-    at = int(cut * len(body))
+    # Cut at a character: a cut inside one is a page that does not decode.
+    at = len(text[: int(cut * len(text))].encode("utf-8"))
     kind = sim_opac.CONTENT_TYPES[variant]
     if at < content_end(text, "utf-8"):
         with pytest.raises(SchoolPageError) as refused:
@@ -203,7 +204,8 @@ def test_innopac_results_cut_short_are_refused(query: str, variant: Variant, cut
 def test_innopac_record_cut_short_is_refused(index: int, variant: Variant, cut: float) -> None:
     text = sim_opac.record_page(MAIN.books[index], PREFIX, variant)
     body = text.encode("utf-8")
-    at = int(cut * len(body))
+    # Cut at a character: a cut inside one is a page that does not decode.
+    at = len(text[: int(cut * len(text))].encode("utf-8"))
     kind = sim_opac.CONTENT_TYPES[variant]
     if at < content_end(text, "utf-8"):
         with pytest.raises(SchoolPageError) as refused:
@@ -230,7 +232,8 @@ def test_ilas_results_cut_short_are_refused(query: str, variant: Variant, cut: f
         return
     text = sim_ilas.results_page(books, ilas_form(query), 1, 10, variant)
     body = text.encode("gbk")
-    at = int(cut * len(body))
+    # Cut at a character: a cut inside one is a page that does not decode.
+    at = len(text[: int(cut * len(text))].encode("gbk"))
     kind = sim_ilas.CONTENT_TYPES[variant]
     whole = parse_results(body, kind)
     if at < content_end(text, "gbk"):
@@ -259,7 +262,8 @@ def test_ilas_results_cut_short_are_refused(query: str, variant: Variant, cut: f
 def test_ilas_detail_cut_short_is_refused(index: int, variant: Variant, cut: float) -> None:
     text = sim_ilas.detail_page(ZHUHAI.books[index], variant)
     body = text.encode("gbk")
-    at = int(cut * len(body))
+    # Cut at a character: a cut inside one is a page that does not decode.
+    at = len(text[: int(cut * len(text))].encode("gbk"))
     kind = sim_ilas.CONTENT_TYPES[variant]
     if at < content_end(text, "gbk"):
         with pytest.raises(SchoolPageError) as refused:
