@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from channels.wechat.config import WeChatSettings
 from school.config import SystemConfig
 from secret_key import (
     DEFAULT_SECRET_KEY,
@@ -635,6 +636,7 @@ class Settings(_Section):
     retention: RetentionSettings = RetentionSettings()
     captures: CapturesSettings = CapturesSettings()
     canary: CanarySettings = CanarySettings()
+    wechat: WeChatSettings = WeChatSettings()
     http: HttpSettings = HttpSettings()
     connections: ConnectionsSettings = ConnectionsSettings()
     log: LogSettings = LogSettings()
@@ -715,8 +717,8 @@ def _anchor_sqlite_path(settings: Settings, base: Path) -> Settings:
 
 
 def _anchor_paths(settings: Settings, base: Path) -> Settings:
-    """The log file, metrics directory, shared cache and the canary's password files are
-    relative to the config file too."""
+    """The log file, metrics directory, shared cache, the canary's password files and the
+    WeChat accounts' secret files are relative to the config file too."""
     log, metrics, cache = settings.log, settings.metrics, settings.cache
     if log.file and not Path(log.file).is_absolute():
         log = log.model_copy(update={"file": str(base / log.file)})
@@ -731,8 +733,17 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
             anchored = str(base / account.password_file)
             account = account.model_copy(update={"password_file": anchored})
             canary = canary.model_copy(update={name: account})
+    accounts = []
+    for account in settings.wechat.accounts:
+        anchored_files = {
+            key: str(base / value)
+            for key in ("token_file", "encoding_aes_key_file", "app_secret_file")
+            if (value := getattr(account, key)) and not Path(value).is_absolute()
+        }
+        accounts.append(account.model_copy(update=anchored_files))
+    wechat = settings.wechat.model_copy(update={"accounts": tuple(accounts)})
     return settings.model_copy(
-        update={"log": log, "metrics": metrics, "cache": cache, "canary": canary}
+        update={"log": log, "metrics": metrics, "cache": cache, "canary": canary, "wechat": wechat}
     )
 
 

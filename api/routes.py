@@ -89,6 +89,9 @@ EXCLUDED: dict[str, str] = {
     r"/static/(.*)": "static files (the page's script, style and assets)",
     r"/index\.html": "a redirect to /",
     r"/debug/block": "test only, routed only when debug.block_route is on",
+    r"/wechat": "WeChat's callback URL (its XML message protocol, for WeChat's servers: "
+    "README, WeChat official account)",
+    r"/wechat/([a-z][a-z0-9_-]{0,31})": "the callback URL of each WeChat account, by name",
 }
 
 # --- the 2013 account API -------------------------------------------------------------------
@@ -503,6 +506,52 @@ ROUTES: tuple[Route, ...] = (
         (PathParam("id", "the token's id (from GET /v1/sessions)", "7"),),
     ),
     *SYSTEM_ROUTES["token_urls"],
+    Route(
+        r"/v1/wechat/bind",
+        (
+            Operation(
+                "post",
+                "Bind a WeChat follower to a student",
+                "绑定微信关注者与学号",
+                "sessions",
+                Answer(201, "bound: which systems the follower may ask", "WeChatBound"),
+                "What the bind page (`/static/wechat-bind.html`, opened from the link the "
+                "official account sends for 绑定) posts. The ticket comes from that link: "
+                "signed, valid `wechat.bind_link_ttl_s`, used once. The passwords are proven "
+                "by making the student's session tokens (the card center's; the academic "
+                "office's too when its password is given), kept for the follower by id; no "
+                "password is kept in clear, none reaches the chat. A wrong password leaves "
+                "the ticket usable. Binding a follower again ends its previous binding's "
+                "tokens; a student may bind several followers (listed by `GET /v1/sessions`).",
+                (REQUEST_ID,),
+                body(
+                    "the ticket and the credentials as JSON or a form",
+                    {
+                        "ticket": {"type": "string", "maxLength": 512},
+                        "student_id": STUDENT_ID,
+                        "password": CARD_PASSWORD,
+                        "academic_password": OFFICE_PASSWORD,
+                    },
+                    {
+                        "ticket": "1.jnu.<follower>.<id>.<expires>.<signature>",
+                        "student_id": STUDENT,
+                        "password": "052690",
+                    },
+                ),
+                (
+                    e.BAD_REQUEST,
+                    *e.CREDENTIAL_SHAPE,
+                    e.INVALID_JSON,
+                    e.UNSUPPORTED_BODY,
+                    e.INVALID_SYSTEM,
+                    *e.WECHAT_TICKET,
+                    *e.SCHOOL,
+                    e.NOT_CONFIGURED,
+                    *e.EVERY_ROUTE,
+                ),
+            ),
+        ),
+    ),
     Route(
         r"/healthz",
         ops(

@@ -243,11 +243,23 @@ NEW_SESSION = obj(
     },
     optional=("feed",),
 )
+WECHAT_BINDING = obj(
+    {
+        "id": {"type": "integer", "minimum": 1},
+        "account": text("the official account's name (`wechat.accounts`)"),
+        "created_at": MOMENT,
+    }
+)
 SESSIONS = obj(
     {
         "student_id": STUDENT_ID,
         "system": {"type": "string", "enum": ["card", "academic"]},
         "tokens": {"type": "array", "items": ref("SessionToken")},
+        "wechat": {
+            "type": "array",
+            "items": ref("WeChatBinding"),
+            "description": "WeChat followers bound with a live token of this system",
+        },
     }
 )
 REVOKED = obj(
@@ -255,6 +267,18 @@ REVOKED = obj(
         "student_id": STUDENT_ID,
         "system": {"type": "string", "enum": ["card", "academic"]},
         "revoked": {"type": "array", "items": {"type": "integer"}},
+        "wechat": {
+            "type": "array",
+            "items": {"type": "integer"},
+            "description": "the WeChat bindings ended (no live token left)",
+        },
+    }
+)
+WECHAT_BOUND = obj(
+    {
+        "student_id": STUDENT_ID,
+        "bound": obj({"card": {"type": "boolean"}, "academic": {"type": "boolean"}}),
+        "account": text("the official account's name (`wechat.accounts`)"),
     }
 )
 
@@ -560,6 +584,8 @@ COMPONENTS: dict[str, Schema] = {
     "SessionToken": SESSION_TOKEN,
     "Sessions": SESSIONS,
     "Revoked": REVOKED,
+    "WeChatBinding": WECHAT_BINDING,
+    "WeChatBound": WECHAT_BOUND,
     "LegacyBookSearch": obj(
         {"data": {"type": "array", "items": ref("LegacyBook")}, "version": LEGACY_VERSION}
     ),

@@ -355,3 +355,102 @@ class PageCapture(Base):
     size: Mapped[int] = mapped_column(Integer)
     cut: Mapped[int] = mapped_column(SmallInteger, default=0)
     page: Mapped[str] = mapped_column(LongText)
+
+
+class WeChatFollower(Base):
+    """A WeChat follower bound to a student (channels/wechat/, POST /v1/wechat/bind).
+
+    The follower is kept as a keyed hash of the account's app id and the openid (a
+    lookup needs no original; a dump names nobody). The chat holds only the ids of the
+    student tokens the binding made: one for the card center, one for the academic
+    office if its password was given. One follower, one student; a student may bind
+    several followers. An ended binding keeps its row a while (`ended_reason`).
+    """
+
+    __tablename__ = "wechat_followers"
+    __table_args__ = (
+        UniqueConstraint("account", "follower"),
+        Index("ix_wechat_followers_student_id", "student_id"),
+        Index("ix_wechat_followers_ended_at", "ended_at"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # The account's name in `wechat.accounts`.
+    account: Mapped[str] = mapped_column(String(32))
+    # HMAC-SHA256 of (app id, openid) under the secret key, hex.
+    follower: Mapped[str] = mapped_column(String(64))
+    student_id: Mapped[str] = mapped_column(String(32))
+    card_token_id: Mapped[int | None] = mapped_column(Integer)
+    academic_token_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class WeChatTicket(Base):
+    """A bind link's ticket once used: a link opens one binding only. Kept until the
+    ticket would have expired anyway."""
+
+    __tablename__ = "wechat_tickets"
+    __table_args__ = (
+        UniqueConstraint("ticket_id"),
+        Index("ix_wechat_tickets_expires_at", "expires_at"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[str] = mapped_column(String(32))
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WeChatMessage(Base):
+    """One follower message being answered, shared by every worker and host: WeChat
+    sends the same message again (same MsgId) when no reply came within 5 s, to any
+    worker; the first claims it, the others wait for its reply here.
+
+    `message_key` is a keyed hash of (account, openid, MsgId or the event's time and
+    name). `reply` is the passive reply's XML sealed with the secret key (it holds a
+    student's data). `state`: working, answered (reply ready), late (the follower was
+    told to wait; the answer goes by customer message), delivered. Kept for minutes.
+    """
+
+    __tablename__ = "wechat_messages"
+    __table_args__ = (
+        UniqueConstraint("account", "message_key"),
+        Index("ix_wechat_messages_created_at", "created_at"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(32))
+    message_key: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    # How many times WeChat sent it (1 + its retries seen).
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    reply: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WeChatApiToken(Base):
+    """An official account's API access_token, shared by every worker and host (WeChat
+    keeps one valid at a time: a worker fetching its own would end the others'), sealed
+    with the secret key; and the customer messages sent on the current day, against
+    the API's daily limit."""
+
+    __tablename__ = "wechat_api_tokens"
+    __table_args__ = (
+        UniqueConstraint("app_id"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app_id: Mapped[str] = mapped_column(String(32))
+    sealed: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # UTC+8 day (YYYY-MM-DD) the count is of, and customer messages sent on it.
+    day: Mapped[str] = mapped_column(String(10), default="")
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

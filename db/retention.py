@@ -19,7 +19,17 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, exists, func, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Lease, LoginFailure, PageCapture, Result, SchoolSession, Student, Token
+from db.models import (
+    Lease,
+    LoginFailure,
+    PageCapture,
+    Result,
+    SchoolSession,
+    Student,
+    Token,
+    WeChatFollower,
+    WeChatTicket,
+)
 
 # The stored answers a calendar feed is built from (systems/academic/service.py stored_term).
 FEED_SYSTEM = "academic"
@@ -186,3 +196,16 @@ async def prune_page_captures(session: AsyncSession, before: datetime, limit: in
     return await _delete_where(
         session, PageCapture, PageCapture.id, [PageCapture.last_seen_at < before], limit
     )
+
+
+async def prune_wechat_followers(session: AsyncSession, before: datetime, limit: int) -> Batch:
+    """Delete WeChat bindings that ended before `before` (a binding made again since has
+    no `ended_at`, and stays)."""
+    where = [WeChatFollower.ended_at < before]
+    return await _delete_where(session, WeChatFollower, WeChatFollower.id, where, limit)
+
+
+async def prune_wechat_tickets(session: AsyncSession, before: datetime, limit: int) -> Batch:
+    """Delete used bind tickets that expired before `before` (refused as expired anyway)."""
+    where = [WeChatTicket.expires_at < before]
+    return await _delete_where(session, WeChatTicket, WeChatTicket.id, where, limit)

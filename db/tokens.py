@@ -41,6 +41,17 @@ async def get_token(session: AsyncSession, token_hash: str) -> Token | None:
     ).scalar_one_or_none()
 
 
+async def token_by_id(session: AsyncSession, token_id: int) -> Token | None:
+    return await session.get(Token, token_id)
+
+
+async def tokens_by_ids(session: AsyncSession, ids: Sequence[int]) -> Sequence[Token]:
+    """The tokens of these ids that still have a row (live or ended)."""
+    if not ids:
+        return []
+    return (await session.scalars(select(Token).where(Token.id.in_(ids)))).all()
+
+
 async def student_tokens(session: AsyncSession, student_id: str, system: str) -> Sequence[Token]:
     """A student's live tokens of one system (sessions and feeds), newest first."""
     return (

@@ -9,11 +9,12 @@ from typing import Any
 
 from tornado.web import Application
 
-from handlers import docs, ops, pages
+from handlers import docs, ops, pages, wechat
 from handlers.base import AppDeps, log_request
 from handlers.guards import GuardedApplication
 from handlers.legacy import accounts as legacy_accounts
 from handlers.v1 import sessions as v1_sessions
+from handlers.v1 import wechat_bind as v1_wechat_bind
 from observability import metrics
 from observability.dashboard import ReadingHistory
 from settings import HttpSettings
@@ -54,6 +55,12 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/v1/sessions/([0-9]{1,18})", v1_sessions.SessionHandler, d),
         # URLs that carry a token instead of credentials (calendar feeds).
         *by_group["token_urls"],
+        # The WeChat bind page's form: a follower bound to a student, by session tokens.
+        (r"/v1/wechat/bind", v1_wechat_bind.WeChatBindHandler, d),
+        # WeChat official accounts' callback URLs (channels/wechat/): the first account's,
+        # and each one's by name.
+        (r"/wechat", wechat.WeChatHandler, d),
+        (r"/wechat/([a-z][a-z0-9_-]{0,31})", wechat.WeChatHandler, d),
         # Operations: liveness, readiness, Prometheus metrics (see docs/operations.md).
         (r"/healthz", pages.HealthHandler, d),
         (r"/readyz", ops.ReadyHandler, d),

@@ -52,7 +52,9 @@ from systems.card.service import CardService
 from systems.library.service import LibraryService
 
 if TYPE_CHECKING:
+    from channels.wechat.service import WeChatService
     from services.accounts import AccountService
+    from services.wechat_followers import Followers
 
 access_log = logging.getLogger("jnufm.access")
 error_log = logging.getLogger("jnufm.error")
@@ -116,6 +118,10 @@ class AppDeps:
     lockouts: Callable[[], Awaitable[list[Lockout]]] | None = None
     # The school pages no client could read, kept redacted (the dashboard lists them).
     page_captures: PageCaptures | None = None
+    # The WeChat official accounts this server answers (channels/wechat/), if configured.
+    wechat: WeChatService | None = None
+    # WeChat followers bound to students (POST /v1/wechat/bind), if WeChat is configured.
+    followers: Followers | None = None
     # How access lines name a student (services.credentials.pseudonym).
     pseudonym: Callable[[str], str] = field(default=lambda student_id: "-")
 

@@ -135,6 +135,9 @@ SECRET_WORDS = frozenset(
         "sid",
         # The 2013 account API's office password (handlers/legacy/accounts.py).
         "jwcpw",
+        # A WeChat follower's id, in the callback URL's query (handlers/wechat.py): it
+        # names a person, and the database keeps it only as a keyed hash.
+        "openid",
     }
 )
 # ...and the words that end with one of these (oldpassword, accesstoken, clientsecret).

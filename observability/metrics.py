@@ -98,6 +98,11 @@ class _Metrics:
     canary_page_readable: Gauge
     canary_runs: Counter
     canary_last_run: Gauge
+    wechat_messages: Counter
+    wechat_refused: Counter
+    wechat_reply: Histogram
+    wechat_customer_messages: Counter
+    wechat_access_tokens_fetched: Counter
     worker_restarts: Counter
     workers: Gauge
     worker_generation: Gauge
@@ -268,6 +273,40 @@ def _m() -> _Metrics:
                 "newest over workers.",
                 ["system"],
                 multiprocess_mode="livemax",
+            ),
+            wechat_messages=Counter(
+                "jnufm_wechat_messages",
+                "WeChat deliveries answered, by account and outcome: passive (the reply "
+                "in time), pending (told to wait: the answer goes by customer message), "
+                "held (no reply: WeChat delivers again), duplicate (a delivery of a "
+                "message answered already), limited (the follower sends too often), none "
+                "(nothing to say); and late answers: delivered, undelivered.",
+                ["account", "outcome"],
+            ),
+            wechat_refused=Counter(
+                "jnufm_wechat_refused",
+                "Requests to a WeChat callback URL refused, by account and reason "
+                "(signature, timestamp, nonce, decrypt, app_id, xml, size).",
+                ["account", "reason"],
+            ),
+            wechat_reply=Histogram(
+                "jnufm_wechat_reply_seconds",
+                "From a WeChat delivery's arrival to its reply written (WeChat waits 5 s).",
+                ["account"],
+                buckets=WAIT_BUCKETS,
+            ),
+            wechat_customer_messages=Counter(
+                "jnufm_wechat_customer_messages",
+                "Customer messages (the API's answers after the passive reply) by account "
+                "and outcome: sent, no_secret, day_limit (ours, or the API's 45009), "
+                "refused (another errcode), no_token, unreachable, storage.",
+                ["account", "outcome"],
+            ),
+            wechat_access_tokens_fetched=Counter(
+                "jnufm_wechat_access_tokens_fetched",
+                "access_tokens fetched from the official-account API, by account (one "
+                "every ~2 h over all workers and hosts when all is well).",
+                ["account"],
             ),
             worker_restarts=Counter(
                 "jnufm_worker_restarts",
@@ -478,6 +517,30 @@ def record_canary_run(system: str, outcome: str, at: float) -> None:
     m = _m()
     m.canary_runs.labels(system, outcome).inc()
     m.canary_last_run.labels(system).set(at)
+
+
+def wechat_message(account: str, outcome: str) -> None:
+    """A WeChat delivery answered, or a late answer sent (see jnufm_wechat_messages)."""
+    _m().wechat_messages.labels(account, outcome).inc()
+
+
+def wechat_refused(account: str, reason: str) -> None:
+    """A request to a WeChat callback URL was refused (its WeChatError's reason)."""
+    _m().wechat_refused.labels(account, reason).inc()
+
+
+def observe_wechat_reply(account: str, seconds: float) -> None:
+    _m().wechat_reply.labels(account).observe(seconds)
+
+
+def wechat_customer_message(account: str, outcome: str) -> None:
+    """A customer message to a follower of an account: sent, or why not."""
+    _m().wechat_customer_messages.labels(account, outcome).inc()
+
+
+def wechat_access_token_fetched(account: str) -> None:
+    """A new access_token was fetched for an account."""
+    _m().wechat_access_tokens_fetched.labels(account).inc()
 
 
 # --- Master (runtime/master.py) --------------------------------------------------

@@ -5,12 +5,14 @@ imports it."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 
+from channels.wechat.config import load_accounts
 from db.engine import make_engine, make_sessionmaker
 from db.revision import head_revision
 from handlers.base import AppDeps, WorkerState
@@ -18,6 +20,7 @@ from leanweb import Compression
 from observability.probes import StorageState, make_ops_deps
 from observability.timing import instrument_engine
 from runtime.connections import ConnectionTable
+from runtime.wechat import WeChatParts, build_wechat
 from school.config import SystemConfig
 from services.accounts import AccountService
 from services.breaker import BreakerTable
@@ -43,6 +46,7 @@ from services.shared_cache import open_shared_cache
 from services.storage import Storage
 from services.tokens import TokenStore
 from services.vault import SessionVault
+from services.wechat_followers import Followers
 from settings import Settings
 from systems import SYSTEMS
 from systems.academic.service import AcademicService
@@ -299,11 +303,43 @@ async def build_worker_services(
     accounts = None
     if settings.accounts.enabled:
         accounts = AccountService(sessions, settings, token_store, academic_service)
+    student_sessions = SessionService(token_store, card_service, academic_service)
+    # WeChat followers bound to students, when an official account is configured.
+    followers = None
+    wechat: WeChatParts | None = None
+    if settings.wechat.accounts:
+        wechat_accounts = load_accounts(
+            settings.wechat, os.environ, production=settings.mode == "production"
+        )
+        by_name = {account.name: account for account in wechat_accounts}
+        followers = Followers(
+            sessions,
+            token_store,
+            student_sessions,
+            by_name,
+            settings.wechat,
+            secret,
+            settings.public_base_url(),
+        )
+        # The accounts' callback URLs: the protocol, the chat, late answers.
+        wechat = build_wechat(
+            settings,
+            by_name,
+            followers,
+            sessions,
+            storage.leases,
+            tables.rates,
+            card_service,
+            academic_service,
+            service_of(services, "library", LibraryService),
+        )
     deps = AppDeps(
         card=card_service,
         academic=academic_service,
         tokens=token_store,
-        sessions=SessionService(token_store, card_service, academic_service),
+        sessions=student_sessions,
+        followers=followers,
+        wechat=wechat.service if wechat is not None else None,
         accounts=accounts,
         clients=registry,
         ipv6_prefix=limits.ipv6_prefix,
@@ -351,6 +387,8 @@ async def build_worker_services(
             canary.start()
 
     async def close() -> None:
+        if wechat is not None:
+            await wechat.close(settings.shutdown_grace_s)  # its late answers go out first
         await retention.stop()
         if canary is not None:
             await canary.stop()

@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m schoolsim",
         description="The simulated 2013 school: the card center at /, the academic office "
-        "under /jwc/, the library catalogues and covers under /opac/, /ilas/, /covers/.",
+        "under /jwc/, the library catalogues and covers under /opac/, /ilas/, /covers/, "
+        "WeChat's official-account API under /wechat-api/.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8013, help="port (0 = any free port)")
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override one profile setting (repeatable): KEY for the card center, "
-        "SYSTEM.KEY for another system (academic, opac, ilas, covers)",
+        "SYSTEM.KEY for another system (academic, opac, ilas, covers, wechat)",
     )
     return parser
 

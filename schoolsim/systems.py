@@ -10,6 +10,7 @@ from schoolsim.profiles import SimSettings, profile
 # name -> module
 MOUNTED: dict[str, str] = {"academic": "schoolsim.academic.app"}
 MOUNTED |= {n: f"schoolsim.library.{n}" for n in ("opac", "ilas", "covers")}
+MOUNTED["wechat"] = "schoolsim.wechat.api"
 
 
 def mounted_profile(system: str, name: str) -> SimSettings:

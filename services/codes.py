@@ -263,6 +263,26 @@ INVALID_SYSTEM = ErrorCode(
 INVALID_LABEL = ErrorCode(
     400, "invalid_label", "a label over 64 characters", "label 超过 64 个字符"
 )
+# A WeChat bind link's ticket (POST /v1/wechat/bind): one binding per link, for a while.
+WECHAT_TICKET_INVALID = ErrorCode(
+    400,
+    "wechat_ticket_invalid",
+    "a bind link's ticket that is missing, malformed, altered, or of an official account "
+    "no longer configured",
+    "绑定链接的票据缺失、格式错误、被改动，或其公众号已不再配置",
+)
+WECHAT_TICKET_USED = ErrorCode(
+    409,
+    "wechat_ticket_used",
+    "a bind link already used: each link binds once (send 绑定 in the chat for a new one)",
+    "绑定链接已经用过：每个链接只能绑定一次（请在公众号中发送“绑定”获取新链接）",
+)
+WECHAT_TICKET_EXPIRED = ErrorCode(
+    410,
+    "wechat_ticket_expired",
+    "a bind link older than `wechat.bind_link_ttl_s` (send 绑定 in the chat for a new one)",
+    "绑定链接已超过 wechat.bind_link_ttl_s 而过期（请在公众号中发送“绑定”获取新链接）",
+)
 
 # --- the school ---------------------------------------------------------------------------
 

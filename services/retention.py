@@ -62,6 +62,8 @@ TABLES = (
     "leases",
     "students",
     "page_captures",
+    "wechat_followers",
+    "wechat_tickets",
 )
 
 
@@ -93,6 +95,7 @@ class Plan:
     token_max_age_s: float
     students_before: datetime
     captures_before: datetime
+    wechat_followers_before: datetime
 
 
 def _results_rules(settings: Settings, now: datetime) -> tuple[ResultsRule, ...]:
@@ -143,6 +146,7 @@ def plan(settings: Settings, now: datetime) -> Plan:
         token_max_age_s=tokens.max_age_s,
         students_before=ago(settings.retention.students_s),
         captures_before=ago(settings.captures.keep_s),
+        wechat_followers_before=ago(settings.wechat.ended_bindings_keep_s),
     )
 
 
@@ -220,6 +224,10 @@ class Retention:
             return [lambda db, n: q.prune_students(db, p.students_before, n)]
         if table == "page_captures":
             return [lambda db, n: q.prune_page_captures(db, p.captures_before, n)]
+        if table == "wechat_followers":
+            return [lambda db, n: q.prune_wechat_followers(db, p.wechat_followers_before, n)]
+        if table == "wechat_tickets":
+            return [lambda db, n: q.prune_wechat_tickets(db, p.now, n)]
         raise ValueError(f"no retention for table {table!r}")
 
     def _results_step(self, rule: ResultsRule, p: Plan) -> Step:

@@ -59,15 +59,22 @@ class SessionService:
             await ask(creds, caller)
 
     async def open(
-        self, system: str, creds: Credentials, caller: Caller, label: str = ""
+        self,
+        system: str,
+        creds: Credentials,
+        caller: Caller,
+        label: str = "",
+        client: str | None = None,
     ) -> tuple[str, TokenView]:
         """A new session token for the student at `system`: the token (shown once) and
-        what it is."""
+        what it is. `client` names what it was made through (default: the caller's
+        registered client, if any)."""
         if len(label) > MAX_LABEL:
             raise BadInput(codes.INVALID_LABEL, f"a label is at most {MAX_LABEL} characters")
         pipeline, ask = self._system(system)
         await ask(creds, caller)  # the password must work at the school (or match)
-        client = caller.client.name if caller.client is not None else ""
+        if client is None:
+            client = caller.client.name if caller.client is not None else ""
         return await self.tokens.create_session(
             creds, system, pipeline.attempt_of(creds), client, label
         )

@@ -327,6 +327,34 @@ class TokenStore:
         self._touch(view.id)
         return SessionGrant(view.id, view.student_id, view.system, password, view.client)
 
+    async def session_by_id(self, token_id: int, system: str) -> SessionGrant:
+        """The grant of a live session token found by its id (for a holder that keeps the
+        id, never the token: a WeChat binding). Raises what `session` raises."""
+
+        async def read(db: AsyncSession) -> TokenView | None:
+            row = await q.token_by_id(db, token_id)
+            return None if row is None else _view(row)
+
+        view = await self._run("token", read)
+        if view is None or view.kind != "session" or view.sealed is None:
+            raise TokenRefused(codes.INVALID_TOKEN, "no such token")
+        why = self._why_dead(view)
+        if why is not None:
+            raise self._refused(why)
+        assert view.student_id is not None and view.system is not None
+        if view.system != system:
+            raise TokenScope(f"this token is for the {view.system} system, not {system}")
+        password = self._vault.open(view.student_id, view.system, view.sealed, SEALED_PURPOSE)
+        if password is None:
+            raise TokenRefused(codes.INVALID_TOKEN, "this token can no longer be opened")
+        self._touch(view.id)
+        return SessionGrant(view.id, view.student_id, view.system, password, view.client)
+
+    async def live_ids(self, token_ids: list[int]) -> set[int]:
+        """Which of these tokens still work (not ended, not expired)."""
+        rows = await self._run("tokens", lambda db: q.tokens_by_ids(db, token_ids))
+        return {v.id for v in (_view(r) for r in rows) if self._why_dead(v) is None}
+
     async def feed(self, token: str) -> FeedGrant:
         """What a feed URL's token opens. Raises BadInput 404 unknown_token, or TokenRefused
         with 410 for one that ended (its code says why)."""

@@ -45,12 +45,17 @@ class WeChatAccountSettings(_Section):
     token_file: str = ""
     encoding_aes_key_env: Annotated[str, Field(pattern=_ENV_NAME)] = "JNUFM_WECHAT_ENCODING_AES_KEY"
     encoding_aes_key_file: str = ""
+    # The app secret (AppSecret) fetches the API's access_token, for customer messages
+    # (answers that came after the passive reply). Without one, a late answer is given
+    # on WeChat's retry of the message or on the follower's next question.
+    app_secret_env: Annotated[str, Field(pattern=_ENV_NAME)] = "JNUFM_WECHAT_APP_SECRET"  # noqa: S105
+    app_secret_file: str = ""
 
     @model_validator(mode="before")
     @classmethod
     def _no_secret_here(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            for secret in ("token", "encoding_aes_key"):
+            for secret in ("token", "encoding_aes_key", "app_secret"):
                 if secret in data:
                     raise ValueError(
                         f"{secret}: never written in the config file; set the environment "
@@ -70,10 +75,29 @@ class WeChatSettings(_Section):
     max_body_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 64 * 1024
     # Memory for replay protection: requests remembered per process at most.
     seen_nonces_max: Annotated[int, Field(ge=1000, le=10_000_000)] = 100_000
+    # WeChat waits 5 s for a passive reply: the answer if it came by then, else a
+    # "being asked" reply while the query goes on.
+    reply_within_s: Annotated[float, Field(gt=0, le=4.8)] = 4.5
+    # A bind link opens the bind page for this long, once.
+    bind_link_ttl_s: Annotated[float, Field(ge=60, le=86400)] = 600.0
+    # Where the official-account API is (customer messages, access tokens).
+    api_base_url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")] = (
+        "https://api.weixin.qq.com"
+    )
+    api_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # The API's daily limit of customer messages per account (WeChat's 接口调用频次:
+    # 500,000 a day for 客服消息); the account stops sending at it until the next day.
+    customer_messages_per_day: Annotated[int, Field(ge=0, le=10_000_000)] = 500_000
+    # Messages one follower may send a minute (more get a "too often" reply, no query).
+    per_follower_per_min: Annotated[float, Field(gt=0, le=6000)] = 20.0
+    # How long a message's record (for WeChat's retries of it) is kept.
+    messages_keep_s: Annotated[float, Field(ge=30, le=86400)] = 600.0
+    # How long an ended binding's row is kept (its follower learns why).
+    ended_bindings_keep_s: Annotated[float, Field(ge=0)] = 30 * 86400.0
 
     @model_validator(mode="after")
     def _distinct(self) -> WeChatSettings:
-        for what in ("name", "app_id", "token_env", "encoding_aes_key_env"):
+        for what in ("name", "app_id", "token_env", "encoding_aes_key_env", "app_secret_env"):
             values = [getattr(account, what) for account in self.accounts]
             if len(set(values)) != len(values):
                 raise ValueError(f"accounts: two accounts share a {what}")
@@ -89,6 +113,8 @@ class WeChatAccount(_Section):
     token: SecretStr
     # None in plain mode when none is configured.
     encoding_aes_key: SecretStr | None = None
+    # None: no customer messages (late answers on WeChat's retry only).
+    app_secret: SecretStr | None = None
 
     @model_validator(mode="after")
     def _secrets_valid(self) -> WeChatAccount:
@@ -128,6 +154,9 @@ def load_account(
         env,
         production,
     )
+    app_secret = _read_secret(
+        where, "app_secret", account.app_secret_file, account.app_secret_env, env, production
+    )
     try:
         loaded = WeChatAccount(
             name=account.name,
@@ -135,6 +164,7 @@ def load_account(
             mode=account.mode,
             token=SecretStr(token),
             encoding_aes_key=None if aes is None else SecretStr(aes),
+            app_secret=None if app_secret is None else SecretStr(app_secret),
         )
     except ValidationError as exc:
         # The message, not str(exc): the latter quotes the input, here a secret.

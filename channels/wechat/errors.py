@@ -7,9 +7,12 @@
     │   └── ReplayedNonce       this (timestamp, nonce) was already accepted
     ├── UndecryptableMessage    ciphertext not base64, not whole blocks, bad padding or length
     │   └── WrongAppId          decrypted, but addressed to another app id
-    └── MalformedMessage        not the XML of a message: unparsable, a DTD or entity,
-        │                       a missing or invalid field
-        └── BodyTooLarge        refused before parsing
+    ├── MalformedMessage        not the XML of a message: unparsable, a DTD or entity,
+    │   │                       a missing or invalid field
+    │   └── BodyTooLarge        refused before parsing
+    └── ApiUnavailable          the official-account API gave no access_token (refused
+                                the app secret or this address, unreachable, no answer
+                                in time) or the shared token could not be read
 
 Messages never hold a token, a key or a message's content. The HTTP layer maps the
 whole tree to one refusal (WeChat does not read the body of an error).
@@ -54,3 +57,17 @@ class MalformedMessage(WeChatError):
 
 class BodyTooLarge(MalformedMessage):
     reason = "size"
+
+
+class ApiUnavailable(WeChatError):
+    """No access_token can be had for the account now (our side of the API, not a request).
+
+    `errcode`: WeChat's, when it answered one (40125 wrong app secret, 40164 address not
+    whitelisted, -1 busy); None when it did not answer.
+    """
+
+    reason = "api"
+
+    def __init__(self, message: str, errcode: int | None = None) -> None:
+        super().__init__(message)
+        self.errcode = errcode

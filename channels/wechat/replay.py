@@ -6,8 +6,9 @@ a (timestamp, nonce) pair it has already accepted within it. The pair, not the n
 alone, is the key: the signature binds the two, so a replay repeats both, while two
 genuine requests sharing a random nonce by chance are both served.
 
-The store of seen pairs is a Protocol: one process uses `MemoryNonceStore`; forked
-workers need a store they share (to be plugged in by the server).
+The store of seen pairs is a Protocol: one process may use `MemoryNonceStore`; the
+server's forked workers share `SharedNonceStore` (shared_nonces.py: memory, then a
+database lease).
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 POST   /v1/sessions           system=card|academic, the password (Basic auth or the
                               body), an optional label: 201 {"token", ...} (shown once)
 GET    /v1/sessions?system=   the student's live tokens and calendar feeds of that
-                              system (the password or one of those tokens)
-DELETE /v1/sessions?system=   revoke all of them; DELETE /v1/sessions/<id> one
+                              system (the password or one of those tokens), and the
+                              WeChat followers bound with a live token of that system
+DELETE /v1/sessions?system=   revoke all of them; DELETE /v1/sessions/<id> one (a WeChat
+                              binding left without a live token ends with them)
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from services import codes
 from services.errors import BadInput, NotConfigured
 from services.sessions import SYSTEMS, SessionService
 from services.tokens import TokenView
+from services.wechat_followers import Binding
 
 
 def token_body(view: TokenView, current: int | None) -> dict[str, Any]:
@@ -34,6 +37,10 @@ def token_body(view: TokenView, current: int | None) -> dict[str, Any]:
     return body
 
 
+def binding_body(binding: Binding) -> dict[str, Any]:
+    return {"id": binding.id, "account": binding.account, "created_at": iso(binding.created_at)}
+
+
 class SessionsBase(V1Handler):
     def service(self) -> SessionService:
         if self.deps.sessions is None:
@@ -45,6 +52,20 @@ class SessionsBase(V1Handler):
         if system not in SYSTEMS:
             raise BadInput(codes.INVALID_SYSTEM, "system is card or academic")
         return system
+
+    async def bindings(self, student_id: str, system: str) -> list[dict[str, Any]]:
+        """The student's WeChat bindings with a live token of `system`."""
+        followers = self.deps.followers
+        if followers is None:
+            return []
+        return [binding_body(b) for b in await followers.listed(student_id, system)]
+
+    async def end_bindings(self, student_id: str, revoked: list[int]) -> list[int]:
+        """End the WeChat bindings these revoked tokens left without a live one."""
+        followers = self.deps.followers
+        if followers is None:
+            return []
+        return await followers.tokens_revoked(student_id, revoked)
 
 
 class SessionsHandler(SessionsBase):
@@ -69,6 +90,7 @@ class SessionsHandler(SessionsBase):
                 "student_id": creds.student_id,
                 "system": system,
                 "tokens": [token_body(v, current) for v in views],
+                "wechat": await self.bindings(creds.student_id, system),
             }
         )
 
@@ -77,7 +99,10 @@ class SessionsHandler(SessionsBase):
         system = self.system()
         creds = await self.credentials(system)
         ended = await service.revoke(system, creds, self.caller(), None)
-        self.write_json({"student_id": creds.student_id, "system": system, "revoked": ended})
+        unbound = await self.end_bindings(creds.student_id, ended)
+        self.write_json(
+            {"student_id": creds.student_id, "system": system, "revoked": ended, "wechat": unbound}
+        )
 
 
 class SessionHandler(SessionsBase):
@@ -90,5 +115,6 @@ class SessionHandler(SessionsBase):
         ended = await service.revoke(system, creds, self.caller(), [int(token_id)])
         if not ended:
             raise BadInput(codes.UNKNOWN_TOKEN, "no such live token of this student")
+        await self.end_bindings(creds.student_id, ended)
         self.set_status(204)
         self.finish()

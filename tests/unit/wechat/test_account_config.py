@@ -125,6 +125,9 @@ def test_two_accounts_need_their_own_names_and_variables() -> None:
     with pytest.raises(ValidationError, match="share a token_env"):
         WeChatSettings.model_validate({"accounts": [one, two]})
     two |= {"token_env": "LIB_TOKEN", "encoding_aes_key_env": "LIB_KEY"}
+    with pytest.raises(ValidationError, match="share a app_secret_env"):
+        WeChatSettings.model_validate({"accounts": [one, two]})
+    two |= {"app_secret_env": "LIB_APP_SECRET"}
     loaded = load_accounts(
         WeChatSettings.model_validate({"accounts": [one, two]}),
         {**ENV, "LIB_TOKEN": "Lq8vR2mXk4Tn7pLw", "LIB_KEY": KEY},
