@@ -77,7 +77,21 @@ def load(args: argparse.Namespace) -> Settings:
         overrides["listen.port"] = args.port
     if args.processes is not None:
         overrides["processes"] = args.processes
-    return load_settings(path, overrides=overrides)
+    settings = load_settings(path, overrides=overrides)
+    check_wechat_accounts(settings)
+    return settings
+
+
+def check_wechat_accounts(settings: Settings) -> None:
+    """Read every WeChat account's secrets now, in the master (at start and on reload):
+    a missing or weak token or key is one line here, not a worker that dies at its
+    first breath. Raises ConfigError."""
+    from channels.wechat.config import WeChatConfigError, load_accounts
+
+    try:
+        load_accounts(settings.wechat, os.environ, production=settings.mode == "production")
+    except WeChatConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def prepare_database(settings: Settings) -> str | None:

@@ -28,6 +28,7 @@ from db.models import (
     Student,
     Token,
     WeChatFollower,
+    WeChatMessage,
     WeChatTicket,
 )
 
@@ -209,3 +210,10 @@ async def prune_wechat_tickets(session: AsyncSession, before: datetime, limit: i
     """Delete used bind tickets that expired before `before` (refused as expired anyway)."""
     where = [WeChatTicket.expires_at < before]
     return await _delete_where(session, WeChatTicket, WeChatTicket.id, where, limit)
+
+
+async def prune_wechat_messages(session: AsyncSession, before: datetime, limit: int) -> Batch:
+    """Delete records of WeChat messages received before `before` (WeChat delivers a
+    message again for 20 s at most: their replies are of no further use)."""
+    where = [WeChatMessage.created_at < before]
+    return await _delete_where(session, WeChatMessage, WeChatMessage.id, where, limit)

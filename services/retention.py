@@ -64,6 +64,7 @@ TABLES = (
     "page_captures",
     "wechat_followers",
     "wechat_tickets",
+    "wechat_messages",
 )
 
 
@@ -96,6 +97,7 @@ class Plan:
     students_before: datetime
     captures_before: datetime
     wechat_followers_before: datetime
+    wechat_messages_before: datetime
 
 
 def _results_rules(settings: Settings, now: datetime) -> tuple[ResultsRule, ...]:
@@ -147,6 +149,7 @@ def plan(settings: Settings, now: datetime) -> Plan:
         students_before=ago(settings.retention.students_s),
         captures_before=ago(settings.captures.keep_s),
         wechat_followers_before=ago(settings.wechat.ended_bindings_keep_s),
+        wechat_messages_before=ago(settings.wechat.messages_keep_s),
     )
 
 
@@ -228,6 +231,8 @@ class Retention:
             return [lambda db, n: q.prune_wechat_followers(db, p.wechat_followers_before, n)]
         if table == "wechat_tickets":
             return [lambda db, n: q.prune_wechat_tickets(db, p.now, n)]
+        if table == "wechat_messages":
+            return [lambda db, n: q.prune_wechat_messages(db, p.wechat_messages_before, n)]
         raise ValueError(f"no retention for table {table!r}")
 
     def _results_step(self, rule: ResultsRule, p: Plan) -> Step:

@@ -331,3 +331,44 @@ async def test_a_cold_query_answered_on_wechats_retry(
         assert exchange.reply is not None, exchange
         assert "今日消费记录" in exchange.reply.content, exchange.reply
         assert await customer_messages(chat.client, slow_school.url, openid) == []
+
+
+async def test_message_records_are_pruned_after_their_keeping(
+    db_url: str, school: Proc, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from services.leases import LeaseStore
+    from services.retention import Retention
+
+    async with chatting(db_url, school, tmp_path) as chat:
+        openid = "oPrunedFollower0000000000001"
+        await chat.bind(openid)
+        for asked in ("余额", "今日消费记录"):
+            await chat.text(openid, asked)
+        settings = make_settings(db_url, school.url)
+        engine = create_async_engine(db_url)
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+        async def count() -> int:
+            async with sessions() as db:
+                found = await db.scalar(text("SELECT COUNT(*) FROM wechat_messages"))
+                return int(found or 0)
+
+        def pruner(at: datetime) -> Retention:
+            return Retention(sessions, LeaseStore(sessions, lambda: at), settings, lambda: at)
+
+        try:
+            now = datetime.now(UTC)
+            assert await count() == 2
+            soon = pruner(now + timedelta(seconds=60))
+            assert (await soon.prune_table("wechat_messages")).deleted == 0
+            keep = settings.wechat.messages_keep_s
+            later = pruner(now + timedelta(seconds=keep + 60))
+            assert (await later.prune_table("wechat_messages")).deleted == 2
+            assert await count() == 0
+        finally:
+            await engine.dispose()
