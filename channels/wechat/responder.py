@@ -34,7 +34,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal, Protocol
 
-from channels.wechat.chat import Chat, ChatAnswer, NewsAnswer, TextAnswer, command_of, needs_school
+from channels.wechat.chat import (
+    Chat,
+    ChatAnswer,
+    NewsAnswer,
+    TextAnswer,
+    command_of,
+    needs_school,
+)
+from channels.wechat.commands import Command
 from channels.wechat.config import WeChatAccount, WeChatSettings
 from channels.wechat.endpoint import Inbound
 from channels.wechat.messages import InboundMessage
@@ -44,7 +52,7 @@ from channels.wechat.reply_xml import SUCCESS, NewsItem, news_reply, text_reply
 from observability import metrics
 from services import codes
 from services.callers import Caller
-from services.errors import RateLimited, ServiceError
+from services.errors import RateLimited, ServiceError, StorageUnavailable
 
 log = logging.getLogger("jnufm.wechat")
 
@@ -125,7 +133,10 @@ class Responder:
             answer = await self._chat.answer(account, message, command, caller)
             return Reply(self._xml(message, answer), "passive" if answer else "none")
         key = self._records.key(account.name, message)
-        record = await self._records.claim(account.name, key)
+        try:
+            record = await self._records.claim(account.name, key)
+        except StorageUnavailable:
+            return await self._without_records(account, message, command, caller, deadline)
         if record is None:
             if not self._allowed(follower):
                 xml = self._limited(message, account).xml
@@ -165,6 +176,27 @@ class Responder:
             return Reply(found, "passive")
         await asyncio.sleep(max(0.0, arrived + HOLD_S - loop.time()))
         return Reply(None, "held")
+
+    async def _without_records(
+        self,
+        account: WeChatAccount,
+        message: InboundMessage,
+        command: Command | None,
+        caller: Caller,
+        deadline: float,
+    ) -> Reply:
+        """Our database is away: this delivery answers on its own (the cache in memory
+        and the school may still answer), within the same deadline; a retry of it asks
+        again."""
+        loop = asyncio.get_running_loop()
+        try:
+            answer = await asyncio.wait_for(
+                self._chat.answer(account, message, command, caller),
+                max(0.0, deadline - loop.time()),
+            )
+        except TimeoutError:
+            return Reply(self._text(message, pending_text()), "pending")
+        return Reply(self._xml(message, answer), "passive")
 
     def _allowed(self, follower: str) -> bool:
         if self._limit is None:

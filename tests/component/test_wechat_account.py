@@ -372,3 +372,34 @@ async def test_message_records_are_pruned_after_their_keeping(
             assert await count() == 0
         finally:
             await engine.dispose()
+
+
+async def test_followers_are_answered_while_the_database_is_away(
+    mysql_url: str, school: Proc, tmp_path: Path
+) -> None:
+    """The records, the nonces and the bindings live in the database: while it is away,
+    a delivery answers on its own (memory's replay guard, the help, the school's failure
+    in the chat's words), never an HTTP error WeChat would show as a broken account."""
+    from sqlalchemy.engine import make_url
+
+    from tests.dbproxy import DatabaseProxy
+
+    url = make_url(mysql_url)
+    proxy = DatabaseProxy(url.host or "127.0.0.1", url.port or 3306)
+    await proxy.start()
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        async with chatting(through, school, tmp_path) as chat:
+            openid = "oOutageFollower0000000000001"
+            await chat.bind(openid)
+            await chat.text(openid, "余额")
+            await proxy.cut()
+            for asked in ("帮助", "余额", "今日消费记录"):
+                exchange = await chat.say(openid, asked)
+                assert exchange.attempts[-1].status == 200, (asked, exchange.attempts)
+                assert exchange.reply is not None, asked
+                said = exchange.reply.content
+                assert re.search(r"可以帮你查|余额为|今日消费记录|暂时出了点问题", said), said
+            await proxy.start()
+    finally:
+        await proxy.close()
