@@ -277,7 +277,7 @@ async def test_a_full_disk_fails_fast_keeps_answers_and_recovers(
 ) -> None:
     path = tmp_path / "small.sqlite3"
     url = f"sqlite+aiosqlite:///{path}"
-    settings = make_settings(url, school.url, **{"database.sqlite_max_mb": 0.2})
+    settings = make_settings(url, school.url, **{"database.sqlite_max_mb": 0.3})
     async with serve_app(settings) as (client, _):
         # Fill it with answers until it is full.
         n = 0
