@@ -5,13 +5,15 @@
     python server.py check-config [--config PATH]
     python server.py systemd-unit [--config PATH] [--install [--unit-dir DIR]]
     python server.py clients add|list|revoke ... [--config PATH]
+    python server.py prefetch timetable [--config PATH]
 
 `serve` validates the config, migrates the database, starts the bundled
 school simulator if enabled, binds the socket and forks one worker per core.
 `systemd-unit` prints deploy/jnufm.service filled in for this installation
 (this interpreter, this directory, this config file), or installs it.
 `clients` registers the gateways and apps that speak for many students
-(runtime/admin.py).
+(runtime/admin.py). `prefetch timetable` fetches, in quiet hours, the timetable of
+every student with an academic office token (runtime/prefetch.py).
 """
 
 from __future__ import annotations
@@ -83,15 +85,21 @@ def load(args: argparse.Namespace) -> Settings:
 
 
 def check_wechat_accounts(settings: Settings) -> None:
-    """Read every WeChat account's secrets now, in the master (at start and on reload):
-    a missing or weak token or key is one line here, not a worker that dies at its
-    first breath. Raises ConfigError."""
+    """Read every WeChat account's secrets (and the SMTP password file) now, in the
+    master (at start and on reload): a missing or weak token or key is one line here,
+    not a worker that dies at its first breath. Raises ConfigError."""
     from channels.wechat.config import WeChatConfigError, load_accounts
 
     try:
         load_accounts(settings.wechat, os.environ, production=settings.mode == "production")
     except WeChatConfigError as exc:
         raise ConfigError(str(exc)) from None
+    smtp = settings.watches.smtp
+    if settings.watches.enabled and smtp.host and smtp.password_file:
+        try:
+            Path(smtp.password_file).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"watches.smtp.password_file: cannot read ({exc.strerror})") from None
 
 
 def prepare_database(settings: Settings) -> str | None:
@@ -252,12 +260,15 @@ def systemd_unit(args: argparse.Namespace) -> int:
 
 
 def operator_command(name: str, argv: list[str]) -> int:
-    """`clients ...` or `pages ...`, with `--config PATH` anywhere among its arguments."""
+    """`clients ...`, `pages ...` or `prefetch ...`, with `--config PATH` anywhere among
+    its arguments."""
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", type=Path, default=None)
     known, rest = config.parse_known_args(argv)
     if name == "clients":
         from runtime.admin import run
+    elif name == "prefetch":
+        from runtime.prefetch import run
     else:
         from runtime.pages import run
 
@@ -268,7 +279,7 @@ def operator_command(name: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["clients"], ["pages"]):
+    if argv[:1] in (["clients"], ["pages"], ["prefetch"]):
         try:
             return operator_command(argv[0], argv[1:])
         except ConfigError as exc:

@@ -443,6 +443,68 @@ class CanarySettings(_Section):
     library: CanaryLibrarySettings = CanaryLibrarySettings()
 
 
+class WatchPollSettings(_Section):
+    """How often each kind of watch asks the school (seconds), at most: a poll waits
+    for spare capacity, so it may come later, never sooner."""
+
+    card_transaction: Annotated[float, Field(ge=10)] = 300.0
+    low_balance: Annotated[float, Field(ge=10)] = 600.0
+    grade: Annotated[float, Field(ge=60)] = 3600.0
+    exam_soon: Annotated[float, Field(ge=60)] = 6 * 3600.0
+    timetable_change: Annotated[float, Field(ge=60)] = 12 * 3600.0
+
+
+class SmtpSettings(_Section):
+    """Where e-mail notifications go out (host "" = no e-mail channel)."""
+
+    host: str = ""
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    # "starttls" (submission, 587), "tls" (implicit, 465) or "none" (a local relay only).
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    # The password is never written here: from this environment variable or file.
+    password_env: Annotated[str, Field(pattern=_ENV_NAME)] = "JNUFM_SMTP_PASSWORD"  # noqa: S105
+    password_file: str = ""
+    sender: str = "jnu.fm <noreply@localhost>"
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 15.0
+
+
+class WatchesSettings(_Section):
+    """Students' opt-in watches (services/watches/): polled on the school's spare
+    capacity only, their messages delivered through a persistent outbox."""
+
+    enabled: bool = True
+    poll_s: WatchPollSettings = WatchPollSettings()
+    # The watches' own ceiling at the school, over all workers and hosts of a database:
+    # school requests a minute (a poll is one to three). Students' queries come first:
+    # a poll starts only while no student's query waits for the school.
+    school_requests_per_min: Annotated[float, Field(gt=0, le=100_000)] = 60.0
+    # Polls are spread: each watch's next poll is its interval plus up to this share of
+    # it, at random (no thundering herd on the hour).
+    jitter: Annotated[float, Field(ge=0, le=1)] = 0.2
+    # A poll the school failed (breaker open, timeout) is tried again after this,
+    # doubled each time up to the kind's interval.
+    failure_backoff_s: Annotated[float, Field(gt=0)] = 60.0
+    # Watches a student may hold at once.
+    per_student: Annotated[int, Field(ge=1, le=1000)] = 10
+    # Messages one student may be sent an hour over all channels, and one watch a day
+    # (more are kept undelivered, counted as capped).
+    messages_per_student_per_hour: Annotated[int, Field(ge=1, le=10000)] = 30
+    # Delivery: attempts before a message is given up on, the first retry's delay
+    # (doubled each time), how long a worker may hold a message it delivers.
+    delivery_attempts: Annotated[int, Field(ge=1, le=50)] = 8
+    delivery_backoff_s: Annotated[float, Field(gt=0)] = 10.0
+    delivery_lease_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    webhook_timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    # Webhook URLs must be https, and not point at this host or a private network,
+    # unless this is on (development and tests against a local receiver).
+    webhook_allow_private: bool = False
+    smtp: SmtpSettings = SmtpSettings()
+    # Delivered or given-up messages are kept this long (the student's listing shows
+    # the latest), ended watches as long.
+    keep_s: Annotated[float, Field(gt=0)] = 14 * 86400.0
+
+
 class AccountsSettings(_Section):
     """The 2013 account API (/signup, /login, ...)."""
 
@@ -637,6 +699,7 @@ class Settings(_Section):
     captures: CapturesSettings = CapturesSettings()
     canary: CanarySettings = CanarySettings()
     wechat: WeChatSettings = WeChatSettings()
+    watches: WatchesSettings = WatchesSettings()
     http: HttpSettings = HttpSettings()
     connections: ConnectionsSettings = ConnectionsSettings()
     log: LogSettings = LogSettings()
@@ -717,8 +780,9 @@ def _anchor_sqlite_path(settings: Settings, base: Path) -> Settings:
 
 
 def _anchor_paths(settings: Settings, base: Path) -> Settings:
-    """The log file, metrics directory, shared cache, the canary's password files and the
-    WeChat accounts' secret files are relative to the config file too."""
+    """The log file, metrics directory, shared cache, the canary's password files, the
+    WeChat accounts' secret files and the SMTP password file are relative to the config
+    file too."""
     log, metrics, cache = settings.log, settings.metrics, settings.cache
     if log.file and not Path(log.file).is_absolute():
         log = log.model_copy(update={"file": str(base / log.file)})
@@ -742,8 +806,19 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
         }
         accounts.append(account.model_copy(update=anchored_files))
     wechat = settings.wechat.model_copy(update={"accounts": tuple(accounts)})
+    watches, smtp = settings.watches, settings.watches.smtp
+    if smtp.password_file and not Path(smtp.password_file).is_absolute():
+        smtp = smtp.model_copy(update={"password_file": str(base / smtp.password_file)})
+        watches = watches.model_copy(update={"smtp": smtp})
     return settings.model_copy(
-        update={"log": log, "metrics": metrics, "cache": cache, "canary": canary, "wechat": wechat}
+        update={
+            "log": log,
+            "metrics": metrics,
+            "cache": cache,
+            "canary": canary,
+            "wechat": wechat,
+            "watches": watches,
+        }
     )
 
 

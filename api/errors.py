@@ -90,6 +90,14 @@ NO_SUCH_PATH = c.NOT_FOUND.answered(
     "路径参数（订阅令牌、ISBN、图书编号）格式不对：没有这个路由",
 )
 SESSION_INPUT = (c.INVALID_SYSTEM, c.INVALID_LABEL)
+# A new watch's fields (POST /v1/watches).
+WATCH_INPUT = (
+    c.INVALID_WATCH_KIND,
+    c.INVALID_WATCH_PARAM,
+    c.INVALID_CHANNEL,
+    c.INVALID_TARGET,
+    c.TOO_MANY_WATCHES,
+)
 # A WeChat bind link's ticket (POST /v1/wechat/bind).
 WECHAT_TICKET = (c.WECHAT_TICKET_INVALID, c.WECHAT_TICKET_USED, c.WECHAT_TICKET_EXPIRED)
 # A feed URL whose token ended: gone, and why.

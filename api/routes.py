@@ -67,6 +67,12 @@ TAGS = (
     Tag(
         "sessions", "令牌", "Students' session tokens: a token instead of a password on every call"
     ),
+    Tag(
+        "watches",
+        "提醒",
+        "Students' watches: told of a new transaction, a low balance, a grade, an exam "
+        "soon or a timetable change, by webhook or e-mail",
+    ),
     Tag("calendar", "日历订阅", "iCalendar feeds of the timetable and exams"),
     Tag(
         "library",
@@ -551,6 +557,94 @@ ROUTES: tuple[Route, ...] = (
                 ),
             ),
         ),
+    ),
+    Route(
+        r"/v1/watches",
+        (
+            Operation(
+                "post",
+                "A new watch",
+                "新建提醒",
+                "watches",
+                Answer(
+                    201,
+                    "the watch, and a webhook's signing secret shown this once",
+                    "NewWatch",
+                    headers=("Location",),
+                ),
+                "The school is asked for the change on its spare capacity only (never while "
+                "students' queries wait for it), at most every `watches.poll_s.<kind>`; each "
+                "change is one message, written to a persistent outbox and delivered at "
+                "least once (its event key tells a second delivery). The kind's system's "
+                "token (a card token for card_transaction and low_balance, the academic "
+                "office's for the others) or password: with a password, a session token is "
+                "made for the watch (listed and revoked by /v1/sessions). The watch ends "
+                "with its token. A webhook must be https and public; a WeChat watch is made "
+                "in the chat. The first poll only notes how things are.",
+                (REQUEST_ID,),
+                body(
+                    "the watch as JSON or a form (and the credentials, without a token)",
+                    {
+                        "kind": {
+                            "type": "string",
+                            "enum": [
+                                "card_transaction",
+                                "low_balance",
+                                "grade",
+                                "exam_soon",
+                                "timetable_change",
+                            ],
+                        },
+                        "channel": {"type": "string", "enum": ["webhook", "email"]},
+                        "target": {"type": "string", "maxLength": 500},
+                        "param": {
+                            "type": "string",
+                            "description": "low_balance: a threshold in yuan; exam_soon: "
+                            "hours before the exam",
+                        },
+                        "student_id": STUDENT_ID,
+                        "password": CARD_PASSWORD,
+                    },
+                    {
+                        "kind": "low_balance",
+                        "channel": "webhook",
+                        "target": "https://example.com/hooks/jnufm",
+                        "param": "20",
+                    },
+                ),
+                (*SESSION_FAILURES, *e.WATCH_INPUT),
+                security=("studentBasic", "studentToken"),
+            ),
+            Operation(
+                "get",
+                "A student's watches",
+                "学生的提醒",
+                "watches",
+                Answer(200, "the student's live watches of that system", "Watches"),
+                "Each with what became of its latest messages (delivered, pending, given "
+                "up) and how many were given up on. The password or a token of that system.",
+                (SYSTEM_PARAM, REQUEST_ID),
+                failures=SESSION_FAILURES,
+                security=("studentBasic", "studentToken"),
+            ),
+        ),
+    ),
+    Route(
+        r"/v1/watches/([0-9]{1,18})",
+        (
+            Operation(
+                "delete",
+                "Delete a watch",
+                "删除提醒",
+                "watches",
+                Answer(204, "deleted"),
+                "One of the student's live watches of that system, by its id.",
+                (SYSTEM_PARAM, REQUEST_ID),
+                failures=(*SESSION_FAILURES, e.UNKNOWN_WATCH, e.NO_SUCH_PATH),
+                security=("studentBasic", "studentToken"),
+            ),
+        ),
+        (PathParam("id", "the watch's id (from GET /v1/watches)", "3"),),
     ),
     Route(
         r"/healthz",

@@ -274,6 +274,54 @@ REVOKED = obj(
         },
     }
 )
+WATCH = obj(
+    {
+        "id": {"type": "integer", "minimum": 1},
+        "kind": {
+            "type": "string",
+            "enum": ["card_transaction", "low_balance", "grade", "exam_soon", "timetable_change"],
+        },
+        "system": {"type": "string", "enum": ["card", "academic"]},
+        "param": nullable(text("low_balance: the threshold in yuan; exam_soon: hours before")),
+        "channel": {"type": "string", "enum": ["webhook", "email", "wechat"]},
+        "target": text("the webhook URL or the e-mail address"),
+        "created_at": MOMENT,
+        "last_polled_at": nullable(MOMENT),
+        "failures": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "messages given up on",
+        },
+        "messages": {
+            "type": "array",
+            "description": "its latest messages, newest first",
+            "items": obj(
+                {
+                    "status": {"type": "string", "enum": ["delivered", "pending", "given_up"]},
+                    "created_at": MOMENT,
+                    "attempts": {"type": "integer", "minimum": 0},
+                }
+            ),
+        },
+    }
+)
+NEW_WATCH = obj(
+    {
+        "student_id": STUDENT_ID,
+        "watch": ref("Watch"),
+        "secret": text(
+            "a webhook's signing secret, shown this once (the deliveries are signed with it)"
+        ),
+    },
+    optional=("secret",),
+)
+WATCHES = obj(
+    {
+        "student_id": STUDENT_ID,
+        "system": {"type": "string", "enum": ["card", "academic"]},
+        "watches": {"type": "array", "items": ref("Watch")},
+    }
+)
 WECHAT_BOUND = obj(
     {
         "student_id": STUDENT_ID,
@@ -480,6 +528,34 @@ DASHBOARD = obj(
                 }
             ),
         },
+        "watches": obj(
+            {
+                "live": nullable(
+                    {"type": "number", "minimum": 0, "description": "watches not ended"}
+                ),
+                "polls_per_min": {
+                    **RATE,
+                    "description": "polls of the school by students' watches, a minute",
+                },
+                "outbox_depth": nullable(
+                    {
+                        "type": "number",
+                        "minimum": 0,
+                        "description": "messages waiting to be delivered",
+                    }
+                ),
+                "given_up": nullable(
+                    {
+                        "type": "number",
+                        "minimum": 0,
+                        "description": "messages given up on, still kept (watches.keep_s)",
+                    }
+                ),
+                "delivered_per_min": RATE,
+                "retries_per_min": {**RATE, "description": "delivery attempts failed, retried"},
+                "failures_per_min": {**RATE, "description": "messages given up on"},
+            }
+        ),
         "lockouts": nullable(
             {
                 "type": "array",
@@ -586,6 +662,9 @@ COMPONENTS: dict[str, Schema] = {
     "Revoked": REVOKED,
     "WeChatBinding": WECHAT_BINDING,
     "WeChatBound": WECHAT_BOUND,
+    "Watch": WATCH,
+    "NewWatch": NEW_WATCH,
+    "Watches": WATCHES,
     "LegacyBookSearch": obj(
         {"data": {"type": "array", "items": ref("LegacyBook")}, "version": LEGACY_VERSION}
     ),
@@ -914,6 +993,46 @@ EXAMPLES: dict[str, Any] = {
         ],
     },
     "Revoked": {"student_id": STUDENT, "system": "card", "revoked": [7, 8]},
+    "NewWatch": {
+        "student_id": STUDENT,
+        "watch": {
+            "id": 3,
+            "kind": "low_balance",
+            "system": "card",
+            "param": "20.00",
+            "channel": "webhook",
+            "target": "https://example.com/hooks/jnufm",
+            "created_at": "2026-11-27T08:12:03+08:00",
+            "last_polled_at": None,
+            "failures": 0,
+            "messages": [],
+        },
+        "secret": "Zb3dQk7c2mA1x9wq0VfLr8TnYp4sHj6uEo5iGk2aBcD",
+    },
+    "Watches": {
+        "student_id": STUDENT,
+        "system": "card",
+        "watches": [
+            {
+                "id": 3,
+                "kind": "low_balance",
+                "system": "card",
+                "param": "20.00",
+                "channel": "webhook",
+                "target": "https://example.com/hooks/jnufm",
+                "created_at": "2026-11-27T08:12:03+08:00",
+                "last_polled_at": "2026-11-28T12:40:11+08:00",
+                "failures": 0,
+                "messages": [
+                    {
+                        "status": "delivered",
+                        "created_at": "2026-11-28T12:40:11+08:00",
+                        "attempts": 1,
+                    }
+                ],
+            }
+        ],
+    },
     "FeedToken": {
         "student_id": STUDENT,
         **EXAMPLE_TERM,
@@ -1054,6 +1173,15 @@ EXAMPLES: dict[str, Any] = {
             {"client": "wechat-bot", "school_requests": 812, "school_requests_per_s": 0.4},
             {"client": "anonymous", "school_requests": 233, "school_requests_per_s": 0.2},
         ],
+        "watches": {
+            "live": 1840,
+            "polls_per_min": 42.0,
+            "outbox_depth": 3,
+            "given_up": 12,
+            "delivered_per_min": 6.5,
+            "retries_per_min": 0.4,
+            "failures_per_min": 0.0,
+        },
         "lockouts": [
             {
                 "scope": "student",

@@ -8,8 +8,9 @@ plots beside it (docs/bench-throughput.png, docs/bench-p99.png) from the card
 center's workloads, and the part between `<!-- bench:schools:begin -->` and
 `<!-- bench:schools:end -->` from the workloads on the other school systems
 (term-start, search), and the part between `<!-- bench:gateway:begin -->` and
-`<!-- bench:gateway:end -->` from the gateway workload. A run without a kind
-leaves its part as it is.
+`<!-- bench:gateway:end -->` from the gateway workload, and the part between
+`<!-- bench:wechat:begin -->` and `<!-- bench:wechat:end -->` from the wechat
+workload. A run without a kind leaves its part as it is.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ SCHOOLS_END = "<!-- bench:schools:end -->"
 GATEWAY_BEGIN = "<!-- bench:gateway:begin -->"
 GATEWAY_END = "<!-- bench:gateway:end -->"
 GATEWAY = "gateway"  # the workload's kind and key
+WECHAT_BEGIN = "<!-- bench:wechat:begin -->"
+WECHAT_END = "<!-- bench:wechat:end -->"
+# Workloads with tables of their own, left out of the card center's and the schools'.
+OWN_TABLES = (GATEWAY, "wechat")
 # The 429 codes that refuse a password for a lockout or a limit (bench/gateway.py).
 GATEWAY_LIMIT_CODES = ("too_many_failed_logins", "rate_limited", "client_slowed")
 SHORT = {"replica": "a", "no-reuse": "b", "default": "c", "hello": "d", "nginx": "e"}
@@ -304,11 +309,11 @@ def facts(doc: dict[str, Any]) -> str:
 
 
 def _without_gateway(doc: dict[str, Any]) -> dict[str, Any]:
-    """The run without the gateway workload (its own table: two results per system)."""
+    """The run without the gateway and wechat workloads (their own tables)."""
     return {
         **doc,
-        "workloads": [w for w in doc["workloads"] if w.get("kind") != GATEWAY],
-        "results": [r for r in doc["results"] if r["workload"] != GATEWAY],
+        "workloads": [w for w in doc["workloads"] if w.get("kind") not in OWN_TABLES],
+        "results": [r for r in doc["results"] if r["workload"] not in OWN_TABLES],
     }
 
 
@@ -324,7 +329,8 @@ def _card_only(doc: dict[str, Any]) -> dict[str, Any]:
 
 def has_card(doc: dict[str, Any]) -> bool:
     return any(
-        w.get("school", "card") == "card" and w.get("kind") != GATEWAY for w in doc["workloads"]
+        w.get("school", "card") == "card" and w.get("kind") not in OWN_TABLES
+        for w in doc["workloads"]
     )
 
 
@@ -480,7 +486,17 @@ def table(doc: dict[str, Any]) -> str:
     gateway = gateway_part(doc)
     if gateway:
         parts.append(gateway)
+    chat = wechat_table(doc)
+    if chat:
+        parts.append(chat)
     return "\n\n".join(parts)
+
+
+def wechat_table(doc: dict[str, Any]) -> str:
+    """The wechat workload's tables (bench/wechat.py), empty without its result."""
+    from bench import wechat
+
+    return wechat.table(doc)
 
 
 def plots(doc: dict[str, Any], outdir: Path) -> list[Path]:
@@ -548,6 +564,10 @@ def update_docs(doc: dict[str, Any], docs_path: Path, results_name: str) -> None
     if gateway:
         body = f"{GATEWAY_BEGIN}\n{note}\n\n{facts(doc)}\n\n{gateway}\n{GATEWAY_END}"
         text = _replace(text, GATEWAY_BEGIN, GATEWAY_END, body)
+    chat = wechat_table(doc)
+    if chat:
+        body = f"{WECHAT_BEGIN}\n{note}\n\n{facts(doc)}\n\n{chat}\n{WECHAT_END}"
+        text = _replace(text, WECHAT_BEGIN, WECHAT_END, body)
     docs_path.write_text(text)
 
 

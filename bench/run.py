@@ -14,7 +14,8 @@ students' timetables at once) and `search` (the main library catalogue:
 Zipf-distributed title words). And `gateway` (bench/gateway.py), jnufm against the
 replica: one address asking for 2,000 students' balances; jnufm on its own defaults
 (limits on), once as a registered client and once unregistered, each on a server of
-its own.
+its own. And `wechat` (bench/wechat.py), jnufm (c) alone on a server of its own:
+500 followers of its WeChat official account bound, then asking at lunchtime.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bench import gateway, load, procs
+from bench import gateway, load, procs, wechat
 from bench.procs import CARD, CONFIGS, SINGLE_STUDENT, School, System
 from harness.processes import http_json
 
@@ -58,6 +59,7 @@ class Workload:
     key: str
     label: str
     # "ab" | "wrk-single" | "wrk-cold" | "wrk-mixed" | "gateway" (card center);
+    # "wechat" (the official account: card center, academic office, catalogue);
     # "wrk-term-start" (academic office) | "wrk-search" (main library catalogue)
     kind: str
     concurrency: int
@@ -68,7 +70,7 @@ class Workload:
     school: str = CARD  # the simulated system asked (its profile, counters, figures)
     only: tuple[str, ...] = ()  # the systems measured on it (empty: every system)
     students: int = 0  # gateway: distinct students (repeats: more asks drawn Zipf)
-    repeats: int = 0
+    repeats: int = 0  # (wechat: followers, and questions drawn Zipf over them)
 
 
 # The workloads on the academic office and the library: jnufm against 2013 only.
@@ -82,6 +84,7 @@ def workloads(quick: bool) -> list[Workload]:
     q = quick
     # The gateway: distinct students, and more asks drawn Zipf over them.
     students, repeats = (60, 90) if q else (2000, 4000)
+    chat = wechat.QUICK if q else wechat.FULL
     return [
         Workload("ab-c3-n10", "ab -c 3 -n 10 (2013)", "ab", 3, 10, 30, "jnu-2013", exact=True),
         Workload(
@@ -157,6 +160,18 @@ def workloads(quick: bool) -> list[Workload]:
             only=SIDE_BY_SIDE,
             students=students,
             repeats=repeats,
+        ),
+        Workload(
+            "wechat",
+            f"wechat: {chat.followers:,} followers at lunchtime",
+            "wechat",
+            chat.lanes,
+            chat.questions,
+            chat.seconds,
+            "jnu-2013",
+            only=("default",),
+            students=chat.followers,
+            repeats=chat.questions,
         ),
     ]
 
@@ -479,7 +494,7 @@ def run(
                 # The gateway's cases run on the system as started, or (jnufm) each on a
                 # server of its own: its defaults, a fresh database, a client registered.
                 shared: list[tuple[Workload, gateway.Case | None]] = [
-                    (w, None) for w in mine if w.kind != "gateway"
+                    (w, None) for w in mine if w.kind not in ("gateway", "wechat")
                 ]
                 own: list[tuple[Workload, gateway.Case]] = []
                 for w in mine:
@@ -504,6 +519,11 @@ def run(
                             gateway.unregister(system)
                     finally:
                         system.stop()
+                for wl in mine:
+                    if wl.kind == "wechat":
+                        doc["results"].append(
+                            measure_wechat(wl, school, tmp, processes, database_url, log)
+                        )
         finally:
             school.stop()
     doc["duration_s"] = round(time.monotonic() - t0, 1)
@@ -513,6 +533,27 @@ def run(
         out_path = RESULTS / f"{stamp}-{doc['mode']}.json"
     out_path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     return out_path
+
+
+def measure_wechat(
+    wl: Workload,
+    school: School,
+    tmp: Path,
+    processes: int,
+    database_url: str | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The wechat workload on jnufm of its own (the account, a fresh database)."""
+    school.wait_idle()
+    system = wechat.start_jnufm(tmp, school, processes, database_url)
+    try:
+        size = wechat.Size(wl.students, wl.repeats, wl.seconds, wl.concurrency)
+        result = wechat.measure(system, school, size, log, wl.school_profile)
+        if database_url:
+            result["notes"].append("MySQL: the database is shared with the systems before")
+        return result
+    finally:
+        system.stop()
 
 
 def gateway_plan(wl: Workload) -> gateway.Plan:

@@ -454,3 +454,85 @@ class WeChatApiToken(Base):
     day: Mapped[str] = mapped_column(String(10), default="")
     sent: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Watch(Base):
+    """A student's opt-in watch (services/watches/): a kind of change at the school to be
+    told of, through a channel.
+
+    It lives with the student session token it polls with (`token_id`): when the token
+    ends (revoked, expired, a password change), the watch ends. `state` is what the
+    last poll saw (the baseline the next one is compared with), sealed: it holds the
+    student's data. `target` is sealed too (a webhook URL, an e-mail address, a
+    follower's openid). `next_poll_at` orders the scheduler's work; a poll claims a
+    watch by moving it.
+    """
+
+    __tablename__ = "watches"
+    __table_args__ = (
+        Index("ix_watches_next_poll_at", "next_poll_at"),
+        Index("ix_watches_student_id", "student_id"),
+        Index("ix_watches_token_id", "token_id"),
+        Index("ix_watches_ended_at", "ended_at"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    student_id: Mapped[str] = mapped_column(String(32))
+    # The school system it asks ("card" or "academic") and the token it asks with.
+    system: Mapped[str] = mapped_column(String(16))
+    token_id: Mapped[int] = mapped_column(Integer)
+    # card_transaction, low_balance, grade, exam_soon, timetable_change.
+    kind: Mapped[str] = mapped_column(String(24))
+    # low_balance: the threshold ("20.00"); exam_soon: hours before ("24").
+    param: Mapped[str] = mapped_column(String(32), default="")
+    # webhook, email, wechat; the target and the webhook's signing secret, sealed.
+    channel: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str | None] = mapped_column(Text)
+    client: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_reason: Mapped[str | None] = mapped_column(String(32))
+    next_poll_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the last poll saw, sealed JSON; None until the first poll (the baseline).
+    state: Mapped[str | None] = mapped_column(LongText)
+    # Messages given up on (shown to the student with the watch).
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OutboxMessage(Base):
+    """A message to deliver, written in the same transaction as the watch state that
+    revealed its event: nothing lost; `event_key` (unique, also sent to receivers as the
+    idempotency key) makes the same event one message, whoever saw it.
+
+    A worker delivers a row under a lease (`holder`, `lease_until`); a worker that died
+    mid-delivery leaves a lease that expires, and another delivers it again (at least
+    once: receivers tell a second delivery by its key). `payload` is sealed.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("event_key"),
+        Index("ix_outbox_next_attempt_at", "next_attempt_at"),
+        Index("ix_outbox_watch_id", "watch_id"),
+        Index("ix_outbox_created_at", "created_at"),
+        {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    watch_id: Mapped[int] = mapped_column(Integer)
+    event_key: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[str] = mapped_column(LongText)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # None once delivered or given up on.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    holder: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why the last attempt failed (our words and the receiver's status, no secret).
+    last_error: Mapped[str] = mapped_column(String(200), default="")

@@ -16,17 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, not_, select
+from sqlalchemy import ColumnElement, and_, delete, exists, func, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import (
     Lease,
     LoginFailure,
+    OutboxMessage,
     PageCapture,
     Result,
     SchoolSession,
     Student,
     Token,
+    Watch,
     WeChatFollower,
     WeChatMessage,
     WeChatTicket,
@@ -217,3 +219,20 @@ async def prune_wechat_messages(session: AsyncSession, before: datetime, limit: 
     message again for 20 s at most: their replies are of no further use)."""
     where = [WeChatMessage.created_at < before]
     return await _delete_where(session, WeChatMessage, WeChatMessage.id, where, limit)
+
+
+async def prune_watches(session: AsyncSession, before: datetime, limit: int) -> Batch:
+    """Delete students' watches that ended before `before` (their outbox rows are
+    delivery's to prune)."""
+    where = [Watch.ended_at < before]
+    return await _delete_where(session, Watch, Watch.id, where, limit)
+
+
+async def prune_outbox(session: AsyncSession, before: datetime, limit: int) -> Batch:
+    """Delete watch messages made before `before` and delivered or given up on before
+    it too (one still waiting stays, however old)."""
+    where = [
+        OutboxMessage.created_at < before,
+        or_(OutboxMessage.delivered_at < before, OutboxMessage.failed_at < before),
+    ]
+    return await _delete_where(session, OutboxMessage, OutboxMessage.id, where, limit)

@@ -14,6 +14,7 @@ from handlers.base import AppDeps, log_request
 from handlers.guards import GuardedApplication
 from handlers.legacy import accounts as legacy_accounts
 from handlers.v1 import sessions as v1_sessions
+from handlers.v1 import watches as v1_watches
 from handlers.v1 import wechat_bind as v1_wechat_bind
 from observability import metrics
 from observability.dashboard import ReadingHistory
@@ -57,6 +58,9 @@ def routes(deps: AppDeps) -> list[tuple[str, type, dict[str, Any]]]:
         *by_group["token_urls"],
         # The WeChat bind page's form: a follower bound to a student, by session tokens.
         (r"/v1/wechat/bind", v1_wechat_bind.WeChatBindHandler, d),
+        # Students' watches: told of a change at the school (services/watches/).
+        (r"/v1/watches", v1_watches.WatchesHandler, d),
+        (r"/v1/watches/([0-9]{1,18})", v1_watches.WatchHandler, d),
         # WeChat official accounts' callback URLs (channels/wechat/): the first account's,
         # and each one's by name.
         (r"/wechat", wechat.WeChatHandler, d),

@@ -54,6 +54,7 @@ from systems.library.service import LibraryService
 if TYPE_CHECKING:
     from channels.wechat.service import WeChatService
     from services.accounts import AccountService
+    from services.watches.store import WatchStore
     from services.wechat_followers import Followers
 
 access_log = logging.getLogger("jnufm.access")
@@ -122,6 +123,8 @@ class AppDeps:
     wechat: WeChatService | None = None
     # WeChat followers bound to students (POST /v1/wechat/bind), if WeChat is configured.
     followers: Followers | None = None
+    # Students' watches (/v1/watches), if built (services/watches/).
+    watches: WatchStore | None = None
     # How access lines name a student (services.credentials.pseudonym).
     pseudonym: Callable[[str], str] = field(default=lambda student_id: "-")
 

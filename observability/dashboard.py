@@ -6,7 +6,8 @@ figures()     two readings compared: rates over the time between them, latency
               quantiles from the histogram buckets filled meanwhile (as Prometheus'
               histogram_quantile does), school requests in flight as the time spent
               in them per second (their average concurrency); gauges (requests in
-              flight, budget queues, workers) are the newer reading's.
+              flight, budget queues, workers, watches and the outbox's depth) are
+              the newer reading's.
 ReadingHistory  each worker's last seconds of readings, so that a poll (answered by
               any worker) is compared with a reading about `window_s` old.
 
@@ -73,6 +74,13 @@ class Reading:
     in_flight: float = 0.0
     workers: float = 0.0
     live: list[WorkerSeen] = field(default_factory=list)
+    # Students' watches: the live count and the outbox's (None until a worker read
+    # them), polls of the school, messages by outcome (delivered, retried, given_up...).
+    watches: float | None = None
+    outbox_depth: float | None = None
+    outbox_failed: float | None = None
+    watch_polls: float = 0.0
+    outbox_messages: dict[str, float] = field(default_factory=dict)
 
 
 def _add(table: dict[str, float], key: str, value: float) -> None:
@@ -119,6 +127,17 @@ def read(exposition: str, at: float) -> Reading:
                 reading.in_flight += value
             elif name == "jnufm_workers":
                 reading.workers += value
+            elif name == "jnufm_watches":
+                reading.watches = value
+            elif name == "jnufm_outbox_depth":
+                reading.outbox_depth = value
+            elif name == "jnufm_outbox_failed":
+                reading.outbox_failed = value
+            elif name == "jnufm_watch_polls_total" and labels.get("outcome") != "lost_claim":
+                # (A lost claim is a poll another worker made.)
+                reading.watch_polls += value
+            elif name == "jnufm_outbox_messages_total":
+                _add(reading.outbox_messages, labels.get("outcome", ""), value)
             elif name == "jnufm_worker_generation":
                 pid = labels.get("pid")
                 reading.live.append(
@@ -223,6 +242,25 @@ def figures(
         for name, total in by_cost[:TOP_CLIENTS]
     ]
     live = [{"worker": w.worker, "pid": w.pid, "generation": w.generation} for w in new.live]
+
+    def per_min(new_value: float, old_value: float) -> float | None:
+        per_s = rate(new_value, old_value)
+        return None if per_s is None else round(60 * per_s, 2)
+
+    def messages(outcome: str) -> float | None:
+        return per_min(
+            new.outbox_messages.get(outcome, 0.0), before.outbox_messages.get(outcome, 0.0)
+        )
+
+    watches = {
+        "live": new.watches,
+        "polls_per_min": per_min(new.watch_polls, before.watch_polls),
+        "outbox_depth": new.outbox_depth,
+        "given_up": new.outbox_failed,
+        "delivered_per_min": messages("delivered"),
+        "retries_per_min": messages("retried"),
+        "failures_per_min": messages("given_up"),
+    }
     return {
         "window_s": round(seconds, 3) if window else None,
         "requests_per_s": rate(new.requests, before.requests),
@@ -232,6 +270,7 @@ def figures(
         "latency_ms": latency,
         "school": school,
         "clients": clients,
+        "watches": watches,
         "workers": {"count": max(new.workers, float(len(live))), "live": live},
         "answered_by": {"worker": answered_by[0], "generation": answered_by[1]},
     }

@@ -34,6 +34,9 @@ Recording functions (all cheap, safe to call anywhere, in any process):
     set_breaker_state(system, state)
     record_pruned(table, rows), record_prune_round(table, outcome)
     set_canary_page(system, page, readable), record_canary_run(system, outcome, at)
+    record_outbox_message(channel, outcome), observe_outbox_delivery(channel, seconds)
+    set_outbox_counts(depth, failed, watches)
+    record_watch_poll(kind, outcome), record_watch_school_requests(system, count)
     record_rate_limited(scope)
     record_worker_restart(reason)        (master)
     set_worker_count(count)              (master)
@@ -103,6 +106,13 @@ class _Metrics:
     wechat_reply: Histogram
     wechat_customer_messages: Counter
     wechat_access_tokens_fetched: Counter
+    outbox_messages: Counter
+    outbox_delivery: Histogram
+    outbox_depth: Gauge
+    outbox_failed: Gauge
+    watches_live: Gauge
+    watch_polls: Counter
+    watch_school_requests: Counter
     worker_restarts: Counter
     workers: Gauge
     worker_generation: Gauge
@@ -307,6 +317,48 @@ def _m() -> _Metrics:
                 "access_tokens fetched from the official-account API, by account (one "
                 "every ~2 h over all workers and hosts when all is well).",
                 ["account"],
+            ),
+            outbox_messages=Counter(
+                "jnufm_outbox_messages",
+                "Students' watch messages taken from the outbox, by channel (webhook, "
+                "email, wechat) and outcome: delivered, retried (an attempt failed, tried "
+                "again later), given_up, held_back (the student's hourly cap: later).",
+                ["channel", "outcome"],
+            ),
+            outbox_delivery=Histogram(
+                "jnufm_outbox_delivery_seconds",
+                "Time one delivery attempt of a watch message took, whatever its outcome, "
+                "by channel.",
+                ["channel"],
+                buckets=SCHOOL_BUCKETS,
+            ),
+            outbox_depth=Gauge(
+                "jnufm_outbox_depth",
+                "Watch messages in the outbox not yet delivered nor given up on (read from "
+                "the database now and then; the latest reading over workers).",
+                multiprocess_mode="livemostrecent",
+            ),
+            outbox_failed=Gauge(
+                "jnufm_outbox_failed",
+                "Watch messages given up on and still kept (watches.keep_s), latest reading.",
+                multiprocess_mode="livemostrecent",
+            ),
+            watches_live=Gauge(
+                "jnufm_watches",
+                "Students' watches that have not ended, latest reading.",
+                multiprocess_mode="livemostrecent",
+            ),
+            watch_polls=Counter(
+                "jnufm_watch_polls",
+                "Polls of students' watches, by kind and outcome (changed, unchanged, "
+                "baseline, school_failed, token_ended, lost_claim).",
+                ["kind", "outcome"],
+            ),
+            watch_school_requests=Counter(
+                "jnufm_watch_school_requests",
+                "School requests charged to students' watches (each poll's fixed cost, "
+                "services/watches/kinds.py SCHOOL_REQUESTS), by system.",
+                ["system"],
             ),
             worker_restarts=Counter(
                 "jnufm_worker_restarts",
@@ -541,6 +593,40 @@ def wechat_customer_message(account: str, outcome: str) -> None:
 def wechat_access_token_fetched(account: str) -> None:
     """A new access_token was fetched for an account."""
     _m().wechat_access_tokens_fetched.labels(account).inc()
+
+
+# --- Students' watches: the outbox (services/watches/outbox.py) ---------------------
+
+
+def record_outbox_message(channel: str, outcome: str) -> None:
+    """A watch message taken from the outbox: delivered, retried, given_up, held_back."""
+    _m().outbox_messages.labels(channel, outcome).inc()
+
+
+def observe_outbox_delivery(channel: str, seconds: float) -> None:
+    """How long one delivery attempt took."""
+    _m().outbox_delivery.labels(channel).observe(seconds)
+
+
+def set_outbox_counts(depth: int, failed: int, watches: int) -> None:
+    """The outbox's waiting and given-up messages and the live watches, as just read."""
+    m = _m()
+    m.outbox_depth.set(depth)
+    m.outbox_failed.set(failed)
+    m.watches_live.set(watches)
+
+
+# --- Students' watches: the polls (services/watches/scheduler.py) -----------------------
+
+
+def record_watch_poll(kind: str, outcome: str) -> None:
+    """One poll of a watch and what it found."""
+    _m().watch_polls.labels(kind, outcome).inc()
+
+
+def record_watch_school_requests(system: str, count: int) -> None:
+    """School requests a watch's poll was charged."""
+    _m().watch_school_requests.labels(system).inc(count)
 
 
 # --- Master (runtime/master.py) --------------------------------------------------

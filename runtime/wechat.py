@@ -23,6 +23,7 @@ from channels.wechat.shared_nonces import SharedNonceStore
 from services.leases import LeaseStore
 from services.pipeline import utc_now
 from services.rates import RequestRateLimiter, SharedRateTable
+from services.watches.store import WatchStore
 from services.wechat_followers import Followers
 from settings import Settings
 from systems.academic.service import AcademicService
@@ -34,6 +35,8 @@ from systems.library.service import LibraryService
 class WeChatParts:
     service: WeChatService
     http: httpx.AsyncClient
+    # The customer message API: late answers, and watches' messages (runtime/watches.py).
+    customer: CustomerMessages
 
     async def close(self, grace_s: float) -> None:
         await self.service.responder.aclose(grace_s)
@@ -50,6 +53,7 @@ def build_wechat(
     card: CardService | None,
     academic: AcademicService | None,
     library: LibraryService | None,
+    watches: WatchStore | None = None,
 ) -> WeChatParts:
     wechat = settings.wechat
     secret = settings.secret_key.encode()
@@ -76,13 +80,9 @@ def build_wechat(
             message="this follower sends too many messages",
         )
         limit = allowance.check_subject
-    chat = Chat(followers, card, academic, library, settings.public_base_url(), utc_now)
+    chat = Chat(followers, card, academic, library, settings.public_base_url(), utc_now, watches)
+    customer = CustomerMessages(sessions, http, wechat, secret, utc_now)
     responder = Responder(
-        chat,
-        MessageRecords(sessions, secret, utc_now),
-        wechat,
-        CustomerMessages(sessions, http, wechat, secret, utc_now),
-        limit,
-        utc_now,
+        chat, MessageRecords(sessions, secret, utc_now), wechat, customer, limit, utc_now
     )
-    return WeChatParts(WeChatService(endpoints, responder), http)
+    return WeChatParts(WeChatService(endpoints, responder), http, customer)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from channels.wechat.config import load_accounts
+from channels.wechat.config import WeChatAccount, load_accounts
 from db.engine import make_engine, make_sessionmaker
 from db.revision import head_revision
 from handlers.base import AppDeps, WorkerState
@@ -20,6 +20,7 @@ from leanweb import Compression
 from observability.probes import StorageState, make_ops_deps
 from observability.timing import instrument_engine
 from runtime.connections import ConnectionTable
+from runtime.watches import WatchParts, build_watches, watch_store
 from runtime.wechat import WeChatParts, build_wechat
 from school.config import SystemConfig
 from services.accounts import AccountService
@@ -258,6 +259,13 @@ async def build_worker_services(
     card_service = service_of(services, "card", CardService)
     academic_service = service_of(services, "academic", AcademicService)
     registry = ClientRegistry(sessions, settings.clients, limits.ipv6_prefix)
+
+    def students_waiting(system: str) -> bool:
+        """Whether students of this worker wait for a system's budget: the canary and
+        the watches, which use only what students leave, wait then."""
+        students = built.get(system)
+        return students is not None and any(p.budget.waiting for p in students.pipelines)
+
     canary: Canary | None = None
     canary_pipelines: list[Pipeline[Any]] = []
     if settings.canary.enabled:
@@ -286,10 +294,6 @@ async def build_worker_services(
         canary_pipelines = [p for b in probes.values() for p in b.pipelines]
         probe_services = {name: b.service for name, b in probes.items()}
 
-        def students_waiting(system: str) -> bool:
-            students = built.get(system)
-            return students is not None and any(p.budget.waiting for p in students.pipelines)
-
         canary = Canary(
             CanaryTargets(
                 card=service_of(probe_services, "card", CardService),
@@ -304,8 +308,11 @@ async def build_worker_services(
     if settings.accounts.enabled:
         accounts = AccountService(sessions, settings, token_store, academic_service)
     student_sessions = SessionService(token_store, card_service, academic_service)
+    # Students' watches, made through the API or the chat.
+    watches = watch_store(settings, sessions) if settings.watches.enabled else None
     # WeChat followers bound to students, when an official account is configured.
     followers = None
+    wechat_accounts: tuple[WeChatAccount, ...] = ()
     wechat: WeChatParts | None = None
     if settings.wechat.accounts:
         wechat_accounts = load_accounts(
@@ -332,6 +339,22 @@ async def build_worker_services(
             card_service,
             academic_service,
             service_of(services, "library", LibraryService),
+            watches,
+        )
+    watch_parts: WatchParts | None = None
+    if watches is not None:
+        # Polled on the school's spare capacity; their messages delivered by channel.
+        watch_parts = build_watches(
+            settings,
+            watches,
+            sessions,
+            token_store,
+            tables.rates,
+            card_service,
+            academic_service,
+            students_waiting,
+            wechat.customer if wechat is not None else None,
+            wechat_accounts,
         )
     deps = AppDeps(
         card=card_service,
@@ -340,6 +363,7 @@ async def build_worker_services(
         sessions=student_sessions,
         followers=followers,
         wechat=wechat.service if wechat is not None else None,
+        watches=watches,
         accounts=accounts,
         clients=registry,
         ipv6_prefix=limits.ipv6_prefix,
@@ -385,6 +409,8 @@ async def build_worker_services(
         retention.start()
         if canary is not None:
             canary.start()
+        if watch_parts is not None:
+            watch_parts.start()
 
     async def close() -> None:
         if wechat is not None:
@@ -392,6 +418,8 @@ async def build_worker_services(
         await retention.stop()
         if canary is not None:
             await canary.stop()
+        if watch_parts is not None:
+            await watch_parts.stop()
         await registry.stop()
         for pipeline in [*pipelines, *canary_pipelines]:
             await pipeline.aclose(settings.shutdown_grace_s)

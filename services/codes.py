@@ -284,6 +284,47 @@ WECHAT_TICKET_EXPIRED = ErrorCode(
     "绑定链接已超过 wechat.bind_link_ttl_s 而过期（请在公众号中发送“绑定”获取新链接）",
 )
 
+# --- students' watches (/v1/watches) ------------------------------------------------------
+
+INVALID_WATCH_KIND = ErrorCode(
+    400,
+    "invalid_watch_kind",
+    "a watch kind that is not card_transaction, low_balance, grade, exam_soon or timetable_change",
+    "提醒类型不是 card_transaction、low_balance、grade、exam_soon 或 timetable_change",
+)
+INVALID_WATCH_PARAM = ErrorCode(
+    400,
+    "invalid_watch_param",
+    "a param that does not suit the kind (low_balance: a threshold in yuan; exam_soon: "
+    "hours; the others: none)",
+    "参数与提醒类型不符（low_balance：金额阈值；exam_soon：小时数；其他：无参数）",
+)
+INVALID_CHANNEL = ErrorCode(
+    400,
+    "invalid_channel",
+    "a channel that is not webhook or email (a WeChat watch is made in the chat)",
+    "通知渠道不是 webhook 或 email（微信提醒请在公众号对话中设置）",
+)
+INVALID_TARGET = ErrorCode(
+    400,
+    "invalid_target",
+    "a webhook URL that is not https (or points at a private network), or an e-mail "
+    "address that is not one",
+    "webhook 地址不是 https（或指向内网），或电子邮件地址无效",
+)
+TOO_MANY_WATCHES = ErrorCode(
+    409,
+    "too_many_watches",
+    "the student already has `watches.per_student` watches (delete one first)",
+    "该学号的提醒已达 watches.per_student 个上限（请先删除一个）",
+)
+UNKNOWN_WATCH = ErrorCode(
+    404,
+    "unknown_watch",
+    "no such live watch of this student (deleted, ended, or never made)",
+    "没有该学生的这个提醒（已删除、已结束或不存在）",
+)
+
 # --- the school ---------------------------------------------------------------------------
 
 SCHOOL_UNAVAILABLE = ErrorCode(

@@ -65,6 +65,8 @@ TABLES = (
     "wechat_followers",
     "wechat_tickets",
     "wechat_messages",
+    "watches",
+    "outbox",
 )
 
 
@@ -98,6 +100,8 @@ class Plan:
     captures_before: datetime
     wechat_followers_before: datetime
     wechat_messages_before: datetime
+    watches_before: datetime
+    outbox_before: datetime
 
 
 def _results_rules(settings: Settings, now: datetime) -> tuple[ResultsRule, ...]:
@@ -150,6 +154,8 @@ def plan(settings: Settings, now: datetime) -> Plan:
         captures_before=ago(settings.captures.keep_s),
         wechat_followers_before=ago(settings.wechat.ended_bindings_keep_s),
         wechat_messages_before=ago(settings.wechat.messages_keep_s),
+        watches_before=ago(settings.watches.keep_s),
+        outbox_before=ago(settings.watches.keep_s),
     )
 
 
@@ -233,6 +239,10 @@ class Retention:
             return [lambda db, n: q.prune_wechat_tickets(db, p.now, n)]
         if table == "wechat_messages":
             return [lambda db, n: q.prune_wechat_messages(db, p.wechat_messages_before, n)]
+        if table == "watches":
+            return [lambda db, n: q.prune_watches(db, p.watches_before, n)]
+        if table == "outbox":
+            return [lambda db, n: q.prune_outbox(db, p.outbox_before, n)]
         raise ValueError(f"no retention for table {table!r}")
 
     def _results_step(self, rule: ResultsRule, p: Plan) -> Step:

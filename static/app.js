@@ -42,6 +42,9 @@
       "dash.unknown": "数据库暂时无法回答",
       "dash.pages": "最近无法读取的学校页面（python server.py pages show ID 查看脱敏副本）",
       "dash.page": "页面", "dash.lastseen": "最近一次", "dash.seen": "次数", "dash.reason": "原因",
+      "dash.watches": "学生订阅提醒", "dash.wlive": "订阅数", "dash.wpolls": "学校查询/分钟",
+      "dash.wdepth": "待发送消息", "dash.wdelivered": "送达/分钟", "dash.wretries": "重试/分钟",
+      "dash.wfailed": "放弃（保留中）",
       "scope.student": "学生", "scope.ip": "地址", "scope.client": "注册客户端（限速）", "scope.account": "2013 账户",
       "client.anonymous": "匿名地址（合计）",
       "dash.about": "数据来自与 /metrics 相同的指标（所有工作进程合计），每 2 秒刷新；速率覆盖最近约 10 秒；“进行中”是学校请求在这段时间的平均并发数。",
@@ -85,6 +88,9 @@
       "dash.unknown": "the database cannot say right now",
       "dash.pages": "School pages we could not read lately (python server.py pages show ID prints the redacted copy)",
       "dash.page": "page", "dash.lastseen": "last seen", "dash.seen": "times", "dash.reason": "reason",
+      "dash.watches": "Students' watches", "dash.wlive": "watches", "dash.wpolls": "school polls/min",
+      "dash.wdepth": "messages waiting", "dash.wdelivered": "delivered/min", "dash.wretries": "retries/min",
+      "dash.wfailed": "given up (kept)",
       "scope.student": "student", "scope.ip": "address", "scope.client": "registered client (slowed)", "scope.account": "2013 account",
       "client.anonymous": "anonymous addresses (together)",
       "dash.about": "From the same metrics as /metrics (all workers together), refreshed every 2 s; rates cover about the last 10 s; \"in flight\" is the school requests' average concurrency over that time.",
@@ -453,6 +459,14 @@
         h("td", { class: "num", text: number(c.school_requests_per_s, 2) }),
         h("td", { class: "num", text: number(c.school_requests, 0) })));
       document.querySelector("#dash-clients tbody").replaceChildren(...clients);
+      const watches = body.watches || {};
+      set("dash-wlive", number(watches.live, 0));
+      set("dash-wpolls", number(watches.polls_per_min, 1));
+      set("dash-wdepth", number(watches.outbox_depth, 0));
+      set("dash-wdelivered", number(watches.delivered_per_min, 1));
+      set("dash-wretries", number(watches.retries_per_min, 1));
+      set("dash-wfailed", number(watches.given_up, 0) +
+        (watches.failures_per_min ? " (+" + number(watches.failures_per_min, 1) + "/min)" : ""));
       let locks;
       if (body.lockouts === null) {
         locks = [h("tr", {}, h("td", { colspan: "4", class: "muted", text: t("dash.unknown") }))];

@@ -45,6 +45,8 @@ from services.callers import Caller
 from services.errors import NotConfigured, ServiceError, TokenRefused
 from services.pipeline import Answer
 from services.tokens import SessionGrant
+from services.watches.notices import KIND_SYSTEM
+from services.watches.store import WatchStore
 from services.wechat_followers import Followers
 from systems.academic.service import AcademicService
 from systems.card.service import CardService
@@ -116,8 +118,10 @@ class Chat:
         library: LibraryService | None,
         public_url: str,
         now: Callable[[], datetime],
+        watches: WatchStore | None = None,
     ) -> None:
         self.followers = followers
+        self._watches = watches
         self._card = card
         self._academic = academic
         self._library = library
@@ -161,8 +165,13 @@ class Chat:
             bind_url = self.followers.bind_url(account, openid)
             return TextAnswer(replies.password_refused_text(bind_url))
         if kind == "unbind":
+            binding = await self.followers.binding(account, openid)
             ended = await self.followers.unbind(account, openid)
+            if binding is not None and self._watches is not None:
+                await self._watches.tokens_revoked(binding.token_ids)
             return TextAnswer(replies.unbound_text() if ended else "你还没有绑定学号。")
+        if kind in ("watch", "watches", "unwatch"):
+            return TextAnswer(await self._watch(account, openid, command))
         if kind == "book_prompt":
             return TextAnswer(replies.book_prompt_text())
         if kind == "book_search":
@@ -239,6 +248,44 @@ class Chat:
         text = replies.books_text(books[:5], query, total, self._public_url)
         return NewsAnswer(tuple(articles), text)
 
+    async def _watch(self, account: WeChatAccount, openid: str, command: Command) -> str:
+        """Watches made, listed and cancelled in the chat: their messages come to this
+        follower by customer message (services/watches/, channels/wechat/notify.py)."""
+        store = self._watches
+        if store is None:
+            return "提醒功能暂未开通。"
+        target = f"{account.name}\n{openid}"
+        if command.kind == "watch":
+            kind = command.watch or ""
+            system = KIND_SYSTEM.get(kind, "card")  # type: ignore[call-overload]
+            grant = await self.followers.grant(account, openid, system)
+            if grant is None:
+                return self._unbound_text(account, openid, system)
+            param = command.param or WATCH_DEFAULTS.get(kind, "")
+            view = await store.create_for_follower(grant, kind, param, account.name, openid)
+            return replies.fit(
+                f"已开启{watch_label(view.kind, view.param)}。\n"
+                "发送“提醒”查看，“取消提醒”全部关闭。"
+            )
+        mine = []
+        for system in ("card", "academic"):
+            grant = await self.followers.grant(account, openid, system)
+            if grant is None:
+                continue
+            for view in await store.listed(grant.student_id, system):
+                if view.channel == "wechat" and view.target == target:
+                    mine.append((grant.student_id, system, view))
+        if command.kind == "watches":
+            if not mine:
+                return "你还没有开启提醒。" + WATCH_HINT
+            lines = ["你开启的提醒："]
+            lines += [f"{n}. {watch_label(v.kind, v.param)}" for n, (_, _, v) in enumerate(mine, 1)]
+            lines.append("发送“取消提醒”全部关闭。")
+            return replies.fit("\n".join(lines))
+        for student_id, system, view in mine:
+            await store.delete(student_id, system, view.id)
+        return f"已取消 {len(mine)} 个提醒。" if mine else "你还没有开启提醒。"
+
     def _stale(self, answer: Answer[Any]) -> Stale | None:
         return Stale(answer.as_of, self._now()) if answer.stale else None
 
@@ -262,6 +309,25 @@ class Chat:
         else:
             lead = "绑定已被解除"
         return replies.fit(f"{lead}。请在这个网页上重新绑定：{bind_url}")
+
+
+WATCH_HINT: Final = "可以发送：消费提醒、余额提醒 20、成绩提醒、考试提醒、调课提醒。"
+# A watch asked for in chat without its parameter: a balance under 20 yuan, an exam
+# within 24 hours.
+WATCH_DEFAULTS: Final[dict[str, str]] = {"low_balance": "20", "exam_soon": "24"}
+
+
+def watch_label(kind: str, param: str) -> str:
+    """A watch in the chat's words: "余额提醒（余额低于 20.00 元时告诉你）"."""
+    if kind == "card_transaction":
+        return "消费提醒（校园卡每有一笔新消费就告诉你）"
+    if kind == "low_balance":
+        return f"余额提醒（余额低于 {param} 元时告诉你）"
+    if kind == "grade":
+        return "成绩提醒（有新成绩或成绩变动时告诉你）"
+    if kind == "exam_soon":
+        return f"考试提醒（考试前 {param} 小时告诉你）"
+    return "调课提醒（课表有变动时告诉你）"
 
 
 def _not_here() -> ServiceError:

@@ -16,6 +16,9 @@ same words):
     帮助 (help)                                        help
     版本 (version)                                     version
     绑定 (bind) / 解绑 (unbind)                         bind / unbind
+    消费提醒 余额提醒 20 成绩提醒 考试提醒 48小时 调课提醒  watch (a watch of that kind,
+                                                      through this chat)
+    提醒 我的提醒 / 取消提醒                           watches (list) / unwatch (all)
 
 How a text is read, in order:
 
@@ -76,6 +79,9 @@ CommandKind = Literal[
     "unbind",
     "welcome",
     "looks_like_password",
+    "watch",
+    "watches",
+    "unwatch",
 ]
 Day = Literal["today", "tomorrow", "week", "next_week"]
 
@@ -105,6 +111,10 @@ class Command:
     days: int | None = None
     day: Day | None = None
     recognised: bool = True
+    # watch: the watch's kind (services/watches/notices.py KINDS) and its parameter
+    # (low_balance: the threshold in yuan; exam_soon: hours before), "" for the default.
+    watch: str | None = None
+    param: str = ""
 
 
 class MenuKey(StrEnum):
@@ -207,6 +217,8 @@ _words(Command("version"), "版本", "version")
 _words(Command("bind"), "绑定", "bind", "登录", "login")
 _words(Command("unbind"), "解绑", "解除绑定", "取消绑定", "unbind")
 _words(_BOOK_PROMPT, "图书", "book", "books", "查书", "找书")
+_words(Command("watches"), "提醒", "我的提醒", "查看提醒", "提醒列表", "通知")
+_words(Command("unwatch"), "取消提醒", "关闭提醒", "取消全部提醒", "关闭通知", "取消通知")
 
 # Latin aliases that also match at one edit (words of 4+ letters; step 4).
 _FUZZY: Final[dict[str, Command]] = {
@@ -240,6 +252,23 @@ _TIMETABLE_AFTER = re.compile(rf"^{_CLASSES}(?P<day>{_DAY})$")
 # 近7天消费, 最近30天的消费记录, 7天消费, 近7日账单.
 _RECENT = re.compile(
     r"^(?:最近|近)?(?P<days>[0-9]{1,3})(?:天|日)内?的?(?:消费|消费记录|账单|流水|记录)$"
+)
+# 消费提醒, 余额提醒 20, 余额低于20元提醒, 考试提醒 48 小时, 开启成绩提醒, 调课提醒.
+_WATCH_KINDS: Final[dict[str, str]] = {
+    "消费": "card_transaction",
+    "余额": "low_balance",
+    "余额不足": "low_balance",
+    "成绩": "grade",
+    "考试": "exam_soon",
+    "调课": "timetable_change",
+    "课表": "timetable_change",
+    "课表变动": "timetable_change",
+}
+_WATCH_WHAT = "|".join(sorted(map(re.escape, _WATCH_KINDS), key=len, reverse=True))
+_AMOUNT = r"[0-9]{1,4}(?:\.[0-9]{1,2})?"
+_WATCH = re.compile(
+    rf"^(?:开启|打开|设置|开通)?(?P<what>{_WATCH_WHAT})(?:低于|少于|不足)?(?P<before>{_AMOUNT})?"
+    rf"(?:元|块|小时|h)?(?:提醒|通知)(?P<after>{_AMOUNT})?(?:元|块|小时|h)?$"
 )
 # Words a book query may follow without a space (图书红楼梦), and Latin ones it follows
 # after a space (book python).
@@ -282,6 +311,8 @@ def parse_text(text: str) -> Command:
         query=command.query,
         days=command.days,
         day=command.day,
+        watch=command.watch,
+        param=command.param,
     )
 
 
@@ -323,6 +354,10 @@ def _command(words: str, spaced: str, folded: str) -> Command | None:
     found = _TIMETABLE_DAY.match(words) or _TIMETABLE_AFTER.match(words)
     if found:
         return Command("timetable", day=_DAY_WORDS[found["day"]])
+    found = _WATCH.match(words)
+    if found:
+        amount = found["before"] or found["after"] or ""
+        return Command("watch", watch=_WATCH_KINDS[found["what"]], param=amount)
     found = _RECENT.match(words)
     if found:
         days = int(found["days"])

@@ -6,7 +6,8 @@ GET    /v1/sessions?system=   the student's live tokens and calendar feeds of th
                               system (the password or one of those tokens), and the
                               WeChat followers bound with a live token of that system
 DELETE /v1/sessions?system=   revoke all of them; DELETE /v1/sessions/<id> one (a WeChat
-                              binding left without a live token ends with them)
+                              binding left without a live token ends with them, and
+                              the watches that polled with them)
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ class SessionsBase(V1Handler):
             return []
         return [binding_body(b) for b in await followers.listed(student_id, system)]
 
+    async def end_watches(self, revoked: list[int]) -> None:
+        """End the students' watches that polled with these revoked tokens."""
+        if self.deps.watches is not None:
+            await self.deps.watches.tokens_revoked(revoked)
+
     async def end_bindings(self, student_id: str, revoked: list[int]) -> list[int]:
         """End the WeChat bindings these revoked tokens left without a live one."""
         followers = self.deps.followers
@@ -99,6 +105,7 @@ class SessionsHandler(SessionsBase):
         system = self.system()
         creds = await self.credentials(system)
         ended = await service.revoke(system, creds, self.caller(), None)
+        await self.end_watches(ended)
         unbound = await self.end_bindings(creds.student_id, ended)
         self.write_json(
             {"student_id": creds.student_id, "system": system, "revoked": ended, "wechat": unbound}
@@ -115,6 +122,7 @@ class SessionHandler(SessionsBase):
         ended = await service.revoke(system, creds, self.caller(), [int(token_id)])
         if not ended:
             raise BadInput(codes.UNKNOWN_TOKEN, "no such live token of this student")
+        await self.end_watches(ended)
         await self.end_bindings(creds.student_id, ended)
         self.set_status(204)
         self.finish()

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from dataclasses import replace
+from datetime import date, datetime
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from schoolsim.academic import pages
 from schoolsim.academic.captcha import render_captcha
-from schoolsim.academic.dataset import TermData, exists
+from schoolsim.academic.dataset import SimExam, SimGrade, TermData, exists
 from schoolsim.academic.state import MAX_REPORTS, AcademicState, Session
 from schoolsim.card.dataset import CHINA
 from schoolsim.overload import Mount, OverloadHandler, Rule, SimHandler, SystemState
@@ -579,6 +580,132 @@ class FaultsHandler(AcademicSimHandler):
         self.send({"ok": True, "faults": dict(state.faults)})
 
 
+class TermChangeHandler(AcademicSimHandler):
+    """Base of the endpoints that change a student's term: the student and the term
+    named by the body's `year` and `term` (2012 and 1 by default)."""
+
+    def changed_term(self, stuid: str) -> tuple[dict[str, Any], int, int, TermData] | None:
+        """The body, year, term and the term's data now; None after answering an error."""
+        data = self.body()
+        if data is None:
+            return None
+        if not exists(stuid):
+            self.send({"error": f"no such student {stuid}"}, 404)
+            return None
+        year, term = data.get("year", 2012), data.get("term", 1)
+        if not isinstance(year, int) or not isinstance(term, int):
+            self.send({"error": "year and term must be integers"}, 400)
+            return None
+        if term not in (1, 2) or not 2000 <= year <= 2100:
+            self.send({"error": "term is 1 or 2, year 2000..2100"}, 400)
+            return None
+        return data, year, term, self.state.dataset.term(stuid, year, term)
+
+    def keep(self, stuid: str, year: int, term: int, changed: TermData) -> None:
+        try:
+            self.state.dataset.change(stuid, year, term, changed)
+        except ValueError as exc:
+            self.send({"error": str(exc)}, 409)
+            return
+        self.send({"ok": True})
+
+
+def _text(data: dict[str, Any], name: str, default: str | None = None, most: int = 40) -> str:
+    """A short text field of a side endpoint's body (ValueError naming it if not one)."""
+    value = data.get(name, default)
+    if not isinstance(value, str) or not 0 < len(value) <= most:
+        raise ValueError(f"{name} must be a text of 1..{most} characters")
+    return value
+
+
+class GradeChangeHandler(TermChangeHandler):
+    """POST /__sim/academic/students/<stuid>/grade {"year", "term", "code", "score",
+    "name"?, "credits"?}: post a grade (a course's grade replaced, or a new one)."""
+
+    def post(self, stuid: str) -> None:
+        found = self.changed_term(stuid)
+        if found is None:
+            return
+        data, year, term, now = found
+        try:
+            code = _text(data, "code")
+            score = _text(data, "score", most=8)
+            old = next((g for g in now.grades if g.code == code), None)
+            name = _text(data, "name", old.name if old is not None else None)
+            credits = _text(data, "credits", old.credits if old is not None else "2.0", 8)
+        except ValueError as exc:
+            self.send({"error": str(exc)}, 400)
+            return
+        if old is not None:
+            grade = replace(old, name=name, score=score, credits=credits)
+            grades = tuple(grade if g.code == code else g for g in now.grades)
+        else:
+            grades = (*now.grades, SimGrade(code, name, "必修", score, credits, "", ""))
+        self.keep(stuid, year, term, replace(now, grades=grades))
+
+
+class ExamChangeHandler(TermChangeHandler):
+    """POST /__sim/academic/students/<stuid>/exam {"year", "term", "date": "2026-12-08",
+    "start": "09:00", "end": "11:00", "place", "course_name", "course_id"}: add an exam."""
+
+    def post(self, stuid: str) -> None:
+        found = self.changed_term(stuid)
+        if found is None:
+            return
+        data, year, term, now = found
+        try:
+            day = date.fromisoformat(_text(data, "date", most=10))
+            start = _text(data, "start", most=5)
+            end = _text(data, "end", most=5)
+            if not (re.fullmatch(r"\d\d:\d\d", start) and re.fullmatch(r"\d\d:\d\d", end)):
+                raise ValueError("start and end are HH:MM")
+            exam = SimExam(
+                day,
+                start,
+                end,
+                _text(data, "place"),
+                _text(data, "course_name"),
+                _text(data, "course_id", most=20),
+            )
+        except ValueError as exc:
+            self.send({"error": str(exc)}, 400)
+            return
+        self.keep(stuid, year, term, replace(now, exams=(*now.exams, exam)))
+
+
+class TimetableChangeHandler(TermChangeHandler):
+    """POST /__sim/academic/students/<stuid>/timetable {"year", "term", "place",
+    "course_id"?}: a course (the first, or the one named) moves to another room."""
+
+    def post(self, stuid: str) -> None:
+        found = self.changed_term(stuid)
+        if found is None:
+            return
+        data, year, term, now = found
+        try:
+            place = _text(data, "place")
+            course_id = data.get("course_id")
+            if course_id is not None and not isinstance(course_id, str):
+                raise ValueError("course_id must be a text")
+        except ValueError as exc:
+            self.send({"error": str(exc)}, 400)
+            return
+        target = next(
+            (c for c in now.courses if course_id is None or c.course_id == course_id), None
+        )
+        if target is None:
+            self.send({"error": "no such course this term"}, 404)
+            return
+        moved = replace(
+            target,
+            place=place,
+            schedule=target.schedule.replace(target.place, place) if target.place else place,
+            segments=tuple(replace(s, place=place) for s in target.segments),
+        )
+        courses = tuple(moved if c is target else c for c in now.courses)
+        self.keep(stuid, year, term, replace(now, courses=courses))
+
+
 def routes(prefix: str, state: SystemState) -> list[Rule]:
     """The office's pages under prefix (paths case-insensitive, as IIS's) and its extra
     side endpoints."""
@@ -593,6 +720,9 @@ def routes(prefix: str, state: SystemState) -> list[Rule]:
     return [
         (stu, StudentHandler, side),
         (stu + "/password", PasswordHandler, side),
+        (stu + "/grade", GradeChangeHandler, side),
+        (stu + "/exam", ExamChangeHandler, side),
+        (stu + "/timetable", TimetableChangeHandler, side),
         (r"/__sim/academic/faults", FaultsHandler, side),
         (page(r"login\.aspx"), LoginHandler, s),
         (page(r"validatecode\.aspx"), CaptchaHandler, s),

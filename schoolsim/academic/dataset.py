@@ -247,9 +247,14 @@ class Dataset:
         self.seed = seed
         self._terms: dict[tuple[str, int, int], TermData] = {}
         self._passwords: dict[str, str] = {}
+        # Terms changed through the side endpoints: kept, never regenerated.
+        self._changed: dict[tuple[str, int, int], TermData] = {}
 
     def term(self, stuid: str, year: int, term: int) -> TermData:
         key = (stuid, year, term)
+        changed = self._changed.get(key)
+        if changed is not None:
+            return changed
         found = self._terms.pop(key, None)
         if found is None:
             found = generate(self.seed, stuid, year, term)
@@ -257,6 +262,13 @@ class Dataset:
         while len(self._terms) > self.CACHE:
             del self._terms[next(iter(self._terms))]
         return found
+
+    def change(self, stuid: str, year: int, term: int, data: TermData) -> None:
+        """Keep a term as changed (a grade posted, an exam added, a class moved)."""
+        key = (stuid, year, term)
+        if key not in self._changed and len(self._changed) >= self.MAX_PASSWORDS:
+            raise ValueError("too many terms changed")
+        self._changed[key] = data
 
     def password(self, stuid: str) -> str:
         return self._passwords.get(stuid, default_password(stuid))

@@ -6,7 +6,9 @@ balance query (and the replica and jnufm one timetable and one library
 search, the queries of the term-start and search workloads) and runs the load
 generators for a moment (the gateway workload's too: a few students through
 the replica, and through jnufm with the address registered as a client); then
-checks that every process is gone and every port is free again.
+checks that every process is gone and every port is free again. The wechat
+workload runs tiny on a server of its own: a few followers bound, a few
+questions, every one answered.
 
 It needs what only the benchmarks need (bench/requirements.txt, nginx, ab and
 wrk) and is skipped, saying what is missing, where they are not installed;
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import gateway, load, procs
+from bench import gateway, load, procs, wechat
 from bench.procs import CONFIGS, SINGLE_STUDENT
 
 
@@ -139,6 +141,44 @@ def test_harness_starts_and_stops_everything(tmp_path: Path) -> None:
         for system in systems:
             system.stop()
         school.stop()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        any(procs.alive(p) for p in pids) or not all(procs.port_is_free(p) for p in ports)
+    ):
+        time.sleep(0.1)
+    assert [p for p in pids if procs.alive(p)] == []
+    assert [p for p in ports if not procs.port_is_free(p)] == []
+
+
+@pytest.mark.long
+def test_wechat_workload_runs_tiny(tmp_path: Path) -> None:
+    school = procs.start_school(tmp_path, "fast")
+    pids: list[int] = [school.child.pid]
+    ports: list[int] = [int(school.url.rsplit(":", 1)[1])]
+    try:
+        system = wechat.start_jnufm(tmp_path, school, 2, None)
+        pids += system.all_pids()
+        ports += _ports(system)
+        try:
+            # Generous cap: the plan ends long before it (a follower waits 3 s between
+            # questions); nothing here is timed.
+            size = wechat.Size(followers=4, questions=12, seconds=300, lanes=3)
+            got = wechat.measure(system, school, size, lambda _: None, "fast")
+        finally:
+            system.stop()
+    finally:
+        school.stop()
+    assert got["bind"]["bound"] == 4, got["bind"]
+    lunch = got["lunch"]
+    assert not got["capped"] and lunch["asked"] == 12, got["notes"]
+    outcomes = lunch["outcomes"]
+    answered = outcomes["passive_first"] + outcomes["passive_retry"] + outcomes["customer"]
+    assert answered == 12, (outcomes, lunch["errors"])
+    assert got["plan"]["cold"] > 0 and lunch["cold"]["asked"] == got["plan"]["cold"]
+    # The server counted the deliveries; the school was asked for the cold questions.
+    assert sum(got["server"]["jnufm_wechat_messages"].values()) >= 12
+    assert got["school_requests"] > 0
+    assert "passive, 1st delivery" in wechat.table({"results": [got]})
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and (
         any(procs.alive(p) for p in pids) or not all(procs.port_is_free(p) for p in ports)

@@ -186,6 +186,7 @@ def test_every_route_with_a_path_argument_is_judged() -> None:
         r"/(favicon\.ico)",
         r"/static/(.*)",  # a 404 shows only "/static/***"
         r"/wechat/([a-z][a-z0-9_-]{0,31})",  # an account's name in the config
+        r"/v1/watches/([0-9]{1,18})",  # a watch's id
     }
     deps = cast(AppDeps, SimpleNamespace(ops=SimpleNamespace(debug_block_route=True)))
     prefixes = [f"/{prefix}/" for prefix, _ in SECRET_PATHS]

@@ -337,3 +337,27 @@ def test_parse_click_and_event_never_raise(event: str, key: str) -> None:
 def test_days_bounds_are_the_documented_ones() -> None:
     assert parse_text(f"近{MAX_DAYS}天消费").days == MAX_DAYS
     assert parse_text(f"近{MAX_DAYS + 1}天消费").kind == "help"
+
+
+@pytest.mark.parametrize(
+    ("text", "watch", "param"),
+    [
+        ("消费提醒", "card_transaction", ""),
+        ("余额提醒 20", "low_balance", "20"),
+        ("余额低于20元提醒", "low_balance", "20"),
+        ("余额提醒", "low_balance", ""),
+        ("开启成绩提醒", "grade", ""),
+        ("考试提醒 48小时", "exam_soon", "48"),
+        ("调课提醒", "timetable_change", ""),
+        ("課表提醒", "timetable_change", ""),
+    ],
+)
+def test_a_watch_is_asked_for_in_chat(text: str, watch: str, param: str) -> None:
+    command = parse_text(text)
+    assert (command.kind, command.watch, command.param) == ("watch", watch, param)
+
+
+def test_watches_are_listed_and_cancelled_and_a_password_is_still_refused() -> None:
+    assert parse_text("我的提醒").kind == "watches"
+    assert parse_text("取消提醒").kind == "unwatch"
+    assert parse_text("余额提醒 052690").kind == "looks_like_password"
