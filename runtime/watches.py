@@ -5,7 +5,7 @@ outbox's delivery through each configured channel."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -60,6 +60,7 @@ def build_watches(
     students_waiting: Callable[[str], bool],
     customer: CustomerMessages | None = None,
     wechat_accounts: Iterable[WeChatAccount] = (),
+    budgets: Mapping[str, int] | None = None,
 ) -> WatchParts:
     """Raises ConfigError (the SMTP password file cannot be read)."""
     config = settings.watches
@@ -73,7 +74,11 @@ def build_watches(
         message="the watches' share of the school is spent",
     )
     scheduler = WatchScheduler(
-        store, tokens, WatchTargets(card, academic, students_waiting), ceiling, settings
+        store,
+        tokens,
+        WatchTargets(card, academic, students_waiting, dict(budgets or {})),
+        ceiling,
+        settings,
     )
     webhook = WebhookDeliverer(config)
     deliverers: list[Deliverer] = [webhook]

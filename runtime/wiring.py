@@ -355,6 +355,7 @@ async def build_worker_services(
             students_waiting,
             wechat.customer if wechat is not None else None,
             wechat_accounts,
+            {p.spec.system: p.spec.budget for p in pipelines},
         )
     deps = AppDeps(
         card=card_service,

@@ -4,8 +4,11 @@ Each worker runs one loop (start/stop as services/canary.py's), one poll at a ti
 step (`run_once`):
 
 1. gives way (outcome `yielded`) while a student's query of this worker waits for the
-   school budget of a system, or its breaker is open: only watches of the other
-   systems may be claimed, none if both are busy;
+   school budget of a system, its breaker is open, or its budget (over every process)
+   has no slot to spare beside the poll's own (with a budget of 2 or more, a poll
+   leaves at least one slot free for a student who comes meanwhile; with 1, it polls
+   only while the slot is free): only watches of the other systems may be claimed,
+   none if both are busy;
 2. claims a due watch (services/watches/store.py: a conditional UPDATE; one poller of
    all workers and hosts holds it);
 3. charges the poll's school requests to the watches' own ceiling
@@ -37,12 +40,13 @@ import contextlib
 import hashlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Literal, TypeVar
 
 from observability import metrics
+from services.budget import slot_prefix
 from services.callers import Caller
 from services.errors import (
     InvalidPassword,
@@ -99,6 +103,10 @@ class WatchTargets:
     academic: AcademicService | None
     # Whether students of this worker wait for a system's budget (budget.waiting).
     students_waiting: Callable[[str], bool] = lambda system: False
+    # Each system's school budget (concurrent requests over every process): a poll
+    # starts only while at least one slot beyond its own stays free for students
+    # (with a budget of 1, only while no slot is held).
+    budgets: Mapping[str, int] = field(default_factory=dict)
 
     def served(self) -> tuple[str, ...]:
         return tuple(
@@ -196,8 +204,16 @@ class WatchScheduler:
         async with self._one_at_a_time:
             return await self._step()
 
+    async def _spare(self, system: str) -> bool:
+        """Whether the system's budget leaves a slot for students beside a poll."""
+        cap = self._targets.budgets.get(system)
+        if not cap:
+            return True
+        held = await self._store.held_slots(slot_prefix(system))
+        return held < max(1, cap - 1)
+
     async def _step(self) -> PollReport:
-        free = self._free_systems()
+        free = [system for system in self._free_systems() if await self._spare(system)]
         if not free:
             return PollReport("yielded")
         watch = await self._store.claim_due(free)

@@ -80,11 +80,16 @@ class World:
         service = self.deps.card if system == "card" else self.deps.academic
         return service is not None and service.pipeline.budget.waiting > 0
 
-    def scheduler(self, store: WatchStore | None = None) -> WatchScheduler:
-        """A scheduler as a worker runs it (`store`: another worker's, on its own engine)."""
+    def scheduler(
+        self, store: WatchStore | None = None, budgets: dict[str, int] | None = None
+    ) -> WatchScheduler:
+        """A scheduler as a worker runs it (`store`: another worker's, on its own engine;
+        `budgets`: the systems' budgets it leaves a slot of for students)."""
         w = self.settings.watches
         ceiling = RequestRateLimiter(self.table, w.school_requests_per_min / 60.0, 2)
-        targets = WatchTargets(self.deps.card, self.deps.academic, self.students_waiting)
+        targets = WatchTargets(
+            self.deps.card, self.deps.academic, self.students_waiting, budgets or {}
+        )
         return WatchScheduler(
             store or self.store,
             self.deps.tokens,  # type: ignore[arg-type]
@@ -526,6 +531,25 @@ async def test_no_poll_while_a_student_waits_for_the_school(db_url: str, sim: Pr
             assert reply.status_code == 200, reply.text
         assert (await scheduler.run_once()).outcome == "baseline"
         assert (await world.watch_row(watch["id"])).last_polled_at is not None
+
+
+async def test_a_poll_leaves_a_budget_slot_free_for_students(db_url: str, sim: Proc) -> None:
+    """With a budget of 2, a poll starts only while no slot is held (the other stays
+    free for a student who comes meanwhile): held by another process, it waits."""
+    budgets = {"school.card.budget": 2}
+    async with watching(watch_settings(db_url, sim.url, **budgets)) as world:
+        student = new_student()
+        token = await token_of(world, student)
+        watch = (await new_watch(world, token, "card_transaction"))["watch"]
+        scheduler = world.scheduler(budgets={"card": 2})
+        await world.due_again(watch["id"])
+        leases = LeaseStore(world.sessions, utc_now)
+        assert await leases.try_acquire("budget:card:1", "another-process", 600)
+        # Only the academic office's watches may be polled now: there are none.
+        assert (await scheduler.run_once()).outcome == "idle"
+        assert (await world.watch_row(watch["id"])).last_polled_at is None
+        await leases.release("budget:card:1", "another-process", 600)
+        assert (await scheduler.run_once()).outcome == "baseline"
 
 
 async def test_the_ceiling_holds_polls_back(db_url: str, sim: Proc) -> None:
