@@ -490,6 +490,9 @@ class WatchesSettings(_Section):
     # Messages one student may be sent an hour over all channels, and one watch a day
     # (more are kept undelivered, counted as capped).
     messages_per_student_per_hour: Annotated[int, Field(ge=1, le=10000)] = 30
+    # Messages each channel (webhook, email, wechat) may send a minute over all workers
+    # and hosts (a mail relay's or WeChat's own rate; more wait for the next minute).
+    messages_per_channel_per_min: Annotated[int, Field(ge=1, le=1_000_000)] = 600
     # Delivery: attempts before a message is given up on, the first retry's delay
     # (doubled each time), how long a worker may hold a message it delivers.
     delivery_attempts: Annotated[int, Field(ge=1, le=50)] = 8

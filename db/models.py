@@ -518,6 +518,8 @@ class OutboxMessage(Base):
         Index("ix_outbox_next_attempt_at", "next_attempt_at"),
         Index("ix_outbox_watch_id", "watch_id"),
         Index("ix_outbox_created_at", "created_at"),
+        # The caps count what was delivered in the last hour (student) or minute (channel).
+        Index("ix_outbox_delivered_at", "delivered_at"),
         {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"},
     )
 

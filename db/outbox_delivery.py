@@ -147,6 +147,26 @@ async def sent_since(
     return found
 
 
+async def channel_sent_since(
+    session: AsyncSession, channels: Sequence[str], since: datetime
+) -> dict[str, list[datetime]]:
+    """Each channel's messages delivered after `since` (when, oldest first)."""
+    if not channels:
+        return {}
+    rows = (
+        await session.execute(
+            select(OutboxMessage.channel, OutboxMessage.delivered_at)
+            .where(OutboxMessage.channel.in_(set(channels)), OutboxMessage.delivered_at > since)
+            .order_by(OutboxMessage.delivered_at)
+        )
+    ).all()
+    found: dict[str, list[datetime]] = {}
+    for channel, at in rows:
+        if at is not None:
+            found.setdefault(channel, []).append(at)
+    return found
+
+
 async def _mark(session: AsyncSession, row_id: int, holder: str, **values: object) -> bool:
     result = await session.execute(
         update(OutboxMessage)

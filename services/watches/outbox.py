@@ -56,6 +56,7 @@ MAX_BACKOFF_S: Final = 86400.0
 # A delivery is cut off this long before its lease ends (the mark must land in time).
 LEASE_MARGIN_S: Final = 2.0
 HOUR: Final = timedelta(hours=1)
+MINUTE: Final = timedelta(minutes=1)
 
 Status = Literal["delivered", "retry", "give_up"]
 
@@ -130,14 +131,16 @@ def decide(
     return Decision("retry", at=now + timedelta(seconds=delay), why=outcome.why)
 
 
-def held_until(sent: list[datetime], going: int, cap: int, now: datetime) -> datetime | None:
-    """None if one more message fits the student's hourly cap (`sent`: delivered within
-    the hour, oldest first; `going`: sent in this step already), else when it will."""
+def held_until(
+    sent: list[datetime], going: int, cap: int, now: datetime, window: timedelta = HOUR
+) -> datetime | None:
+    """None if one more message fits a cap of `cap` a `window` (`sent`: delivered within
+    the window, oldest first; `going`: sent in this step already), else when it will."""
     used = len(sent) + going
     if used < cap:
         return None
     index = used - cap
-    return sent[index] + HOUR if index < len(sent) else now + HOUR
+    return sent[index] + window if index < len(sent) else now + window
 
 
 @dataclass(slots=True)
@@ -181,8 +184,11 @@ class OutboxDelivery:
             claimed = await q.claim_due(db, self._holder, now, lease_until, limit)
             students = sorted({m.student_id for m in claimed if m.student_id is not None})
             sent = await q.sent_since(db, students, now - HOUR)
+            channels = sorted({m.channel for m in claimed})
+            by_channel = await q.channel_sent_since(db, channels, now - MINUTE)
         sends: list[_Send] = []
         going: dict[str, int] = {}
+        going_on: dict[str, int] = {}
         for message in claimed:
             prepared = self._prepare(message)
             if isinstance(prepared, Outcome):
@@ -195,10 +201,19 @@ class OutboxDelivery:
                 self._settings.messages_per_student_per_hour,
                 now,
             )
+            channel = message.channel
+            later = later or held_until(
+                by_channel.get(channel, []),
+                going_on.get(channel, 0),
+                self._settings.messages_per_channel_per_min,
+                now,
+                MINUTE,
+            )
             if later is not None:
                 await self._hold_back(message, later)
                 continue
             going[student] = going.get(student, 0) + 1
+            going_on[channel] = going_on.get(channel, 0) + 1
             sends.append(prepared)
         deadline = (lease_until - now).total_seconds() - LEASE_MARGIN_S
         await asyncio.gather(*(self._attempt(send, max(0.1, deadline)) for send in sends))

@@ -928,3 +928,13 @@ async def test_a_public_webhook_goes_to_the_address_checked() -> None:
     assert request.headers["connection"] == "close"
     assert request.extensions["sni_hostname"] == "hooks.example"
     assert request.headers["x-jnufm-event"] == "k" * 64
+
+
+def test_a_channel_cap_holds_messages_of_that_channel_for_the_next_minute() -> None:
+    from services.watches.outbox import MINUTE, held_until
+
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    sent = [now - timedelta(seconds=50), now - timedelta(seconds=20)]
+    assert held_until(sent, 0, 3, now, MINUTE) is None
+    assert held_until(sent, 1, 3, now, MINUTE) == sent[0] + MINUTE
+    assert held_until([], 3, 3, now, MINUTE) == now + MINUTE

@@ -64,7 +64,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_key", name="uq_outbox_event_key"),
         **MYSQL,
     )
-    for column in ("next_attempt_at", "watch_id", "created_at"):
+    for column in ("next_attempt_at", "watch_id", "created_at", "delivered_at"):
         op.create_index(f"ix_outbox_{column}", "outbox", [column])
 
 
