@@ -88,13 +88,16 @@ def as_json(schema: Schema) -> Schema:
     return {"anyOf": [schema, {"type": "integer", "minimum": 0}, {"type": "null"}]}
 
 
-def body(description: str, fields: dict[str, Schema], example: dict[str, Any]) -> Body:
-    """The same fields as a JSON object or a form."""
+def body(
+    description: str, fields: dict[str, Schema], example: dict[str, Any], required: bool = False
+) -> Body:
+    """The same fields as a JSON object or a form (required: the operation needs one)."""
     return Body(
         description,
         json={"type": "object", "properties": {k: as_json(v) for k, v in fields.items()}},
         form={"type": "object", "properties": fields},
         example=example,
+        required=required,
     )
 
 

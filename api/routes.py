@@ -611,6 +611,7 @@ ROUTES: tuple[Route, ...] = (
                         "target": "https://example.com/hooks/jnufm",
                         "param": "20",
                     },
+                    required=True,
                 ),
                 (*SESSION_FAILURES, *e.WATCH_INPUT),
                 security=("studentBasic", "studentToken"),

@@ -122,6 +122,8 @@ def example_request(route: Route, op: Operation, made: dict[str, str]) -> dict[s
     request: dict[str, Any] = {"method": op.method.upper(), "url": path, "params": query}
     if op.body is not None and op.body.multipart is not None:
         request["files"] = {"file": ("example.png", example_png(), "image/png")}
+    elif op.body is not None and op.body.required and op.body.example is not None:
+        request["json"] = op.body.example
     if "studentBasic" in op.security:
         basic = base64.b64encode(f"{STUDENT}:{PASSWORD}".encode()).decode()
         request["headers"] = {"Authorization": f"Basic {basic}"}
@@ -180,6 +182,15 @@ def test_every_operation_answers_its_example_with_its_success(server: Proc) -> N
                     # Revoke a session token of its own.
                     opened = client.post("/v1/sessions", auth=auth)
                     this_run = {"id": str(opened.json()["id"])}
+                if op.tag == "watches" and route.path_params:
+                    # Delete a watch of its own.
+                    watched = client.post(
+                        "/v1/watches",
+                        auth=auth,
+                        json={"kind": "card_transaction", "channel": "email", "target": "a@b.cn"},
+                    )
+                    assert watched.status_code == 201, watched.text
+                    this_run = {"id": str(watched.json()["watch"]["id"])}
                 resp = client.request(**example_request(route, op, this_run))
                 answered.append((op.method, route.path, resp.status_code))
                 if route.path == "/v1/wechat/bind":
