@@ -6,6 +6,8 @@
     python server.py systemd-unit [--config PATH] [--install [--unit-dir DIR]]
     python server.py clients add|list|revoke ... [--config PATH]
     python server.py prefetch timetable [--config PATH]
+    python server.py pages list|show ... [--config PATH]
+    python server.py --version
 
 `serve` validates the config, migrates the database, starts the bundled
 school simulator if enabled, binds the socket and forks one worker per core.
@@ -31,6 +33,7 @@ from typing import Any
 
 from observability.logs import configure_logging
 from settings import ConfigError, Settings, load_settings
+from version import describe
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "config.yaml"
@@ -38,31 +41,127 @@ DEFAULT_CONFIG = ROOT / "config.yaml"
 log = logging.getLogger("jnufm")
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="server.py", description="jnufm campus API server")
-    parser.add_argument(
-        "command",
-        nargs="?",
-        default="serve",
-        choices=["serve", "migrate", "check-config", "systemd-unit"],
+# The commands run by other modules (runtime/admin.py, runtime/prefetch.py,
+# runtime/pages.py), which parse the rest of the line themselves.
+OPERATOR_COMMANDS = {
+    "clients": "register, list and revoke the clients that speak for many students",
+    "prefetch": "fetch, in quiet hours, the timetable of every student with a token",
+    "pages": "read the school pages the clients could not read (kept, redacted)",
+}
+COMMANDS = ("serve", "migrate", "check-config", "systemd-unit", *OPERATOR_COMMANDS)
+# Options that take a value: the word after one is never the command.
+_VALUED = frozenset({"--config", "--port", "--processes", "--unit-dir"})
+
+
+class PrintVersion(argparse.Action):
+    """--version: the version (and the git commit where known), found only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(describe())
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of server.py, with a help line for every command and option."""
+    parser = argparse.ArgumentParser(
+        prog="server.py",
+        description="jnufm: the campus API server. Without a command: serve.",
+        epilog="`server.py COMMAND --help` tells more about one command.",
     )
-    parser.add_argument(
-        "--config", type=Path, default=None, help="config file (default: config.yaml)"
+    parser.add_argument("--version", action=PrintVersion, help="print the version and exit")
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the config file (default: $JNUFM_CONFIG, else config.yaml beside server.py)",
     )
-    parser.add_argument("--port", type=int, default=None, help="listen on this port")
-    parser.add_argument(
-        "--processes", type=int, default=None, help="workers; 0 = one per core, 1 = no fork"
+    listen = argparse.ArgumentParser(add_help=False)
+    listen.add_argument(
+        "--port", type=int, default=None, metavar="N", help="listen on this port (listen.port)"
     )
-    parser.add_argument(
-        "--install", action="store_true", help="systemd-unit: install the unit instead of printing"
+    listen.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="workers (processes): 0 = one per core, 1 = no fork",
     )
-    parser.add_argument(
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    def command(
+        name: str, summary: str, description: str, parents: list[argparse.ArgumentParser]
+    ) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=description, parents=parents)
+
+    command(
+        "serve",
+        "serve the API (the default command)",
+        "Validate the config, migrate the database, start the bundled school simulator if "
+        "simulator.enabled, bind the socket and fork the workers (processes). Stops on "
+        "SIGTERM or SIGINT, reloads the config on SIGHUP.",
+        [config, listen],
+    )
+    command(
+        "migrate",
+        "apply the database migrations, print the revision",
+        "Reach the database of database.url and apply every migration not yet applied.",
+        [config, listen],
+    )
+    command(
+        "check-config",
+        "validate the config and exit",
+        "Read and validate the config (and the WeChat accounts' secrets it names); print "
+        "`config ok`, or one line naming the bad key and exit 2.",
+        [config, listen],
+    )
+    unit = command(
+        "systemd-unit",
+        "print (or install) the systemd unit for this installation",
+        "Print deploy/jnufm.service filled in for this installation (this interpreter, this "
+        "directory, this config file), or install it.",
+        [config],
+    )
+    unit.add_argument(
+        "--install", action="store_true", help="install the unit instead of printing it"
+    )
+    unit.add_argument(
         "--unit-dir",
         type=Path,
         default=None,
-        help="systemd-unit --install: where to (default: /etc/systemd/system)",
+        metavar="DIR",
+        help="with --install: where to install it (default: /etc/systemd/system)",
     )
-    return parser.parse_args(argv)
+    for name, summary in OPERATOR_COMMANDS.items():
+        # Parsed by its own module (operator_command); listed here for --help.
+        command(name, summary, summary, []).add_argument(
+            "args", nargs=argparse.REMAINDER, help=f"see `server.py {name} --help`"
+        )
+    return parser
+
+
+def with_command_first(argv: list[str]) -> list[str]:
+    """argv with its command first, `serve` where none is named (`server.py --port 8001`,
+    `server.py --config X migrate` as before)."""
+    skip = False
+    for i, word in enumerate(argv):
+        if skip:
+            skip = False
+        elif word in COMMANDS:
+            return [word, *argv[:i], *argv[i + 1 :]]
+        elif word in _VALUED:
+            skip = True
+    if any(word in ("-h", "--help", "--version") for word in argv):
+        return argv
+    return ["serve", *argv]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    return build_parser().parse_args(with_command_first(argv))
 
 
 def config_path(args: argparse.Namespace) -> Path:
@@ -75,9 +174,9 @@ def config_path(args: argparse.Namespace) -> Path:
 def load(args: argparse.Namespace) -> Settings:
     path = config_path(args)
     overrides: dict[str, Any] = {}
-    if args.port is not None:
+    if getattr(args, "port", None) is not None:
         overrides["listen.port"] = args.port
-    if args.processes is not None:
+    if getattr(args, "processes", None) is not None:
         overrides["processes"] = args.processes
     settings = load_settings(path, overrides=overrides)
     check_wechat_accounts(settings)
@@ -217,6 +316,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     host, port = master.address
     base = f"http://{host}:{port}"
     print(f"jnufm listening on {base} ({settings.worker_count()} worker(s))", flush=True)
+    log.info("%s serving on %s", describe(), base)
     print(f"try: curl '{base}/card/rest?stuid=2012052690&password=052690'", flush=True)
     try:
         if settings.worker_count() == 1 and master.sockets is not None:
@@ -266,20 +366,30 @@ def operator_command(name: str, argv: list[str]) -> int:
     config.add_argument("--config", type=Path, default=None)
     known, rest = config.parse_known_args(argv)
     if name == "clients":
-        from runtime.admin import run
+        from runtime.admin import parser, run
     elif name == "prefetch":
-        from runtime.prefetch import run
+        from runtime.prefetch import parser, run
     else:
-        from runtime.pages import run
+        from runtime.pages import parser, run
 
+    # --help and bad usage end here, before the config is read and the database migrated.
+    usage = parser()
+    usage.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the config file (default: $JNUFM_CONFIG, else config.yaml)",
+    )
+    usage.parse_args(rest)
     settings = load_settings(config_path(known))
     migrate_here(settings)
     return run(settings, rest)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["clients"], ["pages"], ["prefetch"]):
+    argv = with_command_first(sys.argv[1:] if argv is None else argv)
+    if argv[0] in OPERATOR_COMMANDS:
         try:
             return operator_command(argv[0], argv[1:])
         except ConfigError as exc:

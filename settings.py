@@ -172,6 +172,8 @@ class CampusCalendarSettings(_Section):
         "20:20-21:05",
         "21:10-21:55",
     ]
+    # The words of calendar feeds (names, exam titles): Chinese, or "en" for English.
+    feed_language: Literal["zh", "en"] = "zh"
 
     @field_validator("periods")
     @classmethod
@@ -209,6 +211,35 @@ class ApiSettings(_Section):
     # that accepts it; 0: never.
     gzip_min_bytes: Annotated[int, Field(ge=0)] = 1024
     gzip_level: Annotated[int, Field(ge=1, le=9)] = 6
+    # The origins (scheme://host[:port]) whose web pages may read the password-free
+    # answers (the library, calendar feed URLs, /openapi.json, /healthz); "*": any;
+    # empty: none. Never the routes that take a password or a token in a header.
+    cors_origins: tuple[str, ...] = ()
+    # How long a browser may keep a preflight's answer.
+    cors_max_age_s: Annotated[int, Field(ge=0, le=86400)] = 600
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if origin != "*" and (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or f"{parts.scheme}://{parts.netloc}" != origin
+                or "@" in parts.netloc
+            ):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port] with no path "
+                    'or trailing slash (e.g. https://app.example.edu), or "*"'
+                )
+        return value
+
+    @field_validator("legacy_body", mode="before")
+    @classmethod
+    def _legacy_body(cls, value: object) -> object:
+        # README writes `legacy_body: 2013`, which YAML reads as the number 2013.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("public_url")
     @classmethod

@@ -4,6 +4,11 @@ of routes becomes one OpenAPI 3.1 document (`document`).
 A Route is keyed by its Tornado pattern, exactly as handlers/__init__.py writes it;
 its OpenAPI path comes from the pattern (`openapi_path`): each group becomes a
 `{name}` whose schema is the group's own regex.
+
+What HTTP's rules add to every route is written here once, not per route: each GET is
+documented as HEAD too (its status and headers, no body), a route whose answers pages
+of other sites may read (`Route.cross_origin`) has its CORS preflight (OPTIONS), and
+each operation that reads a body may answer 415 `unsupported_media_type`.
 """
 
 from __future__ import annotations
@@ -13,14 +18,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from api.errors import EVERY_ROUTE, NO_SUCH_PATH
 from api.schemas import COMPONENTS, EXAMPLES, Schema, ref
-from services.codes import ErrorCode
+from services.codes import RATE_LIMITED, UNSUPPORTED_MEDIA_TYPE, ErrorCode
+from version import version
 
 OPENAPI_VERSION = "3.1.1"
-API_VERSION = "0.1.0"
 
 Where = Literal["query", "header", "path"]
-Method = Literal["get", "post", "delete"]
+Method = Literal["get", "post", "delete", "options"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +112,9 @@ class Route:
     pattern: str
     operations: tuple[Operation, ...]
     path_params: tuple[PathParam, ...] = ()
+    # No password or token in a header: pages of `api.cors_origins` may read its
+    # answers (Access-Control-Allow-Origin), after an OPTIONS preflight.
+    cross_origin: bool = False
 
     @property
     def path(self) -> str:
@@ -210,6 +219,20 @@ _HEADERS: dict[str, tuple[str, Schema]] = {
         {"type": "string"},
     ),
     "Location": ("the new feed's path", {"type": "string"}),
+    "Allow": ("the methods the route answers", {"type": "string"}),
+    "Access-Control-Allow-Origin": (
+        "the page's `Origin`, when `api.cors_origins` lists it (or `*` when it lists `*`)",
+        {"type": "string"},
+    ),
+    "Access-Control-Allow-Methods": ("`GET, HEAD`", {"type": "string"}),
+    "Access-Control-Allow-Headers": (
+        "the request headers a page may send: `Cache-Control, If-None-Match, X-Request-Id`",
+        {"type": "string"},
+    ),
+    "Access-Control-Max-Age": (
+        "seconds a browser may keep this answer (`api.cors_max_age_s`)",
+        {"type": "string", "pattern": "^[0-9]+$"},
+    ),
     "X-Cover": (
         "`placeholder` when the cover service has no cover for this ISBN: the body is our "
         "placeholder PNG",
@@ -339,10 +362,17 @@ def _merge(first: Schema, second: Schema) -> Schema:
     return merged
 
 
+def failures_of(op: Operation) -> tuple[ErrorCode, ...]:
+    """The errors an operation may answer: its own, and 415 where it reads a body."""
+    if op.body is not None and UNSUPPORTED_MEDIA_TYPE not in op.failures:
+        return (*op.failures, UNSUPPORTED_MEDIA_TYPE)
+    return op.failures
+
+
 def _responses(op: Operation) -> Schema:
     responses: Schema = {str(op.answer.status): _success(op.answer)}
     by_status: dict[int, list[ErrorCode]] = {}
-    for failure in op.failures:
+    for failure in failures_of(op):
         listed = by_status.setdefault(failure.status, [])
         if failure not in listed:
             listed.append(failure)
@@ -422,7 +452,53 @@ def _path_item(route: Route) -> Schema:
         }
         for p, group in zip(route.path_params, groups, strict=True)
     ]
-    return {op.method: _operation(route, op, path_params) for op in route.operations}
+    item: Schema = {op.method: _operation(route, op, path_params) for op in route.operations}
+    if "get" in item:
+        item["head"] = _head(item["get"], route.path)
+    if route.cross_origin:
+        item["options"] = _operation(route, preflight(route), path_params)
+    return item
+
+
+def _head(get: Schema, path: str) -> Schema:
+    """HEAD, answered wherever GET is: GET's status and headers, without the body."""
+    responses = {
+        status: {key: value for key, value in response.items() if key != "content"}
+        for status, response in get["responses"].items()
+    }
+    return {
+        **get,
+        "operationId": operation_id("head", path),
+        "summary": f"{get['summary']}: the headers only",
+        "x-summary-zh": f"{get['x-summary-zh']}（仅响应头）",
+        "description": "GET's status and headers (Content-Length of GET's body), no body.",
+        "responses": responses,
+    }
+
+
+def preflight(route: Route) -> Operation:
+    """The CORS preflight (OPTIONS) of a route that pages of other sites may read."""
+    first = route.operations[0]
+    return Operation(
+        "options",
+        "CORS preflight: which methods and headers a page may use",
+        "CORS 预检：网页可用的方法和请求头",
+        first.tag,
+        Answer(
+            204,
+            "`Allow` always; for an `Origin` that `api.cors_origins` lists, "
+            "`Access-Control-Allow-Origin`, `-Methods` (GET, HEAD), `-Headers` and `-Max-Age`",
+            headers=("Allow",),
+            optional_headers=(
+                "Access-Control-Allow-Origin",
+                "Access-Control-Allow-Methods",
+                "Access-Control-Allow-Headers",
+                "Access-Control-Max-Age",
+            ),
+        ),
+        failures=(*((NO_SUCH_PATH,) if route.path_params else ()), RATE_LIMITED, *EVERY_ROUTE),
+        legacy_errors=first.legacy_errors,
+    )
 
 
 def document(
@@ -434,13 +510,13 @@ def document(
     failures: list[ErrorCode] = []
     for route in routes:
         for op in route.operations:
-            failures += [f for f in op.failures if f not in failures]
+            failures += [f for f in failures_of(op) if f not in failures]
         if route.path in paths:
             raise ValueError(f"two routes describe {route.path}")
         paths[route.path] = _path_item(route)
     return {
         "openapi": OPENAPI_VERSION,
-        "info": {"title": title, "version": API_VERSION, "description": description},
+        "info": {"title": title, "version": version(), "description": description},
         "servers": [{"url": "/"}],
         "tags": [
             {"name": t.name, "description": t.description, "x-name-zh": t.name_zh} for t in tags

@@ -44,7 +44,6 @@ V1_CREDENTIALS = (
     c.INVALID_AUTHORIZATION,
     *BEARER,
     c.INVALID_JSON,
-    c.UNSUPPORTED_BODY,
 )
 
 # --- the school ---------------------------------------------------------------------------

@@ -548,7 +548,6 @@ ROUTES: tuple[Route, ...] = (
                     e.BAD_REQUEST,
                     *e.CREDENTIAL_SHAPE,
                     e.INVALID_JSON,
-                    e.UNSUPPORTED_BODY,
                     e.INVALID_SYSTEM,
                     *e.WECHAT_TICKET,
                     *e.SCHOOL,
@@ -655,6 +654,7 @@ ROUTES: tuple[Route, ...] = (
             Answer(200, "the process serves; names the worker that answered", "Health"),
             e.EVERY_ROUTE,
         ),
+        cross_origin=True,
     ),
     Route(
         r"/readyz",
@@ -684,6 +684,7 @@ ROUTES: tuple[Route, ...] = (
             "本接口说明（OpenAPI 3.1）",
             Answer(200, "the OpenAPI document", "OpenApiDocument"),
         ),
+        cross_origin=True,
     ),
     Route(
         r"/ops/dashboard\.json",

@@ -460,6 +460,7 @@ HEALTH = obj(
         "worker": {"type": "integer", "description": "index of the worker that answered"},
         "pid": {"type": "integer"},
         "generation": {"type": "integer", "description": "configuration generation"},
+        "version": text("jnufm's version (pyproject.toml; /openapi.json's info.version)"),
     }
 )
 READINESS = obj(
@@ -1133,7 +1134,7 @@ EXAMPLES: dict[str, Any] = {
         },
     },
     "Version2013": {"version": 1},
-    "Health": {"status": "ok", "worker": 0, "pid": 4242, "generation": 1},
+    "Health": {"status": "ok", "worker": 0, "pid": 4242, "generation": 1, "version": "0.1.0"},
     "Readiness": {
         "ready": True,
         "degraded": False,

@@ -17,6 +17,15 @@ import sys
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"], ["help"]):
+        from bench.run import run_parser
+
+        print(__doc__.strip())
+        print()
+        print("`python -m bench COMMAND --help` tells more about one command. The run:")
+        print()
+        print(run_parser().format_help())
+        return 0
     command = argv[0] if argv and not argv[0].startswith("-") else "run"
     rest = argv[1:] if argv and not argv[0].startswith("-") else argv
     if command == "run":

@@ -260,7 +260,7 @@ def count_statuses(paths: list[Path], pattern: re.Pattern[str]) -> collections.C
 
 
 # The interpreter jnufm runs under in the benchmarks: a virtualenv holding
-# requirements.txt alone, as README's run command installs it. The benchmarks' own
+# requirements.lock alone, as README's run command installs it. The benchmarks' own
 # packages are not in it, and some would change what the server loads: with click,
 # rich and pygments installed (Flask for the replica brings click, the test tools
 # rich), `import httpx` also imports its command-line tool, ~10 MB in every worker.
@@ -269,18 +269,19 @@ SERVER_VENV = ROOT / "var" / "bench-server-venv"
 
 
 def server_python() -> str:
-    """The server's interpreter (made on first use, again when requirements.txt changes)."""
+    """The server's interpreter (made on first use, again when requirements.lock changes)."""
     override = os.environ.get("JNUFM_BENCH_PYTHON")
     if override:
         return override
     python = SERVER_VENV / "bin" / "python"
-    stamp = SERVER_VENV / "requirements.txt"
-    wanted = (ROOT / "requirements.txt").read_text()
+    stamp = SERVER_VENV / "requirements.lock"
+    wanted = (ROOT / "requirements.lock").read_text()
     if not python.exists() or not stamp.exists() or stamp.read_text() != wanted:
-        print("bench: making the server's virtualenv (requirements.txt only)", flush=True)
+        print("bench: making the server's virtualenv (requirements.lock only)", flush=True)
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(SERVER_VENV)], check=True)
         pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, "-r", str(ROOT / "requirements.txt")], check=True)
+        lock = str(ROOT / "requirements.lock")
+        subprocess.run([*pip, "--require-hashes", "-r", lock], check=True)
         stamp.write_text(wanted)
     return str(python)
 

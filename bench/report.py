@@ -30,7 +30,7 @@ GATEWAY = "gateway"  # the workload's kind and key
 WECHAT_BEGIN = "<!-- bench:wechat:begin -->"
 WECHAT_END = "<!-- bench:wechat:end -->"
 # Workloads with tables of their own, left out of the card center's and the schools'.
-OWN_TABLES = (GATEWAY, "wechat")
+OWN_TABLES = (GATEWAY, "wechat", "watch")
 # The 429 codes that refuse a password for a lockout or a limit (bench/gateway.py).
 GATEWAY_LIMIT_CODES = ("too_many_failed_logins", "rate_limited", "client_slowed")
 SHORT = {"replica": "a", "no-reuse": "b", "default": "c", "hello": "d", "nginx": "e"}
@@ -489,6 +489,11 @@ def table(doc: dict[str, Any]) -> str:
     chat = wechat_table(doc)
     if chat:
         parts.append(chat)
+    from bench import watch
+
+    watched = watch.table(doc)
+    if watched:
+        parts.append(watched)
     return "\n\n".join(parts)
 
 

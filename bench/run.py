@@ -30,16 +30,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from bench import gateway, load, procs, wechat
+from bench import gateway, load, procs, watch, wechat
 from bench.procs import CARD, CONFIGS, SINGLE_STUDENT, School, System
 from harness.processes import http_json
+
+if TYPE_CHECKING:
+    import argparse
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -60,6 +64,7 @@ class Workload:
     label: str
     # "ab" | "wrk-single" | "wrk-cold" | "wrk-mixed" | "gateway" (card center);
     # "wechat" (the official account: card center, academic office, catalogue);
+    # "watch" (students' watches next to the mixed workload);
     # "wrk-term-start" (academic office) | "wrk-search" (main library catalogue)
     kind: str
     concurrency: int
@@ -79,12 +84,30 @@ SIDE_BY_SIDE = ("replica", "default")
 BUDGET_KEYS = {CARD: "card", "academic": "academic", "opac": "library"}
 
 
+# What each workload measures (`python -m bench --help`).
+MEASURES: dict[str, str] = {
+    "ab-c3-n10": "the 2013 README's own ab command on the balance URL, one student",
+    "ab-c5-n50": "the 2013 README's second ab command (5 at once)",
+    "ab-c3-n1000": "the balance URL for one student, longer: steady throughput at low concurrency",
+    "ab-c5-n5000": "as above with 5 connections",
+    "wrk-warm-c100": "one warm student's balance at 100 connections: the cached path's ceiling",
+    "cold-1000": "1,000 distinct students, each once: every answer needs the school",
+    "mixed-90-10": "90% repeat students, 10% new: the cache's effect on a realistic mix",
+    "term-start": "the academic office at term start: many students' timetables at once",
+    "search": "the main library catalogue: Zipf-distributed title words",
+    "gateway": "one address asking for many students (a WeChat server): fairness and limits",
+    "wechat": "the WeChat official account: followers bound, then asking at lunchtime",
+    "watch": "students' watches polling the school next to the mixed workload",
+}
+
+
 def workloads(quick: bool) -> list[Workload]:
     """The workloads of a quick or a full run."""
     q = quick
     # The gateway: distinct students, and more asks drawn Zipf over them.
     students, repeats = (60, 90) if q else (2000, 4000)
     chat = wechat.QUICK if q else wechat.FULL
+    watched = watch.QUICK if q else watch.FULL
     return [
         Workload("ab-c3-n10", "ab -c 3 -n 10 (2013)", "ab", 3, 10, 30, "jnu-2013", exact=True),
         Workload(
@@ -172,6 +195,18 @@ def workloads(quick: bool) -> list[Workload]:
             only=("default",),
             students=chat.followers,
             repeats=chat.questions,
+        ),
+        Workload(
+            "watch",
+            f"watch: {watched.watched:,} watched students next to the mixed workload",
+            "watch",
+            watch.CONNECTIONS,
+            watched.sample,
+            watched.phase_s,
+            "jnu-2013",
+            only=("default",),
+            students=watched.watched,
+            repeats=watched.sample,
         ),
     ]
 
@@ -445,9 +480,12 @@ def run(
     out_path: Path | None = None,
     log: Callable[[str], None] = print,
     seconds: float | None = None,
+    watch_ceiling: float | None = None,
 ) -> Path:
     """Run every selected system on every workload; write and return the results JSON.
-    `seconds`: each workload's time cap instead of its own (recorded in the results)."""
+    `seconds`: each workload's time cap instead of its own (recorded in the results).
+    `watch_ceiling`: the watch workload's `watches.school_requests_per_min` instead of
+    the server's default (recorded in its result)."""
     check_tools()
     processes = os.cpu_count() or 1
     wls = [w for w in workloads(quick) if not only or w.key in only]
@@ -473,6 +511,7 @@ def run(
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="jnufm-bench-") as tmp_name:
         tmp = Path(tmp_name)
+        log("starting the simulated school")
         school = procs.start_school(tmp)
         try:
             for name in sorted({CARD, *(w.school for w in wls)}):
@@ -494,7 +533,7 @@ def run(
                 # The gateway's cases run on the system as started, or (jnufm) each on a
                 # server of its own: its defaults, a fresh database, a client registered.
                 shared: list[tuple[Workload, gateway.Case | None]] = [
-                    (w, None) for w in mine if w.kind not in ("gateway", "wechat")
+                    (w, None) for w in mine if w.kind not in ("gateway", "wechat", "watch")
                 ]
                 own: list[tuple[Workload, gateway.Case]] = []
                 for w in mine:
@@ -504,6 +543,7 @@ def run(
                 if shared:
                     run_shared(key, shared, doc, school, tmp, processes, database_url, plans, log)
                 for wl, case in own:
+                    log(f"  {wl.key}: {wl.label}, on a server of its own")
                     school.wait_idle()
                     school.reset()
                     system = gateway.start_jnufm(tmp, case, school, processes, database_url)
@@ -523,6 +563,12 @@ def run(
                     if wl.kind == "wechat":
                         doc["results"].append(
                             measure_wechat(wl, school, tmp, processes, database_url, log)
+                        )
+                    if wl.kind == "watch":
+                        doc["results"].append(
+                            measure_watch(
+                                wl, school, tmp, processes, database_url, log, watch_ceiling
+                            )
                         )
         finally:
             school.stop()
@@ -551,6 +597,34 @@ def measure_wechat(
         result = wechat.measure(system, school, size, log, wl.school_profile)
         if database_url:
             result["notes"].append("MySQL: the database is shared with the systems before")
+        return result
+    finally:
+        system.stop()
+
+
+def measure_watch(
+    wl: Workload,
+    school: School,
+    tmp: Path,
+    processes: int,
+    database_url: str | None,
+    log: Callable[[str], None],
+    ceiling: float | None = None,
+) -> dict[str, Any]:
+    """The watch workload on jnufm of its own (a fresh database, the watches made in it);
+    `ceiling`: its `watches.school_requests_per_min` instead of the default."""
+    school.wait_idle()
+    extra = None if ceiling is None else {"watches": {"school_requests_per_min": ceiling}}
+    system = watch.start_jnufm(tmp, school, processes, database_url, extra)
+    try:
+        size = watch.Size(wl.students, wl.repeats, wl.seconds, watch.FULL.deliver_s)
+        result = watch.measure(system, school, size, tmp, log, wl.school_profile)
+        if database_url:
+            result["notes"].append("MySQL: the database is shared with the systems before")
+        if ceiling is not None:
+            result["notes"].append(
+                f"watches.school_requests_per_min {ceiling:g} (changed; default 60)"
+            )
         return result
     finally:
         system.stop()
@@ -599,6 +673,7 @@ def run_shared(
             if case is not None:
                 doc["results"].append(measure_gateway(key, system, wl, case, school, log))
                 continue
+            log(f"  {wl.key}: {wl.label} (up to {wl.seconds:g} s)")
             result = measure(system, wl, school, tmp, log, plans.get(wl.key))
             if key == "hello" and one_worker_served(result):
                 # The ceiling's plain shared socket gave every connection to one worker
@@ -627,10 +702,37 @@ def one_worker_served(result: dict[str, Any]) -> bool:
     )
 
 
-def main_run(argv: list[str]) -> int:
+def workloads_help() -> str:
+    """Every workload: its key, what it measures, where it runs and its time caps."""
+    quick = {w.key: w for w in workloads(True)}
+    lines = ["workloads (--workloads KEY,...; time cap per system, full run / --quick):"]
+    for w in workloads(False):
+        systems = ", ".join(w.only) if w.only else "every system"
+        cap = f"{w.seconds:g} s / {quick[w.key].seconds:g} s" if w.key in quick else ""
+        lines.append(f"  {w.key:<14} {MEASURES.get(w.key, w.label)}")
+        lines.append(f"  {'':<14} {w.label}; on {systems}; up to {cap}")
+    lines.append("")
+    lines.append("systems (--systems KEY,...):")
+    lines += [f"  {key:<14} {what}" for key, what in SYSTEMS.items()]
+    lines.append("")
+    lines += textwrap.wrap(
+        "A full run takes < 20 min, --quick < 4 min (each system is started, warmed and "
+        "stopped in turn). Progress goes to stderr, a line per system and per workload; "
+        "the table to stdout; the results to bench/results/.",
+        width=88,
+    )
+    return "\n".join(lines)
+
+
+def run_parser() -> argparse.ArgumentParser:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m bench run")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench run",
+        description="Every system on every workload, side by side on this machine.",
+        epilog=workloads_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="short time caps (< 4 min)")
     mode.add_argument("--full", action="store_true", help="the full run (default, < 20 min)")
@@ -645,6 +747,19 @@ def main_run(argv: list[str]) -> int:
         help="every selected workload's time cap instead of its own, e.g. "
         "`--workloads gateway --seconds 600` to let the gateway's whole plan run",
     )
+    return parser
+
+
+def main_run(argv: list[str]) -> int:
+    parser = run_parser()
+    parser.add_argument(
+        "--watch-ceiling",
+        type=float,
+        default=None,
+        metavar="PER_MIN",
+        help="the watch workload's watches.school_requests_per_min instead of the "
+        "server's default (60), recorded in its result",
+    )
     args = parser.parse_args(argv)
     systems = [s for s in args.systems.split(",") if s]
     for s in systems:
@@ -655,7 +770,21 @@ def main_run(argv: list[str]) -> int:
     for w in only or []:
         if w not in known:
             parser.error(f"unknown workload {w!r} (known: {', '.join(known)})")
-    path = run(args.quick, systems, only, args.mysql, args.out, seconds=args.seconds)
+    t0 = time.monotonic()
+
+    def progress(line: str) -> None:
+        print(f"bench [{time.monotonic() - t0:5.0f} s] {line}", file=sys.stderr, flush=True)
+
+    path = run(
+        args.quick,
+        systems,
+        only,
+        args.mysql,
+        args.out,
+        log=progress,
+        seconds=args.seconds,
+        watch_ceiling=args.watch_ceiling,
+    )
     from bench import report
 
     doc = json.loads(path.read_text())

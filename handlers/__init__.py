@@ -9,6 +9,7 @@ from typing import Any
 
 from tornado.web import Application
 
+from api.routes import ROUTES
 from handlers import docs, ops, pages, wechat
 from handlers.base import AppDeps, log_request
 from handlers.guards import GuardedApplication
@@ -16,6 +17,7 @@ from handlers.legacy import accounts as legacy_accounts
 from handlers.v1 import sessions as v1_sessions
 from handlers.v1 import watches as v1_watches
 from handlers.v1 import wechat_bind as v1_wechat_bind
+from leanweb import route_label
 from observability import metrics
 from observability.dashboard import ReadingHistory
 from settings import HttpSettings
@@ -108,6 +110,24 @@ def path_words(rules: list[tuple[str, type, dict[str, Any]]]) -> frozenset[str]:
     return frozenset(words)
 
 
+# Names of the path parts of routes api/routes.py leaves out (EXCLUDED), for their labels.
+_UNDESCRIBED_NAMES = {
+    r"/static/(.*)": ("path",),
+    r"/wechat/([a-z][a-z0-9_-]{0,31})": ("account",),
+}
+
+
+def route_labels(rules: list[tuple[str, type, dict[str, Any]]]) -> dict[str, str]:
+    """Each route's label for metrics and access logs, by pattern: its OpenAPI path
+    (`/v1/calendar/{token}.ics`, api/routes.py), else its pattern with the groups named
+    (leanweb.route_label). One per route: the metrics' route label stays bounded."""
+    described = {route.pattern: route.path for route in ROUTES}
+    return {
+        pattern: described.get(pattern) or route_label(pattern, _UNDESCRIBED_NAMES.get(pattern, ()))
+        for pattern, _, _ in rules
+    }
+
+
 def make_app(deps: AppDeps, http: HttpSettings) -> Application:
     """The Tornado application for one worker; every request passes handlers/guards.py."""
     metrics.set_worker_generation(deps.worker_index, deps.state.generation)
@@ -119,6 +139,7 @@ def make_app(deps: AppDeps, http: HttpSettings) -> Application:
         deps,
         http.max_body_bytes,
         functools.partial(log_request, path_words=path_words(rules)),
+        labels=route_labels(rules),
         compress_response=False,
         xheaders=False,
     )

@@ -4,8 +4,14 @@ services.errors.ServiceError  -> its status, code and message (the tree is in
                                  services/errors.py); Retry-After its own, or
                                  api.retry_after_s for a 5xx
 SQLAlchemyError (escaped)     -> 503 storage_unavailable
-tornado HTTPError 404/405/... -> not_found / method_not_allowed / ...
+tornado HTTPError 404/405/... -> not_found / method_not_allowed (with `Allow`) /
+                                 unsupported_media_type / ...
 anything else                 -> 500 internal_error, logged with its traceback
+
+CrossOriginReads marks the password-free handlers (the library, calendar feed URLs,
+the API description, liveness) whose answers a page of another site may read, as
+`api.cors_origins` allows: never a route that takes a password or a token in a
+header, whose answer a page could otherwise read with a student's credentials.
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RequestHandler
 
-from leanweb import ROUTE_SYNTAX, Compression, LeanHandler, header
+from leanweb import Compression, LeanHandler, answered_methods, header
+from leanweb import route_label as pattern_label
 from observability import metrics
 from observability.decisions import refusals
 from observability.logs import access_lines, redacted_uri
@@ -127,20 +134,46 @@ class AppDeps:
     watches: WatchStore | None = None
     # How access lines name a student (services.credentials.pseudonym).
     pseudonym: Callable[[str], str] = field(default=lambda student_id: "-")
+    # The origins whose pages may read the password-free answers (`api.cors_origins`;
+    # "*": any; empty: none), and how long a browser keeps a preflight's answer.
+    cors_origins: frozenset[str] = frozenset()
+    cors_max_age_s: int = 600
 
 
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
+# What a body may be where a route reads a form: URL-encoded or multipart (as 2013's
+# server read them); /v1/ reads JSON too.
+FORM_BODIES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def allowed_methods(handler: type) -> tuple[str, ...]:
+    """The methods a route's handler class answers, for its 405's `Allow`: a
+    LeanHandler's (leanweb.answered_methods), or a tornado.web handler's own (those
+    that are not RequestHandler's 405)."""
+    if issubclass(handler, LeanHandler):
+        return answered_methods(handler)
+    return tuple(
+        method
+        for method in RequestHandler.SUPPORTED_METHODS
+        if method in getattr(handler, "SUPPORTED_METHODS", ())
+        and getattr(handler, method.lower()) is not getattr(RequestHandler, method.lower())
+    )
+
 
 def route_label(handler: RequestHandler | LeanHandler) -> str:
-    """The route pattern that matched (bounded, for metrics and logs), e.g. "/v1/card/balance"."""
+    """The label of the route that took the request, for metrics and logs (one per route,
+    never a value from the path): "/v1/card/balance", "/v1/calendar/{token}.ics"."""
     if isinstance(handler, LeanHandler):
         return handler.route
+    # tornado.web's routes (static files): labelled by the application's table too.
+    labels: Mapping[str, str] = getattr(handler.application, "route_labels", {})
     for rule in getattr(handler.application.wildcard_router, "rules", []):
         if rule.matcher.match(handler.request) is not None:
             pattern = getattr(rule.matcher, "regex", None)
             if pattern is not None:
-                return ROUTE_SYNTAX.sub("", pattern.pattern) or "/"
+                source = pattern.pattern.removesuffix("$")  # tornado's own anchor
+                return labels.get(source) or pattern_label(source)
     return "unmatched"
 
 
@@ -291,6 +324,8 @@ class JsonErrors:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         for name, value in headers.items():
             self.set_header(name, value)
+        if status == 405:
+            self.set_header("Allow", ", ".join(allowed_methods(type(self))))
         self.finish(self.error_body(exc, code, message))
 
     def error_body(self, exc: BaseException | None, code: str, message: str) -> str:
@@ -334,6 +369,9 @@ class JsonHandler(JsonErrors, LeanHandler):
     """Writes JSON answers and JSON errors."""
 
     deps: AppDeps
+    BODY_TYPES: ClassVar[frozenset[str] | None] = FORM_BODIES
+    # Whether pages of the origins in `api.cors_origins` may read the answers.
+    cross_origin = False
 
     def initialize(self, deps: AppDeps) -> None:
         self.deps = deps
@@ -395,7 +433,24 @@ class JsonHandler(JsonErrors, LeanHandler):
             if self.deps.state.draining:
                 # `Connection: close`, and the connection closed after this answer.
                 self.close_connection()
+            if self.cross_origin and self.deps.cors_origins:
+                self.cors_headers()
         super().finish(chunk)
+
+    def cors_headers(self) -> bool:
+        """`Access-Control-Allow-Origin` for a listed origin (with `Vary: Origin` unless
+        every origin is); whether the origin may read the answer."""
+        origins = self.deps.cors_origins
+        if "*" in origins:
+            self.set_header("Access-Control-Allow-Origin", "*")
+        else:
+            self.set_header("Vary", "Origin")
+            origin = self.header("Origin")
+            if origin is None or origin not in origins:
+                return False
+            self.set_header("Access-Control-Allow-Origin", origin)
+        self.set_header("Access-Control-Expose-Headers", CORS_EXPOSED)
+        return True
 
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -481,6 +536,28 @@ class JsonHandler(JsonErrors, LeanHandler):
                 refusals.refused(value.code, caller.scope, caller.subject, value.retry_after)
             return
         super().log_exception(typ, value, tb)
+
+
+# What a page of another origin may read of an answer beyond the CORS-safelisted headers.
+CORS_EXPOSED = "Age, Cache-Status, ETag, Retry-After, X-Cover, X-Request-Id"
+# The request headers these routes read that a page may send (a preflight's answer).
+CORS_REQUEST_HEADERS = "Cache-Control, If-None-Match, X-Request-Id"
+
+
+class CrossOriginReads(JsonHandler):
+    """Password-free answers that pages of `api.cors_origins` may read, and the CORS
+    preflight (OPTIONS) for them: GET and HEAD only."""
+
+    cross_origin = True
+
+    def options(self, *path_args: str) -> None:
+        self.set_header("Allow", ", ".join(answered_methods(type(self))))
+        if self.deps.cors_origins and self.cors_headers():
+            self.set_header("Access-Control-Allow-Methods", "GET, HEAD")
+            self.set_header("Access-Control-Allow-Headers", CORS_REQUEST_HEADERS)
+            self.set_header("Access-Control-Max-Age", str(self.deps.cors_max_age_s))
+        self.set_status(204)
+        self.finish()
 
 
 class NotFoundHandler(JsonHandler):

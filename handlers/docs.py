@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from api.routes import openapi
-from handlers.base import AppDeps, JsonHandler
+from handlers.base import AppDeps, CrossOriginReads, JsonHandler
 from handlers.ops import readable_metrics
 from observability.dashboard import ReadingHistory, figures, read
 from services.errors import StorageUnavailable
@@ -32,7 +32,7 @@ def openapi_gzipped() -> bytes:
     return gzip.compress(openapi_body(), compresslevel=9, mtime=0)
 
 
-class OpenApiHandler(JsonHandler):
+class OpenApiHandler(CrossOriginReads):
     """The OpenAPI 3.1 document of every route: the largest answer (~400 KB; gzip makes
     it ~14 times smaller)."""
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from tornado import httputil
@@ -70,11 +70,14 @@ class GuardedApplication(Application):
         deps: AppDeps,
         max_body_bytes: int,
         log_function: Callable[[Any], None],
+        labels: Mapping[str, str] | None = None,
         **settings: Any,
     ) -> None:
         web = [rule for rule in handlers if not issubclass(rule[1], LeanHandler)]
         super().__init__(web, transforms=[SecurityHeaders], log_function=log_function, **settings)
-        self.lean_routes = LeanRoutes([rule for rule in handlers if rule not in web])
+        # Each route's label for metrics and access logs, by pattern (handlers.route_labels).
+        self.route_labels: Mapping[str, str] = labels or {}
+        self.lean_routes = LeanRoutes([rule for rule in handlers if rule not in web], labels)
         self.deps = deps
         self.max_body_bytes = max_body_bytes
         # Exact paths whose handler takes a larger body (uploads), and their limits.

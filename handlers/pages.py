@@ -6,11 +6,12 @@ import os
 
 from tornado.web import HTTPError, RedirectHandler, StaticFileHandler
 
-from handlers.base import JsonErrors, JsonHandler
+from handlers.base import CrossOriginReads, JsonErrors
 from services import codes
+from version import version
 
 
-class HealthHandler(JsonHandler):
+class HealthHandler(CrossOriginReads):
     """The process serves; says which worker answered (used to measure balancing)."""
 
     rate_limited = False
@@ -22,6 +23,7 @@ class HealthHandler(JsonHandler):
                 "worker": self.deps.worker_index,
                 "pid": os.getpid(),
                 "generation": self.deps.state.generation,
+                "version": version(),
             }
         )
 
@@ -46,3 +48,5 @@ class StaticHandler(JsonErrors, StaticFileHandler):
 
 class RedirectToIndex(JsonErrors, RedirectHandler):
     """/index.html -> /, with JSON errors (a bad method or body)."""
+
+    head = RedirectHandler.get

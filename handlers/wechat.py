@@ -30,6 +30,9 @@ _QUERY = ("signature", "timestamp", "nonce", "echostr", "encrypt_type", "msg_sig
 
 
 class WeChatHandler(JsonHandler):
+    # WeChat's XML messages, whatever Content-Type (if any) its servers send.
+    BODY_TYPES = None
+
     def _service(self) -> WeChatService:
         if self.deps.wechat is None:
             raise HTTPError(404, "no WeChat account is configured here")

@@ -8,11 +8,13 @@ For a small JSON answer that layer costs as much as the rest of a Tornado
 hello-world. It knows nothing of the application that uses it.
 
 handler.py      LeanHandler: RequestHandler's interface as far as a JSON API uses it
-                (arguments, headers, status, finish, errors, HEAD), and what it
-                leaves out on purpose
+                (arguments, headers, status, finish, errors), HTTP's rules (HEAD
+                as GET, 405 with Allow, 415, ETag and 304), and what it leaves out
+                on purpose
 routing.py      LeanRoutes (path -> handler), LeanDelegate (one request),
                 LeanApplication (routes served on an HTTPServer)
-request.py      header values, UTF-8 arguments, form and multipart bodies
+request.py      header values, media types, entity tags, UTF-8 arguments, form and
+                multipart bodies
 compression.py  Compression (which answers go gzip-compressed), accepts_gzip
 
 tests/component/test_lean_parity.py sends the same requests through a handler on
@@ -35,19 +37,19 @@ Tornado's public interfaces it relies on, and nothing private:
 """
 
 from leanweb.compression import Compression, accepts_gzip
-from leanweb.handler import Finisher, LeanHandler
-from leanweb.request import decode_argument, header, parse_body
+from leanweb.handler import BODY_METHODS, Finisher, LeanHandler, answered_methods, body_etag
+from leanweb.request import decode_argument, entity_tags, header, media_type, parse_body
 from leanweb.routing import (
-    ROUTE_SYNTAX,
     LeanApplication,
     LeanDelegate,
     LeanRoutes,
     NotFoundHandler,
     Rule,
+    route_label,
 )
 
 __all__ = [
-    "ROUTE_SYNTAX",
+    "BODY_METHODS",
     "Compression",
     "Finisher",
     "LeanApplication",
@@ -57,7 +59,12 @@ __all__ = [
     "NotFoundHandler",
     "Rule",
     "accepts_gzip",
+    "answered_methods",
+    "body_etag",
     "decode_argument",
+    "entity_tags",
     "header",
+    "media_type",
     "parse_body",
+    "route_label",
 ]

@@ -8,15 +8,21 @@ forms (last value, UTF-8 checked, control characters replaced, stripped),
 `initialize`, `set_default_headers`; errors become answers as `_execute` makes them
 (an HTTPError its status, anything else a logged 500) and the default error page is
 Tornado's. Differences, on purpose (tests/component/test_lean_parity.py lists them):
-no ETag and so no 304 (API answers are not cached by validation), no `Server`
-header, the whole answer written at once (no `write`/`flush`), and compression by
-`Compression` rather than an output transform.
+an ETag only where a handler asks for one (`etagged`; most API answers are not cached
+by validation), no `Server` header, the whole answer written at once (no
+`write`/`flush`), and compression by `Compression` rather than an output transform.
+
+HTTP's rules kept here, once for every handler: HEAD is answered wherever GET is (the
+same status and headers, Content-Length of GET's body, no body); a 405 says `Allow`
+(`answered_methods`); a body of a type the handler does not read (`BODY_TYPES`) is a
+415; a GET answer's ETag (its own, or `etagged`'s) matched by `If-None-Match` is a 304.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import logging
 import re
 import sys
@@ -33,7 +39,7 @@ from tornado.http1connection import HTTP1ServerConnection
 from tornado.web import HTTPError, MissingArgumentError
 
 from leanweb.compression import COMPRESSIBLE, Compression, accepts_gzip
-from leanweb.request import decode_argument, header, parse_body
+from leanweb.request import decode_argument, entity_tags, header, media_type, parse_body
 
 app_log = logging.getLogger("tornado.application")
 
@@ -48,6 +54,28 @@ _CLOSING: set[asyncio.Future[None]] = set()
 
 # Headers added to every answer after the handler wrote its own (security headers).
 Finisher = Callable[[int, httputil.HTTPHeaders], None]
+
+# The methods whose body a handler reads (a body of another type is a 415); a body sent
+# with GET is parsed as tornado.web does, never refused.
+BODY_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+# Which answers may be revalidated with If-None-Match.
+_VALIDATED_METHODS = ("GET", "HEAD")
+
+
+def answered_methods(handler: type[LeanHandler]) -> tuple[str, ...]:
+    """The methods a handler class answers (its 405's `Allow`): those it defines, and
+    HEAD wherever it defines GET."""
+    return tuple(
+        method
+        for method in handler.SUPPORTED_METHODS
+        if callable(getattr(handler, method.lower(), None))
+        or (method == "HEAD" and callable(getattr(handler, "get", None)))
+    )
+
+
+def body_etag(body: bytes) -> str:
+    """A strong entity tag of a body: its hash (128 bits, quoted)."""
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
 
 
 class _Clock:
@@ -86,6 +114,12 @@ class LeanHandler:
     route = "unmatched"
     # Which answers are gzip-compressed (None: none); an application sets it.
     compression: Compression | None = None
+    # The media types of a POST/PUT/DELETE/PATCH body this handler reads (parameters
+    # such as charset aside); another is a 415. None: any (not checked).
+    BODY_TYPES: ClassVar[frozenset[str] | None] = None
+    # A 200 answer to GET or HEAD carries a strong ETag of its body (and If-None-Match
+    # gets a 304): for answers that hold nothing one reader may not see of another's.
+    etagged: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -182,8 +216,10 @@ class LeanHandler:
         if self._finished:
             raise RuntimeError("finish() called twice")
         body = b"" if chunk is None else chunk.encode() if isinstance(chunk, str) else chunk
-        status = self._status_code
         headers = self._headers
+        if self._status_code == 200 and self.request.method in _VALIDATED_METHODS:
+            self._validate(body, headers)
+        status = self._status_code
         if status in (204, 304) or 100 <= status < 200:
             body = b""
             for name in ("Content-Type", "Content-Length", "Transfer-Encoding"):
@@ -212,6 +248,19 @@ class LeanHandler:
                 self._log_function(self)
         finally:
             self.on_finish()  # a count of requests in flight must not leak
+
+    def _validate(self, body: bytes, headers: httputil.HTTPHeaders) -> None:
+        """The answer's ETag (`etagged`), and 304 when the client holds it already
+        (If-None-Match compares weakly, RFC 9110 13.1.2)."""
+        if self.etagged and "ETag" not in headers:
+            headers["ETag"] = body_etag(body)
+        etag = headers.get("ETag")
+        held = self.header("If-None-Match")
+        if etag is None or held is None:
+            return
+        tags = entity_tags(held)
+        if "*" in tags or etag.removeprefix("W/") in tags:
+            self.set_status(304)
 
     def _close(self, _written: asyncio.Future[None]) -> None:
         """Close the connection, its answer written (closing sooner would drop its end)."""
@@ -261,6 +310,8 @@ class LeanHandler:
         self.clear()
         exc = kwargs["exc_info"][1] if "exc_info" in kwargs else None
         self.set_status(status_code, exc.reason if isinstance(exc, HTTPError) else None)
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(answered_methods(type(self))))
         try:
             self.write_error(status_code, **kwargs)
         except Exception:
@@ -330,8 +381,14 @@ class LeanHandler:
             method = self.request.method or ""
             if method not in self.SUPPORTED_METHODS:
                 raise HTTPError(405)
+            unreadable = False
             if self.request.body:  # any method, as tornado.web does
-                parse_body(self.request)
+                types = self.BODY_TYPES
+                readable = types is None or method not in BODY_METHODS
+                if readable or media_type(self.request.headers) in (types or ()):
+                    parse_body(self.request)
+                else:
+                    unreadable = True  # refused once the method is known
             self.path_args = [decode_argument(arg, "url") for arg in path_args]
             result = self.prepare()
             if result is not None:
@@ -339,8 +396,14 @@ class LeanHandler:
             if self._finished:
                 return
             call = getattr(self, method.lower(), None)
+            if call is None and method == "HEAD":
+                call = getattr(self, "get", None)  # finish() leaves the body out
             if call is None:
                 raise HTTPError(405)
+            if unreadable:
+                # The client's Content-Type is not repeated: it may be anything.
+                kinds = " or ".join(sorted(self.BODY_TYPES or ()))
+                raise HTTPError(415, "this route reads a body of type %s", kinds)
             result = call(*self.path_args)
             if result is not None:
                 await result

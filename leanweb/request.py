@@ -25,6 +25,19 @@ def header(headers: httputil.HTTPHeaders, name: str, default: str | None = None)
     return ",".join(values) if values else default
 
 
+def media_type(headers: httputil.HTTPHeaders) -> str:
+    """The body's media type, without its parameters, in lower case ("" if none)."""
+    return header(headers, "Content-Type", "").split(";")[0].strip().lower()
+
+
+def entity_tags(value: str) -> set[str]:
+    """The entity tags of an If-None-Match value, weak ones by their opaque part
+    (If-None-Match compares weakly); {"*"} for `*`."""
+    if value.strip() == "*":
+        return {"*"}
+    return {tag.strip().removeprefix("W/") for tag in value.split(",") if tag.strip()}
+
+
 def decode_argument(value: bytes, name: str) -> str:
     """An argument's text; a 400 (as RequestHandler.decode_argument) if it is not UTF-8."""
     try:

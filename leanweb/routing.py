@@ -1,7 +1,9 @@
 """From a request to its LeanHandler: routes, the message delegate, an application.
 
 LeanRoutes matches a path to its handler: literal paths by one dictionary lookup,
-patterns with tornado.routing.PathMatches in the order given. LeanDelegate is the
+patterns with tornado.routing.PathMatches in the order given. Each route has a
+label for metrics and access logs: the application's own (`labels`, by pattern),
+else `route_label` of its pattern; "unmatched" for a path no route takes. LeanDelegate is the
 HTTPMessageDelegate of one request routed here: it collects the body, then runs
 the handler. LeanApplication serves a list of routes on tornado's HTTPServer, with
 a 404 for any other path (an application that mixes in tornado.web's handlers
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from tornado import httputil
@@ -22,20 +24,78 @@ from tornado.web import HTTPError
 from leanweb.handler import Finisher, LeanHandler
 
 _REGEX_SYNTAX = re.compile(r"[()\[\]{}*+?|^$.]")
-# What a route pattern holds that its label (for metrics and logs) leaves out.
-ROUTE_SYNTAX = re.compile(r"[()$\\^]")
 
 Rule = tuple[str, type[LeanHandler], dict[str, Any]]
 
 
-class LeanRoutes:
-    """Path -> (handler class, its arguments, path arguments, route label)."""
+def _group_end(pattern: str, start: int) -> int:
+    """The index just past the `)` that closes the group opened at `start`."""
+    depth, i, in_class = 0, start, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return len(pattern)
 
-    def __init__(self, rules: list[Rule]) -> None:
+
+def route_label(pattern: str, names: Sequence[str] = ()) -> str:
+    r"""A route's label for metrics and logs: its pattern with each group named.
+
+    `/v1/calendar/([A-Za-z0-9_-]{20,64})\.ics` with names ["token"] ->
+    "/v1/calendar/{token}.ics". A group without a name is "{arg}" ("{arg2}" for the
+    second...), one that holds only a literal is that literal (`/(favicon\.ico)`
+    -> "/favicon.ico"). Its words are the pattern's, so labels are as many as routes.
+    """
+    out: list[str] = []
+    group = 0
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            out.append(pattern[i + 1])
+            i += 2
+        elif ch == "(":
+            end = _group_end(pattern, i)
+            inner = pattern[i + 1 : end - 1]
+            group += 1
+            if not _REGEX_SYNTAX.search(re.sub(r"\\.", "", inner)):
+                out.append(re.sub(r"\\(.)", r"\1", inner))
+            elif group <= len(names):
+                out.append("{" + names[group - 1] + "}")
+            else:
+                out.append("{arg}" if group == 1 else f"{{arg{group}}}")
+            i = end
+        elif ch in "^$":
+            i += 1
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out) or "/"
+
+
+class LeanRoutes:
+    """Path -> (handler class, its arguments, path arguments, route label).
+
+    labels: each route's label by its pattern (else `route_label(pattern)`), built once.
+    """
+
+    def __init__(self, rules: list[Rule], labels: Mapping[str, str] | None = None) -> None:
         self._exact: dict[str, tuple[type[LeanHandler], dict[str, Any], str]] = {}
         self._patterns: list[tuple[PathMatches, type[LeanHandler], dict[str, Any], str]] = []
         for pattern, handler, kwargs in rules:
-            label = ROUTE_SYNTAX.sub("", pattern) or "/"
+            label = (labels or {}).get(pattern) or route_label(pattern)
             literal = re.sub(r"\\(.)", r"\1", pattern)
             if not _REGEX_SYNTAX.search(re.sub(r"\\.", "", pattern)):
                 self._exact.setdefault(literal, (handler, kwargs, label))
@@ -138,8 +198,9 @@ class LeanApplication(httputil.HTTPServerConnectionDelegate):
         not_found: type[LeanHandler] = NotFoundHandler,
         finisher: Finisher | None = None,
         log: Callable[[Any], None] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
-        self.routes = LeanRoutes(rules)
+        self.routes = LeanRoutes(rules, labels)
         self.not_found = not_found
         self.finisher = finisher
         self.log = log

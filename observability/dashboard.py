@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# Route labels (handlers.base.route_label) of what is not a student's query.
+# Route labels (handlers.route_labels) of what is not a student's query.
 UNCOUNTED_ROUTES = frozenset(
     {
         "/ops/dashboard.json",
@@ -33,7 +33,7 @@ UNCOUNTED_ROUTES = frozenset(
         "/openapi.json",
         "/",
         "/favicon.ico",
-        "/static/.*",
+        "/static/{path}",
         "/index.html",
         "/debug/block",
         "unmatched",

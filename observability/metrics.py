@@ -41,6 +41,9 @@ Recording functions (all cheap, safe to call anywhere, in any process):
     record_worker_restart(reason)        (master)
     set_worker_count(count)              (master)
     set_worker_generation(index, generation)  (each worker, as its app is made)
+
+Every process sets `jnufm_build_info{version,python}` (1) and, in multiprocess mode,
+its `process_start_time_seconds` as it creates the metrics.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import contextlib
 import glob
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,14 +120,19 @@ class _Metrics:
     worker_restarts: Counter
     workers: Gauge
     worker_generation: Gauge
+    build_info: Gauge
+    process_start: Gauge | None
 
 
 _metrics: _Metrics | None = None
+# The process that last wrote jnufm_build_info and its start time: a forked worker inherits
+# the objects, but its files start empty (its start time 0) until it writes its own.
+_build_pid = 0
 
 
 def _m() -> _Metrics:
     """The metric objects, created on first use (after PROMETHEUS_MULTIPROC_DIR is set)."""
-    global _metrics
+    global _metrics, _build_pid
     if _metrics is None:
         from prometheus_client import Counter, Gauge, Histogram
 
@@ -378,8 +387,55 @@ def _m() -> _Metrics:
                 ["worker"],
                 multiprocess_mode="liveall",
             ),
+            build_info=Gauge(
+                "jnufm_build_info",
+                "Always 1; its labels say which jnufm (pyproject.toml) and Python serve.",
+                ["version", "python"],
+                multiprocess_mode="livemax",
+            ),
+            process_start=_process_start_gauge(),
         )
+    if _build_pid != os.getpid():
+        _build_pid = os.getpid()
+        _record_build(_metrics)
     return _metrics
+
+
+def _process_start_gauge() -> Gauge | None:
+    """process_start_time_seconds over the live processes: the earliest, the master's, so
+    that `time() - process_start_time_seconds` is the server's uptime. Only in multiprocess
+    mode: in one process prometheus_client's own process collector exposes it."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return None
+    from prometheus_client import Gauge
+
+    return Gauge(
+        "process_start_time_seconds",
+        "Start time of the oldest live process of the server (the master), in seconds "
+        "since the epoch.",
+        registry=None,
+        multiprocess_mode="livemin",
+    )
+
+
+def _record_build(metrics: _Metrics) -> None:
+    import platform
+
+    from prometheus_client import ProcessCollector
+
+    from version import version
+
+    metrics.build_info.labels(version(), platform.python_version()).set(1)
+    if metrics.process_start is None:
+        return
+    started = [
+        sample.value
+        for family in ProcessCollector(registry=None).collect()
+        for sample in family.samples
+        if sample.name == "process_start_time_seconds"
+    ]
+    # ProcessCollector reads /proc; elsewhere the first metric's creation is close enough.
+    metrics.process_start.set(started[0] if started else time.time())
 
 
 # --- Tallied in the process, published in one go -----------------------------------

@@ -29,10 +29,12 @@ from settings import ConfigError, Settings
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="server.py clients", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="server.py clients", description=" ".join(__doc__.split("\n\n")[0].split())
+    )
     sub = p.add_subparsers(dest="action", required=True)
     add = sub.add_parser("add", help="register a client and print its key once")
-    add.add_argument("name")
+    add.add_argument("name", help="the client's name: 1-64 of A-Z a-z 0-9 . _ -")
     add.add_argument(
         "--address",
         action="append",
@@ -50,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
         add.add_argument(flag, type=kind, default=None, help="default: clients.* in config.yaml")
     sub.add_parser("list", help="the registered clients")
     revoke = sub.add_parser("revoke", help="revoke a client: its key and addresses stop working")
-    revoke.add_argument("name")
+    revoke.add_argument("name", help="the name it was added with")
     return p
 
 

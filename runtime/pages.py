@@ -24,7 +24,9 @@ from systems import SYSTEMS
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="server.py pages", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="server.py pages", description=" ".join(__doc__.split("\n\n")[0].split())
+    )
     sub = p.add_subparsers(dest="action", required=True)
     listing = sub.add_parser("list", help="the kept pages, newest first")
     listing.add_argument(
@@ -32,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
     show = sub.add_parser("show", help="one kept page, redacted, with the request that got it")
-    show.add_argument("id", type=int)
+    show.add_argument("id", type=int, help="the page's id (from `pages list`)")
     return p
 
 

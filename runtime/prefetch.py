@@ -34,7 +34,9 @@ TABLE_SLOTS = 64
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="server.py prefetch", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="server.py prefetch", description=" ".join(__doc__.split("\n\n")[0].split())
+    )
     sub = p.add_subparsers(dest="what", required=True)
     sub.add_parser("timetable", help="the current term's timetable of every student with a token")
     return p

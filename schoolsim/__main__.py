@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import signal
 import sys
+import textwrap
 
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -33,16 +34,56 @@ from schoolsim.systems import MOUNTED, mounted_profile
 _SHUTDOWN_GRACE_S = 2.0
 
 
+# What each system is, where its module's docstring does not say it in a line.
+_WHAT = {
+    "academic": "academic office (ASP.NET pages): login with a captcha, timetable, exams, "
+    "grades, profile",
+}
+
+
+def _systems_help() -> str:
+    """Every system served: its prefix, its name for --set, what it simulates."""
+    lines = [
+        "systems served (prefix, name for --set SYSTEM.KEY=VALUE, what it simulates):",
+        "  /            (KEY alone) card center: login with a captcha and a shuffled keypad, "
+        "balance, transactions, account page",
+    ]
+    for name, module_name in MOUNTED.items():
+        module = importlib.import_module(module_name)
+        doc = (module.__doc__ or "").strip().splitlines()[0].rstrip(".")
+        what = _WHAT.get(name) or doc.removeprefix("The simulated ")
+        lines.append(f"  {module.PREFIX:<12} {name:<11} {what}")
+    lines.append("")
+    for paragraph in (
+        "Each system has its own overload layer (capacity, queue, latency, failures) and "
+        "its side endpoints (counters, settings, faults) under /__sim/<name>/.",
+        "profiles: fast (quick answers, for tests and development); jnu-2013 (the 2013 "
+        "school's latency, capacity and failures, for the benchmarks).",
+    ):
+        lines += [*textwrap.wrap(paragraph, width=88), ""]
+    return "\n".join(lines).rstrip()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m schoolsim",
-        description="The simulated 2013 school: the card center at /, the academic office "
-        "under /jwc/, the library catalogues and covers under /opac/, /ilas/, /covers/, "
-        "WeChat's official-account API under /wechat-api/.",
+        description=textwrap.fill(
+            "The simulated 2013 school, every system on one port: the card center at /, "
+            "the academic office under /jwc/, the library catalogues and covers under "
+            "/opac/, /ilas/, /covers/, WeChat's official-account API under /wechat-api/.",
+            width=88,
+        ),
+        epilog=_systems_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8013, help="port (0 = any free port)")
-    parser.add_argument("--profile", choices=PROFILE_NAMES, default="fast")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILE_NAMES,
+        default="fast",
+        help="how the school behaves (below; default fast)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="dataset seed (default 2013)")
     parser.add_argument(
         "--set",

@@ -175,6 +175,8 @@ def _coerce(name: str, kind: Any, raw: object) -> object:
     """Convert one raw value (JSON value or command-line string) to the setting's type."""
     if get_origin(kind) is Literal:
         allowed = get_args(kind)
+        if isinstance(raw, int) and not isinstance(raw, bool) and str(raw) in allowed:
+            return str(raw)  # a word that is a number ("2013"), sent as one in JSON
         if raw not in allowed:
             raise SettingError(f"{name} must be one of {', '.join(map(str, allowed))}, not {raw!r}")
         return raw

@@ -59,7 +59,10 @@ PAYLOAD_TOO_LARGE = ErrorCode(
     "请求体超过 http.max_body_bytes（随后关闭连接）",
 )
 UNSUPPORTED_MEDIA_TYPE = ErrorCode(
-    415, "unsupported_media_type", "a body of a type the route cannot read", "请求体类型无法读取"
+    415,
+    "unsupported_media_type",
+    "a POST, PUT or DELETE body of a type the route does not read (a form; JSON on /v1/)",
+    "POST、PUT 或 DELETE 请求体的类型不是该路由读取的（表单；/v1/ 还有 JSON）",
 )
 RANGE_NOT_SATISFIABLE = ErrorCode(
     416,
@@ -162,12 +165,6 @@ INVALID_JSON = ErrorCode(
     "invalid_json",
     "a JSON body that is not an object of strings",
     "JSON 请求体不是字符串对象",
-)
-UNSUPPORTED_BODY = ErrorCode(
-    400,
-    "unsupported_body",
-    "a POST body that is neither JSON nor a form",
-    "POST 请求体既不是 JSON 也不是表单",
 )
 INVALID_CREDENTIALS = ErrorCode(
     401,

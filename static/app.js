@@ -562,6 +562,8 @@
       list.replaceChildren(h("p", { class: "error", text: t("ref.failed") + error }));
       return;
     }
+    // The server's version (pyproject.toml), the same /healthz reports.
+    document.getElementById("app-version").textContent = "jnufm " + spec.info.version;
     renderReference();
     setUpTry();
     document.body.dataset.contract = "loaded";

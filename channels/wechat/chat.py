@@ -51,10 +51,10 @@ from services.wechat_followers import Followers
 from systems.academic.service import AcademicService
 from systems.card.service import CardService
 from systems.library.service import LibraryService, search_query
+from version import version
 
 log = logging.getLogger("jnufm.wechat")
 
-VERSION: Final = "jnufm 0.1.0"
 # Commands whose answer may need a school system (the rest answer at once).
 SCHOOL_COMMANDS: Final = frozenset(
     {
@@ -156,7 +156,7 @@ class Chat:
         if kind == "help":
             return TextAnswer(replies.help_text(command.recognised))
         if kind == "version":
-            return TextAnswer(replies.version_text(VERSION))
+            return TextAnswer(replies.version_text(version()))
         if kind == "welcome":
             return TextAnswer(replies.welcome_text(self.followers.bind_url(account, openid)))
         if kind == "bind":

@@ -12,9 +12,9 @@ from __future__ import annotations
 import base64
 import json
 from datetime import date, datetime
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
-from handlers.base import JsonHandler
+from handlers.base import FORM_BODIES, JsonHandler
 from services import codes
 from services.campus import CHINA
 from services.credentials import MAX_FIELD_LENGTH, Credentials
@@ -43,6 +43,7 @@ class V1Handler(JsonHandler):
 
     # The id of the session token the credentials came from, if any.
     token_id: int | None = None
+    BODY_TYPES: ClassVar[frozenset[str] | None] = FORM_BODIES | {"application/json"}
 
     async def credentials(self, system: str = "card") -> Credentials:
         """The credentials for a school system's password (card, academic): the request's,
@@ -113,7 +114,8 @@ class V1Handler(JsonHandler):
             return {k: self.get_body_argument(k) for k in self.request.body_arguments}
         if not self.request.body:
             return {}  # nothing sent: no fields (the query string may hold them)
-        raise BadInput(codes.UNSUPPORTED_BODY, "send a JSON or form-encoded body")
+        # Not reached by a POST: the lean layer refuses another type first (BODY_TYPES).
+        raise BadInput(codes.UNSUPPORTED_MEDIA_TYPE, "send a JSON or form-encoded body")
 
     def param(self, name: str) -> str | None:
         """A query or body parameter (body first for POST)."""

@@ -50,6 +50,7 @@ BATCH: Final = 20
 # How long the loop waits when the outbox had nothing due (jittered), and how often it
 # reads the outbox's counts for the metrics.
 IDLE_S: Final = 1.0
+IDLE_MAX_S: Final = 5.0
 COUNTS_S: Final = 15.0
 # The longest wait between two attempts, whatever the backoff doubled to.
 MAX_BACKOFF_S: Final = 86400.0
@@ -334,6 +335,9 @@ class OutboxDelivery:
 
     async def _loop(self) -> None:
         counted_at = -COUNTS_S
+        # An empty outbox is looked at less and less often, up to IDLE_MAX_S: a worker
+        # with nothing to send costs the database next to nothing.
+        idle = IDLE_S
         while True:
             taken = 0
             try:
@@ -345,5 +349,6 @@ class OutboxDelivery:
                 log.warning("watches: the outbox cannot be read (%s)", type(exc).__name__)
             except Exception:  # never let the loop die: the next step may do better
                 log.exception("watches: an outbox step failed")
+            idle = IDLE_S if taken else min(IDLE_MAX_S, idle * 1.5)
             if taken < BATCH:
-                await asyncio.sleep(IDLE_S * random.uniform(0.5, 1.5))
+                await asyncio.sleep(idle * random.uniform(0.5, 1.5))

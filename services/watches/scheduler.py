@@ -9,14 +9,15 @@ step (`run_once`):
    leaves at least one slot free for a student who comes meanwhile; with 1, it polls
    only while the slot is free): only watches of the other systems may be claimed,
    none if both are busy;
-2. claims a due watch (services/watches/store.py: a conditional UPDATE; one poller of
-   all workers and hosts holds it);
-3. charges the poll's school requests to the watches' own ceiling
-   (`watches.school_requests_per_min`), a token bucket in the host's shared rate table
-   keyed by the database (every worker of the host shares it): each kind's fixed cost,
-   kinds.SCHOOL_REQUESTS, its page and a login, charged up front whether or not the
-   stored school session spares the login (the count errs high, never low). A poll
-   the bucket refuses gives its watch back, due when the bucket refills (`throttled`);
+2. takes one poll from the watches' own ceiling (`watches.school_requests_per_min`):
+   a token bucket of polls in the host's shared rate table, keyed by the database
+   (every worker of the host shares it), filled at the ceiling divided by the dearest
+   kind's cost (kinds.SCHOOL_REQUESTS: its page and a login, counted whether or not
+   the stored school session spares the login: the count errs high, never low) and
+   holding ten seconds' worth. Refused: nothing is claimed, and the loop waits for the
+   bucket (`throttled`); a watch's place in line never changes for it;
+3. claims a due watch, the longest due first (services/watches/store.py: a
+   conditional UPDATE; one poller of all workers and hosts holds it);
 4. asks through the students' own services (the answer it fetches is the cache's
    answer to the student's next query), with the watch's session token;
 5. keeps the new state and the events in one transaction (`baseline`, `changed`,
@@ -175,8 +176,9 @@ class WatchScheduler:
         self._now = now
         self._rng = rng
         self._key = ceiling_limiter_key(settings)
-        self._per_s = self._config.school_requests_per_min / 60.0
-        self._burst = float(max(kinds.SCHOOL_REQUESTS.values()))
+        dearest = max(kinds.SCHOOL_REQUESTS.values())
+        self._polls_per_s = self._config.school_requests_per_min / 60.0 / dearest
+        self._burst = max(1.0, self._polls_per_s * 10)
         # Failures in a row of each watch this worker polled (for the doubling backoff).
         self._failures: dict[int, int] = {}
         self._one_at_a_time = asyncio.Lock()
@@ -185,11 +187,15 @@ class WatchScheduler:
 
     # The ceiling --------------------------------------------------------------------------
 
-    def _charge(self, cost: int) -> float:
-        """Take `cost` tokens from the watches' bucket: 0.0, or seconds until it may."""
+    def _charge(self) -> float:
+        """Take one poll from the watches' bucket: 0.0, or seconds until one may start.
+
+        The bucket counts polls, at the ceiling's school requests a minute divided by
+        the dearest poll's cost (kinds.SCHOOL_REQUESTS), and holds ten seconds' worth:
+        a poll is charged whole, before any watch is claimed (a refused poll changes
+        no watch's place in line)."""
         try:
-            for _ in range(cost):
-                self._ceiling.check_subject(self._key, self._per_s, self._burst)
+            self._ceiling.check_subject(self._key, self._polls_per_s, self._burst)
         except RateLimited as exc:
             return float(exc.retry_after_s or 1.0)
         return 0.0
@@ -216,14 +222,14 @@ class WatchScheduler:
         free = [system for system in self._free_systems() if await self._spare(system)]
         if not free:
             return PollReport("yielded")
+        wait = self._charge()
+        if wait > 0:
+            metrics.record_watch_poll("any", "throttled")
+            return PollReport("throttled", retry_after_s=wait)
         watch = await self._store.claim_due(free)
         if watch is None:
             return PollReport("idle")
         cost = kinds.SCHOOL_REQUESTS[watch.kind]
-        wait = self._charge(cost)
-        if wait > 0:
-            await self._store.put_off(watch, self._now() + timedelta(seconds=wait))
-            return PollReport("throttled", watch.id, watch.kind, retry_after_s=wait)
         metrics.record_watch_school_requests(watch.system, cost)
         report = await self._poll(watch)
         metrics.record_watch_poll(watch.kind, report.outcome)
@@ -335,7 +341,7 @@ class WatchScheduler:
                 summary.waits += 1
                 await asyncio.sleep(YIELD_S)
                 continue
-            wait = self._charge(cost)
+            wait = self._charge()
             if wait <= 0:
                 metrics.record_watch_school_requests(system, cost)
                 return True

@@ -42,7 +42,13 @@ ROUTES: dict[str, tuple[Route, ...]] = {
             office(
                 "The term's timetable as an iCalendar feed",
                 "课表（iCalendar 日历）",
-                Answer(200, "RFC 5545, one event per class meeting", None, ICS_MEDIA, CACHED),
+                Answer(
+                    200,
+                    "RFC 5545, one event per class meeting, split at the period table's breaks",
+                    None,
+                    ICS_MEDIA,
+                    CACHED,
+                ),
                 tag="calendar",
             ),
         ),
@@ -103,7 +109,9 @@ ROUTES: dict[str, tuple[Route, ...]] = {
                     "calendar",
                     Answer(200, "the feed, from stored answers only", None, ICS_MEDIA, CACHED),
                     "Served from stored answers only: a calendar app's polling never reaches "
-                    "the school. With its `ETag`: `If-None-Match` gets 304 while it is unchanged.",
+                    "the school. With its `ETag`: `If-None-Match` gets 304 while it is unchanged; "
+                    "the reader's own cache may keep it for the feed's refresh interval "
+                    "(`Cache-Control: private, max-age=<school.academic.fresh_s.timetable>`).",
                     (REQUEST_ID, IF_NONE_MATCH),
                     failures=(
                         e.UNKNOWN_TOKEN,
@@ -134,6 +142,7 @@ ROUTES: dict[str, tuple[Route, ...]] = {
                 ),
             ),
             (PathParam("token", "the feed's token", TOKEN),),
+            cross_origin=True,
         ),
     ),
 }

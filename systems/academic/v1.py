@@ -11,9 +11,17 @@ from __future__ import annotations
 from email.utils import formatdate
 from typing import Any
 
+from handlers.base import CrossOriginReads
 from handlers.v1 import V1Handler, iso
 from services import codes
-from services.calendar import Events, calendar, class_events, exam_events, stamp_of
+from services.calendar import (
+    Events,
+    calendar,
+    class_events,
+    exam_events,
+    feed_name,
+    stamp_of,
+)
 from services.campus import CampusCalendar, Term
 from services.credentials import Credentials
 from services.errors import BadInput, NotConfigured, StorageUnavailable
@@ -177,12 +185,12 @@ class IcsMixin(V1AcademicHandler):
                 name,
                 feed_parts(feed, student_id, term, academic.calendar, timetable, exams),
                 refresh,
+                academic.calendar.feed_language,
             ),
         )
         newest = max(a.as_of for a in shown)
         self.mark_answer(min(shown, key=lambda a: a.as_of))
-        # Calendar apps may keep it, and must ask again before they use it.
-        self.set_header("Cache-Control", "private, no-cache")
+        self.set_header("Cache-Control", self.feed_cache_control(refresh))
         self.set_header("ETag", built.etag)
         self.set_header("Last-Modified", formatdate(newest.timestamp(), usegmt=True))
         if built.etag in etags(self.header("If-None-Match", "")):
@@ -192,6 +200,11 @@ class IcsMixin(V1AcademicHandler):
         self.set_header("Content-Type", "text/calendar; charset=utf-8")
         self.set_header("Content-Disposition", 'inline; filename="jnufm.ics"')
         self.finish(built.body)
+
+    def feed_cache_control(self, refresh_s: int) -> str:
+        """A feed read with the password: calendar apps may keep it, and must ask again
+        before they use it."""
+        return "private, no-cache"
 
 
 def etags(header: str) -> set[str]:
@@ -210,11 +223,12 @@ def feed_parts(
     exams: Answer[list[Exam]] | None,
 ) -> list[Events]:
     parts = []
+    lang = calendar.feed_language
     if timetable is not None and feed in ("all", "timetable"):
         stamp = stamp_of(timetable.as_of)
-        parts.append(class_events(student_id, term, timetable.value, calendar, stamp))
+        parts.append(class_events(student_id, term, timetable.value, calendar, stamp, lang))
     if exams is not None and feed in ("all", "exams"):
-        parts.append(exam_events(student_id, term, exams.value, stamp_of(exams.as_of)))
+        parts.append(exam_events(student_id, term, exams.value, stamp_of(exams.as_of), lang))
     return parts
 
 
@@ -224,7 +238,8 @@ class TimetableIcsHandler(IcsMixin):
         creds = await self.academic_credentials()
         term = self.asked_term(academic)
         answer = await academic.timetable(creds, term, self.caller(), self.wants_fresh())
-        self.write_ics(f"Classes {term.label}", creds.student_id, "timetable", term, answer, None)
+        name = feed_name("timetable", term, academic.calendar.feed_language)
+        self.write_ics(name, creds.student_id, "timetable", term, answer, None)
 
     post = get
 
@@ -235,7 +250,8 @@ class ExamsIcsHandler(IcsMixin):
         creds = await self.academic_credentials()
         term = self.asked_term(academic)
         answer = await academic.exams(creds, term, self.caller(), self.wants_fresh())
-        self.write_ics(f"Exams {term.label}", creds.student_id, "exams", term, None, answer)
+        name = feed_name("exams", term, academic.calendar.feed_language)
+        self.write_ics(name, creds.student_id, "exams", term, None, answer)
 
     post = get
 
@@ -276,11 +292,16 @@ class CalendarTokensHandler(V1AcademicHandler):
         self.write_json(body, 201)
 
 
-class CalendarFeedHandler(IcsMixin):
+class CalendarFeedHandler(CrossOriginReads, IcsMixin):
     """GET: the feed a token opens, from stored answers only. DELETE: revoke the token
-    (holding the URL is enough: whoever has it can read the feed anyway)."""
+    (holding the URL is enough: whoever has it can read the feed anyway). The token in
+    the URL is the only secret: a page of a listed origin may read the feed (CORS), and
+    the reader's own cache may keep it for the feed's refresh interval."""
 
     rate_limited = True
+
+    def feed_cache_control(self, refresh_s: int) -> str:
+        return f"private, max-age={refresh_s}"
 
     async def get(self, token: str) -> None:
         academic = self.academic()
@@ -292,7 +313,7 @@ class CalendarFeedHandler(IcsMixin):
         ):
             raise StorageUnavailable("feed answers")
         self.write_ics(
-            f"jnufm {term.label}",
+            feed_name(found.feed, term, academic.calendar.feed_language),
             found.student_id,
             found.feed,
             term,

@@ -32,6 +32,7 @@ ROUTES: dict[str, tuple[Route, ...]] = {
                     "engine",
                 ),
             ),
+            cross_origin=True,
         ),
         Route(
             r"/web/book",
@@ -77,6 +78,7 @@ ROUTES: dict[str, tuple[Route, ...]] = {
                     legacy_errors=True,
                 ),
             ),
+            cross_origin=True,
         ),
         Route(
             r"/isbn/image/([0-9Xx-]{10,17})",
@@ -110,6 +112,7 @@ ROUTES: dict[str, tuple[Route, ...]] = {
                 ),
             ),
             (PathParam("isbn", "an ISBN-10 or ISBN-13, hyphens allowed", BOOK_ISBN),),
+            cross_origin=True,
         ),
     ),
     "v1": (
@@ -144,6 +147,7 @@ ROUTES: dict[str, tuple[Route, ...]] = {
                     failures=LIBRARY_SEARCH_FAILURES,
                 ),
             ),
+            cross_origin=True,
         ),
         Route(
             r"/v1/library/books/((?:zh-)?[0-9A-Za-z.]{1,24})",
@@ -181,6 +185,7 @@ ROUTES: dict[str, tuple[Route, ...]] = {
                     BOOK,
                 ),
             ),
+            cross_origin=True,
         ),
     ),
 }

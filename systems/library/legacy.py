@@ -24,7 +24,7 @@ from typing import Any
 
 from tornado.template import Loader
 
-from handlers.base import JsonHandler
+from handlers.base import CrossOriginReads
 from handlers.legacy import LegacyHandler
 from services import codes
 from services.errors import BadInput, NotConfigured
@@ -74,7 +74,14 @@ def legacy_book(book: BookBrief, image_base: str) -> dict[str, Any]:
     return row
 
 
-class LegacyLibraryHandler(LegacyHandler):
+# One reader's answer is every reader's (no credentials): any cache may keep it, and
+# revalidate it by its ETag.
+SHARED_ANSWER = "public, no-cache"
+
+
+class LegacyLibraryHandler(CrossOriginReads, LegacyHandler):
+    etagged = True
+
     def library(self) -> LibraryService:
         if self.deps.library is None:
             raise NotConfigured("the library is not configured here")
@@ -98,6 +105,7 @@ class BookSearchHandler(LegacyLibraryHandler):
         )
         base = self.own_base()
         books = [legacy_book(b, base) for b in answer.value.books]
+        self.set_header("Cache-Control", SHARED_ANSWER)
         self.write_answer(answer, {"data": books, "version": VERSION})
 
     post = get
@@ -117,6 +125,7 @@ class BookPageHandler(LegacyLibraryHandler):
         campus, record_id = found
         answer = await library.book(campus, record_id, self.caller(), self.wants_fresh())
         self.mark_answer(answer)
+        self.set_header("Cache-Control", SHARED_ANSWER)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.finish(book_page(answer.value))
 
@@ -130,8 +139,10 @@ def book_page(record: BookRecord) -> bytes:
     )
 
 
-class CoverHandler(JsonHandler):
+class CoverHandler(CrossOriginReads):
     """A cover image; the placeholder when the cover service has none."""
+
+    etagged = True
 
     async def get(self, isbn: str) -> None:
         if self.deps.library is None:

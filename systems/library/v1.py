@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from handlers.base import JsonHandler
+from handlers.base import CrossOriginReads
 from handlers.v1 import iso
 from services.errors import NotConfigured
+from systems.library.legacy import SHARED_ANSWER
 from systems.library.models import BookBrief, BookRecord, Holding
 from systems.library.service import (
     Campus,
@@ -78,7 +79,12 @@ def v1_record(record: BookRecord) -> dict[str, Any]:
     }
 
 
-class V1LibraryHandler(JsonHandler):
+class V1LibraryHandler(CrossOriginReads):
+    """No credentials: one reader's answer is every reader's, so any cache may keep it
+    and revalidate it by its ETag, and pages of `api.cors_origins` may read it."""
+
+    etagged = True
+
     def library(self) -> LibraryService:
         if self.deps.library is None:
             raise NotConfigured("the library is not configured here")
@@ -125,6 +131,7 @@ class LibrarySearchHandler(V1LibraryHandler):
             "source": answer.source,
             "stale": answer.stale,
         }
+        self.set_header("Cache-Control", SHARED_ANSWER)
         self.write_answer(answer, body)
 
 
@@ -141,4 +148,5 @@ class LibraryBookHandler(V1LibraryHandler):
             "source": answer.source,
             "stale": answer.stale,
         }
+        self.set_header("Cache-Control", SHARED_ANSWER)
         self.write_answer(answer, body)

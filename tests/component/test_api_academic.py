@@ -5,6 +5,8 @@ and MySQL."""
 
 from __future__ import annotations
 
+import itertools
+import logging
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -27,7 +29,13 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @pytest.fixture
-def settings(db_url: str, sim: Proc) -> Any:
+def feed_language() -> str:
+    """`campus.feed_language` of the test's server (a test parametrizes it to change it)."""
+    return "zh"
+
+
+@pytest.fixture
+def settings(db_url: str, sim: Proc, feed_language: str) -> Any:
     from tests.conftest import make_settings
 
     terms = [
@@ -35,7 +43,9 @@ def settings(db_url: str, sim: Proc) -> Any:
         {"year": 2012, "term": 2, "starts": "2013-02-25"},
         {"year": 2026, "term": 1, "starts": "2026-09-07"},
     ]
-    return make_settings(db_url, sim.url, **{"campus.terms": terms})
+    return make_settings(
+        db_url, sim.url, **{"campus.terms": terms, "campus.feed_language": feed_language}
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -242,7 +252,18 @@ def parse_ics(text: str) -> Calendar:
     return calendar
 
 
-async def test_timetable_ics_has_one_event_per_meeting_in_campus_time(
+# The default period table breaks after periods 5 (lunch) and 9 (dinner).
+BREAKS = (5, 9)
+LUNCH = (time(12, 25), time(14, 30))
+
+
+def runs_of(periods: list[int]) -> int:
+    """How many events a meeting of these periods is each week: split at every break."""
+    numbers = sorted(periods)
+    return 1 + sum(1 for a, b in itertools.pairwise(numbers) if b != a + 1 or a in BREAKS)
+
+
+async def test_timetable_ics_has_one_event_per_run_of_periods_in_campus_time(
     http_client: httpx.AsyncClient, sim: Proc
 ) -> None:
     resp = await http_client.get(
@@ -255,8 +276,9 @@ async def test_timetable_ics_has_one_event_per_meeting_in_campus_time(
     assert zones == ["Asia/Shanghai"]
     events = calendar.walk("VEVENT")
     expected = truth(sim)["courses"]
-    wanted = sum(len(m["weeks"]) for c in expected for m in c["meetings"])
+    wanted = sum(len(m["weeks"]) * runs_of(m["periods"]) for c in expected for m in c["meetings"])
     assert len(events) == wanted > 0
+    assert str(calendar.get("x-wr-calname")) == "课表 2012-2013 学年第 1 学期"
     assert len({str(e.get("uid")) for e in events}) == len(events)
     by_name = {c["name"] for c in expected}
     for event in events:
@@ -265,6 +287,8 @@ async def test_timetable_ics_has_one_event_per_meeting_in_campus_time(
         assert start.tzinfo is not None and start.utcoffset() == timedelta(hours=8)
         assert start < end
         assert start.date() >= TERM_STARTS
+        # No class event holds lunch: periods 5-6 are two events.
+        assert not (start.time() < LUNCH[1] and end.time() > LUNCH[0]), (start, end)
         assert str(event.get("summary")) in by_name
     # A meeting in week w on weekday d falls on term start + 7(w-1) + (d-1) days.
     course = next(c for c in expected if c["meetings"])
@@ -280,9 +304,13 @@ async def test_timetable_ics_has_one_event_per_meeting_in_campus_time(
 async def test_exams_ics(http_client: httpx.AsyncClient, sim: Proc) -> None:
     resp = await http_client.get("/v1/exams.ics", params={"year": YEAR, "term": TERM}, auth=AUTH)
     assert resp.status_code == 200, resp.text
-    events = parse_ics(resp.text).walk("VEVENT")
+    parsed = parse_ics(resp.text)
+    assert str(parsed.get("x-wr-calname")) == "考试 2012-2013 学年第 1 学期"
+    events = parsed.walk("VEVENT")
     expected = truth(sim)["exams"]
     assert len(events) == len(expected)
+    titles = {f"考试：{x['course_name']}" for x in expected}
+    assert {str(e.get("summary")) for e in events} <= titles
     starts = sorted(e.decoded("dtstart") for e in events)
     want = sorted(
         datetime.combine(date.fromisoformat(x["date"]), time.fromisoformat(x["start"]), SHANGHAI)
@@ -306,10 +334,11 @@ async def test_feed_token_create_read_revoke(
     before = office_stats(sim)["requests"]
     feed = await http_client.get(path)
     assert feed.status_code == 200, feed.text
-    events = parse_ics(feed.text).walk("VEVENT")
-    summaries = {str(e.get("summary")) for e in events}
-    assert any(s.startswith("Exam: ") for s in summaries)
-    assert any(not s.startswith("Exam: ") for s in summaries)
+    parsed = parse_ics(feed.text)
+    assert str(parsed.get("x-wr-calname")) == "课表与考试 2012-2013 学年第 1 学期"
+    summaries = {str(e.get("summary")) for e in parsed.walk("VEVENT")}
+    assert any(s.startswith("考试：") for s in summaries)
+    assert any(not s.startswith("考试：") for s in summaries)
     assert office_stats(sim)["requests"] == before
     # The token is stored hashed: it is nowhere in the database.
     async with deps.tokens._sessions() as session:
@@ -325,6 +354,48 @@ async def test_feed_token_create_read_revoke(
     assert after.json()["error"]["code"] == "token_revoked"
     again = await http_client.delete(path)
     assert again.status_code == 404
+
+
+@pytest.mark.parametrize("feed_language", ["en"])
+async def test_feeds_read_in_english_when_set(http_client: httpx.AsyncClient) -> None:
+    made = await http_client.post(
+        "/v1/calendar/tokens", params={"year": YEAR, "term": TERM}, auth=AUTH
+    )
+    assert made.status_code == 201, made.text
+    # The feed URL is the same as ever: the words are the server's setting.
+    feed = await http_client.get(made.json()["path"])
+    assert feed.status_code == 200, feed.text
+    parsed = parse_ics(feed.text)
+    assert str(parsed.get("x-wr-calname")) == "Classes and exams 2012-2013 term 1"
+    summaries = {str(e.get("summary")) for e in parsed.walk("VEVENT")}
+    assert any(s.startswith("Exam: ") for s in summaries)
+    assert not any(s.startswith("考试") for s in summaries)
+    details = {str(e.get("description")) for e in parsed.walk("VEVENT")}
+    assert any(d.startswith("week ") for d in details)
+
+
+async def test_metrics_and_access_lines_name_the_feed_route_never_its_token(
+    http_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="jnufm.access")
+    made = await http_client.post(
+        "/v1/calendar/tokens", params={"year": YEAR, "term": TERM}, auth=AUTH
+    )
+    assert made.status_code == 201, made.text
+    token, path = made.json()["token"], made.json()["path"]
+    assert (await http_client.get(path)).status_code == 200
+    exposition = await http_client.get("/metrics")
+    assert exposition.status_code == 200
+    assert 'route="/v1/calendar/{token}.ics"' in exposition.text
+    assert 'route="/v1/calendar/tokens"' in exposition.text
+    assert token not in exposition.text
+    lines = [r.getMessage() for r in caplog.records if r.name == "jnufm.access"]
+    feed_lines = [line for line in lines if "GET /v1/calendar/" in line]
+    assert feed_lines and all("route=/v1/calendar/{token}.ics " in line for line in feed_lines)
+    routes = {getattr(r, "route", "") for r in caplog.records if r.name == "jnufm.access"}
+    assert "/v1/calendar/{token}.ics" in routes
+    assert token not in caplog.text
+    assert token[:16] not in caplog.text
 
 
 async def test_feed_tokens_refuse_bad_input(http_client: httpx.AsyncClient) -> None:

@@ -86,7 +86,6 @@ async def test_v1_bad_authorization(
         (b'{"student_id": {"a": 1}, "password": "052690"}', "application/json", "invalid_json"),
         (b'{"password": "052690"}', "application/json", "missing_student_id"),
         (b"\xff\xfe", "application/json", "invalid_json"),
-        (b"student_id=2012052690", "text/plain", "unsupported_body"),
         (b"student_id=2012052690", "application/x-www-form-urlencoded", "missing_password"),
     ],
 )
@@ -98,6 +97,16 @@ async def test_v1_bad_post_bodies(
     )
     assert resp.status_code == 400
     assert resp.json()["error"]["code"] == code
+
+
+async def test_v1_a_body_of_another_type_is_415(http_client: httpx.AsyncClient) -> None:
+    resp = await http_client.post(
+        "/v1/card/balance",
+        content=b"student_id=2012052690",
+        headers={"Content-Type": "text/plain"},
+    )
+    assert resp.status_code == 415
+    assert resp.json()["error"]["code"] == "unsupported_media_type"
 
 
 @pytest.mark.parametrize(

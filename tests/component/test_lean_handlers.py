@@ -32,14 +32,17 @@ async def test_answers_carry_date_and_nosniff_and_a_warm_answer_its_timing(
     assert again.headers["Cache-Status"].startswith("jnufm; hit")
 
 
-async def test_head_and_unknown_methods_are_405_and_head_has_no_body(
+async def test_head_is_get_without_a_body_and_unknown_methods_are_405(
     http_client: httpx.AsyncClient,
 ) -> None:
+    get = await http_client.get("/card/rest", params=STUDENT)
     head = await http_client.head("/card/rest", params=STUDENT)
-    assert head.status_code == 405
+    assert head.status_code == 200
     assert head.content == b""
+    assert head.headers["Content-Length"] == get.headers["Content-Length"]
     other = await http_client.request("BREW", "/v1/card/balance")
     assert other.status_code == 405
+    assert other.headers["Allow"] == "GET, HEAD, POST"
     assert other.json()["error"]["code"] == "method_not_allowed"
 
 

@@ -220,8 +220,9 @@ DIFFERENCES = (
         OK_GET - {"If-None-Match"},
         ANY,
         None,
-        "no ETag: API answers are `no-store`, so no client revalidates them, and hashing "
-        "each answer costs time on every request",
+        "no ETag unless the handler asks for one (`etagged`): most API answers are "
+        "`no-store`, so no client revalidates them, and hashing each answer costs time on "
+        "every request",
     ),
     Difference(
         "status",
@@ -257,6 +258,29 @@ DIFFERENCES = (
         "",
         ANY,
         "the whole answer (above)",
+    ),
+    Difference(
+        "allow",
+        frozenset(
+            {
+                "PROPFIND",
+                "TRACE",
+                "an invented method",
+                "DELETE, which the route does not allow",
+                "OPTIONS, which the route does not allow",
+            }
+        ),
+        None,
+        "GET, HEAD, POST",
+        "a 405 says `Allow` (RFC 9110 15.5.6): the methods the handler defines",
+    ),
+    Difference(
+        "allow",
+        frozenset({"JSON errors: a method the route does not allow"}),
+        "GET",
+        "GET, HEAD",
+        "JsonErrors says `Allow` on both; leanweb answers HEAD wherever GET is, "
+        "tornado.web only where the handler defines `head`",
     ),
     Difference(
         "vary",

@@ -13,12 +13,11 @@ from typing import Any
 import httpx
 import pytest
 from openapi_spec_validator import validate
-from tornado.web import RequestHandler
 
 from api.contract import openapi_path
 from api.routes import EXCLUDED, ROUTES, openapi
 from handlers import routes
-from handlers.base import AppDeps
+from handlers.base import AppDeps, allowed_methods
 from harness.processes import Proc
 from observability.dashboard import Reading, ReadingHistory, figures, quantile, read
 from observability.probes import OpsDeps
@@ -34,13 +33,8 @@ def app_routes() -> dict[str, type]:
 
 
 def implemented(handler: type) -> set[str]:
-    """The methods a handler class answers (Tornado's defaults answer 405)."""
-    return {
-        m
-        for m in METHODS
-        if callable(getattr(handler, m, None))
-        and getattr(handler, m) is not getattr(RequestHandler, m)
-    }
+    """The methods a handler class answers (its 405's `Allow`): HEAD wherever GET is."""
+    return {m.lower() for m in allowed_methods(handler)}
 
 
 def test_the_document_is_valid_openapi_3_1() -> None:
@@ -60,10 +54,16 @@ def test_every_route_is_described_or_excluded_and_nothing_else() -> None:
 
 
 def test_each_route_documents_exactly_the_methods_its_handler_answers() -> None:
+    """HEAD is documented wherever GET is (the document adds it), OPTIONS (the CORS
+    preflight) on the routes other sites' pages may read."""
     handlers = app_routes()
+    paths = openapi()["paths"]
     for route in ROUTES:
-        documented = {op.method for op in route.operations}
+        documented = set(paths[route.path])
         assert documented == implemented(handlers[route.pattern]), route.pattern
+        assert ("head" in documented) == ("get" in documented), route.pattern
+        assert ("options" in documented) == route.cross_origin, route.pattern
+        assert route.cross_origin == getattr(handlers[route.pattern], "cross_origin", False)
 
 
 def test_each_path_is_its_pattern_with_named_groups() -> None:
@@ -90,7 +90,7 @@ def test_every_operation_answers_errors_in_the_error_schema() -> None:
         for method, op in item.items():
             legacy = op["tags"] == ["2013"]
             for status, response in op["responses"].items():
-                if int(status) < 400:
+                if int(status) < 400 or method == "head":  # HEAD: headers only
                     continue
                 schemas = str(response["content"]["application/json"]["schema"])
                 assert ("LegacyError" in schemas) == legacy, (path, method, status)

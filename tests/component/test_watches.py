@@ -562,10 +562,24 @@ async def test_the_ceiling_holds_polls_back(db_url: str, sim: Proc) -> None:
         scheduler = world.scheduler()
         assert await poll(world, scheduler, watch["id"]) == "baseline"
         await world.due_again(watch["id"])
+        due = (await world.watch_row(watch["id"])).next_poll_at
         report = await scheduler.run_once()
         assert report.outcome == "throttled" and report.retry_after_s > 0
         row = await world.watch_row(watch["id"])
-        assert row.next_poll_at > world.clock.now(), "put off until the bucket refills"
+        assert row.next_poll_at == due, "a refused poll claims nothing: its place is kept"
+
+
+async def test_the_ceiling_lets_its_rate_of_polls_through(db_url: str, sim: Proc) -> None:
+    """60 school requests a minute, 2 a poll: a bucket of 5 polls (ten seconds' worth),
+    taken whole: the first five due watches are polled at once, the sixth waits."""
+    settings = watch_settings(db_url, sim.url, **{"watches.school_requests_per_min": 60})
+    async with watching(settings) as world:
+        for _ in range(6):
+            student = new_student()
+            await new_watch(world, await token_of(world, student), "card_transaction")
+        scheduler = world.scheduler()
+        outcomes = [(await scheduler.run_once()).outcome for _ in range(6)]
+        assert outcomes == ["baseline"] * 5 + ["throttled"], outcomes
 
 
 async def test_revoked_tokens_end_their_watches(db_url: str, sim: Proc) -> None:

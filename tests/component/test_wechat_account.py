@@ -31,6 +31,7 @@ from schoolsim.wechat.follower import (
     wait_for_customer_messages,
 )
 from tests.conftest import make_settings, serve_app
+from version import version
 
 APP_ID = "wx5c0a1b2c3d4e5f60"
 TOKEN = "jnufmWeChatToken2026"
@@ -164,7 +165,7 @@ async def test_every_command(db_url: str, school: Proc, tmp_path: Path) -> None:
         assert "#ticket=" in welcome.reply.content
         assert "还没有绑定" in await chat.text(openid, "余额")
         assert "没看懂" in await chat.text(openid, "今天天气怎么样")
-        assert "jnu.fm" in await chat.text(openid, "version")
+        assert await chat.text(openid, "version") == f"jnu.fm {version()}"
         assert "想找什么书" in await chat.text(openid, "图书")
         # A password sent by mistake is refused, never echoed.
         refused = await chat.text(openid, "绑定 2012052690 052690")

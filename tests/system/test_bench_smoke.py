@@ -8,7 +8,8 @@ generators for a moment (the gateway workload's too: a few students through
 the replica, and through jnufm with the address registered as a client); then
 checks that every process is gone and every port is free again. The wechat
 workload runs tiny on a server of its own: a few followers bound, a few
-questions, every one answered.
+questions, every one answered. The watch workload too: a few watches made in the
+server's database, a purchase for two of them, each told once by a signed webhook.
 
 It needs what only the benchmarks need (bench/requirements.txt, nginx, ab and
 wrk) and is skipped, saying what is missing, where they are not installed;
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import gateway, load, procs, wechat
+from bench import gateway, load, procs, watch, wechat
 from bench.procs import CONFIGS, SINGLE_STUDENT
 
 
@@ -179,6 +180,46 @@ def test_wechat_workload_runs_tiny(tmp_path: Path) -> None:
     assert sum(got["server"]["jnufm_wechat_messages"].values()) >= 12
     assert got["school_requests"] > 0
     assert "passive, 1st delivery" in wechat.table({"results": [got]})
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        any(procs.alive(p) for p in pids) or not all(procs.port_is_free(p) for p in ports)
+    ):
+        time.sleep(0.1)
+    assert [p for p in pids if procs.alive(p)] == []
+    assert [p for p in ports if not procs.port_is_free(p)] == []
+
+
+@pytest.mark.long
+def test_watch_workload_runs_tiny(tmp_path: Path) -> None:
+    school = procs.start_school(tmp_path, "fast")
+    pids: list[int] = [school.child.pid]
+    ports: list[int] = [int(school.url.rsplit(":", 1)[1])]
+    try:
+        # The harness is checked here, not the watches' ceiling: one that lets every
+        # poll through at once.
+        ceiling = {"watches": {"school_requests_per_min": 6000}}
+        system = watch.start_jnufm(tmp_path, school, 2, None, ceiling)
+        pids += system.all_pids()
+        ports += _ports(system)
+        try:
+            # Generous waits: each step waits for what the one before caused.
+            size = watch.Size(watched=6, sample=2, phase_s=3, deliver_s=120)
+            got = watch.measure(
+                system, school, size, tmp_path, lambda _: None, "fast", baseline_wait_s=120
+            )
+        finally:
+            system.stop()
+    finally:
+        school.stop()
+    assert got["setup"]["watches"] == 6 and got["setup"]["sample_baselines"] == 2
+    # No watch was due in the phase without watches.
+    assert got["phases"]["without"]["watch_polls"] == 0
+    # Each purchase told once, signed, with its amount; no other watch told anything.
+    assert got["purchases_ok"] == 2
+    assert got["delivered_once"] == 2 and got["amounts_match"] == 2, got["purchases"]
+    assert got["duplicates"] == 0 and got["other_deliveries"] == 0
+    assert got["bad_signatures"] == 0
+    assert "purchase to webhook" in watch.table({"results": [got]})
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and (
         any(procs.alive(p) for p in pids) or not all(procs.port_is_free(p) for p in ports)

@@ -352,7 +352,12 @@ def test_a_killed_workers_budget_slot_is_kept_only_while_its_request_may_be_at_t
                     return all(until < utc_now() for _, until in slot_leases(db_url))
 
                 await eventually(slot_free, "the slot free once the request cannot be there")
-                ok = await client.get("/card/rest", params=creds("2012052612"))
+                # A cold login within the 1 s deadline: on a loaded machine it may take
+                # longer (504) and be asked again; what matters is that the slot is there.
+                for _ in range(5):
+                    ok = await client.get("/card/rest", params=creds("2012052612"))
+                    if ok.status_code != 504:
+                        break
                 assert ok.status_code == 200, ok.text
 
         asyncio.run(scenario())

@@ -35,7 +35,6 @@ NOT_IN_THE_DOCUMENT = {
     codes.UNAUTHORIZED,
     codes.METHOD_NOT_ALLOWED,
     codes.LENGTH_REQUIRED,
-    codes.UNSUPPORTED_MEDIA_TYPE,
     codes.RANGE_NOT_SATISFIABLE,
 }
 CATALOGUE = codes.catalogue()

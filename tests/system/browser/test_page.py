@@ -27,6 +27,7 @@ from api.routes import EXCLUDED, ROUTES, openapi
 from handlers import routes
 from handlers.base import AppDeps
 from harness.processes import Proc, jnufm_server
+from version import version
 
 CHROMIUM = Path(os.environ.get("JNUFM_CHROMIUM", "/usr/bin/chromium"))
 pytestmark = pytest.mark.skipif(
@@ -255,4 +256,10 @@ def test_the_language_switch_goes_to_english_and_back(tab: Tab, shots: Path) -> 
     assert page.evaluate("() => location.hash") == "#dashboard"
     assert page.locator("#dashboard h2").inner_text() == "运行状态"
     assert page.locator("#lang-switch").inner_text() == "English"
+    assert tab.errors == []
+
+
+def test_the_footer_shows_the_servers_version(tab: Tab) -> None:
+    page = tab.open("/")
+    assert page.locator("#app-version").inner_text() == f"jnufm {version()}"
     assert tab.errors == []
