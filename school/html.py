@@ -42,8 +42,11 @@ class Form:
         return replace(self, fields=(*fields, *left.items()))
 
 
-def page_charset(body: bytes, content_type: str | None = None) -> str:
-    """The declared charset: the Content-Type header first, then the meta tag, else GBK."""
+def page_charset(
+    body: bytes, content_type: str | None = None, usual: str = DEFAULT_CHARSET
+) -> str:
+    """The declared charset: the Content-Type header first, then the meta tag, else the
+    system's usual one (GBK unless said otherwise)."""
     if content_type:
         found = _HEADER_CHARSET.search(content_type)
         if found:
@@ -51,7 +54,7 @@ def page_charset(body: bytes, content_type: str | None = None) -> str:
     meta = _META_CHARSET.search(body[:4096])
     if meta:
         return meta.group(1).decode("ascii").lower()
-    return DEFAULT_CHARSET
+    return usual
 
 
 def codec_of(charset: str) -> str:

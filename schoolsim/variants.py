@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from html import escape
 from typing import Literal, get_args
 
 Variant = Literal["plain", "legacy", "modern", "bare"]
@@ -92,3 +93,9 @@ def padding(size: int) -> str:
     while len(out) < size:
         out += filler
     return out
+
+
+def escaped(text: str, variant: Variant) -> str:
+    """Text escaped as a variant writes it: in `bare`, some CJK characters as character
+    references too (guess)."""
+    return char_refs(escape(text)) if variant == "bare" else escape(text)

@@ -27,7 +27,14 @@ from schoolsim.library.dataset import Book, Copy
 from schoolsim.library.state import CatalogueState, calibrated, truth_routes
 from schoolsim.overload import Mount, OverloadHandler, Rule, SystemState
 from schoolsim.profiles import SimSettings
-from schoolsim.variants import Variant, char_refs, open_tags, padding, upper_tags, variant_for
+from schoolsim.variants import (
+    Variant,
+    escaped,
+    open_tags,
+    padding,
+    upper_tags,
+    variant_for,
+)
 
 NAME = "ilas"
 PREFIX = "/ilas/"
@@ -50,11 +57,6 @@ CONTENT_TYPES: dict[Variant, str] = {
 }
 
 
-def _text(text: str, variant: Variant) -> str:
-    """Text escaped; in `bare`, some CJK characters as character references (guess)."""
-    return char_refs(escape(text)) if variant == "bare" else escape(text)
-
-
 def _label(text: str, variant: Variant) -> str:
     """A label or message as each variant writes it (guess all): in `<font>` (legacy), in
     `<span>` (modern), as it is (plain); in `bare` with character references and its
@@ -64,7 +66,7 @@ def _label(text: str, variant: Variant) -> str:
     if variant == "modern":
         return f'<span class="label">{escape(text)}</span>'
     if variant == "bare":
-        return _text(text, variant).replace("\u3000", "&nbsp;")
+        return escaped(text, variant).replace("\u3000", "&nbsp;")
     return escape(text)
 
 
@@ -127,7 +129,7 @@ def results_page(
         )
         rows.append(
             "<tr>"
-            + "".join(f"<td {_CELL}>{_text(c, variant)}</td>" for c in cells)
+            + "".join(f"<td {_CELL}>{escaped(c, variant)}</td>" for c in cells)
             + f'<td align=center bgcolor="#FFFFFF"><a href="DispBibDetail?v_recno='
             f'{book.record_id}&v_curdbno=0" target="_blank">详细</a></td></tr>'
         )
@@ -178,7 +180,7 @@ def detail_page(book: Book, variant: Variant = "plain") -> str:
     """A detail page: label rows, the ISBN input, the copies."""
 
     def t(text: str) -> str:
-        return _text(text, variant)
+        return escaped(text, variant)
 
     fields = (
         ("题　名", f"{t(book.title)} / {t(book.author)}"),

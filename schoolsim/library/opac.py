@@ -28,7 +28,7 @@ from schoolsim.overload import Mount, OverloadHandler, Rule, SystemState
 from schoolsim.profiles import SimSettings
 from schoolsim.variants import (
     Variant,
-    char_refs,
+    escaped,
     open_tags,
     padding,
     upper_tags,
@@ -62,11 +62,6 @@ CONTENT_TYPES: dict[Variant, str] = {
     # Guess: nothing declared anywhere; the bytes are UTF-8 all the same.
     "bare": "text/html",
 }
-
-
-def _text(text: str, variant: Variant) -> str:
-    """Text escaped; in `bare`, some CJK characters as character references (guess)."""
-    return char_refs(escape(text)) if variant == "bare" else escape(text)
 
 
 def _label(text: str, variant: Variant) -> str:
@@ -146,11 +141,11 @@ def _items(book: Book, prefix: str, variant: Variant = "plain") -> str:
         rows.append(
             '<tr  class="bibItemsEntry">\n'
             f'<td width="38%" ><!-- field 1 -->&nbsp;<a href="{prefix}screens/location.html">'
-            f"{_text(copy.location, variant)}</a> \n</td>\n"
+            f"{escaped(copy.location, variant)}</a> \n</td>\n"
             f'<td width="38%" ><!-- field C -->&nbsp;<a href="{prefix}search~S1*chx?/c'
             f'{quote(book.call_number)}/c{quote(book.call_number.lower())}/-3,-1,,B/browse">'
             f"{call}</a> <!-- field v --><!-- field # --></td>\n"
-            f'<td width="24%" ><!-- field % -->&nbsp;{_text(_status(copy), variant)} </td></tr>'
+            f'<td width="24%" ><!-- field % -->&nbsp;{escaped(_status(copy), variant)} </td></tr>'
         )
     rows.append("</table>")
     return "\n".join(rows)
@@ -168,13 +163,13 @@ def _row(book: Book, n: int, total: int, term: str, prefix: str, variant: Varian
         f'<td align="center" class="briefcitEntryNum"><input type="checkbox" name="save" '
         f'value="{book.record_id}" id="{book.record_id}"><br />{n}</td>\n'
         '<td align="left" class="briefcitDetail">\n<!--{nohitmsg}-->\n'
-        f'<span class="briefcitTitle">\n<a href="{frameset}">{_text(book.title, variant)}</a>\n'
-        f"</span>\n<br />\n / {_text(book.author, variant)}&nbsp; &nbsp;\n"
-        f"{_text(book.publication, variant)}&nbsp; &nbsp;\n"
-        f"{_text(book.physical, variant)}<!--\n<div>\n{book.year}</div>\n-->\n<br />\n"
-        f'<span class="briefcitStatus">{_label(_text(status, variant), variant)}</span>\n'
+        f'<span class="briefcitTitle">\n<a href="{frameset}">{escaped(book.title, variant)}</a>\n'
+        f"</span>\n<br />\n / {escaped(book.author, variant)}&nbsp; &nbsp;\n"
+        f"{escaped(book.publication, variant)}&nbsp; &nbsp;\n"
+        f"{escaped(book.physical, variant)}<!--\n<div>\n{book.year}</div>\n-->\n<br />\n"
+        f'<span class="briefcitStatus">{_label(escaped(status, variant), variant)}</span>\n'
         f'<div class="briefcitItems">\n{_items(book, prefix, variant)}\n</div>\n'
-        f'<div class="briefcitItems">{_text(book.notes, variant)}</div>\n'
+        f'<div class="briefcitItems">{escaped(book.notes, variant)}</div>\n'
         "</td>\n"
         f'<td align="center" class="briefcitExtras"><img src="{prefix}bookjacket?isbn='
         f'{book.isbn}&amp;size=0" alt="封面" border="0"></td>\n'
@@ -194,7 +189,7 @@ def results_page(
     count = f"关键词 ({first}-{last} 共 {total})"
     header = (
         '<tr><td class="browseHeader"><table width="100%"><tr>\n'
-        f'<td class="browseHeaderData">{_label(_text(count, variant), variant)}</td>\n'
+        f'<td class="browseHeaderData">{_label(escaped(count, variant), variant)}</td>\n'
         "</tr></table></td></tr>\n"
     )
     if variant == "modern" and last == total and len(shown) < PER_PAGE:
@@ -211,7 +206,7 @@ def results_page(
 
 
 def no_hits_page(query: str, variant: Variant = "plain") -> str:
-    message = _label(_text("没有找到匹配的记录; 附近的 关键词 是:", variant), variant)
+    message = _label(escaped("没有找到匹配的记录; 附近的 关键词 是:", variant), variant)
     body = (
         '<table class="browseScreen" width="100%"><tr><td class="browseSearchtoolMessage">'
         f"<h2>{message}</h2> {escape(query)}</td></tr></table>"
@@ -223,7 +218,7 @@ def record_page(book: Book, prefix: str, variant: Variant = "plain") -> str:
     """A record page (its fields, copies and permanent link)."""
 
     def t(text: str) -> str:
-        return _text(text, variant)
+        return escaped(text, variant)
 
     fields = [
         ("题名", f"<strong>{t(book.title)} / {t(book.author)}</strong>"),
@@ -254,7 +249,7 @@ def record_page(book: Book, prefix: str, variant: Variant = "plain") -> str:
 
 
 def no_record_page(variant: Variant = "plain") -> str:
-    message = _label(_text("No Such Record 无此记录", variant), variant)
+    message = _label(escaped("No Such Record 无此记录", variant), variant)
     return _page("暨南大学图书馆", f"<h2>{message}</h2>", variant)
 
 

@@ -16,25 +16,11 @@ import re
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from school.errors import SchoolPageError
-from school.html import Page
+from school.html import Page, page_charset
 
-_HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
-_META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
 _NOT_MARKUP = re.compile(r"<!--.*?-->|<script\b.*?</script\s*>", re.IGNORECASE | re.DOTALL)
 _TABLE_OPEN = re.compile(r"<table\b", re.IGNORECASE)
 _TABLE_CLOSE = re.compile(r"</table\s*>", re.IGNORECASE)
-
-
-def declared_charset(body: bytes, content_type: str | None, usual: str) -> str:
-    """The charset of a page: the header's, else the meta tag's, else `usual`."""
-    if content_type:
-        found = _HEADER_CHARSET.search(content_type)
-        if found:
-            return found.group(1).lower()
-    meta = _META_CHARSET.search(body[:4096])
-    if meta:
-        return meta.group(1).decode("ascii").lower()
-    return usual
 
 
 def read_page(
@@ -45,7 +31,7 @@ def read_page(
     GBK and GB2312 are decoded as GB18030, as browsers do (WHATWG)."""
     if isinstance(page, str):
         return page, LexborHTMLParser(page)
-    charset = declared_charset(page, content_type, usual)
+    charset = page_charset(page, content_type, usual)
     try:
         codec = codecs.lookup(charset).name
         text = page.decode("gb18030" if codec in ("gbk", "gb2312") else codec)
