@@ -68,7 +68,7 @@ class Answer:
     # Not every answer of this status has the headers (e.g. /readyz's 503 is a body).
     timing: bool = True
     # Other media types the same answer may have (a cover: image/png or image/gif
-    # beside image/jpeg). An `image/*` answer is raw bytes: no schema.
+    # beside image/jpeg). An `image/*` answer is raw bytes: a binary string.
     more_media: tuple[str, ...] = ()
     # Headers only some of these answers carry (e.g. a cover's `X-Cover`).
     optional_headers: tuple[str, ...] = ()
@@ -240,6 +240,11 @@ _HEADERS: dict[str, tuple[str, Schema]] = {
     ),
 }
 
+# A registered client's key: optional beside any other requirement (the client's own
+# limits instead of its address's); not for the metrics endpoints.
+CLIENT_KEY = "clientKey"
+BINARY: Schema = {"type": "string", "format": "binary"}
+
 SECURITY_SCHEMES: dict[str, Schema] = {
     "studentBasic": {
         "type": "http",
@@ -254,6 +259,13 @@ SECURITY_SCHEMES: dict[str, Schema] = {
         "scheme": "bearer",
         "description": "a student's session token (`POST /v1/sessions`): stands for the "
         "student number and the password of one school system",
+    },
+    CLIENT_KEY: {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Api-Key",
+        "description": "a registered client's key (`clients:` in config.yaml): its own limits "
+        "on school requests instead of its address's; optional, an unknown key counts as none",
     },
     "metricsToken": {
         "type": "http",
@@ -302,10 +314,9 @@ def _success(answer: Answer) -> Schema:
 
 
 def _media(answer: Answer, media_type: str) -> Schema:
-    """One media type of a success: its schema and example; none for raw bytes (OpenAPI
-    3.1 describes binary content by its media type alone)."""
+    """One media type of a success: its schema and example; raw bytes for an image."""
     if media_type.startswith("image/"):
-        return {}
+        return {"schema": BINARY}
     schema = ref(answer.schema) if answer.schema is not None else {"type": "string"}
     media: Schema = {"schema": schema}
     example = answer.example
@@ -318,13 +329,9 @@ def _media(answer: Answer, media_type: str) -> Schema:
 
 def _errors(status: int, failures: list[ErrorCode], legacy: bool) -> Schema:
     codes = [f.code for f in failures]
-    base = ref("LegacyError" if legacy else "Error")
-    schema: Schema = {
-        "allOf": [
-            base,
-            {"properties": {"error": {"properties": {"code": {"enum": sorted(set(codes))}}}}},
-        ]
-    }
+    # One shared schema for every error (a generated client has one error type); the codes
+    # this status may carry are listed beside it, not narrowed into a schema of its own.
+    schema = ref("LegacyError" if legacy else "Error")
     headers = {
         # The over-capacity 503 is written before any handler runs: no request id.
         "X-Request-Id": _header("X-Request-Id", status != 503),
@@ -341,6 +348,7 @@ def _errors(status: int, failures: list[ErrorCode], legacy: bool) -> Schema:
         "description": ", ".join(f"`{code}`" for code in codes),
         "headers": headers,
         "content": {"application/json": {"schema": schema, "example": body}},
+        "x-error-codes": codes,
     }
 
 
@@ -431,12 +439,22 @@ def _operation(route: Route, op: Operation, path_params: list[Schema]) -> Schema
         out["parameters"] = params
     if op.body is not None:
         out["requestBody"] = _body(op.body)
-    requirements: list[Schema] = [{name: []} for name in op.security]
-    if op.anonymous and requirements:
-        requirements.append({})
-    out["security"] = requirements
+    out["security"] = _security(op)
     out["responses"] = _responses(op)
     return out
+
+
+def _security(op: Operation) -> list[Schema]:
+    """Any one of the operation's schemes, each with or without the client key; the client
+    key alone and nothing at all (`{}`) where no credentials are needed (or they may come
+    in the body)."""
+    requirements: list[Schema] = [{name: []} for name in op.security]
+    if "metricsToken" in op.security:
+        return [*requirements, {}] if op.anonymous else requirements
+    requirements += [{name: [], CLIENT_KEY: []} for name in op.security]
+    if op.anonymous or not op.security:
+        requirements += [{CLIENT_KEY: []}, {}]
+    return requirements
 
 
 def _path_item(route: Route) -> Schema:

@@ -26,16 +26,19 @@ from services.codes import ErrorCode
 CARD_PASSWORD: Schema = {"type": "string", "pattern": "^[0-9]{6}$"}
 OFFICE_PASSWORD: Schema = {"type": "string", "pattern": "^[\\x20-\\x7e]{1,32}$"}
 STUDENT_ID: Schema = {"type": "string", "pattern": "^[0-9]{6,16}$"}
-YEAR: Schema = {"type": "string", "pattern": "^[0-9]{4}$"}
-TERM: Schema = {"type": "string", "enum": ["1", "2"]}
+# Numbers and flags are typed as what they are (a generated client passes `term=1`, not
+# `"1"`); on the wire they are the same digits and `true`/`false`.
+YEAR: Schema = {"type": "integer", "minimum": 2000, "maximum": 2100}
+TERM: Schema = {"type": "integer", "minimum": 1, "maximum": 2}
 DATE: Schema = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
 FEED: Schema = {"type": "string", "enum": ["all", "timetable", "exams"]}
 
 FRESH = Param(
     "fresh",
     "query",
-    "`1`, `true` or `yes` asks the school again (an answer younger than "
+    "`true` (or `1`, `yes`) asks the school again (an answer younger than "
     "`cache.fresh_min_interval_s` is still served)",
+    {"type": "boolean"},
 )
 CACHE_CONTROL = Param("Cache-Control", "header", "`no-cache` asks the school again, as `fresh=1`")
 REQUEST_ID = Param(
@@ -71,10 +74,8 @@ def legacy_credentials(id_name: str, password: Schema, required: bool) -> tuple[
 
 
 TERM_PARAMS = (
-    Param(
-        "year", "query", "the academic year's first year (2026 = 2026-2027)", YEAR, False, "2026"
-    ),
-    Param("term", "query", "1 or 2; without year and term, the current term", TERM, False, "1"),
+    Param("year", "query", "the academic year's first year (2026 = 2026-2027)", YEAR, False, 2026),
+    Param("term", "query", "1 or 2; without year and term, the current term", TERM, False, 1),
 )
 DATE_PARAMS = (
     Param("start", "query", "first day, YYYY-MM-DD (default today)", DATE, False, "2026-11-20"),
@@ -85,6 +86,8 @@ DATE_PARAMS = (
 def as_json(schema: Schema) -> Schema:
     """A body field as JSON may send it: the text, a number (read as its digits), or null
     (as if absent)."""
+    if schema.get("type") == "integer":
+        return {"anyOf": [schema, {"type": "null"}]}
     return {"anyOf": [schema, {"type": "integer", "minimum": 0}, {"type": "null"}]}
 
 
@@ -161,7 +164,7 @@ def legacy_office(summary: str, summary_zh: str, schema: str) -> tuple[Operation
     form = Body(
         "the same fields as a form, instead of the query",
         form={"type": "object", "properties": properties},
-        example={"user": STUDENT, "password": "052690", "year": "2026", "term": "1"},
+        example={"user": STUDENT, "password": "052690", "year": 2026, "term": 1},
     )
     return tuple(
         Operation(
@@ -264,7 +267,7 @@ ICS_MEDIA = "text/calendar"
 
 QUERY: Schema = {"type": "string", "minLength": 1, "maxLength": 200}
 PAGE: Schema = {"type": "integer", "minimum": 1, "maximum": 50}
-FLAG: Schema = {"type": "string", "enum": ["0", "1", "true", "false"]}
+FLAG: Schema = {"type": "boolean"}
 CAMPUS: Schema = {"type": "string", "enum": ["main", "zhuhai"]}
 BOOK_URL: Schema = {"type": "string", "pattern": "^[A-Za-z0-9_-]+={0,2}$", "maxLength": 600}
 
@@ -296,7 +299,7 @@ SEARCH_PAGE = (
     Param(
         "available",
         "query",
-        "`1` or `true`: only books with a copy on the shelf (the main library's catalogue; "
+        "`true` (or `1`): only books with a copy on the shelf (the main library's catalogue; "
         "Zhuhai's has no such filter and ignores it)",
         FLAG,
     ),
@@ -315,7 +318,7 @@ LEGACY_SEARCH_PARAMS = (
         "iszh",
         "query",
         "`1`: the Zhuhai campus catalogue (default 0: the main library's)",
-        {"type": "string", "enum": ["0", "1"]},
+        {"type": "integer", "minimum": 0, "maximum": 1},
     ),
 )
 

@@ -104,7 +104,8 @@ LEGACY_EXAM = obj(
         "time-end": CLOCK,
     }
 )
-LEGACY_VERSION = {"type": "number", "const": 1.0}
+# Always 1.0; typed as a number (a const becomes `Literal[1.0]` in generated clients).
+LEGACY_VERSION = {"type": "number", "description": "always 1.0"}
 
 # --- /v1/ ----------------------------------------------------------------------------------
 
@@ -131,7 +132,7 @@ def envelope(body: dict[str, Schema]) -> Schema:
 
 TERM: dict[str, Schema] = {
     "year": {"type": "integer", "description": "the academic year's first year"},
-    "term": {"type": "integer", "enum": [1, 2]},
+    "term": {"type": "integer", "minimum": 1, "maximum": 2},
     "term_name": text('e.g. "2026-2027 term 1"'),
     "term_starts": nullable({**DATE, "description": "Monday of week 1 (campus.terms)"}),
 }
@@ -226,7 +227,7 @@ SESSION_TOKEN = obj(
             {
                 "feed": {"type": "string", "enum": ["all", "timetable", "exams"]},
                 "year": {"type": "integer"},
-                "term": {"type": "integer", "enum": [1, 2]},
+                "term": {"type": "integer", "minimum": 1, "maximum": 2},
             }
         ),
     },
@@ -461,6 +462,12 @@ HEALTH = obj(
         "pid": {"type": "integer"},
         "generation": {"type": "integer", "description": "configuration generation"},
         "version": text("jnufm's version (pyproject.toml; /openapi.json's info.version)"),
+        "mode": {
+            "type": "string",
+            "enum": ["development", "production"],
+            "description": "the server's mode (`mode` in config.yaml); the page offers no "
+            "simulator credentials in production",
+        },
     }
 )
 READINESS = obj(
@@ -1134,7 +1141,14 @@ EXAMPLES: dict[str, Any] = {
         },
     },
     "Version2013": {"version": 1},
-    "Health": {"status": "ok", "worker": 0, "pid": 4242, "generation": 1, "version": "0.1.0"},
+    "Health": {
+        "status": "ok",
+        "worker": 0,
+        "pid": 4242,
+        "generation": 1,
+        "version": "0.1.0",
+        "mode": "production",
+    },
     "Readiness": {
         "ready": True,
         "degraded": False,

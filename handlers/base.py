@@ -98,6 +98,8 @@ class AppDeps:
     # Where clients reach this server (Settings.public_base_url): the base of every
     # absolute URL an answer carries, never the request's Host header.
     public_url: str = "http://127.0.0.1:8000"
+    # Settings.mode: /healthz says it, so the page offers no simulator credentials in production.
+    mode: str = "development"
     # Which answers go gzip-compressed (`api.gzip_*`; None: none): the large JSON (the
     # OpenAPI document, a term's timetable, a long history, a page of books). BREACH
     # (guessing a secret from the compressed size of answers that also echo the

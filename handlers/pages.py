@@ -24,6 +24,7 @@ class HealthHandler(CrossOriginReads):
                 "pid": os.getpid(),
                 "generation": self.deps.state.generation,
                 "version": version(),
+                "mode": self.deps.mode,
             }
         )
 

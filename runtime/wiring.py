@@ -381,6 +381,7 @@ async def build_worker_services(
         trusted_proxies=limits.trusted_networks,
         legacy_body=settings.api.legacy_body,
         public_url=settings.public_base_url(),
+        mode=settings.mode,
         cors_origins=frozenset(settings.api.cors_origins),
         cors_max_age_s=settings.api.cors_max_age_s,
         compression=Compression(settings.api.gzip_min_bytes, settings.api.gzip_level)

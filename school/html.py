@@ -42,9 +42,7 @@ class Form:
         return replace(self, fields=(*fields, *left.items()))
 
 
-def page_charset(
-    body: bytes, content_type: str | None = None, usual: str = DEFAULT_CHARSET
-) -> str:
+def page_charset(body: bytes, content_type: str | None = None, usual: str = DEFAULT_CHARSET) -> str:
     """The declared charset: the Content-Type header first, then the meta tag, else the
     system's usual one (GBK unless said otherwise)."""
     if content_type:

@@ -17,6 +17,13 @@
       "try.fresh": "要求学校重新查询（fresh=1）", "try.send": "发送",
       "try.headers": "响应头", "try.body": "响应体", "try.curl": "用 curl 调用",
       "try.sending": "发送中…", "try.failed": "请求失败：",
+      "in.query": "查询", "in.path": "路径", "in.header": "请求头", "in.cookie": "Cookie",
+      "try.meaning": "错误码的含义：",
+      "try.jsonbody": "请求体（JSON）", "try.nocreds": "生产环境：请输入你自己的学号和密码。",
+      "try.curlnote": "# 把 学号 和 密码 换成你自己的", "ref.standard": "标准格式的接口参考（Swagger UI）",
+      "dash.charts": "最近几分钟", "chart.rps": "请求/秒", "chart.p99": "p99（毫秒）", "chart.hit": "缓存命中率（%）",
+      "chart.flight": "{system}：学校请求进行中 / 预算 {budget}", "chart.breaker": "熔断器",
+      "chart.empty": "等待读数…", "chart.now": "当前", "chart.max": "最高",
       "ref.title": "接口参考", "ref.intro1": "由",
       "ref.intro2": "（OpenAPI 3.1）生成：每个接口的参数、认证、回答、响应头和错误码。",
       loading: "加载中…", "ref.failed": "无法读取 /openapi.json：",
@@ -27,6 +34,8 @@
       "ref.anon": "或不认证（POST 请求体里的凭据 / 本机访问）",
       "ref.schemes.studentBasic": "HTTP Basic：学号 : 密码",
       "ref.schemes.metricsToken": "Bearer 令牌（metrics.bearer_token），本机访问不需要",
+      "ref.schemes.studentToken": "Bearer 令牌：学生会话（POST /v1/sessions）",
+      "ref.schemes.clientKey": "X-Api-Key：注册客户端的密钥（可选）",
       "ref.codes": "错误码", "ref.optional": "（可能没有）",
       "dash.title": "运行状态", "dash.waiting": "等待第一次读数…",
       "dash.denied": "运行状态只对本机（metrics.allow_networks）或持有 metrics 令牌的客户端开放，与 /metrics 相同。",
@@ -63,6 +72,13 @@
       "try.fresh": "Ask the school again (fresh=1)", "try.send": "Send",
       "try.headers": "Headers", "try.body": "Body", "try.curl": "With curl",
       "try.sending": "Sending…", "try.failed": "The request failed: ",
+      "in.query": "query", "in.path": "path", "in.header": "header", "in.cookie": "cookie",
+      "try.meaning": "What the error code means: ",
+      "try.jsonbody": "Request body (JSON)", "try.nocreds": "Production: enter your own student number and password.",
+      "try.curlnote": "# put your own student number and password in", "ref.standard": "The reference in the standard layout (Swagger UI)",
+      "dash.charts": "The last minutes", "chart.rps": "requests/s", "chart.p99": "p99 (ms)", "chart.hit": "cache hit ratio (%)",
+      "chart.flight": "{system}: school requests in flight / budget {budget}", "chart.breaker": "breaker",
+      "chart.empty": "waiting for readings…", "chart.now": "now", "chart.max": "max",
       "ref.title": "API reference", "ref.intro1": "Rendered from",
       "ref.intro2": "(OpenAPI 3.1): every endpoint's parameters, authentication, answers, headers and error codes.",
       loading: "Loading…", "ref.failed": "Could not read /openapi.json: ",
@@ -73,6 +89,8 @@
       "ref.anon": "or none (credentials in a POST body / from loopback)",
       "ref.schemes.studentBasic": "HTTP Basic: student number : password",
       "ref.schemes.metricsToken": "Bearer token (metrics.bearer_token); none needed from loopback",
+      "ref.schemes.studentToken": "Bearer token: a student's session (POST /v1/sessions)",
+      "ref.schemes.clientKey": "X-Api-Key: a registered client's key (optional)",
       "ref.codes": "Error codes", "ref.optional": " (may be absent)",
       "dash.title": "Dashboard", "dash.waiting": "Waiting for the first reading…",
       "dash.denied": "The dashboard is open to loopback (metrics.allow_networks) or to clients with the metrics token, as /metrics is.",
@@ -258,7 +276,7 @@
   }
 
   function authLine(op) {
-    const schemes = (op.security || []).filter((s) => Object.keys(s).length).map((s) => Object.keys(s)[0]);
+    const schemes = [...new Set((op.security || []).flatMap((s) => Object.keys(s)))];
     const anonymous = (op.security || []).some((s) => !Object.keys(s).length);
     const text = schemes.length ? schemes.map((s) => t("ref.schemes." + s)).join("; ") + (anonymous ? "; " + t("ref.anon") : "") : t("ref.noauth");
     return h("p", { class: "auth" }, h("strong", {}, t("ref.auth") + ": "), text);
@@ -266,10 +284,10 @@
 
   function paramsTable(params) {
     if (!params || !params.length) return null;
-    return h("div", { class: "scroll" }, h("table", { class: "grid params" },
+    return h("div", { class: "scroll" }, h("table", { class: "grid param-table" },
       h("thead", {}, h("tr", {}, ["ref.name", "ref.in", "ref.required", "ref.type", "ref.about"].map((k) => h("th", { text: t(k) })))),
       h("tbody", {}, params.map((p) => h("tr", {},
-        h("td", {}, h("code", {}, p.name)), h("td", { text: p.in }),
+        h("td", {}, h("code", {}, p.name)), h("td", { text: t("in." + p.in) }),
         h("td", { text: p.required ? t("ref.yes") : t("ref.no") }),
         h("td", {}, h("span", { class: "type" }, typeOf(p.schema || {}))),
         h("td", {}, prose(p.description)))))));
@@ -279,8 +297,9 @@
     const json = (response.content || {})["application/json"];
     const codes = [];
     if (Number(status) >= 400 && json) {
+      // The codes this answer may carry: listed beside it, or as the enum of its schema.
       const enumSchema = ((((json.schema || {}).allOf || [])[1] || {}).properties || {}).error;
-      const listed = enumSchema ? enumSchema.properties.code.enum : [];
+      const listed = response["x-error-codes"] || (enumSchema ? enumSchema.properties.code.enum : []);
       for (const code of listed) codes.push(h("li", {}, h("code", {}, code), " — ", prose(errorMeaning(status, code))));
     }
     const headers = Object.entries(response.headers || {}).map(([name, header]) => {
@@ -338,16 +357,22 @@
 
   // --- try it ----------------------------------------------------------------------
 
-  const CREDENTIAL_PARAMS = ["stuid", "user", "student_id", "password", "fresh"];
+  const CREDENTIAL_PARAMS = ["stuid", "user", "password", "fresh"];
+  const SENT_METHODS = ["get", "post", "delete"];
+  let production = false;
 
+  // One entry per path of the contract: GET where it exists, else POST, else DELETE.
   function tryable() {
-    const all = operations().filter(({ op }) => {
-      const names = (op.parameters || []).map((p) => p.name);
-      const basic = (op.security || []).some((s) => "studentBasic" in s);
-      return basic || names.includes("stuid") || names.includes("user");
-    });
-    // One entry per path: GET where it exists, else the other method.
-    return all.filter(({ path, method }) => method === "get" || !all.some((o) => o.path === path && o.method === "get"));
+    const all = operations().filter(({ method }) => SENT_METHODS.includes(method));
+    return all.filter(({ path, method }) =>
+      !all.some((o) => o.path === path && SENT_METHODS.indexOf(o.method) < SENT_METHODS.indexOf(method)));
+  }
+
+  // The request body's example, when the operation takes JSON.
+  function jsonExample(op) {
+    const content = ((op.requestBody || {}).content || {})["application/json"];
+    if (!content) return null;
+    return content.example === undefined ? "{}" : JSON.stringify(content.example, null, 2);
   }
 
   function setUpTry() {
@@ -358,10 +383,16 @@
     const params = document.getElementById("try-params");
     function showParams() {
       const { op } = entries[Number(select.value)];
-      const fields = (op.parameters || []).filter((p) => p.in === "query" && !CREDENTIAL_PARAMS.includes(p.name));
+      const fields = (op.parameters || []).filter((p) =>
+        p.in === "path" || (p.in === "query" && !CREDENTIAL_PARAMS.includes(p.name)));
       params.replaceChildren(...fields.map((p) => h("label", {},
-        h("span", {}, p.name),
-        h("input", { name: p.name, "data-param": p.name, placeholder: p.example === undefined ? "" : String(p.example) }))));
+        h("span", {}, p.name + (p.in === "path" ? " *" : "")),
+        h("input", { name: p.name, "data-param": p.name, "data-in": p.in,
+          value: p.in === "path" && p.example !== undefined ? String(p.example) : null,
+          placeholder: p.example === undefined ? "" : String(p.example) }))));
+      const example = jsonExample(op);
+      document.getElementById("try-body-field").hidden = example === null;
+      document.getElementById("try-json").value = example === null ? "" : example;
     }
     select.addEventListener("change", showParams);
     showParams();
@@ -371,7 +402,38 @@
     });
   }
 
+  // What the mode allows: in development the simulator's credentials are offered;
+  // in production nothing is pre-filled and no password rule is stated.
+  function setUpCredentials() {
+    const note = document.getElementById("try-note");
+    const student = production ? "" : "2012052690";
+    const password = production ? "" : "052690";
+    document.getElementById("try-student").value = student;
+    document.getElementById("try-password").value = password;
+    note.textContent = production ? t("try.nocreds") : t("try.note");
+    note.hidden = false;
+    const origin = location.origin;
+    const who = production ? "STUDENT:PASSWORD" : student + ":" + password;
+    const legacy = production ? "stuid=STUDENT&password=PASSWORD" : "stuid=" + student + "&password=" + password;
+    const lines = [
+      production ? t("try.curlnote") : null,
+      "curl '" + origin + "/card/rest?" + legacy + "'",
+      "curl -u " + who + " " + origin + "/v1/card/balance",
+      "curl -u " + who + " '" + origin + "/v1/timetable?year=2026&term=1'",
+      "curl '" + origin + "/v1/library/search?q=python'",
+    ];
+    document.getElementById("try-curl").textContent = lines.filter((x) => x !== null).join("\n");
+  }
+
   const SHOWN_HEADERS = ["content-type", "age", "cache-status", "x-request-id", "server-timing", "retry-after", "location", "www-authenticate"];
+
+  function basicAuth(student, password) {
+    try {
+      return "Basic " + btoa(student + ":" + password);
+    } catch (_) {
+      return "Basic " + btoa(unescape(encodeURIComponent(student + ":" + password)));
+    }
+  }
 
   async function send({ path, method, op }) {
     const student = document.getElementById("try-student").value.trim();
@@ -380,22 +442,27 @@
     const names = (op.parameters || []).map((p) => p.name);
     const headers = {};
     const legacyId = names.includes("stuid") ? "stuid" : names.includes("user") ? "user" : null;
-    if (legacyId) {
-      query.set(legacyId, student);
-      query.set("password", password);
-    } else {
-      try {
-        headers.Authorization = "Basic " + btoa(student + ":" + password);
-      } catch (_) {
-        headers.Authorization = "Basic " + btoa(unescape(encodeURIComponent(student + ":" + password)));
-      }
-    }
+    const basic = (op.security || []).some((s) => "studentBasic" in s);
+    if (legacyId) query.set(legacyId, student);
+    if (names.includes("password")) query.set("password", password);
+    if (!legacyId && basic && student) headers.Authorization = basicAuth(student, password);
+    let url = path;
     for (const input of document.querySelectorAll("#try-params input")) {
-      if (input.value.trim()) query.set(input.dataset.param, input.value.trim());
+      const value = input.value.trim();
+      if (input.dataset.in === "path") url = url.replace("{" + input.dataset.param + "}", encodeURIComponent(value));
+      else if (value) query.set(input.dataset.param, value);
     }
-    if (document.getElementById("try-fresh").checked) query.set("fresh", "1");
-    const url = path + (query.toString() ? "?" + query : "");
-    const shown = url.replace(/(password=)[^&]*/, "$1***");
+    // The school is asked again only when the box is ticked: an untouched request is
+    // answered from the cache and spends nothing of the school's budget.
+    const fresh = document.getElementById("try-fresh").checked;
+    if (fresh && names.includes("fresh")) query.set("fresh", "1");
+    url += query.toString() ? "?" + query : "";
+    const init = { method: method.toUpperCase(), headers, credentials: "omit", cache: fresh ? "no-store" : "default" };
+    if (!document.getElementById("try-body-field").hidden && method !== "get") {
+      headers["Content-Type"] = "application/json";
+      init.body = document.getElementById("try-json").value;
+    }
+    const shown = url.replace(/(password=)[^&]*/g, "$1***");
     const result = document.getElementById("try-result");
     result.hidden = false;
     document.getElementById("try-status").textContent = t("try.sending");
@@ -403,7 +470,7 @@
     document.getElementById("try-headers").replaceChildren();
     document.getElementById("try-body").textContent = "";
     try {
-      const response = await fetch(url, { method: method.toUpperCase(), headers, cache: "no-store", credentials: "omit" });
+      const response = await fetch(url, init);
       const text = await response.text();
       document.getElementById("try-status").textContent = response.status + " " + (response.statusText || "");
       result.dataset.status = String(response.status);
@@ -413,12 +480,133 @@
       let pretty = text;
       try {
         pretty = JSON.stringify(JSON.parse(text), null, 2);
-      } catch (_) { /* not JSON: an iCalendar feed */ }
+      } catch (_) { /* not JSON: an iCalendar feed, a book page, a cover */ }
       document.getElementById("try-body").textContent = pretty;
+      // The server's messages are English; the code's meaning is in both languages.
+      let code = null;
+      try {
+        const parsed = JSON.parse(text);
+        code = parsed && parsed.error && typeof parsed.error.code === "string" ? parsed.error.code : null;
+      } catch (_) { /* not JSON */ }
+      const meaning = document.getElementById("try-meaning");
+      meaning.hidden = !code || !errorMeaning(response.status, code);
+      meaning.replaceChildren(...(meaning.hidden ? [] : [t("try.meaning"), h("code", {}, code), " — ", ...prose(errorMeaning(response.status, code))]));
     } catch (error) {
       document.getElementById("try-status").textContent = t("try.failed") + error;
     }
   }
+
+  // --- small charts of the last minutes (drawn here, inline SVG, no library) ---------
+
+  const charts = (function () {
+    const KEEP = 150; // readings kept: five minutes at one poll every 2 s
+    const SPAN_MIN = 30; // the x axis shows at least a minute, so the first readings are not a dot
+    const readings = [];
+    const SVG = "http://www.w3.org/2000/svg";
+    const W = 300;
+    const H = 64;
+
+    function svg(tag, attrs) {
+      const node = document.createElementNS(SVG, tag);
+      for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+      return node;
+    }
+
+    function record(body) {
+      const school = {};
+      for (const s of body.school) school[s.system] = { inFlight: s.in_flight, budget: s.budget, breaker: s.breaker };
+      readings.push({
+        rps: body.requests_per_s,
+        p99: body.latency_ms.p99,
+        hit: body.cache_hit_ratio === null ? null : 100 * body.cache_hit_ratio,
+        school,
+      });
+      if (readings.length > KEEP) readings.splice(0, readings.length - KEEP);
+    }
+
+    // Readings across the x axis: the kept ones, at least a minute's, newest at the right.
+    function span() {
+      return Math.max(SPAN_MIN, readings.length);
+    }
+
+    // A line of the values (null: a gap) over the kept readings, scaled to `top`.
+    function line(values, top, kind) {
+      const step = W / (span() - 1);
+      const offset = span() - values.length;
+      let d = "";
+      let pen = false;
+      values.forEach((v, i) => {
+        if (v === null || v === undefined) { pen = false; return; }
+        const x = (offset + i) * step;
+        const y = H - 2 - (Math.min(v, top) / top) * (H - 4);
+        d += (pen ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1);
+        pen = true;
+      });
+      return svg("path", { d: d || "M0 " + H, class: "line " + kind, fill: "none" });
+    }
+
+    function frame(kind) {
+      return svg("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", class: "spark", role: "img", "data-chart": kind });
+    }
+
+    function card(kind, title, now, drawing) {
+      return h("figure", { class: "chart", "data-chart": kind },
+        h("figcaption", {}, h("span", { class: "title" }, title), h("span", { class: "now" }, now)),
+        drawing);
+    }
+
+    function numeric(kind, title, pick, digits, fixedTop) {
+      const values = readings.map(pick);
+      const known = values.filter((v) => v !== null && v !== undefined);
+      const top = fixedTop || Math.max(1e-9, ...known) * 1.15;
+      const drawing = frame(kind);
+      drawing.append(svg("line", { x1: 0, y1: H - 1, x2: W, y2: H - 1, class: "axis" }), line(values, top, kind));
+      const last = known.length ? known[known.length - 1] : null;
+      const max = known.length ? Math.max(...known) : null;
+      const now = last === null ? t("chart.empty")
+        : t("chart.now") + " " + last.toFixed(digits) + " · " + t("chart.max") + " " + max.toFixed(digits);
+      return card(kind, title, now, drawing);
+    }
+
+    function flight(system) {
+      const values = readings.map((r) => (r.school[system] || {}).inFlight);
+      const budgets = readings.map((r) => (r.school[system] || {}).budget).filter((b) => b);
+      const budget = budgets.length ? budgets[budgets.length - 1] : null;
+      const known = values.filter((v) => v !== null && v !== undefined);
+      const top = Math.max(budget || 0, ...known, 1) * 1.25;
+      const drawing = frame("flight");
+      if (budget) {
+        const y = H - 2 - (budget / top) * (H - 4);
+        drawing.append(svg("line", { x1: 0, y1: y, x2: W, y2: y, class: "budget" }));
+      }
+      drawing.append(svg("line", { x1: 0, y1: H - 1, x2: W, y2: H - 1, class: "axis" }), line(values, top, "flight"));
+      // The breaker's state along the top: one band per reading.
+      const step = W / span();
+      const offset = span() - readings.length;
+      readings.forEach((r, i) => {
+        const state = (r.school[system] || {}).breaker;
+        if (state) drawing.append(svg("rect", { x: ((offset + i) * step).toFixed(1), y: 0, width: step.toFixed(2), height: 4, class: "band " + state }));
+      });
+      const last = known.length ? known[known.length - 1] : null;
+      const lastState = readings.length ? (readings[readings.length - 1].school[system] || {}).breaker : null;
+      const now = (last === null ? "—" : last.toFixed(2)) + " / " + (budget === null ? "—" : budget) +
+        (lastState ? " · " + t("chart.breaker") + " " + t("breaker." + lastState) : "");
+      const figure = card("flight", fill(t("chart.flight"), { system, budget: budget === null ? "—" : budget }), now, drawing);
+      figure.dataset.system = system;
+      return figure;
+    }
+
+    function draw() {
+      const systems = readings.length ? Object.keys(readings[readings.length - 1].school) : [];
+      document.getElementById("dash-charts").replaceChildren(
+        numeric("rps", t("chart.rps"), (r) => r.rps, 1),
+        numeric("p99", t("chart.p99"), (r) => r.p99, 1),
+        numeric("hit", t("chart.hit"), (r) => r.hit, 1, 100),
+        ...systems.map(flight));
+    }
+
+    return { record, draw, count: () => readings.length };
+  })();
 
   // --- the dashboard -------------------------------------------------------------------
 
@@ -435,7 +623,21 @@
       document.getElementById(id).textContent = text;
     }
 
+    // Each cell names its column (data-label), so a narrow screen can show the rows
+    // as cards (style.css, `.stack`) instead of a table wider than the screen.
+    function labelCells(selector) {
+      const table = document.querySelector(selector);
+      const names = [...table.querySelectorAll("thead th")].map((th) => th.textContent);
+      for (const row of table.querySelectorAll("tbody tr")) {
+        [...row.children].forEach((td, i) => {
+          if (names[i] !== undefined && !td.hasAttribute("colspan")) td.dataset.label = names[i];
+        });
+      }
+    }
+
     function render(body) {
+      charts.record(body);
+      charts.draw();
       set("dash-rps", number(body.requests_per_s, 1));
       set("dash-hit", body.cache_hit_ratio === null ? "—" : (100 * body.cache_hit_ratio).toFixed(1) + "%");
       set("dash-p50", body.latency_ms.p50 === null ? "—" : number(body.latency_ms.p50, 1) + " ms");
@@ -454,6 +656,7 @@
           h("td", {}, h("span", { class: "breaker " + s.breaker, text: t("breaker." + s.breaker) })));
       });
       document.querySelector("#dash-school tbody").replaceChildren(...rows);
+      labelCells("#dash-school");
       const clients = (body.clients || []).map((c) => h("tr", { "data-client": c.client },
         h("td", {}, c.client === "anonymous" ? t("client.anonymous") : h("code", {}, c.client)),
         h("td", { class: "num", text: number(c.school_requests_per_s, 2) }),
@@ -495,6 +698,7 @@
           h("td", { text: p.reason })));
       }
       document.querySelector("#dash-pages tbody").replaceChildren(...pages);
+      labelCells("#dash-pages");
       const workers = body.workers.live.map((w) => h("tr", {},
         h("td", { class: "num", text: w.worker }), h("td", { class: "num", text: w.pid === null ? "—" : w.pid }),
         h("td", { class: "num", text: w.generation })));
@@ -566,6 +770,13 @@
     document.getElementById("app-version").textContent = "jnufm " + spec.info.version;
     renderReference();
     setUpTry();
+    try {
+      const health = await fetch("/healthz", { cache: "no-store", credentials: "omit" });
+      production = (await health.json()).mode !== "development";
+    } catch (_) {
+      production = true;  // not knowing, offer nothing
+    }
+    setUpCredentials();
     document.body.dataset.contract = "loaded";
   }
 
