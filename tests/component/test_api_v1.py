@@ -106,7 +106,10 @@ async def test_index_page_and_favicon(http_client: httpx.AsyncClient) -> None:
     resp = await http_client.get("/")
     assert resp.status_code == 200
     assert "text/html" in resp.headers["Content-Type"]
-    assert "/card/rest" in resp.text and "/v1/card/balance" in resp.text
+    # The page's examples are built by its script from the contract and the page's own
+    # origin (no address, student number or password written in the HTML).
+    assert "app.js" in resp.text and "openapi.json" in resp.text
+    assert "052690" not in resp.text and "127.0.0.1:8000" not in resp.text
     icon = await http_client.get("/favicon.ico")
     assert icon.status_code == 200
     assert icon.content[:4] == b"\x00\x00\x01\x00"
