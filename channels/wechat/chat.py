@@ -257,7 +257,7 @@ class Chat:
         target = f"{account.name}\n{openid}"
         if command.kind == "watch":
             kind = command.watch or ""
-            system = KIND_SYSTEM.get(kind, "card")  # type: ignore[call-overload]
+            system = next((s for k, s in KIND_SYSTEM.items() if k == kind), "card")
             grant = await self.followers.grant(account, openid, system)
             if grant is None:
                 return self._unbound_text(account, openid, system)

@@ -136,7 +136,7 @@ class Responder:
         follower = self._chat.followers.follower_key(account, message.from_user)
         if not needs_school(command):
             if command is not None and not self._allowed(follower):
-                return self._limited(message, account)
+                return self._limited(message)
             answer = await self._chat.answer(account, message, command, caller)
             return Reply(self._xml(message, answer), "passive" if answer else "none")
         key = self._records.key(account.name, message)
@@ -146,7 +146,7 @@ class Responder:
             return await self._without_records(account, message, command, caller, deadline)
         if record is None:
             if not self._allowed(follower):
-                xml = self._limited(message, account).xml
+                xml = self._limited(message).xml
                 assert xml is not None
                 await self._records.finish(account.name, key, xml)
                 return Reply(xml, "limited")
@@ -238,7 +238,7 @@ class Responder:
             return False
         return True
 
-    def _limited(self, message: InboundMessage, account: WeChatAccount) -> Reply:
+    def _limited(self, message: InboundMessage) -> Reply:
         return Reply(self._text(message, TOO_OFTEN), "limited")
 
     def _start(
