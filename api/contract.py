@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from api import params
 from api.errors import EVERY_ROUTE, NO_SUCH_PATH
 from api.schemas import COMPONENTS, EXAMPLES, Schema, ref
 from services.codes import RATE_LIMITED, UNSUPPORTED_MEDIA_TYPE, ErrorCode
@@ -72,6 +73,10 @@ class Answer:
     more_media: tuple[str, ...] = ()
     # Headers only some of these answers carry (e.g. a cover's `X-Cover`).
     optional_headers: tuple[str, ...] = ()
+    # OpenAPI links: what a client (or schemathesis' stateful phase) may do next with what
+    # this answer made, e.g. delete the new token: (name, operationId, {parameter:
+    # runtime expression}).
+    links: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,9 @@ class Operation:
     anonymous: bool = True
     # Errors carry `"data": null` beside `error` (the 2013 endpoints).
     legacy_errors: bool = False
+    # The error body's component when it is neither `Error` nor `LegacyError` (the 2013
+    # account API's `AccountError`, with 2013's `version` and a refused token's `status`).
+    error_schema: str | None = None
     # Other answers, e.g. /readyz's 503 with the readiness body.
     others: tuple[Answer, ...] = ()
 
@@ -219,6 +227,11 @@ _HEADERS: dict[str, tuple[str, Schema]] = {
         {"type": "string"},
     ),
     "Location": ("the new feed's path", {"type": "string"}),
+    "ETag": (
+        "the answer's version: sent back in `If-None-Match`, it gets 304 while unchanged",
+        {"type": "string"},
+    ),
+    "Cache-Control": ("how long the reader's own cache may keep the answer", {"type": "string"}),
     "Allow": ("the methods the route answers", {"type": "string"}),
     "Access-Control-Allow-Origin": (
         "the page's `Origin`, when `api.cors_origins` lists it (or `*` when it lists `*`)",
@@ -240,6 +253,13 @@ _HEADERS: dict[str, tuple[str, Schema]] = {
     ),
 }
 
+# Said of the bundled simulator where credentials are described: not in production, where
+# the school is real (see production()).
+SIMULATOR_NOTE = (
+    " The bundled simulator's students (every `20[01]NNNNNNN`) have password = the last 6 "
+    "digits of the student number."
+)
+
 # A registered client's key: optional beside any other requirement (the client's own
 # limits instead of its address's); not for the metrics endpoints.
 CLIENT_KEY = "clientKey"
@@ -251,8 +271,7 @@ SECURITY_SCHEMES: dict[str, Schema] = {
         "scheme": "basic",
         "description": "student number : the school system's password (the card password for "
         "/v1/card/, the academic office password for the timetable, exams and grades). A "
-        "POST body with `student_id` and `password` may carry them instead. The bundled "
-        "simulator's students have password = the last 6 digits of the student number.",
+        "POST body with `student_id` and `password` may carry them instead." + SIMULATOR_NOTE,
     },
     "studentToken": {
         "type": "http",
@@ -305,6 +324,11 @@ def _success(answer: Answer) -> Schema:
     for name in answer.optional_headers:
         headers[name] = _header(name, False)
     response: Schema = {"description": answer.description, "headers": headers}
+    if answer.links:
+        response["links"] = {
+            name: {"operationId": operation, "parameters": dict(parameters)}
+            for name, operation, parameters in answer.links
+        }
     if answer.schema is not None or answer.media_type != "application/json":
         response["content"] = {
             media_type: _media(answer, media_type)
@@ -327,11 +351,14 @@ def _media(answer: Answer, media_type: str) -> Schema:
     return media
 
 
-def _errors(status: int, failures: list[ErrorCode], legacy: bool) -> Schema:
+def _errors(
+    status: int, failures: list[ErrorCode], legacy: bool, schema_name: str | None = None
+) -> Schema:
     codes = [f.code for f in failures]
     # One shared schema for every error (a generated client has one error type); the codes
     # this status may carry are listed beside it, not narrowed into a schema of its own.
-    schema = ref("LegacyError" if legacy else "Error")
+    name = schema_name or ("LegacyError" if legacy else "Error")
+    schema = ref(name)
     headers = {
         # The over-capacity 503 is written before any handler runs: no request id.
         "X-Request-Id": _header("X-Request-Id", status != 503),
@@ -341,7 +368,9 @@ def _errors(status: int, failures: list[ErrorCode], legacy: bool) -> Schema:
     if status == 401 and {"missing_credentials", "invalid_authorization"} & set(codes):
         headers["WWW-Authenticate"] = _header("WWW-Authenticate", False)
     body: dict[str, Any] = {"error": {"code": codes[0], "message": failures[0].when}}
-    if legacy:
+    if name == "AccountError":
+        body = {"version": 1.0, "data": None, **body}
+    elif legacy:
         body = {"data": None, **body}
     return {
         # The codes' meanings are listed once, in the document's `x-errors`.
@@ -371,10 +400,14 @@ def _merge(first: Schema, second: Schema) -> Schema:
 
 
 def failures_of(op: Operation) -> tuple[ErrorCode, ...]:
-    """The errors an operation may answer: its own, and 415 where it reads a body."""
-    if op.body is not None and UNSUPPORTED_MEDIA_TYPE not in op.failures:
-        return (*op.failures, UNSUPPORTED_MEDIA_TYPE)
-    return op.failures
+    """The errors an operation may answer: its own, its parameters' refusals (api/params.py)
+    and 415 where it reads a body."""
+    out = list(op.failures)
+    more = [*params.failures(op), *((UNSUPPORTED_MEDIA_TYPE,) if op.body is not None else ())]
+    for failure in more:
+        if all((f.status, f.code) != (failure.status, failure.code) for f in out):
+            out.append(failure)
+    return tuple(out)
 
 
 def _responses(op: Operation) -> Schema:
@@ -385,7 +418,9 @@ def _responses(op: Operation) -> Schema:
         if failure not in listed:
             listed.append(failure)
     for status in sorted(by_status):
-        responses[str(status)] = _errors(status, by_status[status], op.legacy_errors)
+        responses[str(status)] = _errors(
+            status, by_status[status], op.legacy_errors, op.error_schema
+        )
     for other in op.others:
         key, response = str(other.status), _success(other)
         responses[key] = _merge(response, responses[key]) if key in responses else response
@@ -516,6 +551,7 @@ def preflight(route: Route) -> Operation:
         ),
         failures=(*((NO_SUCH_PATH,) if route.path_params else ()), RATE_LIMITED, *EVERY_ROUTE),
         legacy_errors=first.legacy_errors,
+        error_schema=first.error_schema,
     )
 
 
@@ -551,3 +587,35 @@ def document(
             for f in failures
         ],
     }
+
+
+def production(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as a production server serves it: nothing about the simulator's
+    passwords (its rule is not stated, and no example holds a password), so a reference
+    renderer's try-it pre-fills none."""
+    shown: dict[str, Any] = _without_passwords(doc)
+    return shown
+
+
+def _is_password(name: object) -> bool:
+    return isinstance(name, str) and "password" in name
+
+
+def _without_passwords(node: Any) -> Any:
+    if isinstance(node, str):
+        return node.replace(SIMULATOR_NOTE, "")
+    if isinstance(node, list):
+        return [_without_passwords(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    password_param = node.get("in") in ("query", "path", "header") and _is_password(
+        node.get("name")
+    )
+    for key, value in node.items():
+        if key in ("example", "examples") and password_param:
+            continue
+        if key == "example" and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if not _is_password(k)}
+        out[key] = _without_passwords(value)
+    return out

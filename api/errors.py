@@ -81,8 +81,8 @@ SHARED_SCHOOL = (
 
 # --- parameters ---------------------------------------------------------------------------
 
-TERM = (c.MISSING_TERM, c.INVALID_YEAR, c.INVALID_TERM)
-DATES = (c.INVALID_DATE, c.INVALID_RANGE, c.INVALID_START, c.INVALID_END)
+TERM = (c.MISSING_TERM, c.INVALID_YEAR, c.INVALID_TERM, c.UNKNOWN_TERM)
+DATES = (c.INVALID_DATE, c.INVALID_RANGE)
 NO_SUCH_PATH = c.NOT_FOUND.answered(
     "a path whose parameter (a feed token, an ISBN, a book id) does not have its shape: no "
     "such route",
@@ -108,10 +108,6 @@ METRICS_DISABLED = c.NOT_FOUND.answered("`metrics.enabled` is false", "metrics.e
 
 # --- the 2013 account API -------------------------------------------------------------------
 
-INVALID_ACCOUNT_PASSWORD = c.INVALID_PASSWORD.answered(
-    "an account password (`password`, `oldpassword`) that is not 6-128 characters",
-    "账户密码（password、oldpassword）不是 6-128 个字符",
-)
 UPLOAD_TOO_LARGE = c.PAYLOAD_TOO_LARGE.answered(
     "an upload over `accounts.max_upload_bytes` (the connection is closed)",
     "上传超过 accounts.max_upload_bytes（随后关闭连接）",

@@ -30,15 +30,17 @@ STUDENT_ID: Schema = {"type": "string", "pattern": "^[0-9]{6,16}$"}
 # `"1"`); on the wire they are the same digits and `true`/`false`.
 YEAR: Schema = {"type": "integer", "minimum": 2000, "maximum": 2100}
 TERM: Schema = {"type": "integer", "minimum": 1, "maximum": 2}
-DATE: Schema = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+DATE: Schema = {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
 FEED: Schema = {"type": "string", "enum": ["all", "timetable", "exams"]}
 
 FRESH = Param(
     "fresh",
     "query",
     "`true` (or `1`, `yes`) asks the school again (an answer younger than "
-    "`cache.fresh_min_interval_s` is still served)",
-    {"type": "boolean"},
+    "`cache.fresh_min_interval_s` is still served); `false`, `0`, `no`: the default",
+    # A boolean (a generated client passes `fresh=True`), or the short forms 2013's
+    # clients and README examples use.
+    {"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["1", "0", "yes", "no"]}]},
 )
 CACHE_CONTROL = Param("Cache-Control", "header", "`no-cache` asks the school again, as `fresh=1`")
 REQUEST_ID = Param(
@@ -74,21 +76,33 @@ def legacy_credentials(id_name: str, password: Schema, required: bool) -> tuple[
 
 
 TERM_PARAMS = (
-    Param("year", "query", "the academic year's first year (2026 = 2026-2027)", YEAR, False, 2026),
-    Param("term", "query", "1 or 2; without year and term, the current term", TERM, False, 1),
+    Param(
+        "year",
+        "query",
+        "the academic year's first year (2026 = 2026-2027); without it, the current term's",
+        YEAR,
+        False,
+        2026,
+    ),
+    Param("term", "query", "1 or 2; without it, the current term's", TERM, False, 1),
 )
 DATE_PARAMS = (
-    Param("start", "query", "first day, YYYY-MM-DD (default today)", DATE, False, "2026-11-20"),
+    Param(
+        "start",
+        "query",
+        "first day, YYYY-MM-DD (default: the last day, if that is before today; else today)",
+        DATE,
+        False,
+        "2026-11-20",
+    ),
     Param("end", "query", "last day, YYYY-MM-DD (default today)", DATE, False, "2026-11-27"),
 )
 
 
 def as_json(schema: Schema) -> Schema:
-    """A body field as JSON may send it: the text, a number (read as its digits), or null
-    (as if absent)."""
-    if schema.get("type") == "integer":
-        return {"anyOf": [schema, {"type": "null"}]}
-    return {"anyOf": [schema, {"type": "integer", "minimum": 0}, {"type": "null"}]}
+    """A body field as JSON may send it: its type (a number for a numeric field, text for
+    the others), or null (as if absent)."""
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def body(
@@ -173,7 +187,7 @@ def legacy_office(summary: str, summary_zh: str, schema: str) -> tuple[Operation
             summary_zh,
             "2013",
             answer,
-            "The academic office password. Without year and term: the current term.",
+            "The academic office password. Year and term not given are the current term's.",
             (
                 *legacy_credentials("user", OFFICE_PASSWORD, method == "get"),
                 *TERM_PARAMS,
@@ -265,9 +279,23 @@ ICS_MEDIA = "text/calendar"
 
 # --- the library ------------------------------------------------------------------------------
 
-QUERY: Schema = {"type": "string", "minLength": 1, "maxLength": 200}
+# Something to search for: no control characters, not only spaces.
+QUERY: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
+    "pattern": "^[^\\x00-\\x1f]*[^\\s\\x00-\\x1f][^\\x00-\\x1f]*$",
+}
+# 2013's `query` may be empty or absent: then the path's last part is searched.
+LEGACY_QUERY: Schema = {
+    "type": "string",
+    "maxLength": 200,
+    "pattern": "^([^\\x00-\\x1f]*[^\\s\\x00-\\x1f][^\\x00-\\x1f]*)?$",
+}
 PAGE: Schema = {"type": "integer", "minimum": 1, "maximum": 50}
-FLAG: Schema = {"type": "boolean"}
+# A yes/no parameter, as the server reads it.
+# A boolean, or `1` / `0`.
+FLAG: Schema = {"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["1", "0"]}]}
 CAMPUS: Schema = {"type": "string", "enum": ["main", "zhuhai"]}
 BOOK_URL: Schema = {"type": "string", "pattern": "^[A-Za-z0-9_-]+={0,2}$", "maxLength": 600}
 
@@ -278,6 +306,7 @@ LIBRARY_SEARCH_FAILURES = (
     e.INVALID_PAGE,
     e.INVALID_AVAILABLE,
     e.INVALID_CAMPUS,
+    e.PAGE_NOT_SERVED,
     e.NOT_CONFIGURED,
     *e.SHARED_SCHOOL,
     *e.EVERY_ROUTE,
@@ -308,8 +337,8 @@ LEGACY_SEARCH_PARAMS = (
     Param(
         "query",
         "query",
-        "the search words (without it, the path's last part, as in 2013)",
-        QUERY,
+        "the search words (without it, or empty, the path's last part, as in 2013)",
+        LEGACY_QUERY,
         False,
         "数据结构",
     ),
@@ -320,6 +349,13 @@ LEGACY_SEARCH_PARAMS = (
         "`1`: the Zhuhai campus catalogue (default 0: the main library's)",
         {"type": "integer", "minimum": 0, "maximum": 1},
     ),
+)
+
+
+NO_SEARCH = e.NOT_FOUND.answered(
+    "no `query`, and a path whose last part is nothing to search (only spaces, control "
+    "characters, over 200 characters)",
+    "没有 query，且路径最后一段不是可检索的词（只有空白、含控制字符或超过 200 个字符）",
 )
 
 
@@ -342,7 +378,7 @@ def legacy_search() -> tuple[Operation, ...]:
             SEARCH_ABOUT + " 2013 clients used `/book/search/engine`.",
             (*LEGACY_SEARCH_PARAMS, *FRESHNESS),
             form if method == "post" else None,
-            LIBRARY_SEARCH_FAILURES,
+            (*LIBRARY_SEARCH_FAILURES, NO_SEARCH),
             legacy_errors=True,
         )
         for method in ("get", "post")

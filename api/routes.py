@@ -15,6 +15,7 @@ from typing import Any
 
 from api import errors as e
 from api.contract import (
+    SIMULATOR_NOTE,
     Answer,
     Body,
     Operation,
@@ -23,6 +24,7 @@ from api.contract import (
     Route,
     Tag,
     document,
+    production,
 )
 from api.families import (
     CACHED,
@@ -56,8 +58,7 @@ DESCRIPTION = (
     '`{"error": {"code", "message"}}` (on the 2013 endpoints with `"data": null` beside '
     "it). A 502, 503 or 504 says the school "
     "failed, was too busy or too slow, with `Retry-After`; it is a documented answer, "
-    "not a fault of the server. The bundled simulator's students (every `20[01]NNNNNNN`) "
-    "have password = the last 6 digits of the student number."
+    "not a fault of the server." + SIMULATOR_NOTE
 )
 
 TAGS = (
@@ -116,8 +117,8 @@ ACCOUNT_FIELDS: dict[str, tuple[str, Schema, Any]] = {
     "jwc_username": ("the student number", STUDENT_ID, STUDENT),
     "jwc_password": ("the academic office password", OFFICE_PASSWORD, "052690"),
     "jwcpw": (
-        "the academic office password; without it, the one bound by /auth_jwc",
-        OFFICE_PASSWORD,
+        "the academic office password; without it (or empty), the one bound by /auth_jwc",
+        {"type": "string", "pattern": "^[\\x20-\\x7e]{0,32}$"},
         None,
     ),
     "nickname": ("the nickname", {"type": "string", "maxLength": 64}, "beordle"),
@@ -129,7 +130,7 @@ ACCOUNT_FIELDS: dict[str, tuple[str, Schema, Any]] = {
 ACCOUNT_OPTIONAL = frozenset({"jwcpw", "nickname", "realname", "sex", "signature"})
 ACCOUNT_BASE = (e.BAD_REQUEST, e.RATE_LIMITED, e.ACCOUNTS_DISABLED, e.STORAGE_UNAVAILABLE)
 ACCOUNT_NAME = (e.MISSING_USERNAME, e.INVALID_USERNAME)
-ACCOUNT_SECRET = (e.MISSING_PASSWORD, e.INVALID_ACCOUNT_PASSWORD)
+ACCOUNT_SECRET = (e.MISSING_ACCOUNT_PASSWORD, e.INVALID_ACCOUNT_PASSWORD)
 BAD_TOKEN = (e.LOGIN_TOKEN_REFUSED,)
 OFFICE_QUERY = (
     *BAD_TOKEN,
@@ -151,11 +152,17 @@ def account_op(
     extra: tuple[Param, ...] = (),
 ) -> tuple[Operation, ...]:
     """A 2013 account route: its fields in the query (as 2013 read `request.args`), or on a
-    POST in a form body; GET or POST."""
+    POST in a form body (required: the fields a GET requires are required in it; the
+    query may still carry them, as 2013's `request.values` read both); GET or POST."""
     form = Body(
         "the same fields as a form, instead of the query",
-        form={"type": "object", "properties": {f: ACCOUNT_FIELDS[f][1] for f in fields}},
+        form={
+            "type": "object",
+            "properties": {f: ACCOUNT_FIELDS[f][1] for f in fields},
+            "required": [f for f in fields if f not in ACCOUNT_OPTIONAL],
+        },
         example={f: ACCOUNT_FIELDS[f][2] for f in fields if ACCOUNT_FIELDS[f][2] is not None},
+        required=True,
     )
     return tuple(
         Operation(
@@ -172,15 +179,17 @@ def account_op(
                         "query",
                         ACCOUNT_FIELDS[f][0],
                         ACCOUNT_FIELDS[f][1],
-                        method == "get" and f not in ACCOUNT_OPTIONAL,
+                        f not in ACCOUNT_OPTIONAL,
                         ACCOUNT_FIELDS[f][2],
                     )
                     for f in fields
+                    if method == "get"
                 ),
                 *extra,
             ),
             form if method == "post" else None,
             (*failures, *ACCOUNT_BASE, *e.EVERY_ROUTE),
+            error_schema="AccountError",
         )
         for method in ("get", "post")
     )
@@ -205,6 +214,8 @@ def account_picture(kind: str, kind_zh: str) -> tuple[Operation, ...]:
                     "type": "object",
                     "required": ["file"],
                     "properties": {"file": {"type": "string", "format": "binary"}},
+                    # Nothing else: another part is refused (400 `bad_request`).
+                    "additionalProperties": False,
                 },
                 required=True,
             ),
@@ -217,6 +228,7 @@ def account_picture(kind: str, kind_zh: str) -> tuple[Operation, ...]:
                 *ACCOUNT_BASE,
                 *(failure for failure in e.EVERY_ROUTE if failure is not e.PAYLOAD_TOO_LARGE),
             ),
+            error_schema="AccountError",
         ),
     )
 
@@ -359,6 +371,7 @@ ACCOUNT_ROUTES = (
                 "accounts",
                 Answer(200, "always 1", "Version2013"),
                 failures=(e.RATE_LIMITED, *e.EVERY_ROUTE),
+                legacy_errors=True,
             ),
         ),
     ),
@@ -436,7 +449,13 @@ ROUTES: tuple[Route, ...] = (
                 "A student's session token",
                 "创建学生会话令牌",
                 "sessions",
-                Answer(201, "the new token, shown this once", "NewSession", headers=("Location",)),
+                Answer(
+                    201,
+                    "the new token, shown this once",
+                    "NewSession",
+                    headers=("Location",),
+                    links=(("revoke", "delete_v1_sessions_id", (("id", "$response.body#/id"),)),),
+                ),
                 "Proves the password once (answered from the cache when it matches the one "
                 "the school last accepted, else judged by the school), then returns a token "
                 "that every /v1/ route of that system accepts as `Authorization: Bearer`: 256 "
@@ -570,6 +589,9 @@ ROUTES: tuple[Route, ...] = (
                     "the watch, and a webhook's signing secret shown this once",
                     "NewWatch",
                     headers=("Location",),
+                    links=(
+                        ("delete", "delete_v1_watches_id", (("id", "$response.body#/watch/id"),)),
+                    ),
                 ),
                 "The school is asked for the change on its spare capacity only (never while "
                 "students' queries wait for it), at most every `watches.poll_s.<kind>`; each "
@@ -703,6 +725,8 @@ ROUTES: tuple[Route, ...] = (
 
 
 @functools.cache
-def openapi() -> dict[str, Any]:
-    """The OpenAPI document of ROUTES (built once per process; do not modify it)."""
-    return document(ROUTES, TAGS, TITLE, DESCRIPTION)
+def openapi(production_mode: bool = False) -> dict[str, Any]:
+    """The OpenAPI document of ROUTES (built once per process; do not modify it). In
+    production mode without the simulator's passwords (api/contract.py's production())."""
+    doc = document(ROUTES, TAGS, TITLE, DESCRIPTION)
+    return production(doc) if production_mode else doc

@@ -29,6 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from tornado.httputil import HTTPServerRequest
 from tornado.web import HTTPError, RequestHandler
 
+from api.answers.common import AnswerModel, Error, ErrorBody
+from handlers import params as contract_params
 from leanweb import Compression, LeanHandler, answered_methods, header
 from leanweb import route_label as pattern_label
 from observability import metrics
@@ -332,9 +334,7 @@ class JsonErrors:
 
     def error_body(self, exc: BaseException | None, code: str, message: str) -> str:
         """An error answer's body (the 2013 routes add their own keys)."""
-        return json.dumps(
-            {"error": {"code": code, "message": message}}, ensure_ascii=False, separators=(",", ":")
-        )
+        return Error(error=ErrorBody(code=code, message=message)).json_text()
 
     def note_outcome(self, outcome: str) -> None:
         """Name how the request ended in its access line (where the handler keeps one)."""
@@ -408,6 +408,8 @@ class JsonHandler(JsonErrors, LeanHandler):
                 self.deps.rate_limiter.check_subject(
                     client.name, client.requests_per_s, client.burst
                 )
+        # Parameters outside the contract are refused before the handler reads them.
+        contract_params.check(self.route, self.request)
 
     def on_finish(self) -> None:
         if self._counted:
@@ -455,8 +457,12 @@ class JsonHandler(JsonErrors, LeanHandler):
         return True
 
     def write_json(self, body: Any, status: int = 200) -> None:
+        """An answer model (api/answers/) or, for bodies without one, plain JSON values."""
         self.set_status(status)
-        self.finish(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+        if isinstance(body, AnswerModel):
+            self.finish(body.json_text())
+        else:
+            self.finish(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
 
     def wants_fresh(self) -> bool:
         """The client asked for fresh data (`Cache-Control: no-cache` or `?fresh=1`)."""

@@ -9,6 +9,7 @@ import json
 import time
 from typing import Any
 
+from api.answers.ops import Dashboard
 from api.routes import openapi
 from handlers.base import AppDeps, CrossOriginReads, JsonHandler
 from handlers.ops import readable_metrics
@@ -20,16 +21,17 @@ TOP_LOCKOUTS = 20
 
 
 @functools.cache
-def openapi_body() -> bytes:
-    """The document as served: built and encoded once per process."""
-    return json.dumps(openapi(), ensure_ascii=False, separators=(",", ":")).encode()
+def openapi_body(production_mode: bool = False) -> bytes:
+    """The document as served: built and encoded once per process (and mode)."""
+    doc = openapi(production_mode)
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 @functools.cache
-def openapi_gzipped() -> bytes:
+def openapi_gzipped(production_mode: bool = False) -> bytes:
     """The document gzip-compressed, once per process: it never changes while the
     process runs, so the smallest form (level 9) costs its time once, not per answer."""
-    return gzip.compress(openapi_body(), compresslevel=9, mtime=0)
+    return gzip.compress(openapi_body(production_mode), compresslevel=9, mtime=0)
 
 
 class OpenApiHandler(CrossOriginReads):
@@ -39,8 +41,9 @@ class OpenApiHandler(CrossOriginReads):
     def get(self) -> None:
         # Public, and the same for everyone until the next deployment.
         self.set_header("Cache-Control", "no-cache")
-        self.precompressed(openapi_gzipped())
-        self.finish(openapi_body())
+        production_mode = self.deps.mode == "production"
+        self.precompressed(openapi_gzipped(production_mode))
+        self.finish(openapi_body(production_mode))
 
 
 def school_budgets(deps: AppDeps) -> dict[str, int]:
@@ -75,7 +78,8 @@ class DashboardHandler(JsonHandler):
         )
         body["lockouts"] = await self.lockouts()
         body["unreadable_pages"] = await self.unreadable_pages()
-        self.write_json(body)
+        # The figures are computed from the metrics as plain values; the model checks them.
+        self.write_json(Dashboard.model_validate(body))
 
     async def unreadable_pages(self) -> list[dict[str, Any]] | None:
         """The last school pages no client could read (`python server.py pages show ID`

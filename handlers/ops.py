@@ -6,6 +6,7 @@ import time
 
 from tornado.web import HTTPError
 
+from api.answers.ops import Readiness
 from handlers.base import JsonHandler
 from observability import metrics
 
@@ -18,12 +19,14 @@ class ReadyHandler(JsonHandler):
     """Ready to serve: database reachable, migrations current, not draining (else 503)."""
 
     async def get(self) -> None:
-        body = await self.deps.ops.readiness.check()
-        body["draining"] = self.deps.state.draining
-        body["worker"] = self.deps.worker_index
-        if self.deps.state.draining:
-            body["ready"] = False
-        self.write_json(body, 200 if body["ready"] else 503)
+        checked = await self.deps.ops.readiness.check()
+        draining = self.deps.state.draining
+        body = Readiness(
+            **{**checked, "ready": checked["ready"] and not draining},
+            draining=draining,
+            worker=self.deps.worker_index,
+        )
+        self.write_json(body, 200 if body.ready else 503)
 
 
 class MetricsHandler(JsonHandler):

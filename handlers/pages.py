@@ -6,6 +6,7 @@ import os
 
 from tornado.web import HTTPError, RedirectHandler, StaticFileHandler
 
+from api.answers.ops import Health
 from handlers.base import CrossOriginReads, JsonErrors
 from services import codes
 from version import version
@@ -17,16 +18,15 @@ class HealthHandler(CrossOriginReads):
     rate_limited = False
 
     def get(self) -> None:
-        self.write_json(
-            {
-                "status": "ok",
-                "worker": self.deps.worker_index,
-                "pid": os.getpid(),
-                "generation": self.deps.state.generation,
-                "version": version(),
-                "mode": self.deps.mode,
-            }
+        health = Health(
+            status="ok",
+            worker=self.deps.worker_index,
+            pid=os.getpid(),
+            generation=self.deps.state.generation,
+            version=version(),
+            mode="production" if self.deps.mode == "production" else "development",
         )
+        self.write_json(health)
 
 
 class StaticHandler(JsonErrors, StaticFileHandler):

@@ -120,10 +120,11 @@ def parse_username(value: str | None) -> str:
 def parse_password(value: str | None, name: str = "password") -> str:
     """An account password: 6 to 128 characters, kept exactly as sent. Raises BadInput."""
     if value is None or value == "":
-        raise BadInput(codes.MISSING_PASSWORD, f"{name} is required")
+        raise BadInput(codes.MISSING_ACCOUNT_PASSWORD, f"{name} is required")
     if not MIN_PASSWORD <= len(value) <= MAX_PASSWORD:
         raise BadInput(
-            codes.INVALID_PASSWORD, f"{name} must be {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+            codes.INVALID_ACCOUNT_PASSWORD,
+            f"{name} must be {MIN_PASSWORD} to {MAX_PASSWORD} characters",
         )
     return value
 

@@ -68,20 +68,22 @@ class CampusCalendar:
         self.feed_language: Language = settings.feed_language
 
     def term(self, year: str | None, term: str | None, today: date) -> Term:
-        """The term asked for, or (both absent) the one under way on the campus today.
+        """The term asked for; what is not given (the year, the term or both) is taken
+        from the term under way on the campus today.
 
-        Raises BadInput for a malformed year or term, or when none is given and the
+        Raises BadInput for a malformed year or term, or when one is missing and the
         calendar knows no term started by today.
         """
-        if not year and not term:
+        if not year or not term:
             current = self.current(today)
             if current is None:
                 raise BadInput(
                     codes.MISSING_TERM, "give year and term (no term of campus.terms has started)"
                 )
-            return current
-        if not year or not term:
-            raise BadInput(codes.MISSING_TERM, "give both year and term, or neither")
+            if not year and not term:
+                return current
+            year = year or str(current.year)
+            term = term or str(current.term)
         if not (year.isascii() and year.isdigit() and len(year) == 4):
             raise BadInput(codes.INVALID_YEAR, "year is the academic year's first year, e.g. 2026")
         if term not in ("1", "2"):

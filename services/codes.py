@@ -136,13 +136,15 @@ FORBIDDEN = ErrorCode(
 
 # --- credentials ----------------------------------------------------------------------
 
-MISSING_STUDENT_ID = ErrorCode(400, "missing_student_id", "no student number", "缺少学号")
-MISSING_PASSWORD = ErrorCode(400, "missing_password", "no password", "缺少密码")
+# Credentials that cannot be right (missing, or not of the school's shape) are refused as
+# unauthorized, as a wrong password is: nothing is asked of the school.
+MISSING_STUDENT_ID = ErrorCode(401, "missing_student_id", "no student number", "缺少学号")
+MISSING_PASSWORD = ErrorCode(401, "missing_password", "no password", "缺少密码")
 INVALID_STUDENT_ID = ErrorCode(
-    400, "invalid_student_id", "a student number that is not 6-16 digits", "学号不是 6-16 位数字"
+    401, "invalid_student_id", "a student number that is not 6-16 digits", "学号不是 6-16 位数字"
 )
 INVALID_PASSWORD = ErrorCode(
-    400,
+    401,
     "invalid_password",
     "a card password that is not 6 digits, or an academic office password that is not "
     "1-32 printable ASCII characters",
@@ -366,8 +368,15 @@ QUERY_REJECTED = ErrorCode(
 MISSING_TERM = ErrorCode(
     400,
     "missing_term",
-    "a year without a term, or a term without a year",
-    "只给了学年或学期之一",
+    "no term under way to take the year or term from (no term of `campus.terms` has "
+    "started): give both",
+    "没有进行中的学期可补全学年或学期（campus.terms 中没有已开始的学期）：请两者都给出",
+)
+UNKNOWN_TERM = ErrorCode(
+    404,
+    "unknown_term",
+    "a term the academic office does not offer (not in its lists of years and terms)",
+    "教务处没有该学期（不在其学年、学期列表中）",
 )
 INVALID_YEAR = ErrorCode(
     400, "invalid_year", "a year that is not 2000-2100 (or is overlong)", "学年不在 2000-2100"
@@ -375,8 +384,17 @@ INVALID_YEAR = ErrorCode(
 INVALID_TERM = ErrorCode(
     400, "invalid_term", "a term that is not 1 or 2 (or is overlong)", "学期不是 1 或 2"
 )
+INVALID_FRESH = ErrorCode(
+    400,
+    "invalid_fresh",
+    "`fresh` other than true, false, 1, 0, yes or no",
+    "fresh 不是 true、false、1、0、yes 或 no",
+)
 INVALID_DATE = ErrorCode(
-    400, "invalid_date", "a date not written YYYY-MM-DD", "日期不是 YYYY-MM-DD"
+    400,
+    "invalid_date",
+    "a date not written YYYY-MM-DD, or no such day",
+    "日期不是 YYYY-MM-DD，或没有这一天",
 )
 INVALID_RANGE = ErrorCode(
     400,
@@ -384,8 +402,6 @@ INVALID_RANGE = ErrorCode(
     "reversed, before 2000, after tomorrow, or longer than `api.history_max_days`",
     "日期范围颠倒、早于 2000 年、晚于明天或超过 api.history_max_days 天",
 )
-INVALID_START = ErrorCode(400, "invalid_start", "an overlong start", "start 过长")
-INVALID_END = ErrorCode(400, "invalid_end", "an overlong end", "end 过长")
 INVALID_FEED = ErrorCode(
     400,
     "invalid_feed",
@@ -398,17 +414,22 @@ INVALID_FEED = ErrorCode(
 MISSING_QUERY = ErrorCode(
     400,
     "missing_query",
-    "no search query (`query` or `q`; on the 2013 search, neither it nor the path's last part)",
-    "缺少检索词（query 或 q）",
+    "no search query, or one of spaces only (`query` or `q`; on the 2013 search, neither it "
+    "nor the path's last part)",
+    "缺少检索词（query 或 q），或只有空白",
 )
 INVALID_QUERY = ErrorCode(
     400,
     "invalid_query",
-    "a query over 200 characters, with control characters or nothing searchable, or one the "
-    "catalogue cannot take (characters outside GBK at Zhuhai, a page deeper than its "
-    "`max_pages`)",
-    "检索词超过 200 个字符、含控制字符或没有可检索的字符，或目录无法接受（珠海校区：GBK 以外的"
-    "字符、超过 max_pages 的页码）",
+    "a query over 200 characters, or with control characters",
+    "检索词超过 200 个字符，或含控制字符",
+)
+PAGE_NOT_SERVED = ErrorCode(
+    404,
+    "page_not_served",
+    "a Zhuhai results page deeper than `school.library_zhuhai.max_pages` (each page costs "
+    "the catalogue a request per page before it)",
+    "珠海校区的结果页超过 school.library_zhuhai.max_pages（每页都要先请求之前的各页）",
 )
 INVALID_PAGE = ErrorCode(
     400, "invalid_page", "a page that is not a whole number from 1 to 50", "页码不是 1-50 的整数"
@@ -425,20 +446,22 @@ INVALID_AVAILABLE = ErrorCode(
     "`available` other than 0, 1, true or false",
     "available 不是 0、1、true 或 false",
 )
+# An ISBN, book id or record URL that cannot name a book: no such resource (404), as a path
+# of another shape is none; the catalogue is not asked.
 INVALID_ISBN = ErrorCode(
-    400,
+    404,
     "invalid_isbn",
-    "not a valid ISBN-10 or ISBN-13 (a wrong check digit too): nothing is asked",
-    "不是有效的 ISBN-10 或 ISBN-13（校验位错误也是）：不会查询",
+    "not a valid ISBN-10 or ISBN-13 (a wrong check digit too): no such cover, nothing is asked",
+    "不是有效的 ISBN-10 或 ISBN-13（校验位错误也是）：没有该封面，不会查询",
 )
 INVALID_BOOK_ID = ErrorCode(
-    400,
+    404,
     "invalid_book_id",
     "a book id that is not a record number of its catalogue (`b1234567`; Zhuhai `zh-300001`)",
     "图书编号不是该目录的记录号（b1234567；珠海校区 zh-300001）",
 )
 INVALID_URL = ErrorCode(
-    400,
+    404,
     "invalid_url",
     "a `url` that is not the URL-safe base64 of a record URL of the configured catalogues "
     "(never fetched)",
@@ -447,6 +470,16 @@ INVALID_URL = ErrorCode(
 UNKNOWN_BOOK = ErrorCode(404, "unknown_book", "no such record in the catalogue", "目录中没有该记录")
 
 # --- the 2013 account API -------------------------------------------------------------------
+
+MISSING_ACCOUNT_PASSWORD = ErrorCode(
+    400, "missing_password", "no account password (`password`, `oldpassword`)", "缺少账户密码"
+)
+INVALID_ACCOUNT_PASSWORD = ErrorCode(
+    400,
+    "invalid_password",
+    "an account password (`password`, `oldpassword`) that is not 6-128 characters",
+    "账户密码（password、oldpassword）不是 6-128 个字符",
+)
 
 MISSING_USERNAME = ErrorCode(400, "missing_username", "no user name", "缺少用户名")
 INVALID_USERNAME = ErrorCode(

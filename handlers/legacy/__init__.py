@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from api.answers.common import AnswerModel, ErrorBody, LegacyError
 from handlers.base import AppDeps, JsonHandler
 
 
@@ -20,13 +21,18 @@ def body_style(deps: AppDeps) -> str:
 
 
 def encode(body: Any, style: str) -> str:
-    """A legacy body: compact, or the 2013 server's bytes.
+    """A legacy body (an answer model, api/answers/, or plain JSON values): compact, or the
+    2013 server's bytes.
 
     2013 answered with Flask 0.10's jsonify on Python 2.7: indent 2, ASCII
     escapes, sorted keys, and Python 2's ", " item separator (a space at the
     end of every line but a block's last). The log's balance answers were 20
     bytes: `{\\n  "data": "6.50"\\n}`, a balance of 4 characters.
     """
+    if isinstance(body, AnswerModel):
+        if style != "2013":
+            return body.json_text()
+        body = body.model_dump(mode="json")
     if style == "2013":
         return json.dumps(
             body, indent=2, ensure_ascii=True, sort_keys=True, separators=(", ", ": ")
@@ -47,4 +53,6 @@ class LegacyHandler(JsonHandler):
 
     def error_body(self, exc: BaseException | None, code: str, message: str) -> str:
         # "data" beside "error": a 2013 client reads body["data"] and finds nothing.
-        return encode({"data": None, "error": {"code": code, "message": message}}, self.style)
+        return encode(
+            LegacyError(data=None, error=ErrorBody(code=code, message=message)), self.style
+        )

@@ -33,8 +33,23 @@ README ("The 2013 account API") lists every difference from 2013.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from api.answers.accounts import (
+    AccountBinding,
+    AccountData,
+    AccountDone,
+    AccountError,
+    AccountLogin,
+    AccountPasswordReset,
+    AccountPicture,
+    AccountProfile,
+    AccountSignup,
+    AccountSync,
+    AccountUsername,
+    Version2013,
+)
+from api.answers.common import LEGACY_VERSION, ErrorBody
 from handlers.base import AppDeps, JsonHandler
 from handlers.legacy import LegacyHandler, encode
 from services import codes
@@ -48,9 +63,9 @@ from services.accounts import (
 )
 from services.credentials import Credentials
 from services.errors import BadInput, NotConfigured, PasswordChanged, TokenRefused
-from systems.academic.legacy import legacy_courses, legacy_exams
+from systems.academic.legacy import legacy_exam_list, legacy_timetable
 
-VERSION = 1.0
+VERSION = LEGACY_VERSION
 BAD_TOKEN = 2
 # A picture's file name never changes its bytes: it may be cached for good.
 PICTURE_CACHE = "public, max-age=31536000, immutable"
@@ -79,11 +94,13 @@ class AccountHandler(LegacyHandler):
         return self.get_argument(name, None, strip=False)
 
     def error_body(self, exc: BaseException | None, code: str, message: str) -> str:
-        body: dict[str, Any] = {"version": VERSION}
-        if isinstance(exc, TokenRefused | PasswordChanged):
-            body["status"] = self.refused_status
-        body["data"] = None
-        body["error"] = {"code": code, "message": message}
+        refused = isinstance(exc, TokenRefused | PasswordChanged)
+        body = AccountError(
+            version=VERSION,
+            status=self.refused_status if refused else None,
+            data=None,
+            error=ErrorBody(code=code, message=message),
+        )
         return encode(body, self.style)
 
 
@@ -94,7 +111,7 @@ class SignupHandler(AccountHandler):
         password = parse_password(self.secret("password"))
         token = await accounts.signup(username, password, self.caller())
         status = 1 if token is None else 0
-        self.write_json({"version": VERSION, "status": status, "token": token or "none"})
+        self.write_json(AccountSignup(version=VERSION, status=status, token=token or "none"))
 
     post = get
 
@@ -106,7 +123,7 @@ class LoginHandler(AccountHandler):
         password = parse_password(self.secret("password"))
         login = await accounts.login(username, password, self.caller())
         self.write_json(
-            {"version": VERSION, "status": login.status, "token": login.token or "none"}
+            AccountLogin(version=VERSION, status=login.status, token=login.token or "none")
         )
 
     post = get
@@ -120,7 +137,7 @@ class PasswordResetHandler(AccountHandler):
         new = parse_password(self.secret("password"))
         done = await accounts.reset_password(username, old, new, self.caller())
         status = "Password reset success" if done else "Password not match"
-        self.write_json({"version": VERSION, "status": status})
+        self.write_json(AccountPasswordReset(version=VERSION, status=status))
 
     post = get
 
@@ -137,7 +154,7 @@ class AuthJwcHandler(AccountHandler):
         )
         self.note_student(creds.student_id)
         bound = await accounts.bind_academic(self.token(), creds, self.caller())
-        self.write_json({"version": VERSION, "status": 0 if bound else 1})
+        self.write_json(AccountBinding(version=VERSION, status=0 if bound else 1))
 
     post = get
 
@@ -145,7 +162,7 @@ class AuthJwcHandler(AccountHandler):
 class UsernameHandler(AccountHandler):
     async def get(self) -> None:
         username = await self.accounts().username(self.token())
-        self.write_json({"version": VERSION, "status": 0, "username": username})
+        self.write_json(AccountUsername(version=VERSION, status=0, username=username))
 
     post = get
 
@@ -158,9 +175,9 @@ class GetInfoHandler(AccountHandler):
         username = parse_username(self.get_argument("username", None))
         profile = await accounts.public_profile(self.token(), username)
         if profile is None:
-            self.write_json({"version": VERSION, "status": 4})
+            self.write_json(AccountProfile(version=VERSION, status=4))
             return
-        self.write_json({"version": VERSION, "status": 0, **asdict(profile)})
+        self.write_json(AccountProfile(version=VERSION, status=0, **asdict(profile)))
 
     post = get
 
@@ -171,7 +188,7 @@ class SetInfoHandler(AccountHandler):
         given = {name: self.get_argument(name, None) for name in PROFILE_FIELDS}
         fields = parse_profile({name: value for name, value in given.items() if value is not None})
         await accounts.update_profile(self.token(), fields)
-        self.write_json({"version": VERSION, "status": 0})
+        self.write_json(AccountDone(version=VERSION, status=0))
 
     post = get
 
@@ -194,7 +211,7 @@ class PictureHandler(AccountHandler):
                 codes.MISSING_FILE, "send the picture as the multipart form field `file`"
             )
         url = await accounts.set_picture(self.token(), self.kind, files[-1].body)
-        self.write_json({"version": VERSION, "status": 0, "url": url})
+        self.write_json(AccountPicture(version=VERSION, status=0, url=url))
 
 
 class AvatarHandler(PictureHandler):
@@ -210,8 +227,8 @@ class SyncHandler(AccountHandler):
 
     async def get(self) -> None:
         view = await self.accounts().sync(self.token())
-        data = {"username": view.username, "jwcid": view.student_id, **asdict(view.profile)}
-        self.write_json({"version": VERSION, "status": 0, "data": data})
+        data = AccountData(username=view.username, jwcid=view.student_id, **asdict(view.profile))
+        self.write_json(AccountSync(version=VERSION, status=0, data=data))
 
     post = get
 
@@ -233,9 +250,7 @@ class ClassAuthHandler(OfficeAuthHandler):
         answer = await accounts.timetable(
             self.token(), self.office_password(), term, self.caller(), self.wants_fresh()
         )
-        self.write_answer(
-            answer, {"data": legacy_courses(answer.value.courses), "version": VERSION}
-        )
+        self.write_answer(answer, legacy_timetable(answer.value.courses))
 
     post = get
 
@@ -247,14 +262,14 @@ class ExamAuthHandler(OfficeAuthHandler):
         answer = await accounts.exams(
             self.token(), self.office_password(), term, self.caller(), self.wants_fresh()
         )
-        self.write_answer(answer, {"data": legacy_exams(answer.value), "version": VERSION})
+        self.write_answer(answer, legacy_exam_list(answer.value))
 
     post = get
 
 
 class VersionHandler(LegacyHandler):
     async def get(self) -> None:
-        self.write_json({"version": 1})
+        self.write_json(Version2013(version=1))
 
 
 class PictureFileHandler(JsonHandler):

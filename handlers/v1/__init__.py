@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import date, datetime
+from datetime import date
 from typing import Any, ClassVar, Final
 
 from handlers.base import FORM_BODIES, JsonHandler
 from services import codes
-from services.campus import CHINA
 from services.credentials import MAX_FIELD_LENGTH, Credentials
 from services.errors import BadInput, NotConfigured
 from services.pipeline import Answer
@@ -25,16 +24,12 @@ from services.pipeline import Answer
 OVERLONG: Final = {
     "year": codes.INVALID_YEAR,
     "term": codes.INVALID_TERM,
-    "start": codes.INVALID_START,
-    "end": codes.INVALID_END,
+    "start": codes.INVALID_DATE,
+    "end": codes.INVALID_DATE,
     "feed": codes.INVALID_FEED,
     "system": codes.INVALID_SYSTEM,
     "label": codes.INVALID_LABEL,
 }
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(CHINA).isoformat(timespec="seconds")
 
 
 class V1Handler(JsonHandler):
@@ -104,12 +99,15 @@ class V1Handler(JsonHandler):
                 raise BadInput(codes.INVALID_JSON, "the body is nested too deeply") from None
             if not isinstance(data, dict):
                 raise BadInput(codes.INVALID_JSON, "the body must be a JSON object")
+            # The fields read are held to their types first (handlers/params.py); a JSON
+            # 1.0 is 1, and fields that are no parameter are ignored, whatever they hold.
             fields = {}
             for key, value in data.items():
-                if value is not None and not isinstance(value, str | int):
-                    raise BadInput(codes.INVALID_JSON, f"{key} must be a string")
-                fields[str(key)] = None if value is None else str(value)
-            return {k: v for k, v in fields.items() if v is not None}
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                if isinstance(value, str | int) and not isinstance(value, bool):
+                    fields[str(key)] = str(value)
+            return fields
         if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
             return {k: self.get_body_argument(k) for k in self.request.body_arguments}
         if not self.request.body:
@@ -126,13 +124,12 @@ class V1Handler(JsonHandler):
             raise BadInput(OVERLONG[name], f"{name} is too long")
         return value
 
-    def envelope(
-        self, creds: Credentials, answer: Answer[Any], body: dict[str, Any]
-    ) -> dict[str, Any]:
+    def about(self, creds: Credentials, answer: Answer[Any]) -> dict[str, Any]:
+        """The envelope's fields of a /v1/ answer (api/answers/common.py's StudentAnswer):
+        whose it is, and how fresh."""
         return {
             "student_id": creds.student_id,
-            **body,
-            "as_of": iso(answer.as_of),
+            "as_of": answer.as_of,
             "source": answer.source,
             "stale": answer.stale,
         }

@@ -12,9 +12,15 @@ DELETE /v1/sessions?system=   revoke all of them; DELETE /v1/sessions/<id> one (
 
 from __future__ import annotations
 
-from typing import Any
-
-from handlers.v1 import V1Handler, iso
+from api.answers.sessions import (
+    NewSession,
+    Revoked,
+    SessionFeed,
+    Sessions,
+    SessionToken,
+    WeChatBinding,
+)
+from handlers.v1 import V1Handler
 from services import codes
 from services.errors import BadInput, NotConfigured
 from services.sessions import SYSTEMS, SessionService
@@ -22,24 +28,26 @@ from services.tokens import TokenView
 from services.wechat_followers import Binding
 
 
-def token_body(view: TokenView, current: int | None) -> dict[str, Any]:
-    body: dict[str, Any] = {
+def token_fields(view: TokenView, current: int | None) -> dict[str, object]:
+    """A token's listing (SessionToken's fields), this request's when `current` is its id."""
+    feed = None
+    if view.kind == "feed":
+        feed = SessionFeed(feed=view.feed, year=view.year, term=view.term)
+    return {
         "id": view.id,
         "kind": view.kind,
         "system": view.system,
         "label": view.label,
         "client": view.client or None,
-        "created_at": iso(view.created_at),
-        "last_used_at": iso(view.last_used_at),
+        "created_at": view.created_at,
+        "last_used_at": view.last_used_at,
         "current": view.id == current,
+        "feed": feed,
     }
-    if view.kind == "feed":
-        body["feed"] = {"feed": view.feed, "year": view.year, "term": view.term}
-    return body
 
 
-def binding_body(binding: Binding) -> dict[str, Any]:
-    return {"id": binding.id, "account": binding.account, "created_at": iso(binding.created_at)}
+def binding_body(binding: Binding) -> WeChatBinding:
+    return WeChatBinding(id=binding.id, account=binding.account, created_at=binding.created_at)
 
 
 class SessionsBase(V1Handler):
@@ -54,7 +62,7 @@ class SessionsBase(V1Handler):
             raise BadInput(codes.INVALID_SYSTEM, "system is card or academic")
         return system
 
-    async def bindings(self, student_id: str, system: str) -> list[dict[str, Any]]:
+    async def bindings(self, student_id: str, system: str) -> list[WeChatBinding]:
         """The student's WeChat bindings with a live token of `system`."""
         followers = self.deps.followers
         if followers is None:
@@ -82,7 +90,7 @@ class SessionsHandler(SessionsBase):
         label = self.param("label") or ""
         token, view = await service.open(system, creds, self.caller(), label)
         self.set_header("Location", f"/v1/sessions/{view.id}")
-        body = {"token": token, "student_id": creds.student_id, **token_body(view, view.id)}
+        body = NewSession(token=token, student_id=creds.student_id, **token_fields(view, view.id))
         self.write_json(body, 201)
 
     async def get(self) -> None:
@@ -92,12 +100,12 @@ class SessionsHandler(SessionsBase):
         views = await service.listed(system, creds, self.caller())
         current = self.token_id
         self.write_json(
-            {
-                "student_id": creds.student_id,
-                "system": system,
-                "tokens": [token_body(v, current) for v in views],
-                "wechat": await self.bindings(creds.student_id, system),
-            }
+            Sessions(
+                student_id=creds.student_id,
+                system=system,
+                tokens=[SessionToken(**token_fields(v, current)) for v in views],
+                wechat=await self.bindings(creds.student_id, system),
+            )
         )
 
     async def delete(self) -> None:
@@ -108,7 +116,7 @@ class SessionsHandler(SessionsBase):
         await self.end_watches(ended)
         unbound = await self.end_bindings(creds.student_id, ended)
         self.write_json(
-            {"student_id": creds.student_id, "system": system, "revoked": ended, "wechat": unbound}
+            Revoked(student_id=creds.student_id, system=system, revoked=ended, wechat=unbound)
         )
 
 

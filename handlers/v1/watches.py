@@ -12,9 +12,8 @@ DELETE /v1/watches/<id>?system=   end one
 
 from __future__ import annotations
 
-from typing import Any
-
-from handlers.v1 import V1Handler, iso
+from api.answers.sessions import NewWatch, Watch, Watches, WatchMessage
+from handlers.v1 import V1Handler
 from services import codes
 from services.credentials import Credentials
 from services.errors import BadInput, NotConfigured
@@ -27,22 +26,22 @@ from services.watches.store import WatchStore, WatchView
 WATCH_LABEL = "提醒 watches"
 
 
-def watch_body(view: WatchView) -> dict[str, Any]:
-    return {
-        "id": view.id,
-        "kind": view.kind,
-        "system": view.system,
-        "param": view.param or None,
-        "channel": view.channel,
-        "target": view.target,
-        "created_at": iso(view.created_at),
-        "last_polled_at": None if view.last_polled_at is None else iso(view.last_polled_at),
-        "failures": view.failures,
-        "messages": [
-            {"status": m.status, "created_at": iso(m.created_at), "attempts": m.attempts}
+def watch_body(view: WatchView) -> Watch:
+    return Watch(
+        id=view.id,
+        kind=view.kind,
+        system=view.system,
+        param=view.param or None,
+        channel=view.channel,
+        target=view.target,
+        created_at=view.created_at,
+        last_polled_at=view.last_polled_at,
+        failures=view.failures,
+        messages=[
+            WatchMessage(status=m.status, created_at=m.created_at, attempts=m.attempts)
             for m in view.messages
         ],
-    }
+    )
 
 
 class WatchesBase(V1Handler):
@@ -93,10 +92,9 @@ class WatchesHandler(WatchesBase):
             fields.get("param", ""),
         )
         self.set_header("Location", f"/v1/watches/{view.id}")
-        body: dict[str, Any] = {"student_id": creds.student_id, "watch": watch_body(view)}
-        if secret is not None:
-            body["secret"] = secret
-        self.write_json(body, 201)
+        self.write_json(
+            NewWatch(student_id=creds.student_id, watch=watch_body(view), secret=secret), 201
+        )
 
     async def get(self) -> None:
         store = self.store()
@@ -105,11 +103,11 @@ class WatchesHandler(WatchesBase):
         await self.prove(system, creds)
         views = await store.listed(creds.student_id, system)
         self.write_json(
-            {
-                "student_id": creds.student_id,
-                "system": system,
-                "watches": [watch_body(v) for v in views],
-            }
+            Watches(
+                student_id=creds.student_id,
+                system=system,
+                watches=[watch_body(v) for v in views],
+            )
         )
 
 

@@ -8,6 +8,7 @@ Fields (JSON or a form): `ticket` (from the page's URL fragment), `student_id`,
 
 from __future__ import annotations
 
+from api.answers.sessions import BoundSystems, WeChatBound
 from handlers.v1 import V1Handler
 from services.errors import NotConfigured
 
@@ -26,9 +27,9 @@ class WeChatBindHandler(V1Handler):
             self.caller(),
         )
         self.note_student(binding.student_id)
-        body = {
-            "student_id": binding.student_id,
-            "bound": {"card": True, "academic": binding.academic_token_id is not None},
-            "account": binding.account,
-        }
+        body = WeChatBound(
+            student_id=binding.student_id,
+            bound=BoundSystems(card=True, academic=binding.academic_token_id is not None),
+            account=binding.account,
+        )
         self.write_json(body, 201)

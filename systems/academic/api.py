@@ -19,6 +19,9 @@ from api.families import (
 )
 from api.schemas import TOKEN
 
+# A new feed's token, for the links to reading and revoking it.
+NEW_FEED = "$response.body#/token"
+
 ROUTES: dict[str, tuple[Route, ...]] = {
     "legacy": (
         Route(
@@ -85,7 +88,16 @@ ROUTES: dict[str, tuple[Route, ...]] = {
                 "calendar",
                 "A feed URL for calendar apps",
                 "创建日历订阅链接",
-                Answer(201, "the new feed", "FeedToken", headers=("Location",)),
+                Answer(
+                    201,
+                    "the new feed",
+                    "FeedToken",
+                    headers=("Location",),
+                    links=(
+                        ("read", "get_v1_calendar_token_ics", (("token", NEW_FEED),)),
+                        ("revoke", "delete_v1_calendar_token_ics", (("token", NEW_FEED),)),
+                    ),
+                ),
                 OFFICE_PASSWORD,
                 (
                     *TERM_PARAMS,
@@ -122,6 +134,14 @@ ROUTES: dict[str, tuple[Route, ...]] = {
                         e.SHUTTING_DOWN,
                         *e.EVERY_ROUTE,
                         e.STORAGE_UNAVAILABLE,
+                    ),
+                    others=(
+                        Answer(
+                            304,
+                            "unchanged since the `ETag` sent in `If-None-Match`: no body",
+                            timing=False,
+                            optional_headers=("ETag", "Cache-Control"),
+                        ),
                     ),
                 ),
                 Operation(

@@ -18,15 +18,20 @@ be read have no place in this shape: /v1/timetable lists them.
 
 from __future__ import annotations
 
-from typing import Any
-
+from api.answers.academic import (
+    LegacyCourse,
+    LegacyExam,
+    LegacyExams,
+    LegacyMeeting,
+    LegacyTimetable,
+)
+from api.answers.common import LEGACY_VERSION
 from handlers.legacy import LegacyHandler
 from services.credentials import Credentials
 from services.errors import NotConfigured
 from systems.academic.models import Course, Exam
 from systems.academic.service import AcademicService
 
-VERSION = 1.0
 # The 2013 week string covers weeks 1..16.
 LEGACY_WEEKS = 16
 
@@ -36,54 +41,57 @@ def legacy_week(weeks: tuple[int, ...]) -> str:
     return "".join("1" if week in taught else "0" for week in range(1, LEGACY_WEEKS + 1))
 
 
-def legacy_course(course: Course) -> dict[str, Any]:
-    return {
-        "class": course.class_id,
-        "id": course.course_id,
-        "name": course.name,
-        "score": "" if course.credits is None else str(course.credits),
-        "type": course.category,
-        "teacher": course.teacher,
-        "position": course.place,
-        "more": course.remarks,
-        "time": [
-            {
-                "week": legacy_week(m.weeks),
-                "weekday": m.weekday,
-                "node": ",".join(str(p) for p in m.periods),
-                "position": m.place,
-            }
-            for m in course.meetings
-        ],
-    }
-
-
-def legacy_courses(courses: tuple[Course, ...]) -> dict[str, dict[str, Any]]:
-    """Courses by id, as 2013 keyed them (a second row of the same course adds its times)."""
-    out: dict[str, dict[str, Any]] = {}
-    for course in courses:
-        row = legacy_course(course)
-        if course.course_id in out:
-            out[course.course_id]["time"].extend(row["time"])
-        else:
-            out[course.course_id] = row
-    return out
-
-
-def legacy_exams(exams: list[Exam]) -> list[dict[str, Any]]:
+def legacy_meetings(course: Course) -> list[LegacyMeeting]:
     return [
-        {
-            "date": exam.date.isoformat(),
-            "time": f"{exam.start:%H:%M}-{exam.end:%H:%M}",
-            "place": exam.place,
-            "name": exam.course_name,
-            "id": exam.course_id,
-            "socre": 0,
-            "time-start": f"{exam.start:%H:%M}",
-            "time-end": f"{exam.end:%H:%M}",
-        }
+        LegacyMeeting(
+            week=legacy_week(m.weeks),
+            weekday=m.weekday,
+            node=",".join(str(p) for p in m.periods),
+            position=m.place,
+        )
+        for m in course.meetings
+    ]
+
+
+def legacy_timetable(courses: tuple[Course, ...]) -> LegacyTimetable:
+    """Courses by id, as 2013 keyed them (a second row of the same course adds its times)."""
+    meetings: dict[str, list[LegacyMeeting]] = {}
+    first: dict[str, Course] = {}
+    for course in courses:
+        first.setdefault(course.course_id, course)
+        meetings.setdefault(course.course_id, []).extend(legacy_meetings(course))
+    data = {
+        course_id: LegacyCourse(
+            class_=course.class_id,
+            id=course.course_id,
+            name=course.name,
+            score="" if course.credits is None else str(course.credits),
+            type=course.category,
+            teacher=course.teacher,
+            position=course.place,
+            more=course.remarks,
+            time=meetings[course_id],
+        )
+        for course_id, course in first.items()
+    }
+    return LegacyTimetable(data=data, version=LEGACY_VERSION)
+
+
+def legacy_exam_list(exams: list[Exam]) -> LegacyExams:
+    data = [
+        LegacyExam(
+            date=exam.date,
+            time=f"{exam.start:%H:%M}-{exam.end:%H:%M}",
+            place=exam.place,
+            name=exam.course_name,
+            id=exam.course_id,
+            socre=0,
+            time_start=f"{exam.start:%H:%M}",
+            time_end=f"{exam.end:%H:%M}",
+        )
         for exam in exams
     ]
+    return LegacyExams(data=data, version=LEGACY_VERSION)
 
 
 class LegacyAcademicHandler(LegacyHandler):
@@ -106,9 +114,7 @@ class ClassHandler(LegacyAcademicHandler):
         creds = self.credentials()
         term = academic.term(self.get_argument("year", None), self.get_argument("term", None))
         answer = await academic.timetable(creds, term, self.caller(), self.wants_fresh())
-        self.write_answer(
-            answer, {"data": legacy_courses(answer.value.courses), "version": VERSION}
-        )
+        self.write_answer(answer, legacy_timetable(answer.value.courses))
 
     post = get
 
@@ -119,6 +125,6 @@ class ExamHandler(LegacyAcademicHandler):
         creds = self.credentials()
         term = academic.term(self.get_argument("year", None), self.get_argument("term", None))
         answer = await academic.exams(creds, term, self.caller(), self.wants_fresh())
-        self.write_answer(answer, {"data": legacy_exams(answer.value), "version": VERSION})
+        self.write_answer(answer, legacy_exam_list(answer.value))
 
     post = get

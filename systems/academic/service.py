@@ -8,14 +8,17 @@ term is named (services/campus.py). Its client is systems/academic/.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 
+from services import codes
 from services.breaker import CircuitBreaker
 from services.callers import Caller
 from services.campus import CampusCalendar, Term, campus_today
 from services.credentials import Credentials
+from services.errors import BadInput, QueryRefused
 from services.pipeline import Answer, Pipeline, Question, utc_now
 from services.storage import Codec
 from settings import Settings
@@ -35,6 +38,16 @@ SYSTEM = "academic"
 TIMETABLE: Codec[Timetable] = Codec(Timetable)
 EXAMS: Codec[list[Exam]] = Codec(list[Exam])
 GRADES: Codec[list[Grade]] = Codec(list[Grade])
+
+
+@contextlib.contextmanager
+def offered(term: Term) -> Iterator[None]:
+    """A term the academic office does not offer (its term lists refused it) is no term
+    of the student's: BadInput `unknown_term` (404), not an error of the query."""
+    try:
+        yield
+    except QueryRefused:
+        raise BadInput(codes.UNKNOWN_TERM, f"the academic office has no term {term.key}") from None
 
 
 class AcademicService:
@@ -77,28 +90,32 @@ class AcademicService:
     async def timetable(
         self, creds: Credentials, term: Term, caller: Caller, fresh: bool = False
     ) -> Answer[Timetable]:
-        async with self.pipeline.query(creds, caller) as q:
-            return await q.answer(self._timetable_q(term, fresh))
+        with offered(term):
+            async with self.pipeline.query(creds, caller) as q:
+                return await q.answer(self._timetable_q(term, fresh))
 
     async def exams(
         self, creds: Credentials, term: Term, caller: Caller, fresh: bool = False
     ) -> Answer[list[Exam]]:
-        async with self.pipeline.query(creds, caller) as q:
-            return await q.answer(self._exams_q(term, fresh))
+        with offered(term):
+            async with self.pipeline.query(creds, caller) as q:
+                return await q.answer(self._exams_q(term, fresh))
 
     async def grades(
         self, creds: Credentials, term: Term, caller: Caller, fresh: bool = False
     ) -> Answer[list[Grade]]:
-        async with self.pipeline.query(creds, caller) as q:
-            return await q.answer(self._grades_q(term, fresh))
+        with offered(term):
+            async with self.pipeline.query(creds, caller) as q:
+                return await q.answer(self._grades_q(term, fresh))
 
     async def term_events(
         self, creds: Credentials, term: Term, caller: Caller, fresh: bool = False
     ) -> tuple[Answer[Timetable], Answer[list[Exam]]]:
         """The timetable and the exams of a term, for one request (one pass of the gate)."""
-        async with self.pipeline.query(creds, caller) as q:
-            classes = await q.answer(self._timetable_q(term, fresh))
-            return classes, await q.answer(self._exams_q(term, fresh))
+        with offered(term):
+            async with self.pipeline.query(creds, caller) as q:
+                classes = await q.answer(self._timetable_q(term, fresh))
+                return classes, await q.answer(self._exams_q(term, fresh))
 
     async def stored_term(
         self, student_id: str, term: Term

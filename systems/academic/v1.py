@@ -8,11 +8,23 @@ the current term of `campus.terms`. Credentials are the academic office's
 
 from __future__ import annotations
 
+from datetime import time
+from decimal import Decimal
 from email.utils import formatdate
 from typing import Any
 
+from api.answers.academic import (
+    Course,
+    Exam,
+    Exams,
+    FeedToken,
+    Grade,
+    Grades,
+    Meeting,
+    Timetable,
+)
 from handlers.base import CrossOriginReads
-from handlers.v1 import V1Handler, iso
+from handlers.v1 import V1Handler
 from services import codes
 from services.calendar import (
     Events,
@@ -27,74 +39,85 @@ from services.credentials import Credentials
 from services.errors import BadInput, NotConfigured, StorageUnavailable
 from services.pipeline import Answer
 from services.tokens import FEEDS, Feed, TokenStore
-from systems.academic.models import Course, Exam, Grade, Timetable
+from systems.academic.models import Course as OfficeCourse
+from systems.academic.models import Exam as OfficeExam
+from systems.academic.models import Grade as OfficeGrade
+from systems.academic.models import Meeting as CourseMeeting
+from systems.academic.models import Timetable as OfficeTimetable
 from systems.academic.service import AcademicService
 
 
-def term_body(term: Term, calendar: CampusCalendar) -> dict[str, Any]:
-    starts = calendar.starts(term)
+def term_fields(term: Term, calendar: CampusCalendar) -> dict[str, Any]:
+    """The fields of api/answers/academic.py's TermFields: which term, and when it starts."""
     return {
         "year": term.year,
         "term": term.term,
         "term_name": term.label,
-        "term_starts": None if starts is None else starts.isoformat(),
+        "term_starts": calendar.starts(term),
     }
 
 
-def v1_course(course: Course, calendar: CampusCalendar) -> dict[str, Any]:
-    meetings = []
-    for m in course.meetings:
-        span = calendar.span(m.periods)
-        meetings.append(
-            {
-                "weeks": list(m.weeks),
-                "weekday": m.weekday,
-                "periods": list(m.periods),
-                "starts": None if span is None else f"{span[0]:%H:%M}",
-                "ends": None if span is None else f"{span[1]:%H:%M}",
-                "place": m.place,
-                "text": m.text,
-            }
-        )
-    return {
-        "id": course.course_id,
-        "name": course.name,
-        "class": course.class_id,
-        "credits": None if course.credits is None else str(course.credits),
-        "category": course.category,
-        "teacher": course.teacher,
-        "meetings": meetings,
-        "unparsed": list(course.unparsed),
-        "schedule": course.schedule,
-        "place": course.place,
-        "remarks": course.remarks,
-    }
+def clock(moment: time) -> str:
+    return f"{moment:%H:%M}"
 
 
-def v1_exam(exam: Exam) -> dict[str, Any]:
-    return {
-        "course_id": exam.course_id,
-        "course_name": exam.course_name,
-        "date": exam.date.isoformat(),
-        "starts": f"{exam.start:%H:%M}",
-        "ends": f"{exam.end:%H:%M}",
-        "starts_at": iso(exam.starts_at),
-        "ends_at": iso(exam.ends_at),
-        "place": exam.place,
-    }
+def decimal_text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
-def v1_grade(grade: Grade) -> dict[str, Any]:
-    return {
-        "course_id": grade.code,
-        "course_name": grade.name,
-        "category": grade.category,
-        "score": grade.score_text,
-        "score_value": None if grade.score is None else str(grade.score),
-        "credits": None if grade.credits is None else str(grade.credits),
-        "grade_points": None if grade.grade_points is None else str(grade.grade_points),
-        "remarks": grade.remarks,
-    }
+def v1_meeting(meeting: CourseMeeting, calendar: CampusCalendar) -> Meeting:
+    span = calendar.span(meeting.periods)
+    return Meeting(
+        weeks=list(meeting.weeks),
+        weekday=meeting.weekday,
+        periods=list(meeting.periods),
+        starts=None if span is None else clock(span[0]),
+        ends=None if span is None else clock(span[1]),
+        place=meeting.place,
+        text=meeting.text,
+    )
+
+
+def v1_course(course: OfficeCourse, calendar: CampusCalendar) -> Course:
+    return Course(
+        id=course.course_id,
+        name=course.name,
+        class_=course.class_id,
+        credits=decimal_text(course.credits),
+        category=course.category,
+        teacher=course.teacher,
+        meetings=[v1_meeting(m, calendar) for m in course.meetings],
+        unparsed=list(course.unparsed),
+        schedule=course.schedule,
+        place=course.place,
+        remarks=course.remarks,
+    )
+
+
+def v1_exam(exam: OfficeExam) -> Exam:
+    return Exam(
+        course_id=exam.course_id,
+        course_name=exam.course_name,
+        date=exam.date,
+        starts=clock(exam.start),
+        ends=clock(exam.end),
+        starts_at=exam.starts_at,
+        ends_at=exam.ends_at,
+        place=exam.place,
+    )
+
+
+def v1_grade(grade: OfficeGrade) -> Grade:
+    return Grade(
+        course_id=grade.code,
+        course_name=grade.name,
+        category=grade.category,
+        score=grade.score_text,
+        score_value=decimal_text(grade.score),
+        credits=decimal_text(grade.credits),
+        grade_points=decimal_text(grade.grade_points),
+        remarks=grade.remarks,
+    )
 
 
 class V1AcademicHandler(V1Handler):
@@ -121,11 +144,12 @@ class TimetableHandler(V1AcademicHandler):
         creds = await self.academic_credentials()
         term = self.asked_term(academic)
         answer = await academic.timetable(creds, term, self.caller(), self.wants_fresh())
-        body = {
-            **term_body(term, academic.calendar),
-            "courses": [v1_course(c, academic.calendar) for c in answer.value.courses],
-        }
-        self.write_answer(answer, self.envelope(creds, answer, body))
+        body = Timetable(
+            **self.about(creds, answer),
+            **term_fields(term, academic.calendar),
+            courses=[v1_course(c, academic.calendar) for c in answer.value.courses],
+        )
+        self.write_answer(answer, body)
 
     post = get
 
@@ -137,8 +161,12 @@ class ExamsHandler(V1AcademicHandler):
         term = self.asked_term(academic)
         answer = await academic.exams(creds, term, self.caller(), self.wants_fresh())
         exams = sorted(answer.value, key=lambda e: (e.date, e.start))
-        body = {**term_body(term, academic.calendar), "exams": [v1_exam(e) for e in exams]}
-        self.write_answer(answer, self.envelope(creds, answer, body))
+        body = Exams(
+            **self.about(creds, answer),
+            **term_fields(term, academic.calendar),
+            exams=[v1_exam(e) for e in exams],
+        )
+        self.write_answer(answer, body)
 
     post = get
 
@@ -150,12 +178,13 @@ class GradesHandler(V1AcademicHandler):
         term = self.asked_term(academic)
         answer = await academic.grades(creds, term, self.caller(), self.wants_fresh())
         gpa = academic.gpa(answer.value)
-        body = {
-            **term_body(term, academic.calendar),
-            "grades": [v1_grade(g) for g in answer.value],
-            "gpa": None if gpa is None else str(gpa),
-        }
-        self.write_answer(answer, self.envelope(creds, answer, body))
+        body = Grades(
+            **self.about(creds, answer),
+            **term_fields(term, academic.calendar),
+            grades=[v1_grade(g) for g in answer.value],
+            gpa=decimal_text(gpa),
+        )
+        self.write_answer(answer, body)
 
     post = get
 
@@ -170,8 +199,8 @@ class IcsMixin(V1AcademicHandler):
         student_id: str,
         feed: Feed,
         term: Term,
-        timetable: Answer[Timetable] | None,
-        exams: Answer[list[Exam]] | None,
+        timetable: Answer[OfficeTimetable] | None,
+        exams: Answer[list[OfficeExam]] | None,
     ) -> None:
         """The feed, built once per change of what it shows (services.calendar.FeedCache),
         with its ETag: `304 Not Modified` to a calendar app that already has it."""
@@ -219,8 +248,8 @@ def feed_parts(
     student_id: str,
     term: Term,
     calendar: CampusCalendar,
-    timetable: Answer[Timetable] | None,
-    exams: Answer[list[Exam]] | None,
+    timetable: Answer[OfficeTimetable] | None,
+    exams: Answer[list[OfficeExam]] | None,
 ) -> list[Events]:
     parts = []
     lang = calendar.feed_language
@@ -280,15 +309,15 @@ class CalendarTokensHandler(V1AcademicHandler):
         )
         path = f"/v1/calendar/{token}.ics"
         self.set_header("Location", path)
-        body = {
-            "student_id": creds.student_id,
-            **term_body(term, academic.calendar),
-            "feed": feed,
-            "token": token,
-            "path": path,
+        body = FeedToken(
+            student_id=creds.student_id,
+            **term_fields(term, academic.calendar),
+            feed=feed,
+            token=token,
+            path=path,
             # The configured public URL: the Host header is the client's to write.
-            "url": f"{self.deps.public_url}{path}",
-        }
+            url=f"{self.deps.public_url}{path}",
+        )
         self.write_json(body, 201)
 
 

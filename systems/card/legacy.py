@@ -9,6 +9,12 @@ and `/card/month` take GET and POST, the other two GET only, as in 2013.
 
 from __future__ import annotations
 
+from api.answers.card import (
+    LegacyBalance,
+    LegacyPersonalInfo,
+    LegacyTransaction,
+    LegacyTransactions,
+)
 from handlers.legacy import LegacyHandler
 from services.campus import CHINA
 from services.credentials import Credentials
@@ -18,17 +24,19 @@ from systems.card.models import Transaction
 MONTH_DAYS = 7
 
 
-def legacy_rows(rows: list[Transaction]) -> list[dict[str, str]]:
-    return [
-        {
-            "time": row.time.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S"),
-            "way": row.way,
-            "position": row.position,
-            "price": f"{row.amount:.2f}",
-            "rest": f"{row.balance_after:.2f}",
-        }
-        for row in rows
-    ]
+def legacy_rows(rows: list[Transaction]) -> LegacyTransactions:
+    return LegacyTransactions(
+        data=[
+            LegacyTransaction(
+                time=row.time.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S"),
+                way=row.way,
+                position=row.position,
+                price=f"{row.amount:.2f}",
+                rest=f"{row.balance_after:.2f}",
+            )
+            for row in rows
+        ]
+    )
 
 
 def value_cells(cells: tuple[str, ...]) -> list[str]:
@@ -50,7 +58,7 @@ class BalanceHandler(LegacyCardHandler):
     async def get(self) -> None:
         card = self.deps.card
         answer = await card.balance(self.credentials(), self.caller(), self.wants_fresh())
-        self.write_answer(answer, {"data": f"{answer.value.balance:.2f}"})
+        self.write_answer(answer, LegacyBalance(data=f"{answer.value.balance:.2f}"))
 
     post = get
 
@@ -60,7 +68,7 @@ class TodayHandler(LegacyCardHandler):
         card = self.deps.card
         creds = self.credentials()
         answer = await card.today_transactions(creds, self.caller(), self.wants_fresh())
-        self.write_answer(answer, {"data": legacy_rows(answer.value)})
+        self.write_answer(answer, legacy_rows(answer.value))
 
 
 class MonthHandler(LegacyCardHandler):
@@ -68,7 +76,7 @@ class MonthHandler(LegacyCardHandler):
         creds = self.credentials()
         card = self.deps.card
         answer = await card.recent_days(creds, MONTH_DAYS, self.caller(), self.wants_fresh())
-        self.write_answer(answer, {"data": legacy_rows(answer.value)})
+        self.write_answer(answer, legacy_rows(answer.value))
 
     post = get
 
@@ -77,4 +85,4 @@ class PersonalInfoHandler(LegacyCardHandler):
     async def get(self) -> None:
         card = self.deps.card
         answer = await card.profile(self.credentials(), self.caller(), self.wants_fresh())
-        self.write_answer(answer, {"data": value_cells(answer.value.cells)})
+        self.write_answer(answer, LegacyPersonalInfo(data=value_cells(answer.value.cells)))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from handlers.v1 import V1Handler, iso, parse_date
-from systems.card.models import Transaction
+from api.answers.card import Amount, Balance, Profile, Transaction, Transactions
+from handlers.v1 import V1Handler, parse_date
+from systems.card.models import Transaction as CardTransaction
 
 CURRENCY = "CNY"
 
@@ -18,8 +19,8 @@ class V1BalanceHandler(V1Handler):
     async def get(self) -> None:
         creds = await self.credentials()
         answer = await self.deps.card.balance(creds, self.caller(), self.wants_fresh())
-        body = {"balance": {"amount": money(answer.value.balance), "currency": CURRENCY}}
-        self.write_answer(answer, self.envelope(creds, answer, body))
+        amount = Amount(amount=money(answer.value.balance), currency=CURRENCY)
+        self.write_answer(answer, Balance(**self.about(creds, answer), balance=amount))
 
     post = get
 
@@ -29,27 +30,28 @@ class V1ProfileHandler(V1Handler):
         creds = await self.credentials()
         answer = await self.deps.card.profile(creds, self.caller(), self.wants_fresh())
         info = answer.value
-        body = {
-            "name": info.name,
-            "card_number": info.card_number,
-            "identity": info.identity,
-            "department": info.department,
-            "status": info.status,
-        }
-        self.write_answer(answer, self.envelope(creds, answer, body))
+        body = Profile(
+            **self.about(creds, answer),
+            name=info.name,
+            card_number=info.card_number,
+            identity=info.identity,
+            department=info.department,
+            status=info.status,
+        )
+        self.write_answer(answer, body)
 
     post = get
 
 
-def v1_rows(rows: list[Transaction]) -> list[dict[str, str]]:
+def v1_rows(rows: list[CardTransaction]) -> list[Transaction]:
     return [
-        {
-            "time": iso(row.time),
-            "kind": row.way,
-            "place": row.position,
-            "amount": money(row.amount),
-            "balance_after": money(row.balance_after),
-        }
+        Transaction(
+            time=row.time,
+            kind=row.way,
+            place=row.position,
+            amount=money(row.amount),
+            balance_after=money(row.balance_after),
+        )
         for row in rows
     ]
 
@@ -58,18 +60,20 @@ class V1TransactionsHandler(V1Handler):
     async def get(self) -> None:
         creds = await self.credentials()
         today = self.deps.card.today()
-        start = parse_date("start", self.param("start"), today)
         end = parse_date("end", self.param("end"), today)
+        # Without a start: the end's day alone (today's, without either).
+        start = parse_date("start", self.param("start"), min(today, end))
         answer = await self.deps.card.transactions(
             creds, start, end, self.caller(), self.wants_fresh()
         )
-        body = {
-            "start": start.isoformat(),
-            "end": end.isoformat(),
-            "currency": CURRENCY,
-            "count": len(answer.value),
-            "transactions": v1_rows(answer.value),
-        }
-        self.write_answer(answer, self.envelope(creds, answer, body))
+        body = Transactions(
+            **self.about(creds, answer),
+            start=start,
+            end=end,
+            currency=CURRENCY,
+            count=len(answer.value),
+            transactions=v1_rows(answer.value),
+        )
+        self.write_answer(answer, body)
 
     post = get

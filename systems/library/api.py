@@ -52,7 +52,8 @@ ROUTES: dict[str, tuple[Route, ...]] = {
                         BOOK_PAGE_EXAMPLE,
                     ),
                     "Only record URLs of the configured catalogues are accepted (the `url` of a "
-                    "search's answer); any other URL is a 400 and is never fetched. The "
+                    "search's answer); any other URL names no book here (404) and is never "
+                    "fetched. The "
                     "example is a record of the bundled simulator as the default configuration "
                     "runs it (port 8100): with another catalogue, take `url` from a search. "
                     "Errors are JSON, like every error of the API.",
@@ -100,7 +101,8 @@ ROUTES: dict[str, tuple[Route, ...]] = {
                     ),
                     "2013's cover URL (`image` of a search). Cached a week "
                     "(`school.covers.fresh_s.cover`), a missing cover too; `Cache-Control: public, "
-                    "max-age=86400`. An ISBN whose check digit is wrong is a 400, never asked.",
+                    "max-age=86400`. An ISBN whose check digit is wrong names no cover (404), "
+                    "never asked.",
                     (REQUEST_ID,),
                     failures=(
                         e.INVALID_ISBN,

@@ -93,8 +93,9 @@ class IlasClient:
         checked_page(page, self.max_pages)
         try:
             text.encode("gbk")
-        except UnicodeEncodeError as exc:
-            raise ValueError("the query has characters the catalogue cannot take (GBK)") from exc
+        except UnicodeEncodeError:
+            # The catalogue is GBK: no record holds a character outside it, none matches.
+            return SearchPage("zhuhai", text, page, 0, PER_PAGE, ())
         jar = CookieJar()
         fields = (("v_index", "TITLE"), ("v_value", text), *_FORM_REST)
         url = self._browser.url(f"{self._base}/{SEARCH_PATH}")

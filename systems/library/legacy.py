@@ -20,10 +20,11 @@ image when it has none.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from tornado.template import Loader
 
+from api.answers.common import LEGACY_VERSION
+from api.answers.library import LegacyBook, LegacyBookSearch
 from handlers.base import CrossOriginReads
 from handlers.legacy import LegacyHandler
 from services import codes
@@ -39,7 +40,6 @@ from systems.library.service import (
     search_query,
 )
 
-VERSION = 1.0
 TEMPLATES = Loader(str(Path(__file__).resolve().parent / "templates"))
 PLACEHOLDER = (
     Path(__file__).resolve().parent.parent.parent / "static" / "cover-placeholder.png"
@@ -53,25 +53,24 @@ def holding_text(holding: Holding) -> str:
     )
 
 
-def legacy_book(book: BookBrief, image_base: str) -> dict[str, Any]:
+def legacy_book(book: BookBrief, image_base: str) -> LegacyBook:
     on_shelf = any(h.available for h in book.holdings)
-    row: dict[str, Any] = {
-        "title": book.title,
-        "url": book.record_url,
-        "status": book.status,
-        "detail": " ".join(holding_text(h) for h in book.holdings),
-        "author": book.author,
-        "publish": book.publisher,
-        "size": book.pages,
-        "year": book.year,
-        "position": [holding_text(h) for h in book.holdings],
-        "checkout": int(on_shelf),
-        "lookup": int(bool(book.holdings)),
-        "isbn": book.cover_isbn or book.isbn,
-        "image": f"{image_base}/isbn/image/{book.cover_isbn}" if book.cover_isbn else "",
-        "douban": f"http://book.douban.com/isbn/{book.cover_isbn}/" if book.cover_isbn else "",
-    }
-    return row
+    return LegacyBook(
+        title=book.title,
+        url=book.record_url,
+        status=book.status,
+        detail=" ".join(holding_text(h) for h in book.holdings),
+        author=book.author,
+        publish=book.publisher,
+        size=book.pages,
+        year=book.year,
+        position=[holding_text(h) for h in book.holdings],
+        checkout=1 if on_shelf else 0,
+        lookup=1 if book.holdings else 0,
+        isbn=book.cover_isbn or book.isbn,
+        image=f"{image_base}/isbn/image/{book.cover_isbn}" if book.cover_isbn else "",
+        douban=f"http://book.douban.com/isbn/{book.cover_isbn}/" if book.cover_isbn else "",
+    )
 
 
 # One reader's answer is every reader's (no credentials): any cache may keep it, and
@@ -96,7 +95,16 @@ class LegacyLibraryHandler(CrossOriginReads, LegacyHandler):
 class BookSearchHandler(LegacyLibraryHandler):
     async def get(self, name: str) -> None:
         library = self.library()
-        query = search_query(self.get_argument("query", None) or name)
+        asked = self.get_argument("query", None)
+        if asked:
+            query = search_query(asked)
+        else:
+            # The path's last part stands for the words: one that cannot be searched names
+            # no search (as a path of another shape names no route).
+            try:
+                query = search_query(name)
+            except BadInput:
+                raise BadInput(codes.NOT_FOUND, "no search words, in `query` or the path") from None
         page = page_number(self.get_argument("page", None))
         available = flag(self.get_argument("available", None), "available")
         campus = campus_of(None, self.get_argument("iszh", None) or "0")
@@ -106,7 +114,7 @@ class BookSearchHandler(LegacyLibraryHandler):
         base = self.own_base()
         books = [legacy_book(b, base) for b in answer.value.books]
         self.set_header("Cache-Control", SHARED_ANSWER)
-        self.write_answer(answer, {"data": books, "version": VERSION})
+        self.write_answer(answer, LegacyBookSearch(data=books, version=LEGACY_VERSION))
 
     post = get
 

@@ -186,6 +186,10 @@ class LibraryService:
         # ILAS has no "available only" filter: the flag does not split its cache.
         available = available and campus == "main"
         client = self.main if campus == "main" else self.zhuhai
+        if campus == "zhuhai" and page > self.zhuhai.max_pages:
+            raise BadInput(
+                codes.PAGE_NOT_SERVED, f"Zhuhai's results go to page {self.zhuhai.max_pages}"
+            )
         return await self._ask(
             self.pipeline(campus),
             "search",

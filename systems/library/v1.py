@@ -10,11 +10,20 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from api.answers.library import (
+    BookLinks,
+    Holding,
+    LibraryBook,
+    LibraryRecord,
+    LibrarySearch,
+    RecordField,
+    SearchLinks,
+)
 from handlers.base import CrossOriginReads
-from handlers.v1 import iso
 from services.errors import NotConfigured
+from services.pipeline import Answer
+from systems.library import models
 from systems.library.legacy import SHARED_ANSWER
-from systems.library.models import BookBrief, BookRecord, Holding
 from systems.library.service import (
     Campus,
     LibraryService,
@@ -25,14 +34,14 @@ from systems.library.service import (
 )
 
 
-def v1_holding(holding: Holding) -> dict[str, Any]:
-    return {
-        "location": holding.location,
-        "call_number": holding.call_number,
-        "status": holding.status,
-        "available": holding.available,
-        "due": None if holding.due is None else holding.due.isoformat(),
-    }
+def v1_holding(holding: models.Holding) -> Holding:
+    return Holding(
+        location=holding.location,
+        call_number=holding.call_number,
+        status=holding.status,
+        available=holding.available,
+        due=holding.due,
+    )
 
 
 def book_id(campus: str, record_id: str) -> str | None:
@@ -42,41 +51,48 @@ def book_id(campus: str, record_id: str) -> str | None:
     return record_id if campus == "main" else f"zh-{record_id}"
 
 
-def v1_brief(campus: str, book: BookBrief) -> dict[str, Any]:
+def v1_brief(campus: str, book: models.BookBrief) -> LibraryBook:
     bid = book_id(campus, book.record_id)
-    return {
-        "id": bid,
-        "title": book.title,
-        "author": book.author,
-        "publisher": book.publisher,
-        "pages": book.pages,
-        "year": book.year,
-        "isbn": book.cover_isbn or book.isbn,
-        "status": book.status,
-        "available": any(h.available for h in book.holdings),
-        "holdings": [v1_holding(h) for h in book.holdings],
-        "links": {
-            "self": None if bid is None else f"/v1/library/books/{bid}",
-            "cover": f"/isbn/image/{book.cover_isbn}" if book.cover_isbn else None,
-        },
-    }
+    return LibraryBook(
+        id=bid,
+        title=book.title,
+        author=book.author,
+        publisher=book.publisher,
+        pages=book.pages,
+        year=book.year,
+        isbn=book.cover_isbn or book.isbn,
+        status=book.status,
+        available=any(h.available for h in book.holdings),
+        holdings=[v1_holding(h) for h in book.holdings],
+        links=BookLinks(
+            self_=None if bid is None else f"/v1/library/books/{bid}",
+            cover=f"/isbn/image/{book.cover_isbn}" if book.cover_isbn else None,
+        ),
+    )
 
 
-def v1_record(record: BookRecord) -> dict[str, Any]:
-    return {
-        "id": book_id(record.catalogue, record.record_id),
-        "campus": record.catalogue,
-        "title": record.title,
-        "author": record.author,
-        "publisher": record.publisher,
-        "isbn": record.isbn,
-        "call_number": record.call_number,
-        "description": record.description,
-        "notes": record.notes,
-        "fields": [{"label": label, "value": value} for label, value in record.fields],
-        "holdings": [v1_holding(h) for h in record.holdings],
-        "available": any(h.available for h in record.holdings),
-    }
+def freshness(answer: Answer[Any]) -> dict[str, Any]:
+    """A library answer's envelope tail (no student_id: it is every reader's)."""
+    return {"as_of": answer.as_of, "source": answer.source, "stale": answer.stale}
+
+
+def v1_record(answer: Answer[models.BookRecord]) -> LibraryRecord:
+    record = answer.value
+    return LibraryRecord(
+        **freshness(answer),
+        id=book_id(record.catalogue, record.record_id),
+        campus=record.catalogue,
+        title=record.title,
+        author=record.author,
+        publisher=record.publisher,
+        isbn=record.isbn,
+        call_number=record.call_number,
+        description=record.description,
+        notes=record.notes,
+        fields=[RecordField(label=label, value=value) for label, value in record.fields],
+        holdings=[v1_holding(h) for h in record.holdings],
+        available=any(h.available for h in record.holdings),
+    )
 
 
 class V1LibraryHandler(CrossOriginReads):
@@ -113,24 +129,22 @@ class LibrarySearchHandler(V1LibraryHandler):
             return "/v1/library/search?" + urlencode(args)
 
         more = len(found.books) >= found.per_page if pages is None else page < pages
-        body = {
-            "campus": campus,
-            "query": query,
-            "page": page,
-            "per_page": found.per_page,
-            "total": found.total,
-            "pages": pages,
-            "available_only": available,
-            "books": [v1_brief(campus, b) for b in found.books],
-            "links": {
-                "self": link(page),
-                "next": link(page + 1) if more else None,
-                "prev": link(page - 1) if page > 1 else None,
-            },
-            "as_of": iso(answer.as_of),
-            "source": answer.source,
-            "stale": answer.stale,
-        }
+        body = LibrarySearch(
+            **freshness(answer),
+            campus=campus,
+            query=query,
+            page=page,
+            per_page=found.per_page,
+            total=found.total,
+            pages=pages,
+            available_only=available,
+            books=[v1_brief(campus, b) for b in found.books],
+            links=SearchLinks(
+                self_=link(page),
+                next=link(page + 1) if more else None,
+                prev=link(page - 1) if page > 1 else None,
+            ),
+        )
         self.set_header("Cache-Control", SHARED_ANSWER)
         self.write_answer(answer, body)
 
@@ -142,11 +156,6 @@ class LibraryBookHandler(V1LibraryHandler):
         campus: Campus = "zhuhai" if zhuhai else "main"
         record_id = bid[3:] if zhuhai else bid
         answer = await library.book(campus, record_id, self.caller(), self.wants_fresh())
-        body = {
-            **v1_record(answer.value),
-            "as_of": iso(answer.as_of),
-            "source": answer.source,
-            "stale": answer.stale,
-        }
+        body = v1_record(answer)
         self.set_header("Cache-Control", SHARED_ANSWER)
         self.write_answer(answer, body)

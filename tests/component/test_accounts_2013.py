@@ -736,18 +736,26 @@ async def test_bad_input_gets_a_clear_4xx(http_client: httpx.AsyncClient) -> Non
         ),
         ("/get_info", f"token={token}", 400, "missing_username"),
         ("/set_info", f"token={token}&nickname={'n' * 65}", 400, "invalid_profile"),
-        ("/auth_jwc", f"token={token}&jwc_password=052690", 400, "missing_student_id"),
+        # Student credentials that cannot be right: unauthorized, with their own code.
+        ("/auth_jwc", f"token={token}&jwc_password=052690", 401, "missing_student_id"),
         (
             "/auth_jwc",
             f"token={token}&jwc_username=abc&jwc_password=052690",
-            400,
+            401,
             "invalid_student_id",
         ),
-        ("/auth_jwc", f"token={token}&jwc_username=2012052690", 400, "missing_password"),
+        ("/auth_jwc", f"token={token}&jwc_username=2012052690", 401, "missing_password"),
         ("/class/auth", f"token={token}&year=12&term=1", 400, "invalid_year"),
         ("/class/auth", f"token={token}&year=2012&term=3", 400, "invalid_term"),
-        ("/kaoshi/auth", f"token={token}&year=2012", 400, "missing_term"),
-        ("/class/auth", f"token={token}&year=2012&term=1&jwcpw={'x' * 40}", 409, "not_bound"),
+        # A year alone: the current term's number, then (no office bound) 409.
+        ("/kaoshi/auth", f"token={token}&year=2012", 409, "not_bound"),
+        # A jwcpw no academic office password can be: refused before the binding is looked at.
+        (
+            "/class/auth",
+            f"token={token}&year=2012&term=1&jwcpw={'x' * 40}",
+            401,
+            "invalid_password",
+        ),
         ("/uploads/" + "A" * 32 + ".png", "", 404, "unknown_upload"),
         ("/uploads/short.png", "", 404, "not_found"),
     ]

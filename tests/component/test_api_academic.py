@@ -160,19 +160,37 @@ async def test_legacy_wrong_password_is_401_with_null_data(
     assert "wrong-one" not in resp.text
 
 
-async def test_legacy_bad_input_is_a_clear_400(http_client: httpx.AsyncClient) -> None:
+async def test_legacy_bad_input_is_a_clear_4xx(http_client: httpx.AsyncClient) -> None:
     cases = [
-        ({"password": PASSWORD}, "missing_student_id"),
-        ({"user": STUDENT}, "missing_password"),
-        ({**legacy_params(), "term": "3"}, "invalid_term"),
-        ({**legacy_params(), "year": "twenty"}, "invalid_year"),
-        ({"user": STUDENT, "password": PASSWORD, "year": "2012"}, "missing_term"),
-        ({**legacy_params(), "password": "x" * 40}, "invalid_password"),
+        # Credentials that cannot be right: unauthorized, with their own code.
+        ({"password": PASSWORD}, 401, "missing_student_id"),
+        ({"user": STUDENT}, 401, "missing_password"),
+        ({**legacy_params(), "password": "x" * 40}, 401, "invalid_password"),
+        ({**legacy_params(), "term": "3"}, 400, "invalid_term"),
+        ({**legacy_params(), "year": "twenty"}, 400, "invalid_year"),
+        # A term the academic office does not offer: no such term.
+        ({**legacy_params(), "year": "2099"}, 404, "unknown_term"),
     ]
-    for params, code in cases:
+    for params, status, code in cases:
         resp = await http_client.get("/class/get", params=params)
-        assert resp.status_code == 400, (params, resp.text)
+        assert resp.status_code == status, (params, resp.text)
         assert resp.json()["error"]["code"] == code
+
+
+async def test_legacy_year_or_term_alone_takes_the_other_from_the_current_term(
+    http_client: httpx.AsyncClient,
+) -> None:
+    # The current term of this module's campus.terms is 2026's term 1.
+    credentials: dict[str, str | int] = {"user": STUDENT, "password": PASSWORD}
+    pairs: list[tuple[dict[str, str | int], dict[str, Any]]] = [
+        ({**credentials, "year": YEAR}, legacy_params()),
+        ({**credentials, "term": 1}, credentials),
+    ]
+    for alone, same in pairs:
+        resp = await http_client.get("/class/get", params=alone)
+        expected = await http_client.get("/class/get", params=same)
+        assert resp.status_code == expected.status_code == 200, (alone, resp.text)
+        assert resp.json() == expected.json(), alone
 
 
 # The clean API -----------------------------------------------------------------------------

@@ -192,7 +192,8 @@ async def test_web_book_is_escaped_html(http_client: httpx.AsyncClient, sim: Pro
 )
 async def test_web_book_refuses_other_urls(http_client: httpx.AsyncClient, url: str) -> None:
     resp = await http_client.get("/web/book", params={"url": b64(url)})
-    assert resp.status_code == 400
+    # Names no record of the catalogues: no such book page (never fetched).
+    assert resp.status_code == 404
     assert resp.json()["error"]["code"] == "invalid_url"
 
 
@@ -208,9 +209,9 @@ async def test_web_book_refuses_a_lookalike_of_the_catalogue(
         f"http://127.0.0.1:{port + 1}/opac/record=b1000004",
     ):
         resp = await http_client.get("/web/book", params={"url": b64(url)})
-        assert resp.status_code == 400, url
+        assert resp.status_code == 404, url
     garbage = await http_client.get("/web/book", params={"url": "%%%"})
-    assert garbage.status_code == 400
+    assert garbage.status_code == 404
 
 
 async def test_cover_and_placeholder(http_client: httpx.AsyncClient, sim: Proc) -> None:
@@ -235,7 +236,7 @@ async def test_cover_and_placeholder(http_client: httpx.AsyncClient, sim: Proc) 
     assert none.headers["Content-Type"] == "image/png"
     assert none.headers.get("X-Cover") == "placeholder"
     bad = await http_client.get("/isbn/image/9780000000003")
-    assert bad.status_code == 400
+    assert bad.status_code == 404
     assert bad.json()["error"]["code"] == "invalid_isbn"
 
 

@@ -36,7 +36,8 @@ async def test_legacy_bad_credentials(
     http_client: httpx.AsyncClient, path: str, params: dict[str, str], code: str
 ) -> None:
     resp = await http_client.get(path, params=params)
-    assert resp.status_code == 400
+    # Credentials that cannot be right: unauthorized, as a wrong password is.
+    assert resp.status_code == 401
     # "data": null beside the error: a 2013 client reading ["data"] shows nothing.
     assert resp.json() == {
         "data": None,
@@ -64,10 +65,11 @@ async def test_v1_without_credentials_asks_for_basic_auth(http_client: httpx.Asy
             "invalid_authorization",
             401,
         ),
-        (basic("", "052690"), "missing_student_id", 400),
-        (basic(STUDENT, ""), "missing_password", 400),
-        (basic("abc", "052690"), "invalid_student_id", 400),
-        (basic(STUDENT, "12"), "invalid_password", 400),
+        # Credentials that cannot be right are refused as unauthorized, with their own code.
+        (basic("", "052690"), "missing_student_id", 401),
+        (basic(STUDENT, ""), "missing_password", 401),
+        (basic("abc", "052690"), "invalid_student_id", 401),
+        (basic(STUDENT, "12"), "invalid_password", 401),
     ],
 )
 async def test_v1_bad_authorization(
@@ -79,23 +81,35 @@ async def test_v1_bad_authorization(
 
 
 @pytest.mark.parametrize(
-    ("content", "content_type", "code"),
+    ("content", "content_type", "code", "status"),
     [
-        (b"{not json", "application/json", "invalid_json"),
-        (b"[1, 2]", "application/json", "invalid_json"),
-        (b'{"student_id": {"a": 1}, "password": "052690"}', "application/json", "invalid_json"),
-        (b'{"password": "052690"}', "application/json", "missing_student_id"),
-        (b"\xff\xfe", "application/json", "invalid_json"),
-        (b"student_id=2012052690", "application/x-www-form-urlencoded", "missing_password"),
+        (b"{not json", "application/json", "invalid_json", 400),
+        (b"[1, 2]", "application/json", "invalid_json", 400),
+        (
+            b'{"student_id": {"a": 1}, "password": "052690"}',
+            "application/json",
+            "invalid_json",
+            400,
+        ),
+        # A field of another type than the contract's: refused with the field's code.
+        (
+            b'{"student_id": 2012052690, "password": "052690"}',
+            "application/json",
+            "invalid_student_id",
+            401,
+        ),
+        (b'{"password": "052690"}', "application/json", "missing_student_id", 401),
+        (b"\xff\xfe", "application/json", "invalid_json", 400),
+        (b"student_id=2012052690", "application/x-www-form-urlencoded", "missing_password", 401),
     ],
 )
 async def test_v1_bad_post_bodies(
-    http_client: httpx.AsyncClient, content: bytes, content_type: str, code: str
+    http_client: httpx.AsyncClient, content: bytes, content_type: str, code: str, status: int
 ) -> None:
     resp = await http_client.post(
         "/v1/card/balance", content=content, headers={"Content-Type": content_type}
     )
-    assert resp.status_code == 400
+    assert resp.status_code == status
     assert resp.json()["error"]["code"] == code
 
 
@@ -119,7 +133,7 @@ async def test_v1_a_body_of_another_type_is_415(http_client: httpx.AsyncClient) 
         ({"start": "2013-08-24", "end": "2013-08-01"}, "invalid_range"),
         ({"start": "2013-01-01", "end": "2013-12-31"}, "invalid_range"),
         ({"end": "2999-01-01"}, "invalid_range"),
-        ({"start": "x" * 100}, "invalid_start"),
+        ({"start": "x" * 100}, "invalid_date"),
     ],
 )
 async def test_v1_bad_dates(

@@ -60,7 +60,7 @@ async def test_refusals_carry_a_request_id_but_no_timing(http_client: httpx.Asyn
     """A refused caller learns nothing from timing parts (was the cache, the school asked?)."""
     answers = [
         await http_client.get("/no/such/thing"),
-        await http_client.get("/card/rest", params={"stuid": "x", "password": "052690"}),
+        await http_client.get("/v1/card/transactions", params={"start": "not a date"}),
         await http_client.get("/v1/card/balance"),
     ]
     # Wrong passwords: 401 from the school, then 429 once the student is locked out.

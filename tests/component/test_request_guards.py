@@ -182,7 +182,7 @@ async def test_every_answer_says_nosniff(served: tuple[httpx.AsyncClient, AppDep
     answers = [
         await client.get("/healthz"),
         await client.get("/v1/card/balance"),
-        await client.get("/card/rest", params={"stuid": "1"}),
+        await client.get("/v1/card/transactions", params={"start": "not a date"}),
         await client.get("/no/such/thing"),
         await client.request("FOOBAR", "/healthz"),
         await client.get("/static/style.css"),

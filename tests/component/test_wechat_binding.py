@@ -181,9 +181,9 @@ async def test_a_wrong_password_leaves_the_ticket_usable(db_url: str, sim: Proc)
         assert listed.json()["tokens"] == [] and listed.json()["wechat"] == []
         assert await followers.binding(ACCOUNT, OPENID) is None
         shape = await post_bind(client, ticket, "12ab")
-        assert shape.status_code == 400 and code(shape) == "invalid_student_id"
+        assert shape.status_code == 401 and code(shape) == "invalid_student_id"
         missing = await post_bind(client, ticket, password="")
-        assert missing.status_code == 400 and code(missing) == "missing_password"
+        assert missing.status_code == 401 and code(missing) == "missing_password"
 
         right = await post_bind(client, ticket, student, academic=password_of(student))
         assert right.status_code == 201, right.text

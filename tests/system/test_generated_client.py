@@ -146,4 +146,4 @@ def test_every_error_is_one_type(server: Proc, generated: Path) -> None:
         refused = operation("get_v1_library_search").sync_detailed(client=client, q=" ")
     assert refused.status_code == 400
     assert isinstance(refused.parsed, error_type)
-    assert refused.parsed.error.code == "missing_query"
+    assert refused.parsed.error.code == "invalid_query"  # spaces only: no word to search

@@ -26,6 +26,9 @@ SERVER_PACKAGES = {
     "services",
     "systems",
 }
+# The one module of the API description that runs on every request: it refuses the
+# parameters outside their schemas (handlers/params.py calls it).
+SERVER_API_MODULES = ("api/params.py",)
 # What raises or writes an error from a catalogue entry given as its first argument.
 TAKES_AN_ENTRY = {"BadInput", "TokenRefused", "RateLimited", "refusal_answer"}
 # Answered by Tornado's own refusals or a fault of ours, on any path: README's error
@@ -41,7 +44,7 @@ CATALOGUE = codes.catalogue()
 
 
 def server_modules() -> Iterator[tuple[Path, ast.Module]]:
-    for path in sorted(ROOT.glob("*.py")):
+    for path in [*sorted(ROOT.glob("*.py")), *(ROOT / name for name in SERVER_API_MODULES)]:
         yield path, ast.parse(path.read_text(encoding="utf-8"))
     for package in sorted(SERVER_PACKAGES):
         for path in sorted((ROOT / package).rglob("*.py")):

@@ -517,6 +517,9 @@ def test_in_production_the_page_offers_no_credentials(
                 page.locator("#try-curl").text_content() or ""
             )
             assert "后 6 位" not in text and "052690" not in text
+            # Nor the contract Swagger UI renders: no rule, no password example.
+            served = httpx.get(proc.url + "/openapi.json", trust_env=False).text
+            assert "last 6 digits" not in served and '"052690"' not in served
             assert opened.errors == []
         finally:
             opened.context.close()
