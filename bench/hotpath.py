@@ -8,8 +8,8 @@ Both use system (c) (bench/configs/default.yaml) with 2 workers against the
 query: the same student again). `profile` samples one worker with py-spy
 (`--native` off, 200 Hz, idle samples excluded) and splits the time into our
 code (handlers/, services/, systems/, school/, leanweb/, db/, runtime/,
-settings.py), libraries,
-and the rest; `loops` runs both loops in turn `--rounds` times and compares
+settings.py), libraries, and the rest, and says the workers' CPU time per request
+(user + system); `loops` runs both loops in turn `--rounds` times and compares
 requests/s measured in the same run.
 """
 
@@ -134,6 +134,12 @@ def summarise(collapsed: str, top: int = 25) -> dict[str, Any]:
     }
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _warm(url: str) -> None:
     load.ab(url + load.balance_path(SINGLE_STUDENT), 1, 1, 30)
 
@@ -173,14 +179,25 @@ def profile(seconds: int, rate: int = 200) -> dict[str, Any]:
                     stderr=subprocess.DEVNULL,
                 )
                 time.sleep(0.5)
+                pids = system.worker_pids()
+                before = [cpu_s(p) for p in pids]
                 r = load.wrk(system.url, 20, seconds, tmp, "single", int(SINGLE_STUDENT))
+                used = sum(cpu_s(p) - b for p, b in zip(pids, before, strict=True))
                 spy.wait(seconds + 30)
                 collapsed = _anonymise(out.read_text() if out.exists() else "")
             finally:
                 system.stop()
         finally:
             school.stop()
-    return {"load": r.as_dict(), "profile": summarise(collapsed), "collapsed": collapsed}
+    # The workers' CPU per answer: steadier than requests/s on a machine shared with other
+    # work (the sampled worker's share includes py-spy's own cost to it).
+    cpu_us = round(1e6 * used / r.completed, 1) if r.completed else None
+    return {
+        "load": r.as_dict(),
+        "cpu_us_per_request": cpu_us,
+        "profile": summarise(collapsed),
+        "collapsed": collapsed,
+    }
 
 
 def loops(rounds: int, seconds: int) -> dict[str, Any]:
@@ -236,6 +253,7 @@ def main_profile(argv: list[str]) -> int:
     result = profile(args.seconds)
     p = result["profile"]
     print(f"load: {result['load']['rps']} req/s; {p['samples']} samples of one worker")
+    print(f"workers' CPU per request: {result['cpu_us_per_request']} us (user + system)")
     print("\nself time by owner:")
     for k, v in p["owner_self"]:
         print(f"  {v:5.1f}%  {k}")

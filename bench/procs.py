@@ -172,6 +172,10 @@ class School:
             while time.monotonic() < deadline and self.stats(system)["in_flight"]:
                 time.sleep(0.2)
 
+    def memory(self) -> dict[str, float] | None:
+        """RSS, PSS and USS of the simulator's process in MiB, None if it is gone."""
+        return memory_mb(self.child.pid)
+
     def stop(self) -> None:
         self.child.stop()
 
@@ -200,6 +204,8 @@ class System:
     extra: dict[str, Any] = field(default_factory=dict)
     # Answers so far by HTTP status (from the access logs; empty where none is kept).
     statuses: Callable[[], collections.Counter[str]] = collections.Counter
+    # The process that forked the workers (jnufm's master), None where there is none.
+    master_pid: int | None = None
 
     def rss(self) -> dict[int, float]:
         result = {}
@@ -217,6 +223,10 @@ class System:
             if found is not None:
                 result[pid] = found
         return result
+
+    def master_memory(self) -> dict[str, float] | None:
+        """RSS, PSS and USS of the master in MiB, None without one (or if it is gone)."""
+        return memory_mb(self.master_pid) if self.master_pid is not None else None
 
     def all_pids(self) -> list[int]:
         pids = [c.pid for c in self.children]
@@ -340,6 +350,7 @@ def start_jnufm(
             "log_path": log,
         },
         statuses=lambda: count_statuses([log], JNUFM_STATUS),
+        master_pid=master if processes != 1 else None,
     )
 
 

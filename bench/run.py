@@ -16,6 +16,10 @@ replica: one address asking for 2,000 students' balances; jnufm on its own defau
 (limits on), once as a registered client and once unregistered, each on a server of
 its own. And `wechat` (bench/wechat.py), jnufm (c) alone on a server of its own:
 500 followers of its WeChat official account bound, then asking at lunchtime.
+And `feeds` (bench/feeds.py): calendar feeds by token, plain and conditional GETs, jnufm
+(c) next to the hello-world (d) (the 2013 replica had none: no equivalent). And
+`term-start-prefetched` (bench/prefetch.py): term start on jnufm (c) of its own, plain
+and after `python server.py prefetch timetable` filled the cache.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from bench import gateway, load, procs, watch, wechat
+from bench import feeds, gateway, load, prefetch, procs, watch, wechat
 from bench.procs import CARD, CONFIGS, SINGLE_STUDENT, School, System
 from harness.processes import http_json
 
@@ -65,7 +69,8 @@ class Workload:
     # "ab" | "wrk-single" | "wrk-cold" | "wrk-mixed" | "gateway" (card center);
     # "wechat" (the official account: card center, academic office, catalogue);
     # "watch" (students' watches next to the mixed workload);
-    # "wrk-term-start" (academic office) | "wrk-search" (main library catalogue)
+    # "wrk-term-start" (academic office) | "wrk-search" (main library catalogue);
+    # "feeds" (calendar feeds by token) | "term-start-prefetched" (term start, prefetched)
     kind: str
     concurrency: int
     requests: int  # ab: -n; wrk-cold, -term-start, -search: answers to stop after (0 = none)
@@ -98,7 +103,11 @@ MEASURES: dict[str, str] = {
     "gateway": "one address asking for many students (a WeChat server): fairness and limits",
     "wechat": "the WeChat official account: followers bound, then asking at lunchtime",
     "watch": "students' watches polling the school next to the mixed workload",
+    "feeds": "calendar feeds by token, plain and If-None-Match (304) GETs, next to hello-world",
+    "term-start-prefetched": "term start again after `server.py prefetch timetable`, vs plain",
 }
+# The workloads run on a server of their own (not on the system as started).
+OWN_SERVER = ("gateway", "wechat", "watch", prefetch.KEY)
 
 
 def workloads(quick: bool) -> list[Workload]:
@@ -108,6 +117,8 @@ def workloads(quick: bool) -> list[Workload]:
     students, repeats = (60, 90) if q else (2000, 4000)
     chat = wechat.QUICK if q else wechat.FULL
     watched = watch.QUICK if q else watch.FULL
+    polled = feeds.QUICK if q else feeds.FULL
+    fetched = prefetch.QUICK if q else prefetch.FULL
     return [
         Workload("ab-c3-n10", "ab -c 3 -n 10 (2013)", "ab", 3, 10, 30, "jnu-2013", exact=True),
         Workload(
@@ -207,6 +218,31 @@ def workloads(quick: bool) -> list[Workload]:
             only=("default",),
             students=watched.watched,
             repeats=watched.sample,
+        ),
+        Workload(
+            feeds.KEY,
+            f"feeds: {polled.students} calendar feeds by token, -c {polled.connections}",
+            feeds.KEY,
+            polled.connections,
+            0,
+            polled.seconds,
+            "jnu-2013",
+            school="academic",
+            only=("replica", "default", "hello"),
+            students=polled.students,
+        ),
+        Workload(
+            prefetch.KEY,
+            f"term start, prefetched: {fetched.requests} students' timetables, "
+            f"-c {fetched.connections}, each phase",
+            prefetch.KEY,
+            fetched.connections,
+            fetched.requests,
+            fetched.seconds,
+            "jnu-2013",
+            school="academic",
+            only=("default",),
+            students=fetched.requests + fetched.connections,
         ),
     ]
 
@@ -398,6 +434,9 @@ def measure(
     out["busiest_over_least"] = round(counts[0] / counts[-1], 3) if counts and counts[-1] else None
     out["rss_mb"] = {str(pid): mb for pid, mb in system.rss().items()}
     out["memory_mb"] = {str(pid): mb for pid, mb in system.memory().items()}
+    # The master's and the simulator's, read at the same moment as the workers'.
+    out["master_memory_mb"] = system.master_memory()
+    out["school_memory_mb"] = school.memory() if school is not None else None
     out["school_profile"] = wl.school_profile if system.uses_school else None
     # Answers: 2xx answers with data, per second (a fast failure is no answer, nor is
     # an empty list where the school has data: every student has courses in the
@@ -533,8 +572,14 @@ def run(
                 # The gateway's cases run on the system as started, or (jnufm) each on a
                 # server of its own: its defaults, a fresh database, a client registered.
                 shared: list[tuple[Workload, gateway.Case | None]] = [
-                    (w, None) for w in mine if w.kind not in ("gateway", "wechat", "watch")
+                    (w, None)
+                    for w in mine
+                    if w.kind not in OWN_SERVER and not (w.kind == feeds.KEY and key == "replica")
                 ]
+                if key == "replica" and any(w.kind == feeds.KEY for w in mine):
+                    # 2013 had no calendar feeds: nothing to measure.
+                    log(f"  {feeds.KEY}: {feeds.NO_EQUIVALENT}")
+                    doc["results"].append(feeds.no_equivalent(key))
                 own: list[tuple[Workload, gateway.Case]] = []
                 for w in mine:
                     if w.kind == "gateway":
@@ -569,6 +614,10 @@ def run(
                             measure_watch(
                                 wl, school, tmp, processes, database_url, log, watch_ceiling
                             )
+                        )
+                    if wl.kind == prefetch.KEY:
+                        doc["results"].append(
+                            measure_prefetched(wl, school, tmp, processes, database_url, log)
                         )
         finally:
             school.stop()
@@ -630,6 +679,39 @@ def measure_watch(
         system.stop()
 
 
+def measure_prefetched(
+    wl: Workload,
+    school: School,
+    tmp: Path,
+    processes: int,
+    database_url: str | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The term-start-prefetched workload on jnufm of its own (a fresh database)."""
+    school.wait_idle(systems=(CARD, wl.school))
+    log(f"  {wl.key}: {wl.label}, on a server of its own (each phase up to {wl.seconds:g} s)")
+    system = prefetch.start_jnufm(tmp, school, processes, database_url)
+    try:
+        size = prefetch.Size(wl.requests, wl.concurrency, wl.seconds)
+        result = prefetch.measure(system, school, size, tmp, log, wl.school_profile)
+        result["school_budget"] = budget_of(system, wl.school)
+        if database_url:
+            result["notes"].append("MySQL: the database is shared with the systems before")
+        return result
+    finally:
+        system.stop()
+
+
+def measure_feeds(
+    system: System, wl: Workload, school: School, tmp: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """The feeds workload on a system as started (jnufm: its feeds made first)."""
+    if system.uses_school and school.profile_of(wl.school) != wl.school_profile:
+        school.use_profile(wl.school_profile, wl.school)
+    size = feeds.Size(wl.students, wl.seconds, wl.concurrency)
+    return feeds.measure(system, school, size, tmp, log)
+
+
 def gateway_plan(wl: Workload) -> gateway.Plan:
     return gateway.make_plan(wl.students, wl.repeats)
 
@@ -674,6 +756,9 @@ def run_shared(
                 doc["results"].append(measure_gateway(key, system, wl, case, school, log))
                 continue
             log(f"  {wl.key}: {wl.label} (up to {wl.seconds:g} s)")
+            if wl.kind == feeds.KEY:
+                doc["results"].append(measure_feeds(system, wl, school, tmp, log))
+                continue
             result = measure(system, wl, school, tmp, log, plans.get(wl.key))
             if key == "hello" and one_worker_served(result):
                 # The ceiling's plain shared socket gave every connection to one worker
@@ -706,14 +791,15 @@ def workloads_help() -> str:
     """Every workload: its key, what it measures, where it runs and its time caps."""
     quick = {w.key: w for w in workloads(True)}
     lines = ["workloads (--workloads KEY,...; time cap per system, full run / --quick):"]
+    wide = max(14, *(len(w.key) for w in quick.values()))
     for w in workloads(False):
         systems = ", ".join(w.only) if w.only else "every system"
         cap = f"{w.seconds:g} s / {quick[w.key].seconds:g} s" if w.key in quick else ""
-        lines.append(f"  {w.key:<14} {MEASURES.get(w.key, w.label)}")
-        lines.append(f"  {'':<14} {w.label}; on {systems}; up to {cap}")
+        lines.append(f"  {w.key:<{wide}} {MEASURES.get(w.key, w.label)}")
+        lines.append(f"  {'':<{wide}} {w.label}; on {systems}; up to {cap}")
     lines.append("")
     lines.append("systems (--systems KEY,...):")
-    lines += [f"  {key:<14} {what}" for key, what in SYSTEMS.items()]
+    lines += [f"  {key:<{wide}} {what}" for key, what in SYSTEMS.items()]
     lines.append("")
     lines += textwrap.wrap(
         "A full run takes < 20 min, --quick < 4 min (each system is started, warmed and "

@@ -184,9 +184,9 @@ class LeanHandler:
 
     def clear(self) -> None:
         """Forget the headers and status set so far (before an error answer)."""
-        self._headers = httputil.HTTPHeaders(
-            {"Content-Type": "text/html; charset=UTF-8", "Date": _CLOCK.date()}
-        )
+        headers = self._headers = httputil.HTTPHeaders()  # set one by one: no Mapping.update
+        headers["Content-Type"] = "text/html; charset=UTF-8"
+        headers["Date"] = _CLOCK.date()
         self._gzipped = None
         self._status_code, self._reason = 200, "OK"
         self.set_default_headers()
@@ -202,7 +202,8 @@ class LeanHandler:
         if isinstance(value, bytes):
             value = value.decode("latin1")
         text = str(value)
-        if _HEADER_VALUE.fullmatch(text) is None:
+        # Printable ASCII (0x20-0x7e, what nearly every value is) passes without the regex.
+        if not (text.isascii() and text.isprintable()) and _HEADER_VALUE.fullmatch(text) is None:
             raise ValueError(f"unsafe header value {text!r}")
         self._headers[name] = text
 

@@ -5,9 +5,11 @@ outbox's delivery through each configured channel."""
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channels.wechat.config import WeChatAccount
@@ -33,6 +35,8 @@ class WatchParts:
     scheduler: WatchScheduler
     delivery: OutboxDelivery
     webhook: WebhookDeliverer
+    # The webhook's HTTP client when made here (closed with the rest), None: its own.
+    http: httpx.AsyncClient | None = None
 
     def start(self) -> None:
         self.scheduler.start()
@@ -42,6 +46,8 @@ class WatchParts:
         await self.scheduler.stop()
         await self.delivery.stop()
         await self.webhook.aclose()
+        if self.http is not None:
+            await self.http.aclose()
 
 
 def watch_store(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> WatchStore:
@@ -61,8 +67,12 @@ def build_watches(
     customer: CustomerMessages | None = None,
     wechat_accounts: Iterable[WeChatAccount] = (),
     budgets: Mapping[str, int] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> WatchParts:
-    """Raises ConfigError (the SMTP password file cannot be read)."""
+    """Raises ConfigError (the SMTP password file cannot be read).
+
+    tls: the TLS context of the webhook's client (one made before the fork and shared
+    by the workers; None: httpx makes one, loading the CA bundle in this process)."""
     config = settings.watches
     vault = SessionVault(settings.secret_key.encode())
     # The watches' own ceiling at the school, over the host's workers.
@@ -80,7 +90,13 @@ def build_watches(
         ceiling,
         settings,
     )
-    webhook = WebhookDeliverer(config)
+    http = None
+    if tls is not None:
+        # As the deliverer makes its own, but on the shared context.
+        http = httpx.AsyncClient(
+            verify=tls, trust_env=False, follow_redirects=False, timeout=config.webhook_timeout_s
+        )
+    webhook = WebhookDeliverer(config, http)
     deliverers: list[Deliverer] = [webhook]
     if config.smtp.host:
         try:
@@ -91,4 +107,4 @@ def build_watches(
     if customer is not None:
         deliverers.append(WeChatDeliverer(customer, wechat_accounts))
     delivery = OutboxDelivery(sessions, vault, config, deliverers)
-    return WatchParts(store, scheduler, delivery, webhook)
+    return WatchParts(store, scheduler, delivery, webhook, http)

@@ -5,6 +5,7 @@ and the per-follower allowance."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -54,7 +55,10 @@ def build_wechat(
     academic: AcademicService | None,
     library: LibraryService | None,
     watches: WatchStore | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> WeChatParts:
+    """tls: the TLS context of the API client (one made before the fork and shared by the
+    workers; None: httpx makes one, loading the CA bundle in this process)."""
     wechat = settings.wechat
     secret = settings.secret_key.encode()
     guard = ReplayGuard(
@@ -65,6 +69,7 @@ def build_wechat(
         for name, account in accounts.items()
     }
     http = httpx.AsyncClient(
+        verify=tls if tls is not None else True,
         timeout=httpx.Timeout(wechat.api_timeout_s),
         limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
         follow_redirects=False,

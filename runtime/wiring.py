@@ -5,6 +5,7 @@ imports it."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -68,8 +69,9 @@ class WorkerServices:
     canary: Canary | None = None  # None: `canary.enabled` is false
 
 
-# One TLS context for every school client (the CA bundle loaded once, ~1.2 MB each),
-# made at import, in the master before the fork: the workers share its pages.
+# One TLS context for every outgoing client (the school's, the watches' webhooks, the
+# WeChat API; the CA bundle loaded once, ~1.2 MB each), made at import, in the master
+# before the fork: the workers share its pages.
 SCHOOL_TLS = httpx.create_ssl_context()
 
 
@@ -98,15 +100,18 @@ def preload(settings: Settings) -> None:
     import codecs
 
     import anyio
+    import anyio._backends._asyncio  # anyio's backend, imported on its first use
     import anyio.abc
     import anyio.lowlevel
     import anyio.streams.tls
     import h11  # noqa: F401
     import httpcore
     import httpcore._backends.anyio  # noqa: F401  (httpx's default async transport)
+    import lmdb._envid  # noqa: F401  (lmdb's, on the first environment opened)
     import prometheus_client
     import prometheus_client.multiprocess  # noqa: F401
     import sniffio  # noqa: F401
+    import tornado.platform.asyncio  # noqa: F401  (each worker's IOLoop on its event loop)
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from PIL import Image
     from sqlalchemy.orm import configure_mappers
@@ -122,7 +127,7 @@ def preload(settings: Settings) -> None:
     ):
         getattr(anyio, name)
     # The school's pages come in GBK (decoded as GB18030); BOM-marked UTF-8 files.
-    for name in ("gbk", "gb2312", "gb18030", "utf-8-sig"):
+    for name in ("gbk", "gb2312", "gb18030", "utf-8-sig", "ascii"):
         codecs.lookup(name)
     # The image formats Image.open tries first (captchas are GIF/JPEG/BMP, covers any).
     Image.preinit()
@@ -134,6 +139,13 @@ def preload(settings: Settings) -> None:
     # of its own pages), SQLAlchemy its ORM mappers on the first query (~1.3 MB).
     AESGCM(bytes(32)).encrypt(bytes(12), b"", None)
     configure_mappers()
+    # The OpenAPI document, built and gzipped once per process (handlers/docs.py): every
+    # worker's application asks for it at start, ~8 MB of its own pages when built there.
+    from handlers import docs
+
+    # Cached by the arguments as given: make_app's call, then the document handler's.
+    docs.openapi_gzipped()
+    docs.openapi_gzipped(settings.mode == "production")
     if settings.event_loop == "uvloop":
         import uvloop  # noqa: F401  (each worker makes its own loop after the fork)
 
@@ -143,6 +155,8 @@ def preload(settings: Settings) -> None:
 
 # /readyz says writes are failing for this long after one was refused.
 WRITE_FAILURE_MEMORY_S = 5.0
+# Students whose log pseudonym a worker keeps (about 150 bytes each).
+PSEUDONYMS_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +354,7 @@ async def build_worker_services(
             academic_service,
             service_of(services, "library", LibraryService),
             watches,
+            tls=SCHOOL_TLS,
         )
     watch_parts: WatchParts | None = None
     if watches is not None:
@@ -356,6 +371,7 @@ async def build_worker_services(
             wechat.customer if wechat is not None else None,
             wechat_accounts,
             {p.spec.system: p.spec.budget for p in pipelines},
+            tls=SCHOOL_TLS,
         )
     deps = AppDeps(
         card=card_service,
@@ -368,7 +384,8 @@ async def build_worker_services(
         accounts=accounts,
         clients=registry,
         ipv6_prefix=limits.ipv6_prefix,
-        pseudonym=lambda student_id: pseudonym(secret, student_id),
+        # Once per student per worker, not per request (an HMAC): the same students ask again.
+        pseudonym=functools.lru_cache(PSEUDONYMS_KEPT)(functools.partial(pseudonym, secret)),
         lockouts=lambda: gate.lockouts(registry.failures_max_of),
         page_captures=page_captures,
         library=service_of(services, "library", LibraryService),

@@ -15,9 +15,8 @@ import mmap
 import platform
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from db import queries
 from services import codes
@@ -50,6 +49,8 @@ GATE_SLOT: Final = struct.Struct("=Qd16sddiidddii")
 # lock) changes the slot, bumped again when it is done. Readers take no lock: they read
 # the number, the record, and the number again, and retry if it was odd or moved.
 GATE_SEQ: Final = struct.Struct("=Q")
+# A slot's sequence number and tag (the record's first field), read together.
+GATE_HEAD: Final = struct.Struct("=QQ")
 # A reader that keeps meeting writers takes the lock after this many tries.
 SEQ_READ_TRIES: Final = 4
 # Lock-free reads rely on the CPU keeping stores (and loads) in program order, as
@@ -61,9 +62,9 @@ OUTAGE_ATTEMPTS: Final = 8
 OUTAGE_SLOT: Final = struct.Struct("=Q" + "Qd" * OUTAGE_ATTEMPTS)
 
 
-@dataclass(frozen=True, slots=True)
-class HostRecord:
-    """What this host knows about one student or address, and since when."""
+class HostRecord(NamedTuple):
+    """What this host knows about one student or address, and since when (a named tuple:
+    made on every read of the table, three times a warm request)."""
 
     verifier_at: float  # when the verifier was read from (or written to) the database; 0 never
     verifier: bytes
@@ -115,17 +116,22 @@ class GateTable(SharedSlots):
             return self._read_chain(memory, first, tag, now)
 
     def _read_seq(self, memory: mmap.mmap, first: int, tag: int, now: float) -> HostRecord | None:
-        """The record read without the lock; None if a writer got in the way."""
+        """The record read without the lock; None if a writer got in the way.
+
+        Another key's slot costs one read of its number and tag (a slot being written
+        still sends the reader round again); only the key's own is read whole, between
+        two reads of its number."""
         for offset in self.chain(first):
-            (before,) = GATE_SEQ.unpack_from(memory, offset)
+            before, found = GATE_HEAD.unpack_from(memory, offset)
             if before & 1:
                 return None
+            if found != tag:
+                continue
             values = GATE_SLOT.unpack_from(memory, offset + GATE_SEQ.size)
             (after,) = GATE_SEQ.unpack_from(memory, offset)
-            if after != before:
+            if after != before or values[0] != tag:
                 return None
-            if values[0] == tag:
-                return _record(values, now)
+            return _record(values, now)
         return EMPTY
 
     def _read_chain(self, memory: mmap.mmap, first: int, tag: int, now: float) -> HostRecord:

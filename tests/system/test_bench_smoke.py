@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import gateway, load, procs, watch, wechat
+from bench import feeds, gateway, load, prefetch, procs, watch, wechat
 from bench.procs import CONFIGS, SINGLE_STUDENT
 
 
@@ -227,3 +227,69 @@ def test_watch_workload_runs_tiny(tmp_path: Path) -> None:
         time.sleep(0.1)
     assert [p for p in pids if procs.alive(p)] == []
     assert [p for p in ports if not procs.port_is_free(p)] == []
+
+
+def _gone(pids: list[int], ports: list[int]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        any(procs.alive(p) for p in pids) or not all(procs.port_is_free(p) for p in ports)
+    ):
+        time.sleep(0.1)
+    assert [p for p in pids if procs.alive(p)] == []
+    assert [p for p in ports if not procs.port_is_free(p)] == []
+
+
+@pytest.mark.long
+def test_feeds_workload_runs_tiny(tmp_path: Path) -> None:
+    school = procs.start_school(tmp_path, "fast")
+    pids: list[int] = [school.child.pid]
+    ports: list[int] = [int(school.url.rsplit(":", 1)[1])]
+    try:
+        system = procs.start_jnufm(
+            tmp_path, "default", CONFIGS / "default.yaml", school.url, 2, None
+        )
+        pids += system.all_pids()
+        ports += _ports(system)
+        try:
+            got = feeds.measure(system, school, feeds.Size(2, 1, 4), tmp_path, lambda _: None)
+        finally:
+            system.stop()
+    finally:
+        school.stop()
+    assert got["setup"]["feeds"] == 2
+    # Plain GETs get the feed; with its ETag, 304 and nothing else; never the school.
+    plain, conditional = got["by_status"], got["conditional"]["by_status"]
+    assert plain["200"] > 0 and plain["304"] == 0 and plain["other"] == 0, plain
+    assert conditional["304"] > 0 and conditional["200"] == 0, conditional
+    assert conditional["other"] == 0 and got["school_requests"] == 0
+    text = feeds.table({"results": [feeds.no_equivalent("replica"), got]})
+    assert "no equivalent" in text and "(c) default" in text
+    _gone(pids, ports)
+
+
+@pytest.mark.long
+def test_term_start_prefetched_runs_tiny(tmp_path: Path) -> None:
+    school = procs.start_school(tmp_path, "fast")
+    pids: list[int] = [school.child.pid]
+    ports: list[int] = [int(school.url.rsplit(":", 1)[1])]
+    try:
+        system = prefetch.start_jnufm(tmp_path, school, 2, None)
+        pids += system.all_pids()
+        ports += _ports(system)
+        try:
+            size = prefetch.Size(requests=4, connections=2, seconds=10)
+            got = prefetch.measure(system, school, size, tmp_path, lambda _: None, "fast")
+        finally:
+            system.stop()
+    finally:
+        school.stop()
+    # The prefetch fetched every token's timetable; the load on those students then
+    # never reached the school, while the plain one did.
+    run = got["prefetch"]
+    assert run["exit_code"] == 0 and "6 students: 6 fetched, 0 failed" in run["summary"], run
+    assert run["school_requests"] > 0
+    assert got["plain"]["failed"] == 0 and got["plain"]["school_requests"] > 0
+    assert got["prefetched"]["failed"] == 0 and got["prefetched"]["completed"] >= 4
+    assert got["prefetched"]["school_requests"] == 0
+    assert "the prefetch (6 tokens" in prefetch.table({"results": [got]})
+    _gone(pids, ports)

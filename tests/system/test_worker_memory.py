@@ -6,6 +6,7 @@ docs/benchmarks.md; these tests hold the properties those figures rest on.
 
 from __future__ import annotations
 
+import gzip
 import re
 import time
 from collections.abc import Iterator
@@ -81,6 +82,25 @@ def test_a_request_of_every_kind_imports_nothing_in_the_workers(traced_server: P
     time.sleep(0.3)
     late = IMPORT_LINE.findall(traced_server.log()[mark:])
     assert late == [], f"imported in a worker after the fork: {sorted(set(late))}"
+
+
+def test_the_master_builds_the_openapi_document_before_the_fork(tmp_path: Path) -> None:
+    """Every worker's application serves the OpenAPI document from a per-process cache:
+    built in the master, the workers share it (built in each, ~8 MB of each one's own)."""
+    from handlers import docs
+    from runtime.wiring import preload
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"database:\n  url: sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}\n")
+    docs.openapi_gzipped.cache_clear()
+    docs.openapi_body.cache_clear()
+    preload(load_settings(config))
+    built = docs.openapi_gzipped.cache_info()
+    # What make_app asks for at each worker's start, and the document handler after it.
+    made, served = docs.openapi_gzipped(), docs.openapi_gzipped(False)
+    assert docs.openapi_gzipped.cache_info().hits == built.hits + 2
+    assert docs.openapi_gzipped.cache_info().misses == built.misses
+    assert gzip.decompress(made) == gzip.decompress(served) == docs.openapi_body(False)
 
 
 def test_the_allocator_knobs_take_on_glibc() -> None:
