@@ -100,12 +100,31 @@ def refusal(op: Operation, name: str) -> Refusal:
     return REFUSALS[name]
 
 
+# Each operation's checked fields, worked out on its first request, not on every one. By
+# the operation's identity (an Operation holds schemas, dicts, so it cannot be a key); the
+# operation is kept beside them, so an id reused by another object is never taken for it.
+_QUERY: dict[int, tuple[Operation, dict[str, Any]]] = {}
+_BODY: dict[tuple[int, str], tuple[Operation, dict[str, Any]]] = {}
+
+
 def query_schemas(op: Operation) -> dict[str, Any]:
-    return {p.name: p.schema for p in op.params if p.where == "query" and p.name not in NOT_CHECKED}
+    """The declared query parameters of an operation that are checked, by name."""
+    kept = _QUERY.get(id(op))
+    if kept is None or kept[0] is not op:
+        names = {p.name: p.schema for p in op.params if p.where == "query"}
+        kept = _QUERY[id(op)] = (op, {n: s for n, s in names.items() if n not in NOT_CHECKED})
+    return kept[1]
 
 
 def body_schemas(op: Operation, media: str) -> dict[str, Any]:
     """The declared fields of a body of this media type (JSON, or a form)."""
+    kept = _BODY.get((id(op), media))
+    if kept is None or kept[0] is not op:
+        kept = _BODY[(id(op), media)] = (op, _body_schemas(op, media))
+    return kept[1]
+
+
+def _body_schemas(op: Operation, media: str) -> dict[str, Any]:
     if op.body is None:
         return {}
     schema = {
@@ -192,7 +211,7 @@ def _hold(
     if not conforms(schema, value, typed):
         reason = refusal(op, name)
         error = reason.empty if value == "" else reason.invalid
-        told = f"{name} is not as the API describes it (see /openapi.json)"
+        told = f"{name}: {error.when} (see /openapi.json)"
         if "enum" in schema:
             told = f"{name} is one of: " + ", ".join(str(v) for v in schema["enum"])
         raise Refused(error, f"{told}; {reason.hint}" if reason.hint else told)

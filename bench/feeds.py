@@ -34,6 +34,7 @@ from typing import Any, Final
 
 from bench import load
 from bench.procs import CARD, School, System
+from bench.report import fmt
 
 KEY: Final = "feeds"
 # The feeds' students (academic office; password = last 6 digits), none in another workload.
@@ -255,14 +256,6 @@ def no_equivalent(system: str) -> dict[str, Any]:
     return {"system": system, "workload": KEY, "no_equivalent": True, "notes": [NO_EQUIVALENT]}
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.2f}" if v < 10 else f"{v:.0f}"
-    return str(v)
-
-
 def _answers(phase: dict[str, Any]) -> str:
     counts = phase.get("by_status") or {}
     return (
@@ -303,9 +296,9 @@ def table(doc: dict[str, Any]) -> str:
         if setup:
             notes.append(f"{setup['feeds']} feeds made and warmed in {setup['seconds']} s")
         lines.append(
-            f"| {name} | {_fmt(r['rps'])} | {_fmt(r['p50_ms'])} / {_fmt(r['p99_ms'])} "
-            f"| {_answers(r)} | {_fmt(c['rps'])} | {_fmt(c['p50_ms'])} / {_fmt(c['p99_ms'])} "
-            f"| {_answers(c)} | {ratio} | {_fmt(r.get('school_requests'))} "
+            f"| {name} | {fmt(r['rps'])} | {fmt(r['p50_ms'])} / {fmt(r['p99_ms'])} "
+            f"| {_answers(r)} | {fmt(c['rps'])} | {fmt(c['p50_ms'])} / {fmt(c['p99_ms'])} "
+            f"| {_answers(c)} | {ratio} | {fmt(r.get('school_requests'))} "
             f"| {'; '.join(notes)} |"
         )
     return "\n".join(lines)

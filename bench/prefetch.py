@@ -48,6 +48,7 @@ import yaml
 
 from bench import load, procs
 from bench.procs import CARD, CONFIGS, School, System
+from bench.report import fmt
 from db.engine import make_engine, make_sessionmaker
 from harness.processes import ROOT
 from services.campus import CampusCalendar, Term, campus_today
@@ -295,14 +296,6 @@ def _line(name: str, p: dict[str, Any]) -> str:
     )
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.2f}" if v < 10 else f"{v:.0f}"
-    return str(v)
-
-
 def _errors(p: dict[str, Any]) -> str:
     errors = {k: v for k, v in (p.get("school_errors") or {}).items() if v}
     return ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none"
@@ -340,11 +333,11 @@ def table(doc: dict[str, Any]) -> str:
             p = r[name]
             lines.append(
                 f"| {name} ({r['students']} students, -c {r['connections']}) "
-                f"| {_fmt(p['rps'])} | {_fmt(p['answers_per_s'])} "
-                f"| {_fmt(p['p50_ms'])} | {_fmt(p['p99_ms'])} "
+                f"| {fmt(p['rps'])} | {fmt(p['answers_per_s'])} "
+                f"| {fmt(p['p50_ms'])} | {fmt(p['p99_ms'])} "
                 f"| {p['failed']}{_bad(p)} / {p['completed']} "
-                f"| {p['school_requests']} ({_fmt(p['school_requests_per_answer'])}) "
-                f"| {_fmt(p['school_peak_in_flight'])} | {_errors(p)} | {_logins(p)} "
+                f"| {p['school_requests']} ({fmt(p['school_requests_per_answer'])}) "
+                f"| {fmt(p['school_peak_in_flight'])} | {_errors(p)} | {_logins(p)} "
                 f"| {'capped' if p['capped'] else ''} |"
             )
         f = r["prefetch"]
@@ -353,7 +346,7 @@ def table(doc: dict[str, Any]) -> str:
             f"| the prefetch ({r['setup']['tokens']} tokens; ceiling "
             f"{f['ceiling_per_min']:g} school requests/min) | | | | | "
             f"{ended} in {f['seconds']} s | {f['school_requests']} "
-            f"| {_fmt(f['school_peak_in_flight'])} "
+            f"| {fmt(f['school_peak_in_flight'])} "
             f"| {_errors(f)} | {_logins(f)} | {f['summary']} |"
         )
         if r["notes"]:

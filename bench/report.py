@@ -57,7 +57,7 @@ def _ratio(x: float | None, y: float | None) -> str:
     return f"{q:.0f}x" if q >= 100 else f"{q:.2f}x" if q < 10 else f"{q:.1f}x"
 
 
-def _fmt(v: Any, digits: int = 0) -> str:
+def fmt(v: Any, digits: int = 0) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -101,14 +101,14 @@ def full_table(doc: dict[str, Any]) -> str:
             if r is None:
                 continue
             workers = sorted(r["per_worker"].values(), reverse=True)
-            bal = _fmt(r["busiest_over_least"])
+            bal = fmt(r["busiest_over_least"])
             rss = sorted(r["rss_mb"].values(), reverse=True)
             rss_text = f"{max(rss):.0f}" + (f" (min {min(rss):.0f})" if len(rss) > 1 else "")
             lines.append(
                 f"| {wl['label']} | ({SHORT.get(sys_key, '?')}) {sys_key} | {r['rps']:.2f} "
-                f"| {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {r['failed']} / {r['completed']} "
-                f"| {_fmt(r.get('school_requests_per_answer'))} "
-                f"| {_fmt(r.get('school_peak_in_flight'))} "
+                f"| {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {r['failed']} / {r['completed']} "
+                f"| {fmt(r.get('school_requests_per_answer'))} "
+                f"| {fmt(r.get('school_peak_in_flight'))} "
                 f"| {'/'.join(map(str, workers))} ({bal}) "
                 f"| {rss_text if rss else '-'} | {'; '.join(r['notes'])} |"
             )
@@ -161,16 +161,16 @@ def school_table(doc: dict[str, Any]) -> str:
             if r is None:
                 continue
             budget = r.get("school_budget")
-            peak = _fmt(r.get("school_peak_in_flight")) + (
+            peak = fmt(r.get("school_peak_in_flight")) + (
                 f" ({budget})" if budget is not None else ""
             )
             lines.append(
                 f"| {wl['label']} | ({SHORT.get(sys_key, '?')}) {sys_key} "
-                f"| {_fmt(r.get('answers_per_s'))} | {ratio if sys_key == 'default' else ''} "
-                f"| {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} "
+                f"| {fmt(r.get('answers_per_s'))} | {ratio if sys_key == 'default' else ''} "
+                f"| {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} "
                 f"| {r['failed']}{_failed_statuses(r)} / {r.get('empty', 0)} / {r['completed']} "
                 f"| {SCHOOL_NAMES.get(r.get('school', ''), r.get('school', '-'))} "
-                f"| {_fmt(r.get('school_requests_per_answer'))} | {peak} "
+                f"| {fmt(r.get('school_requests_per_answer'))} | {peak} "
                 f"| {_school_counts(r)} | {'; '.join(r['notes'])} |"
             )
     return "\n".join(lines) if len(lines) > 2 else ""
@@ -330,7 +330,7 @@ def memory_table(doc: dict[str, Any]) -> str:
     ]
     for name, (mem, workload) in found.items():
         lines.append(
-            f"| {name} | {mem['uss']:.1f} | {_fmt(mem.get('pss'), 1)} | {_fmt(mem.get('rss'), 1)} "
+            f"| {name} | {mem['uss']:.1f} | {fmt(mem.get('pss'), 1)} | {fmt(mem.get('rss'), 1)} "
             f"| {workload} |"
         )
     return "\n".join(lines)
@@ -395,21 +395,21 @@ def gateway_table(doc: dict[str, Any]) -> str:
     ]
     for r in rows:
         budget = r.get("school_budget")
-        peak = _fmt(r.get("school_peak_in_flight")) + (
+        peak = fmt(r.get("school_peak_in_flight")) + (
             f" ({budget})" if budget is not None else " (none)"
         )
         refused = r.get("right_refused_429") or {}
         other = {k: v for k, v in refused.items() if k not in GATEWAY_LIMIT_CODES}
         lines.append(
             f"| ({SHORT.get(r['system'], '?')}) {r['system']} | {r.get('case_label', r['case'])} "
-            f"| {_fmt(r.get('answers_per_s'))} | {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} "
+            f"| {fmt(r.get('answers_per_s'))} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} "
             f"| {_codes(r.get('right'))} "
             f"| {r['right_refused_by_limits']}"
             + (f" (and 429 {_codes(other)})" if other else "")
             + f" | {_codes(r.get('wrong'))} | {r['wrong_answered_401']} of {r['wrong_sent']} "
             f"| {_limit(r)} "
             f"| {r['students_answered']} / {r['students_asked']} ({r['mistypers_reached']}) "
-            f"| {_fmt(r.get('school_requests_per_answer'))} | {peak} "
+            f"| {fmt(r.get('school_requests_per_answer'))} | {peak} "
             f"| {'; '.join(r['notes'])} |"
         )
     return "\n".join(lines)
@@ -423,7 +423,7 @@ def _limit(r: dict[str, Any]) -> str:
     if "clients.failures_max" in limit:
         return f"{limit['wrong_judged']} / {limit['clients.failures_max']} (client's budget)"
     return (
-        f"{limit['wrong_judged']} / {_fmt(limit['allowance_at_end'])} (address: "
+        f"{limit['wrong_judged']} / {fmt(limit['allowance_at_end'])} (address: "
         f"{limit['limits.failed_logins_ip_max']} + {limit['limits.failed_logins_ip_per_student']}"
         f" x {limit['students_proven']} students, at most "
         f"{limit['limits.failed_logins_ip_ceiling']})"
@@ -444,9 +444,9 @@ def gateway_latency(doc: dict[str, Any]) -> str:
         named = r.get("access_lines_by_client")
         lines.append(
             f"| ({SHORT.get(r['system'], '?')}) {r['system']} | {r['case']} "
-            f"| {r.get('cold_asks')}, {_fmt(r.get('cold_p50_ms'))} / {_fmt(r.get('cold_p99_ms'))} "
-            f"| {r.get('warm_asks')}, {_fmt(r.get('warm_p50_ms'))} / "
-            f"{_fmt(r.get('warm_p99_ms'))} "
+            f"| {r.get('cold_asks')}, {fmt(r.get('cold_p50_ms'))} / {fmt(r.get('cold_p99_ms'))} "
+            f"| {r.get('warm_asks')}, {fmt(r.get('warm_p50_ms'))} / "
+            f"{fmt(r.get('warm_p99_ms'))} "
             f"| {r.get('school_requests')} ({logins.get('ok')} / {logins.get('refused')}) "
             f"| {_codes(named) if named else '- (not logged)'} |"
         )

@@ -150,7 +150,11 @@ async def watching(settings: Settings) -> AsyncIterator[World]:
     """The app served with a watch store, and what a test needs to drive the scheduler."""
     engine = make_engine(settings.database)
     await migrate(engine)
-    services = await build_worker_services(settings)
+    # The server's own scheduler and deliverer stay off (its watch loop, on the real clock,
+    # would claim the test's due watches behind its back): the test drives its own, on
+    # the store below, with `settings` as they are.
+    quiet = settings.watches.model_copy(update={"enabled": False})
+    services = await build_worker_services(settings.model_copy(update={"watches": quiet}))
     await services.recover()
     clock = Clock()
     sessions = make_sessionmaker(engine)
