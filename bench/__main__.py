@@ -5,6 +5,7 @@ python -m bench calibrate [--repeat N]
 python -m bench report bench/results/<run>.json [--docs docs/benchmarks.md]
 python -m bench profile [--seconds N]
 python -m bench loops [--rounds N]
+python -m bench cpu [--rounds N] [--seconds N]
 python -m bench drills [--only NAME ...] [--seconds N]
 python -m bench balance [--processes N] [--seconds N]
 python -m bench slow-body [--preset one-worker|default] [--sockets N] [--seconds N]
@@ -64,6 +65,10 @@ def main(argv: list[str]) -> int:
         from bench.hotpath import main_loops
 
         return main_loops(rest)
+    if command == "cpu":
+        from bench.hotpath import main_cpu
+
+        return main_cpu(rest)
     print(__doc__, file=sys.stderr)
     return 2
 

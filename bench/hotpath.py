@@ -2,6 +2,7 @@
 
     python -m bench profile [--seconds 15]   # py-spy on one jnufm worker under wrk
     python -m bench loops [--rounds 3]       # event_loop: asyncio vs uvloop, alternating
+    python -m bench cpu [--rounds 4]         # CPU per warm answer vs the hello-world, alternating
 
 Both use system (c) (bench/configs/default.yaml) with 2 workers against the
 `fast` school profile, and `wrk -c 20` on one student's balance (a "warm"
@@ -10,7 +11,10 @@ query: the same student again). `profile` samples one worker with py-spy
 code (handlers/, services/, systems/, school/, leanweb/, db/, runtime/,
 settings.py), libraries, and the rest, and says the workers' CPU time per request
 (user + system); `loops` runs both loops in turn `--rounds` times and compares
-requests/s measured in the same run.
+requests/s measured in the same run; `cpu` starts jnufm (2 workers, the warm balance)
+and the pre-forked hello-world (2 processes) in turn, `wrk -c 100` on each, and says
+the workers' CPU time per answered request of both and their ratio: steadier than
+requests/s on a machine whose other work moves them.
 """
 
 from __future__ import annotations
@@ -238,6 +242,45 @@ def loops(rounds: int, seconds: int) -> dict[str, Any]:
     return {"runs": runs, "mean_rps": mean, "uvloop_over_asyncio": mean["uvloop"] / mean["asyncio"]}
 
 
+def cpu_rounds(rounds: int, seconds: int) -> dict[str, Any]:
+    """The workers' CPU per answer, jnufm's warm balance then the hello-world, `rounds` times."""
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="jnufm-cpu-") as tmp_name:
+        tmp = Path(tmp_name)
+        school = procs.start_school(tmp, "fast")
+        try:
+            for i in range(rounds):
+                for name in ("jnufm", "hello"):
+                    if name == "jnufm":
+                        system = procs.start_jnufm(
+                            tmp, f"cpu-{i}", CONFIGS / "default.yaml", school.url, 2
+                        )
+                        _warm(system.url)
+                    else:
+                        system = procs.start_hello(tmp, 2)
+                    try:
+                        pids = system.worker_pids()
+                        before = [cpu_s(p) for p in pids]
+                        r = load.wrk(system.url, 100, seconds, tmp, "single", int(SINGLE_STUDENT))
+                        used = sum(cpu_s(p) - b for p, b in zip(pids, before, strict=True))
+                    finally:
+                        system.stop()
+                    cpu_us = round(1e6 * used / r.completed, 1) if r.completed else None
+                    runs.append({"round": i, "system": name, "cpu_us": cpu_us, **r.as_dict()})
+                    print(
+                        f"round {i} {name:<6} {cpu_us} us/request  {r.rps:9.1f} req/s  "
+                        f"failed {r.bad}",
+                        flush=True,
+                    )
+        finally:
+            school.stop()
+    mean = {
+        name: sum(x["cpu_us"] or 0.0 for x in runs if x["system"] == name) / rounds
+        for name in ("jnufm", "hello")
+    }
+    return {"runs": runs, "mean_cpu_us": mean, "hello_over_jnufm": mean["hello"] / mean["jnufm"]}
+
+
 def _save(kind: str, doc: dict[str, Any]) -> Path:
     started = dt.datetime.now(dt.UTC)
     RESULTS.mkdir(exist_ok=True)
@@ -267,6 +310,22 @@ def main_profile(argv: list[str]) -> int:
     for k, v in p["ours_innermost"][:15]:
         print(f"  {v:5.1f}%  {k}")
     print(f"\nresults: {_save('profile', result)}")
+    return 0
+
+
+def main_cpu(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench cpu")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=int, default=8)
+    args = parser.parse_args(argv)
+    result = cpu_rounds(args.rounds, args.seconds)
+    mean = result["mean_cpu_us"]
+    print(
+        f"\nmean CPU per request: jnufm {mean['jnufm']:.1f} us, hello-world "
+        f"{mean['hello']:.1f} us (hello/jnufm {result['hello_over_jnufm']:.3f}; the warm "
+        "balance with the benchmark's lifted per-address limits, bench/configs/default.yaml)"
+    )
+    print(f"results: {_save('cpu', result)}")
     return 0
 
 

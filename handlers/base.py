@@ -53,6 +53,7 @@ from services.errors import (
 )
 from services.gate import Lockout
 from services.pipeline import Answer
+from services.pipeline.ready import ReadyHit
 from services.rates import RequestRateLimiter
 from services.sessions import SessionService
 from services.tokens import TokenStore
@@ -511,13 +512,24 @@ class JsonHandler(JsonErrors, LeanHandler):
 
     def mark_answer(self, answer: Answer[Any]) -> None:
         """The answer's `Age` and `Cache-Status` (RFC 9211) headers."""
-        age = (datetime.now(UTC) - answer.as_of).total_seconds()
-        self.set_header("Age", str(max(0, int(age))))
-        self.set_header("Cache-Status", answer.cache_status)
         # The access log's short form: stale, hit (from the cache) or miss (the school asked).
-        self.timer.cache_status = (
-            "stale" if answer.stale else ("hit" if answer.source == "cache" else "miss")
-        )
+        short = "stale" if answer.stale else ("hit" if answer.source == "cache" else "miss")
+        self._mark((datetime.now(UTC) - answer.as_of).total_seconds(), answer.cache_status, short)
+
+    def _mark(self, age_s: float, cache_status: str, short: str) -> None:
+        self.set_header("Age", str(max(0, int(age_s))))
+        self.set_header("Cache-Status", cache_status)
+        self.timer.cache_status = short
+
+    def write_ready(self, ready: ReadyHit) -> None:
+        """A body kept ready (services/pipeline/ready.py), with its `Age` and `Cache-Status`."""
+        self._mark(ready.age_s, ready.cache_status, "hit")
+        self.finish(ready.body)
+
+    def write_kept(self, answer: Answer[Any], body: bytes) -> None:
+        """A body the handler keeps ready too, with the answer's `Age` and `Cache-Status`."""
+        self.mark_answer(answer)
+        self.finish(body)
 
     def note_outcome(self, outcome: str) -> None:
         if self.who is None:

@@ -36,7 +36,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.web import Application, HTTPError, OutputTransform
 
 from handlers.base import AppDeps, JsonHandler, NotFoundHandler
-from leanweb import LeanDelegate, LeanHandler, LeanRoutes, header
+from leanweb import LeanDelegate, LeanHandler, LeanRoutes, header, server_request
 
 # The index page loads its style sheet and icon from this server and runs no script.
 CONTENT_SECURITY_POLICY = (
@@ -196,7 +196,7 @@ class BodyLimit(httputil.HTTPMessageDelegate):
     ) -> Awaitable[None] | None:
         assert isinstance(start_line, httputil.RequestStartLine)
         self._start_line, self._headers = start_line, headers
-        self._request = httputil.HTTPServerRequest(
+        self._request = server_request(
             connection=self._conn,
             server_connection=self._server_conn,
             start_line=start_line,

@@ -38,7 +38,14 @@ Tornado's public interfaces it relies on, and nothing private:
 
 from leanweb.compression import Compression, accepts_gzip
 from leanweb.handler import BODY_METHODS, Finisher, LeanHandler, answered_methods, body_etag
-from leanweb.request import decode_argument, entity_tags, header, media_type, parse_body
+from leanweb.request import (
+    decode_argument,
+    entity_tags,
+    header,
+    media_type,
+    parse_body,
+    server_request,
+)
 from leanweb.routing import (
     LeanApplication,
     LeanDelegate,
@@ -67,4 +74,5 @@ __all__ = [
     "media_type",
     "parse_body",
     "route_label",
+    "server_request",
 ]

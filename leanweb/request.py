@@ -6,10 +6,47 @@ a body is parsed whatever the method), with tornado.httputil's public parsers.
 
 from __future__ import annotations
 
-from typing import overload
+from typing import Final, overload
 
 from tornado import httputil
+from tornado.escape import parse_qs_bytes
 from tornado.web import HTTPError
+
+# Tornado's own cap on a query string's fields (its default ParseBodyConfig's).
+MAX_QUERY_FIELDS: Final = httputil.ParseBodyConfig().urlencoded.max_arguments
+
+
+def server_request(
+    connection: httputil.HTTPConnection,
+    server_connection: object,
+    start_line: httputil.RequestStartLine,
+    headers: httputil.HTTPHeaders,
+) -> httputil.HTTPServerRequest:
+    """The request Tornado's HTTPServerRequest makes of a start line and headers, its
+    query arguments copied field by field instead of by `copy.deepcopy` (their values are
+    bytes: two dicts as independent, in a tenth of the time)."""
+    path, sep, query = start_line.path.partition("?")
+    if not sep:
+        return httputil.HTTPServerRequest(
+            connection=connection,
+            server_connection=server_connection,
+            start_line=start_line,
+            headers=headers,
+        )
+    request = httputil.HTTPServerRequest(
+        connection=connection,
+        server_connection=server_connection,
+        start_line=start_line._replace(path=path),
+        headers=headers,
+    )
+    request.uri, request.query = start_line.path, query
+    try:
+        arguments = parse_qs_bytes(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except Exception as e:  # as Tornado's: any parsing failure is the client's
+        raise httputil.HTTPInputError(f"Invalid query string: {e}") from e
+    request.arguments = arguments
+    request.query_arguments = {name: list(values) for name, values in arguments.items()}
+    return request
 
 
 @overload

@@ -22,6 +22,7 @@ from tornado.routing import PathMatches
 from tornado.web import HTTPError
 
 from leanweb.handler import Finisher, LeanHandler
+from leanweb.request import server_request
 
 _REGEX_SYNTAX = re.compile(r"[()\[\]{}*+?|^$.]")
 
@@ -235,7 +236,7 @@ class _Routing(httputil.HTTPMessageDelegate):
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
         assert isinstance(start_line, httputil.RequestStartLine)
-        request = httputil.HTTPServerRequest(
+        request = server_request(
             connection=self._conn,
             server_connection=self._server_conn,
             start_line=start_line,

@@ -106,10 +106,11 @@ def read(exposition: str, at: float) -> Reading:
                 reading.latency_buckets[bound] = reading.latency_buckets.get(bound, 0.0) + value
             elif name == "jnufm_cache_lookups_total":
                 level, outcome = labels.get("level"), labels.get("outcome")
-                # Every lookup starts in memory; a memory miss may still hit the database.
+                # Every lookup starts in memory (or is a body kept ready, a memory hit's
+                # short way); a memory miss may still hit the database.
                 if outcome == "hit":
                     reading.cache_hits += value
-                if level == "memory" and outcome in ("hit", "miss"):
+                if level in ("memory", "ready") and outcome in ("hit", "miss"):
                     reading.cache_lookups += value
             elif name == "jnufm_school_requests_total":
                 _add(reading.school_requests, system, value)

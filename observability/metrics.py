@@ -547,7 +547,8 @@ def observe_school_request(system: str, path: str, outcome: str, seconds: float)
 
 def record_cache(kind: str, outcome: str, level: str = "memory") -> None:
     """One cache lookup: kind of data ("account", "today", "history"), outcome
-    "hit", "miss" or "stale" (an expired value served anyway), level "memory", "shared"
+    "hit", "miss" or "stale" (an expired value served anyway), level "memory", "ready" (a
+    memory hit answered with the body kept ready, services/pipeline/ready.py), "shared"
     (the host's shared cache) or "db"."""
     _tally.count("cache_lookups", (kind, level, outcome))
 

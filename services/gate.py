@@ -75,7 +75,7 @@ from db.models import LoginFailure
 from observability import metrics
 from services import attempts
 from services.callers import Caller
-from services.credentials import Credentials, make_verifier, pseudonym
+from services.credentials import Credentials, make_verifier, pseudonym, verifier_bytes
 from services.deferred import DeferredWrites, WriteHealth
 from services.errors import InvalidPassword, RateLimited, StorageUnavailable
 from services.lockout import (
@@ -106,6 +106,8 @@ ATTEMPT_CHARS: Final = 32
 # outrun inserts, so the table stays near "failures within one window".
 PRUNE_BATCH: Final = 64
 PENDING_POLL_S: Final = 0.002
+# (address, student) pairs a worker remembers as counted (then it forgets them all).
+PAIRS_REMEMBERED: Final = 65536
 
 
 def utc_now() -> datetime:
@@ -306,6 +308,9 @@ class CredentialGate:
         # Database reads that refresh this host's table, one at a time per key: the
         # concurrent requests of one student that find it stale share one read.
         self._refreshing: dict[str, asyncio.Future[Any]] = {}
+        # (address, student) pairs counted in their address's population, until when the
+        # count holds: the warm path reads the table's pair record once per window.
+        self._pairs_counted: dict[str, float] = {}
         self._secret_key = secret_key
         self._now = now
         self._limits = settings
@@ -381,6 +386,34 @@ class CredentialGate:
         ids = await self._reserve(p, mismatched) if self.enabled else ()
         return GateTicket(self, p, creds, matches=False, ids=ids, mismatched=mismatched)
 
+    def proves(self, system: str, creds: Credentials, caller: Caller) -> bool:
+        """Whether this host's table alone proves the password right with nothing to
+        decide (a warm hit's short way, services/pipeline/ready.py): what `admit` finds
+        for such a password without an await, counted as admit counts it. False for
+        anything else (no fresh verifier, another password, a lockout, a reservation
+        being decided, a lockout state to read again): then `admit` decides, the whole
+        way, so no decision of the gate differs."""
+        t = self._now().timestamp()
+        subject = f"{system}:{creds.student_id}"  # Presented.student_subject
+        student = self._table.read("s|" + subject, t)  # _student_key
+        if not self._fresh(student.verifier_at, t) or student.verifier == NO_VERIFIER:
+            return False
+        mine = verifier_bytes(self._secret_key, system, creds)[:HOST_VERIFIER_BYTES]
+        if not hmac.compare_digest(student.verifier, mine):
+            return False
+        if not creds.proven:
+            registered = caller.client is not None
+            if self.enabled:
+                records = (student, self._table.read(caller.key, t))
+                if attempts.locked_scope(student, records[1], registered, t) is not None:
+                    return False
+                if not self._settled(records, t):
+                    return False
+            if not registered:
+                self._count_proven(caller.key, subject, t)
+        metrics.record_gate(system, "verified")
+        return True
+
     def _settled(self, records: Sequence[HostRecord], t: float) -> bool:
         """No reservation of the student is being decided on this host, and the lockout
         state of the student and the caller is fresh: a matching password needs no more."""
@@ -449,10 +482,19 @@ class CredentialGate:
 
     def _proven_right(self, p: Presented, t: float) -> None:
         """A student proved a right password from an anonymous address: its population."""
-        if p.registered:
-            return
-        pair = f"p|{p.caller.key}|{p.student_subject}"
-        self._table.count_proven(pair, self._caller_key(p), t, self._window.total_seconds())
+        if not p.registered:
+            self._count_proven(self._caller_key(p), p.student_subject, t)
+
+    def _count_proven(self, address: str, student_subject: str, t: float) -> None:
+        """Count the (address, student) pair in the address's population, once a window."""
+        pair = f"p|{address}|{student_subject}"
+        if self._pairs_counted.get(pair, 0.0) > t:
+            return  # this worker saw the pair counted within the window: no table read
+        window_s = self._window.total_seconds()
+        counted_at = self._table.count_proven(pair, address, t, window_s)
+        if len(self._pairs_counted) >= PAIRS_REMEMBERED:
+            self._pairs_counted.clear()
+        self._pairs_counted[pair] = counted_at + window_s
 
     async def _once(self, key: str, read: Callable[[], Awaitable[R]]) -> R:
         """The result of `read`, shared with every caller that asks for the same key

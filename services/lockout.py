@@ -53,6 +53,8 @@ GATE_SEQ: Final = struct.Struct("=Q")
 GATE_HEAD: Final = struct.Struct("=QQ")
 # A reader that keeps meeting writers takes the lock after this many tries.
 SEQ_READ_TRIES: Final = 4
+# Records a process remembers where it read them (then it forgets them all).
+SEEN_RECORDS: Final = 8192
 # Lock-free reads rely on the CPU keeping stores (and loads) in program order, as
 # x86-64 does; elsewhere every read takes the lock.
 LOCK_FREE_READS: Final = platform.machine().lower() in ("x86_64", "amd64")
@@ -97,26 +99,52 @@ def _record(values: tuple[Any, ...], now: float) -> HostRecord:
     return HostRecord(v_at, verifier, l_at, until, failures, pending, pop_at, pop_now, pop_prev)
 
 
+# Where a record was read: its slot, the slot's (sequence number, tag) then, its values.
+Seen = tuple[int, tuple[int, int], tuple[Any, ...]]
+
+
 class GateTable(SharedSlots):
     """Per-host gate state for students and addresses, shared by every worker of the host."""
 
     slot_size = GATE_SEQ.size + GATE_SLOT.size
     table_name = "jnufm-gate-table"
 
+    def __init__(self, fd: int, memory: mmap.mmap, slots: int) -> None:
+        super().__init__(fd, memory, slots)
+        # Records this process read lately, by key: (slot, the slot's (sequence number,
+        # tag) then, values). A forked worker starts with the master's: a slot's head
+        # says whether they still hold.
+        self._seen: dict[str, Seen] = {}
+
     def read(self, key: str, now: float) -> HostRecord:
-        """The record of key (an empty one if this host holds none)."""
+        """The record of key (an empty one if this host holds none).
+
+        A record read before is read again only if its slot's sequence number or tag
+        moved since (every write to a slot moves its number, and a key's record never
+        lives in two slots): one read of the slot's head instead of the chain's walk.
+        Without lock-free reads every read takes the lock."""
+        if LOCK_FREE_READS:
+            seen = self._seen.get(key)
+            if seen is not None and GATE_HEAD.unpack_from(self.memory, seen[0]) == seen[1]:
+                return _record(seen[2], now)
         tag = key_hash(key)
         first = self.chain_start(tag)
         if LOCK_FREE_READS:
             for _ in range(SEQ_READ_TRIES):
-                found = self._read_seq(self.memory, first, tag, now)
+                found = self._read_seq(self.memory, first, tag)
+                if isinstance(found, HostRecord):
+                    return found  # none: EMPTY
                 if found is not None:
-                    return found
+                    if len(self._seen) >= SEEN_RECORDS:
+                        self._seen.clear()
+                    self._seen[key] = found
+                    return _record(found[2], now)
         with self.locked(first) as memory:
             return self._read_chain(memory, first, tag, now)
 
-    def _read_seq(self, memory: mmap.mmap, first: int, tag: int, now: float) -> HostRecord | None:
-        """The record read without the lock; None if a writer got in the way.
+    def _read_seq(self, memory: mmap.mmap, first: int, tag: int) -> Seen | HostRecord | None:
+        """The record read without the lock: (its slot, the slot's head, its values), EMPTY
+        if there is none, None if a writer got in the way.
 
         Another key's slot costs one read of its number and tag (a slot being written
         still sends the reader round again); only the key's own is read whole, between
@@ -131,7 +159,7 @@ class GateTable(SharedSlots):
             (after,) = GATE_SEQ.unpack_from(memory, offset)
             if after != before or values[0] != tag:
                 return None
-            return _record(values, now)
+            return offset, (before, tag), values
         return EMPTY
 
     def _read_chain(self, memory: mmap.mmap, first: int, tag: int, now: float) -> HostRecord:
@@ -193,11 +221,13 @@ class GateTable(SharedSlots):
             )
             GATE_SEQ.pack_into(memory, slot, seq + 2)
 
-    def count_proven(self, pair: str, address: str, now: float, window_s: float) -> bool:
+    def count_proven(self, pair: str, address: str, now: float, window_s: float) -> float:
         """Count a student proven right from an address in the address's population, once
-        per window per (address, student) pair (`pair` names it). True if counted."""
-        if self.read(pair, now).pop_at > now - window_s:
-            return False
+        per window per (address, student) pair (`pair` names it). Returns when the pair
+        was counted: now, or earlier within the window (then it is not counted again)."""
+        counted_at = self.read(pair, now).pop_at
+        if counted_at > now - window_s:
+            return counted_at
         self.write(pair, now, population=lambda at, n, p: (now, n, p))
 
         def add(at: float, count: int, prev: int) -> tuple[float, int, int]:
@@ -209,7 +239,7 @@ class GateTable(SharedSlots):
             return at, count + 1, prev
 
         self.write(address, now, population=add)
-        return True
+        return now
 
     def _slot(self, memory: mmap.mmap, first: int, tag: int, now: float) -> int:
         """Key's slot in its chain, else the one to take over: empty, else the least

@@ -14,7 +14,13 @@ The path of one request:
        (school.py)
     -> store result + sealed session -> answer
 
-and when the school fails, is over budget, its breaker is open or the query's
+A warm hit may take a short way (ready.py): the body written for the last answer
+from the cache, kept per route, student and question, answers the next request
+while the gate proves the password from the host's table alone and the memory
+cache still holds the very result it was made of; anything else takes the path
+above.
+
+And when the school fails, is over budget, its breaker is open or the query's
 deadline comes: the last good answer within `cache.max_stale_s`, marked stale,
 else the error. What is good enough and what may stand in is decided by pure
 functions (decisions.py); the stages (engine.py) do the I/O. Errors leave as

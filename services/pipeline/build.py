@@ -17,6 +17,7 @@ from services.pipeline.deadlines import Deadlines
 from services.pipeline.decisions import CachePolicy
 from services.pipeline.engine import Pipeline
 from services.pipeline.model import Connector, SystemSpec, utc_now
+from services.pipeline.ready import ReadyAnswers
 from services.pipeline.school import (
     NoSessions,
     Retrying,
@@ -110,4 +111,5 @@ def build_pipeline(
         deadlines,
     )
     cache = CacheStage(spec.system, storage, cache_policy(settings), now)
-    return Pipeline(spec, gate, cache, coalescing, school, deadlines, now)
+    ready = ReadyAnswers(settings.cache.ready_answers)
+    return Pipeline(spec, gate, cache, coalescing, school, deadlines, now, ready)

@@ -43,6 +43,10 @@ class CacheStage:
             return None
         return await self._storage.lookup(key, now, q.max_age_s, q.codec)
 
+    def current(self, key: CacheKey, now: datetime) -> CacheEntry[Any] | None:
+        """The worker's memory's result for the key (no other level is read), if any."""
+        return self._storage.memory.get(key, now)
+
     async def last_answer(
         self, kind: str, subject: str, params: str, codec: Codec[T]
     ) -> Answer[T] | None:

@@ -19,6 +19,7 @@ from services.campus import CHINA, campus_today
 from services.credentials import Credentials
 from services.errors import BadInput
 from services.pipeline import Answer, Pipeline, Query, Question, combined, utc_now
+from services.pipeline.ready import ReadyHit
 from services.storage import Codec
 from settings import Settings
 from systems.card.client import CardCenterClient
@@ -48,6 +49,8 @@ class CardService:
         self._settings = settings
         self._config = settings.school.section("card", CardCenterConfig)
         self._now = now
+        # The balance's question without `fresh`: the one a kept answer answers.
+        self._balance_question = self._account(self._config.fresh_s.balance, False)
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -72,6 +75,21 @@ class CardService:
         max_age = self._config.fresh_s.balance
         async with self.pipeline.query(creds, caller) as q:
             return await q.answer(self._account(max_age, fresh))
+
+    def ready_balance(
+        self, route: str, creds: Credentials, caller: Caller, fresh: bool = False
+    ) -> ReadyHit | None:
+        """The body kept for this route's last balance answer of the student, if it
+        answers this request now (services/pipeline/ready.py), else None: ask `balance`."""
+        if fresh:
+            return None  # fresh data asked for: the whole way decides
+        return self.pipeline.ready(route, creds, caller, self._balance_question)
+
+    def keep_balance(
+        self, route: str, creds: Credentials, answer: Answer[AccountInfo], body: bytes
+    ) -> None:
+        """Keep the body written for a balance answer (for `ready_balance`)."""
+        self.pipeline.keep(route, creds.student_id, self._balance_question, answer, body)
 
     async def profile(
         self, creds: Credentials, caller: Caller, fresh: bool = False

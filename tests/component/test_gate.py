@@ -632,3 +632,27 @@ def test_lock_free_reads_never_see_a_half_written_record() -> None:
         assert len(seen) > 1, "the reader saw the writer's progress"
     finally:
         table.close()
+
+
+def test_a_record_read_before_is_read_again_whenever_its_slot_moved() -> None:
+    """The reader's memory of where it read a record holds only while the slot's number
+    and tag are unchanged: a write by another process, or another key taking the slot."""
+    table = GateTable.create(8)  # one chain: every key competes for 8 slots
+    try:
+        table.write("s|card:1", 1.0, verifier_at=1.0, verifier=b"a" * 16)
+        assert table.read("s|card:1", 2.0).verifier == b"a" * 16
+        pid = os.fork()
+        if pid == 0:  # another worker of the host
+            try:
+                table.write("s|card:1", 3.0, verifier_at=3.0, verifier=b"b" * 16)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        assert table.read("s|card:1", 4.0).verifier == b"b" * 16
+        # Others take every slot of the chain (the least recently used goes first).
+        for n in range(8):
+            table.write(f"other-{n}", 10.0 + n, verifier_at=10.0 + n)
+        assert table.read("s|card:1", 20.0) == EMPTY
+        assert table.read("other-7", 20.0).verifier_at == 17.0
+    finally:
+        table.close()
