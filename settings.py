@@ -274,7 +274,7 @@ class CacheSettings(_Section):
     stale_wait_s: Annotated[float, Field(gt=0)] = 2
     # Whole answers kept ready per worker for a warm hit's short way
     # (services/pipeline/ready.py); 0: none, every hit takes the whole path.
-    ready_answers: Annotated[int, Field(ge=0)] = 4096
+    ready_answers: Annotated[int, Field(ge=0)] = 2048
     # The host's shared cache (services/shared_cache.py): a folder, relative to the
     # config file; at most shared_mb of answers (0: none), the oldest share out at once.
     shared_path: Annotated[str, Field(min_length=1)] = "var/cache.lmdb"

@@ -106,8 +106,9 @@ ATTEMPT_CHARS: Final = 32
 # outrun inserts, so the table stays near "failures within one window".
 PRUNE_BATCH: Final = 64
 PENDING_POLL_S: Final = 0.002
-# (address, student) pairs a worker remembers as counted (then it forgets them all).
-PAIRS_REMEMBERED: Final = 65536
+# (address, student) pairs a worker remembers as counted (then it forgets them all;
+# ~0.2 KB each).
+PAIRS_REMEMBERED: Final = 4096
 
 
 def utc_now() -> datetime:

@@ -53,8 +53,9 @@ GATE_SEQ: Final = struct.Struct("=Q")
 GATE_HEAD: Final = struct.Struct("=QQ")
 # A reader that keeps meeting writers takes the lock after this many tries.
 SEQ_READ_TRIES: Final = 4
-# Records a process remembers where it read them (then it forgets them all).
-SEEN_RECORDS: Final = 8192
+# Records a process remembers where it read them (then it forgets them all; ~0.5 KB
+# each: the hot students and addresses of a worker, not every one).
+SEEN_RECORDS: Final = 1024
 # Lock-free reads rely on the CPU keeping stores (and loads) in program order, as
 # x86-64 does; elsewhere every read takes the lock.
 LOCK_FREE_READS: Final = platform.machine().lower() in ("x86_64", "amd64")
