@@ -34,7 +34,7 @@ from typing import Any, Final
 
 from bench import load
 from bench.procs import CARD, School, System
-from bench.report import fmt
+from bench.report import SHORT, fmt
 
 KEY: Final = "feeds"
 # The feeds' students (academic office; password = last 6 digits), none in another workload.
@@ -269,7 +269,6 @@ def table(doc: dict[str, Any]) -> str:
     rows = [r for r in doc["results"] if r["workload"] == KEY]
     if not rows:
         return ""
-    short = {"replica": "a", "no-reuse": "b", "default": "c", "hello": "d", "nginx": "e"}
     hello = next((r for r in rows if r["system"] == "hello"), None)
     lines = [
         "Calendar feeds by token (`GET /v1/calendar/<token>.ics`), wrk -c 100, the feed URLs "
@@ -281,7 +280,7 @@ def table(doc: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        name = f"({short.get(r['system'], '?')}) {r['system']}"
+        name = f"({SHORT.get(r['system'], '?')}) {r['system']}"
         if r.get("no_equivalent"):
             lines.append(f"| {name} | - | - | - | - | - | - | - | - | {'; '.join(r['notes'])} |")
             continue

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import load, procs
-from bench.procs import CONFIGS, SINGLE_STUDENT
+from bench.procs import CONFIGS, SINGLE_STUDENT, System
 from bench.run import RESULTS, machine_facts
 from harness.processes import ROOT
 
@@ -144,6 +144,18 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wrk_cpu(
+    system: System, connections: int, seconds: int, tmp: Path
+) -> tuple[load.LoadResult, float | None]:
+    """wrk on one student's balance, and the workers' CPU (user + system) per answered
+    request in us (None if none was answered)."""
+    pids = system.worker_pids()
+    before = [cpu_s(p) for p in pids]
+    r = load.wrk(system.url, connections, seconds, tmp, "single", int(SINGLE_STUDENT))
+    used = sum(cpu_s(p) - b for p, b in zip(pids, before, strict=True))
+    return r, (round(1e6 * used / r.completed, 1) if r.completed else None)
+
+
 def _warm(url: str) -> None:
     load.ab(url + load.balance_path(SINGLE_STUDENT), 1, 1, 30)
 
@@ -183,10 +195,7 @@ def profile(seconds: int, rate: int = 200) -> dict[str, Any]:
                     stderr=subprocess.DEVNULL,
                 )
                 time.sleep(0.5)
-                pids = system.worker_pids()
-                before = [cpu_s(p) for p in pids]
-                r = load.wrk(system.url, 20, seconds, tmp, "single", int(SINGLE_STUDENT))
-                used = sum(cpu_s(p) - b for p, b in zip(pids, before, strict=True))
+                r, cpu_us = wrk_cpu(system, 20, seconds, tmp)
                 spy.wait(seconds + 30)
                 collapsed = _anonymise(out.read_text() if out.exists() else "")
             finally:
@@ -195,7 +204,6 @@ def profile(seconds: int, rate: int = 200) -> dict[str, Any]:
             school.stop()
     # The workers' CPU per answer: steadier than requests/s on a machine shared with other
     # work (the sampled worker's share includes py-spy's own cost to it).
-    cpu_us = round(1e6 * used / r.completed, 1) if r.completed else None
     return {
         "load": r.as_dict(),
         "cpu_us_per_request": cpu_us,
@@ -259,13 +267,9 @@ def cpu_rounds(rounds: int, seconds: int) -> dict[str, Any]:
                     else:
                         system = procs.start_hello(tmp, 2)
                     try:
-                        pids = system.worker_pids()
-                        before = [cpu_s(p) for p in pids]
-                        r = load.wrk(system.url, 100, seconds, tmp, "single", int(SINGLE_STUDENT))
-                        used = sum(cpu_s(p) - b for p, b in zip(pids, before, strict=True))
+                        r, cpu_us = wrk_cpu(system, 100, seconds, tmp)
                     finally:
                         system.stop()
-                    cpu_us = round(1e6 * used / r.completed, 1) if r.completed else None
                     runs.append({"round": i, "system": name, "cpu_us": cpu_us, **r.as_dict()})
                     print(
                         f"round {i} {name:<6} {cpu_us} us/request  {r.rps:9.1f} req/s  "
@@ -274,10 +278,12 @@ def cpu_rounds(rounds: int, seconds: int) -> dict[str, Any]:
                     )
         finally:
             school.stop()
-    mean = {
-        name: sum(x["cpu_us"] or 0.0 for x in runs if x["system"] == name) / rounds
-        for name in ("jnufm", "hello")
-    }
+    mean: dict[str, float] = {}
+    for name in ("jnufm", "hello"):
+        figures = [x["cpu_us"] for x in runs if x["system"] == name and x["cpu_us"] is not None]
+        if not figures:
+            raise SystemExit(f"bench: {name} answered no request in any round")
+        mean[name] = sum(figures) / len(figures)
     return {"runs": runs, "mean_cpu_us": mean, "hello_over_jnufm": mean["hello"] / mean["jnufm"]}
 
 

@@ -630,6 +630,12 @@ def run(
     return out_path
 
 
+def note_shared_database(result: dict[str, Any], database_url: str | None) -> None:
+    """Say so in a result of jnufm on its own server when its database is the run's MySQL."""
+    if database_url:
+        result["notes"].append("MySQL: the database is shared with the systems before")
+
+
 def measure_wechat(
     wl: Workload,
     school: School,
@@ -644,8 +650,7 @@ def measure_wechat(
     try:
         size = wechat.Size(wl.students, wl.repeats, wl.seconds, wl.concurrency)
         result = wechat.measure(system, school, size, log, wl.school_profile)
-        if database_url:
-            result["notes"].append("MySQL: the database is shared with the systems before")
+        note_shared_database(result, database_url)
         return result
     finally:
         system.stop()
@@ -668,8 +673,7 @@ def measure_watch(
     try:
         size = watch.Size(wl.students, wl.repeats, wl.seconds, watch.FULL.deliver_s)
         result = watch.measure(system, school, size, tmp, log, wl.school_profile)
-        if database_url:
-            result["notes"].append("MySQL: the database is shared with the systems before")
+        note_shared_database(result, database_url)
         if ceiling is not None:
             result["notes"].append(
                 f"watches.school_requests_per_min {ceiling:g} (changed; default 60)"
@@ -695,8 +699,7 @@ def measure_prefetched(
         size = prefetch.Size(wl.requests, wl.concurrency, wl.seconds)
         result = prefetch.measure(system, school, size, tmp, log, wl.school_profile)
         result["school_budget"] = budget_of(system, wl.school)
-        if database_url:
-            result["notes"].append("MySQL: the database is shared with the systems before")
+        note_shared_database(result, database_url)
         return result
     finally:
         system.stop()

@@ -26,19 +26,14 @@ def server_request(
     query arguments copied field by field instead of by `copy.deepcopy` (their values are
     bytes: two dicts as independent, in a tenth of the time)."""
     path, sep, query = start_line.path.partition("?")
-    if not sep:
-        return httputil.HTTPServerRequest(
-            connection=connection,
-            server_connection=server_connection,
-            start_line=start_line,
-            headers=headers,
-        )
     request = httputil.HTTPServerRequest(
         connection=connection,
         server_connection=server_connection,
-        start_line=start_line._replace(path=path),
+        start_line=start_line._replace(path=path) if sep else start_line,
         headers=headers,
     )
+    if not sep:
+        return request
     request.uri, request.query = start_line.path, query
     try:
         arguments = parse_qs_bytes(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)

@@ -149,7 +149,7 @@ class Presented:
 
     @property
     def student_subject(self) -> str:
-        return f"{self.system}:{self.student_id}"
+        return student_subject(self.system, self.student_id)
 
     @property
     def scope(self) -> str:
@@ -165,6 +165,16 @@ class Presented:
 
 
 R = TypeVar("R")
+
+
+def student_subject(system: str, student_id: str) -> str:
+    """How failure rows name a student of a system."""
+    return f"{system}:{student_id}"
+
+
+def student_key(subject: str) -> str:
+    """A student's record in the host table."""
+    return "s|" + subject
 
 
 class GateStore:
@@ -395,8 +405,8 @@ class CredentialGate:
         being decided, a lockout state to read again): then `admit` decides, the whole
         way, so no decision of the gate differs."""
         t = self._now().timestamp()
-        subject = f"{system}:{creds.student_id}"  # Presented.student_subject
-        student = self._table.read("s|" + subject, t)  # _student_key
+        subject = student_subject(system, creds.student_id)
+        student = self._table.read(student_key(subject), t)
         if not self._fresh(student.verifier_at, t) or student.verifier == NO_VERIFIER:
             return False
         mine = verifier_bytes(self._secret_key, system, creds)[:HOST_VERIFIER_BYTES]
@@ -429,7 +439,7 @@ class CredentialGate:
 
     @staticmethod
     def _student_key(p: Presented) -> str:
-        return "s|" + p.student_subject
+        return student_key(p.student_subject)
 
     @staticmethod
     def _caller_key(p: Presented) -> str:

@@ -5,7 +5,7 @@ anything else takes the whole path. Over real HTTP, against a real simulator."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import httpx
 import pytest
@@ -68,9 +68,8 @@ def same_answer(one: httpx.Response, other: httpx.Response) -> None:
 
 @pytest.mark.parametrize("ask", [legacy, v1], ids=["2013", "v1"])
 async def test_a_warm_hit_takes_the_short_way_with_the_same_answer(
-    db_url: str, school: Proc, ask: object
+    db_url: str, school: Proc, ask: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
 ) -> None:
-    assert callable(ask)
     async with serve_app(make_settings(db_url, school.url)) as (client, _):
         first = await ask(client)
         assert first.headers["Cache-Status"] == "jnufm; fwd=miss; stored"

@@ -59,6 +59,17 @@ def _ports(system: procs.System) -> list[int]:
     return [int(system.url.rsplit(":", 1)[1])]
 
 
+def _gone(pids: list[int], ports: list[int]) -> None:
+    """Every process of the run has exited and every port it held is free (within 10 s)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        any(procs.alive(p) for p in pids) or not all(procs.port_is_free(p) for p in ports)
+    ):
+        time.sleep(0.1)
+    assert [p for p in pids if procs.alive(p)] == []
+    assert [p for p in ports if not procs.port_is_free(p)] == []
+
+
 @pytest.mark.long
 def test_harness_starts_and_stops_everything(tmp_path: Path) -> None:
     school = procs.start_school(tmp_path, "fast")
@@ -142,13 +153,7 @@ def test_harness_starts_and_stops_everything(tmp_path: Path) -> None:
         for system in systems:
             system.stop()
         school.stop()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (
-        any(procs.alive(p) for p in pids) or not all(procs.port_is_free(p) for p in ports)
-    ):
-        time.sleep(0.1)
-    assert [p for p in pids if procs.alive(p)] == []
-    assert [p for p in ports if not procs.port_is_free(p)] == []
+    _gone(pids, ports)
 
 
 @pytest.mark.long
@@ -180,13 +185,7 @@ def test_wechat_workload_runs_tiny(tmp_path: Path) -> None:
     assert sum(got["server"]["jnufm_wechat_messages"].values()) >= 12
     assert got["school_requests"] > 0
     assert "passive, 1st delivery" in wechat.table({"results": [got]})
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (
-        any(procs.alive(p) for p in pids) or not all(procs.port_is_free(p) for p in ports)
-    ):
-        time.sleep(0.1)
-    assert [p for p in pids if procs.alive(p)] == []
-    assert [p for p in ports if not procs.port_is_free(p)] == []
+    _gone(pids, ports)
 
 
 @pytest.mark.long
@@ -220,23 +219,7 @@ def test_watch_workload_runs_tiny(tmp_path: Path) -> None:
     assert got["duplicates"] == 0 and got["other_deliveries"] == 0
     assert got["bad_signatures"] == 0
     assert "purchase to webhook" in watch.table({"results": [got]})
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (
-        any(procs.alive(p) for p in pids) or not all(procs.port_is_free(p) for p in ports)
-    ):
-        time.sleep(0.1)
-    assert [p for p in pids if procs.alive(p)] == []
-    assert [p for p in ports if not procs.port_is_free(p)] == []
-
-
-def _gone(pids: list[int], ports: list[int]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (
-        any(procs.alive(p) for p in pids) or not all(procs.port_is_free(p) for p in ports)
-    ):
-        time.sleep(0.1)
-    assert [p for p in pids if procs.alive(p)] == []
-    assert [p for p in ports if not procs.port_is_free(p)] == []
+    _gone(pids, ports)
 
 
 @pytest.mark.long
